@@ -59,9 +59,16 @@ class CurateConfig(_Strict):
     )
     temperature: float = Field(0.7, ge=0.0, le=5.0)
     top_p: float = Field(0.9, gt=0.0, le=1.0)
-    max_new_tokens: int = Field(256, ge=1)
+    max_new_tokens: int = Field(
+        256, ge=0, description="judge reply length; with 'expected', 0 reads the score without reasoning first")
     threshold: float = Field(4.0, ge=1.0, le=5.0, description="keep candidates scoring >= threshold")
     max_selected: int | None = Field(None, ge=1, description="keep at most this many, best first")
+
+    @model_validator(mode="after")
+    def _reply_needed(self):
+        if self.method == "sample" and self.max_new_tokens == 0:
+            raise ValueError("method 'sample' parses the judge's reply: max_new_tokens must be at least 1")
+        return self
 
 
 class TrainConfig(_Strict):

@@ -110,14 +110,15 @@ def load_tokenizer(name: str):
     return tokenizer
 
 
-def load_model(name: str, dtype=None, device: str | None = None):
-    """Load a causal LM from safetensors weights (never pickles, never remote code)."""
+def load_model(name: str, dtype=None, device: str | None = None, **config_overrides):
+    """Load a causal LM from safetensors weights (never pickles, never remote code).
+    `config_overrides` (e.g. attention_dropout) are set on the model config before it is built."""
     import torch
     from transformers import AutoModelForCausalLM
 
     try:
         model = AutoModelForCausalLM.from_pretrained(
-            resolve_model(name), dtype=dtype or torch.float32, use_safetensors=True
+            resolve_model(name), dtype=dtype or torch.float32, use_safetensors=True, **config_overrides
         )
     except OSError as e:
         raise ModelError(

@@ -1,0 +1,61 @@
+"""Self-augmentation (paper §2.2): the backward model M_yx writes one instruction for every segment.
+
+Instructions are generated once; M_yx is not retrained. Rows are appended as produced, so a killed run
+resumes where it stopped and the final file has exactly one row per segment, in segment order.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from humback.config import AugmentConfig
+from humback.generation.base import Generator, SamplingParams
+from humback.records import RowWriter, read_jsonl
+from humback.templates import backward_messages
+
+
+def row_seed(seed: int, row_id: str) -> int:
+    """A per-chunk sampling seed derived from the chunk's first id, so a resumed run draws the same
+    randomness for the same rows as long as they fall into the same chunk."""
+    return int(hashlib.sha256(f"{seed}:{row_id}".encode()).hexdigest()[:8], 16)
+
+
+def clean_instruction(text: str) -> str:
+    """Model output is untrusted: strip a leading label the model may echo, and surrounding quotes."""
+    text = text.strip()
+    for label in ("Question:", "Instruction:", "Q:"):
+        if text.startswith(label):
+            text = text[len(label):].strip()
+    return text.strip('"').strip()
+
+
+def augment(segments: str | Path, generator: Generator, out: str | Path, cfg: AugmentConfig,
+            seed: int = 0, chunk_size: int = 8) -> dict:
+    rows = list(read_jsonl(segments, required=("id", "text")))
+    writer = RowWriter(out)
+    todo = [r for r in rows if r["id"] not in writer.done]
+    resumed = len(rows) - len(todo)
+    empty = 0
+    try:
+        with tqdm(total=len(rows), initial=resumed, desc="augment", unit="seg") as bar:
+            for start in range(0, len(todo), chunk_size):
+                chunk = todo[start:start + chunk_size]
+                params = SamplingParams(cfg.temperature, cfg.top_p, cfg.max_new_tokens, row_seed(seed, chunk[0]["id"]))
+                texts = generator.generate([backward_messages(r["text"]) for r in chunk], params)
+                out_rows = []
+                for r, text in zip(chunk, texts):
+                    instruction = clean_instruction(text)
+                    empty += not instruction
+                    out_rows.append({
+                        "id": r["id"], "instruction": instruction, "response": r["text"], "segment_id": r["id"],
+                        "generator": {"model": generator.model, "params": params.as_dict()},
+                    })
+                writer.write(out_rows)
+                bar.update(len(chunk))
+        n = writer.finish(order=[r["id"] for r in rows])
+    finally:
+        writer.close()
+    return {"rows": n, "resumed_rows": resumed, "empty_instructions": empty}

@@ -1,0 +1,209 @@
+"""The loop, stage by stage, in one run directory (paper §2, METHOD.md §1):
+
+seed -> segment -> train:myx -> augment -> train:m0 -> [curate:t (judge M_{t-1}) -> train:mt] for t = 1..T
+
+`manifest.json` records each stage: status, fingerprint, inputs, outputs, stats, timings, versions. A
+stage whose fingerprint matches a finished entry is skipped. The fingerprint covers only what changes
+results (the stage's config section, the prompts, the upstream fingerprints), not batch size or device.
+A stage killed midway is rerun; augment and curate resume from their last whole row.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable
+
+import yaml
+
+from humback import __version__, prompts
+from humback.config import RunConfig, fingerprint
+from humback.records import file_sha256, read_jsonl
+
+
+class StageError(Exception):
+    """A stage that cannot run as asked; the message says what to do."""
+
+
+@dataclass
+class Stage:
+    key: str  # manifest key, e.g. "train:m1"
+    run: Callable[[], dict]
+    fp: str
+    outputs: dict[str, Path]
+    inputs: dict[str, str]
+
+
+def _versions() -> dict:
+    import torch
+    import transformers
+    import trl
+
+    return {"humback": __version__, "python": platform.python_version(), "torch": torch.__version__,
+            "transformers": transformers.__version__, "trl": trl.__version__}
+
+
+class Manifest:
+    def __init__(self, run_dir: Path):
+        self.path = run_dir / "manifest.json"
+        self.data = json.loads(self.path.read_text()) if self.path.exists() else {"stages": {}}
+
+    def save(self) -> None:
+        tmp = self.path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(self.data, indent=1))
+        tmp.replace(self.path)
+
+    def stage(self, key: str) -> dict:
+        return self.data["stages"].get(key, {})
+
+
+def _describe(path: Path) -> dict:
+    if path.is_file():
+        return {"path": str(path), "sha256": file_sha256(path), "bytes": path.stat().st_size}
+    return {"path": str(path), "files": sorted(p.name for p in path.glob("*"))}
+
+
+def _log_summary(manifest: Manifest, log: Callable[[str], None]) -> None:
+    log(summary(manifest.data))
+
+
+def summary(data: dict) -> str:
+    """The closing summary: rows per stage, score histograms, parse failures, where things are."""
+    lines = [f"\nhumback run '{data.get('name', '?')}' in {data.get('run_dir', '?')}",
+             f"{'stage':<12} {'status':<8} {'rows':>6} {'seconds':>8}  notes"]
+    for key, st in data["stages"].items():
+        stats = st.get("stats", {})
+        rows = stats.get("rows", stats.get("examples", ""))
+        note = ""
+        if key.startswith("curate"):
+            note = (f"selected {stats.get('selected')} (score >= {stats.get('threshold')}), "
+                    f"parse failures {stats.get('parse_failure_rate', 0):.0%}, histogram {stats.get('histogram')}")
+        elif key.startswith("train"):
+            note = f"{stats.get('steps')} steps, loss {stats.get('first_loss', 0):.3f} -> {stats.get('last_loss', 0):.3f}"
+        elif key == "segment":
+            note = f"funnel {stats.get('funnel')}"
+        elif key == "seed":
+            note = f"drops {stats.get('drops')}"
+        lines.append(f"{key:<12} {st.get('status', ''):<8} {rows!s:>6} {st.get('seconds', ''):>8}  {note}")
+    outs = {k: st.get("outputs", {}) for k, st in data["stages"].items()}
+    curated = [o.get("selected") for k, o in outs.items() if k.startswith("curate") and o.get("selected")]
+    models = [o.get("model") for k, o in outs.items() if k.startswith("train") and o.get("model")]
+    if curated:
+        lines.append(f"curated dataset: {curated[-1]}")
+    if models:
+        lines.append("models: " + ", ".join(models))
+    return "\n".join(lines)
+
+
+def build_stages(cfg: RunConfig, run_dir: Path, log: Callable[[str], None]) -> list[Stage]:
+    from humback.augment import augment
+    from humback.curate import curate
+    from humback.data.seed import seed
+    from humback.data.segment import segment
+    from humback.generation.base import load_generator
+    from humback.training.sft import train
+
+    d, g = cfg.data, cfg.generation
+    seed_file, seg_file = run_dir / "seed.jsonl", run_dir / "segments.jsonl"
+    cand_file, models = run_dir / "candidates.jsonl", run_dir / "models"
+
+    def generator(model_dir: Path):
+        return load_generator(str(model_dir), backend=g.backend, device=g.device, batch_size=g.batch_size)
+
+    def train_stage(name: str, direction: str, data_files: list[Path]) -> Callable[[], dict]:
+        def run() -> dict:
+            pairs = [row for f in data_files for row in read_jsonl(f)]
+            return train(pairs, cfg.model, models / name, direction, cfg.train, seed=cfg.seed, log=log)
+        return run
+
+    stages: list[Stage] = []
+    fp_seed = fingerprint("seed", d.seed_source, d.lang, d.max_seed, cfg.seed)
+    stages.append(Stage("seed", lambda: seed(d.seed_source, seed_file, d.lang, d.max_seed, cfg.seed),
+                        fp_seed, {"seed": seed_file}, {"source": d.seed_source}))
+    fp_seg = fingerprint("segment", d.corpus, d.min_chars, d.max_chars, d.max_segments, cfg.seed)
+    stages.append(Stage("segment", lambda: segment(d.corpus, seg_file, d.min_chars, d.max_chars, d.max_segments, cfg.seed),
+                        fp_seg, {"segments": seg_file}, {"corpus": d.corpus}))
+    fp_myx = fingerprint("train:myx", cfg.model, cfg.train, prompts.BACKWARD_PROMPT, fp_seed, cfg.seed)
+    stages.append(Stage("train:myx", train_stage("myx", "backward", [seed_file]), fp_myx,
+                        {"model": models / "myx"}, {"data": str(seed_file), "base": cfg.model}))
+    fp_aug = fingerprint("augment", cfg.augment, prompts.BACKWARD_PROMPT, fp_myx, fp_seg, cfg.seed)
+    stages.append(Stage("augment", lambda: augment(seg_file, generator(models / "myx"), cand_file, cfg.augment,
+                                                   cfg.seed, g.batch_size),
+                        fp_aug, {"candidates": cand_file}, {"segments": str(seg_file), "model": str(models / "myx")}))
+    fp_prev = fingerprint("train:m0", cfg.model, cfg.train, prompts.SYSTEM_SEED, fp_seed, cfg.seed)
+    stages.append(Stage("train:m0", train_stage("m0", "forward", [seed_file]), fp_prev,
+                        {"model": models / "m0"}, {"data": str(seed_file), "base": cfg.model}))
+    for t in range(1, cfg.iterations + 1):
+        judge, it_dir = models / f"m{t - 1}", run_dir / f"iter{t}"
+        fp_cur = fingerprint(f"curate:{t}", cfg.curate, prompts.CURATION_PROMPT, fp_prev, fp_aug, cfg.seed)
+        stages.append(Stage(
+            f"curate:{t}",
+            lambda judge=judge, it_dir=it_dir, t=t: curate(cand_file, generator(judge), it_dir, cfg.curate, t,
+                                                            cfg.seed, g.batch_size),
+            fp_cur, {"scored": it_dir / "scored.jsonl", "selected": it_dir / "selected.jsonl"},
+            {"candidates": str(cand_file), "judge": str(judge)}))
+        # Paper §2.2: M_t is fine-tuned from the *base* model on seed + A_k^(t), not from M_{t-1}.
+        fp_prev = fingerprint(f"train:m{t}", cfg.model, cfg.train, prompts.SYSTEM_AUGMENTED, fp_seed, fp_cur, cfg.seed)
+        stages.append(Stage(f"train:m{t}", train_stage(f"m{t}", "forward", [seed_file, it_dir / "selected.jsonl"]),
+                            fp_prev, {"model": models / f"m{t}"},
+                            {"data": f"{seed_file} + {it_dir / 'selected.jsonl'}", "base": cfg.model}))
+    return stages
+
+
+def run_pipeline(cfg: RunConfig, run_dir: str | Path, force: str | None = None,
+                 log: Callable[[str], None] = print) -> dict:
+    """Run every stage not already done with the same fingerprint. Returns the manifest data."""
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    stages = build_stages(cfg, run_dir, log)
+    keys = [s.key for s in stages]
+    if force is not None and force not in keys and force not in {k.split(":")[0] for k in keys}:
+        raise StageError(f"--force {force}: no such stage (stages: {', '.join(keys)})")
+    manifest = Manifest(run_dir)
+    manifest.data.update({"name": cfg.name, "run_dir": str(run_dir), "config": cfg.model_dump()})
+    # Drop entries of stages this config no longer has (e.g. fewer iterations).
+    manifest.data["stages"] = {k: v for k, v in manifest.data["stages"].items() if k in keys}
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(cfg.model_dump(), sort_keys=False))
+    forcing = False
+    for stage in stages:
+        forcing = forcing or force in (stage.key, stage.key.split(":")[0])
+        prev = manifest.stage(stage.key)
+        done = (prev.get("status") == "done" and prev.get("fingerprint") == stage.fp
+                and all(p.exists() for p in stage.outputs.values()))
+        if done and not forcing:
+            log(f"[{stage.key}] skipped: done with the same fingerprint")
+            continue
+        if prev.get("fingerprint") != stage.fp or forcing:
+            _discard_partials(stage)  # rows of another configuration must not be resumed
+        entry = {"status": "running", "fingerprint": stage.fp, "inputs": stage.inputs,
+                 "started": datetime.now(timezone.utc).isoformat(timespec="seconds"), "versions": _versions()}
+        manifest.data["stages"][stage.key] = entry
+        manifest.save()
+        log(f"[{stage.key}] running")
+        start = time.time()
+        stats = stage.run()
+        entry.update({"status": "done", "stats": stats, "seconds": round(time.time() - start, 1),
+                      "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                      "outputs": {k: str(p) for k, p in stage.outputs.items()},
+                      "output_files": {k: _describe(p) for k, p in stage.outputs.items()}})
+        manifest.save()
+    _log_summary(manifest, log)
+    return manifest.data
+
+
+def _discard_partials(stage: Stage) -> None:
+    for p in stage.outputs.values():
+        partial = p.with_name(p.name + ".partial")
+        if partial.exists():
+            partial.unlink()
+
+
+def status_table(run_dir: str | Path) -> str:
+    path = Path(run_dir) / "manifest.json"
+    if not path.exists():
+        raise StageError(f"{run_dir} has no manifest.json: is it a run directory? (`humback run` makes one)")
+    return summary(json.loads(path.read_text()))
