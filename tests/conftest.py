@@ -24,7 +24,9 @@ def build_tokenizer(chat_template: str | None = CHATML):
 
     corpus = [p.read_text() for p in sorted(demo_corpus_path().glob("*.html"))[:6]]
     tok = Tokenizer(models.BPE(unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    # Digits split one per token, as in SmolLM2, Llama and Qwen tokenizers.
+    tok.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Digits(individual_digits=True),
+                                                 pre_tokenizers.ByteLevel(add_prefix_space=False)])
     tok.decoder = decoders.ByteLevel()
     special = ["<unk>", "<|im_start|>", "<|im_end|>", "<pad>"]
     trainer = trainers.BpeTrainer(vocab_size=600, special_tokens=special,
@@ -43,7 +45,7 @@ def build_tiny_model(path: Path, chat_template: str | None = CHATML) -> Path:
     tokenizer = build_tokenizer(chat_template)
     torch.manual_seed(0)
     config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                         num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=2048,
+                         num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=4096,
                          eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
                          bos_token_id=tokenizer.bos_token_id, tie_word_embeddings=True)
     model = LlamaForCausalLM(config)

@@ -5,7 +5,8 @@ seed -> segment -> train:myx -> augment -> train:m0 -> [curate:t (judge M_{t-1})
 `manifest.json` records each stage: status, fingerprint, inputs, outputs, stats, timings, versions. A
 stage whose fingerprint matches a finished entry is skipped. The fingerprint covers only what changes
 results (the stage's config section, the prompts, the upstream fingerprints), not batch size or device.
-A stage killed midway is rerun; augment and curate resume from their last whole row.
+A stage killed midway is rerun (augment and curate resume from their last whole row), and every stage
+after a stage that ran is rerun too, since its inputs changed.
 """
 
 from __future__ import annotations
@@ -186,6 +187,7 @@ def run_pipeline(cfg: RunConfig, run_dir: str | Path, force: str | None = None,
         log(f"[{stage.key}] running")
         start = time.time()
         stats = stage.run()
+        forcing = True  # this stage's outputs are new: every stage after it must rerun on them
         entry.update({"status": "done", "stats": stats, "seconds": round(time.time() - start, 1),
                       "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                       "outputs": {k: str(p) for k, p in stage.outputs.items()},

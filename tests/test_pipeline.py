@@ -1,0 +1,122 @@
+"""The whole loop end to end on a tiny random model: every artefact, skip on rerun, resume after kill."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from humback.config import load_config
+from humback.pipeline import StageError, run_pipeline, status_table
+from humback.records import read_jsonl
+
+STAGES = ["seed", "segment", "train:myx", "augment", "train:m0", "curate:1", "train:m1", "curate:2", "train:m2"]
+
+
+def tiny_overrides(model: str, segments: int = 6) -> list[str]:
+    return [f"model={model}", f"data.max_segments={segments}", "train.max_steps=2", "train.batch_size=4",
+            "train.micro_batch_size=4", "train.max_length=1536", "train.lr=1e-3", "augment.max_new_tokens=8",
+            "curate.method=expected", "curate.max_new_tokens=4", "curate.threshold=1.0", "generation.batch_size=4"]
+
+
+@pytest.fixture(scope="module")
+def finished_run(tiny_model, tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("run") / "demo"
+    cfg = load_config(None, tiny_overrides(tiny_model))
+    logs: list[str] = []
+    data = run_pipeline(cfg, run_dir, log=logs.append)
+    return cfg, run_dir, data, logs
+
+
+def test_every_stage_and_artefact(finished_run):
+    cfg, run_dir, data, logs = finished_run
+    assert list(data["stages"]) == STAGES
+    assert all(st["status"] == "done" for st in data["stages"].values())
+    for name in ["myx", "m0", "m1", "m2"]:
+        model = run_dir / "models" / name
+        assert (model / "model.safetensors").is_file() and (model / "tokenizer.json").is_file()
+        train_log = json.loads((model / "humback_train.json").read_text())
+        assert len(train_log["loss_curve"]) == 2
+    seg_ids = [r["id"] for r in read_jsonl(run_dir / "segments.jsonl")]
+    cand = list(read_jsonl(run_dir / "candidates.jsonl"))
+    assert [c["id"] for c in cand] == seg_ids and len(seg_ids) == 6
+    for t in (1, 2):
+        scored = list(read_jsonl(run_dir / f"iter{t}" / "scored.jsonl"))
+        assert [s["id"] for s in scored] == seg_ids
+        assert all(s["score"] is None or 1 <= s["score"] <= 5 for s in scored)
+        assert all(s["iteration"] == t for s in scored)
+        selected = list(read_jsonl(run_dir / f"iter{t}" / "selected.jsonl"))
+        assert selected and all(s["tag"] == "augmented" for s in selected)
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert manifest["stages"]["train:m1"]["stats"]["examples"] == 46 + len(
+        list(read_jsonl(run_dir / "iter1" / "selected.jsonl")))
+    assert manifest["stages"]["augment"]["output_files"]["candidates"]["sha256"]
+    assert manifest["stages"]["seed"]["versions"]["transformers"].startswith("5.")
+    assert (run_dir / "config.yaml").is_file()
+    table = status_table(run_dir)
+    assert "curate:2" in table and "curated dataset:" in table
+
+
+def test_rerun_skips_everything(finished_run):
+    cfg, run_dir, _, _ = finished_run
+    logs: list[str] = []
+    start = time.time()
+    run_pipeline(cfg, run_dir, log=logs.append)
+    assert time.time() - start < 10
+    assert [line for line in logs if line.startswith("[")] == [f"[{k}] skipped: done with the same fingerprint" for k in STAGES]
+
+
+def test_changed_setting_reruns_from_that_stage(finished_run):
+    cfg, run_dir, _, _ = finished_run
+    logs: list[str] = []
+    cfg2 = load_config(None, tiny_overrides(cfg.model) + ["curate.threshold=1.5"])
+    run_pipeline(cfg2, run_dir, log=logs.append)
+    ran = [line.split("]")[0][1:] for line in logs if line.endswith("running")]
+    assert ran == ["curate:1", "train:m1", "curate:2", "train:m2"]
+
+
+def test_force_unknown_stage(finished_run):
+    cfg, run_dir, _, _ = finished_run
+    with pytest.raises(StageError, match="no such stage"):
+        run_pipeline(cfg, run_dir, force="nope", log=lambda s: None)
+
+
+def _wait_for_rows(path: Path, n: int, proc, timeout: float = 240) -> bool:
+    end = time.time() + timeout
+    while time.time() < end and proc.poll() is None:
+        if path.exists() and path.read_text().count("\n") >= n:
+            return True
+        time.sleep(0.005)
+    return False
+
+
+@pytest.mark.parametrize("stage,partial", [("augment", "candidates.jsonl.partial"),
+                                           ("curate", "iter1/scored.jsonl.partial")])
+def test_kill_9_then_rerun_loses_and_repeats_nothing(tiny_model, tmp_path, stage, partial):
+    run_dir = tmp_path / "run"
+    overrides = tiny_overrides(tiny_model, segments=12) + ["generation.batch_size=1", "iterations=1"]
+    if stage == "augment":
+        overrides.append("augment.max_new_tokens=48")  # slow enough per row to land the kill mid-stage
+    else:
+        overrides.append("curate.max_new_tokens=48")
+    cmd = [sys.executable, "-m", "humback.cli", "run", "--run-dir", str(run_dir)]
+    for o in overrides:
+        cmd += ["--set", o]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        hit = _wait_for_rows(run_dir / partial, 2, proc)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    assert hit, f"the run ended before {partial} had rows: nothing was killed mid-stage"
+    final = run_dir / partial.removesuffix(".partial")
+    assert not final.exists()
+    cfg = load_config(None, overrides)
+    run_pipeline(cfg, run_dir, log=lambda s: None)
+    seg_ids = [r["id"] for r in read_jsonl(run_dir / "segments.jsonl")]
+    assert [r["id"] for r in read_jsonl(final)] == seg_ids  # each segment once, in order
+    assert not (run_dir / partial).exists()
