@@ -10,7 +10,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def humback(*args, cwd=ROOT):
-    return subprocess.run([sys.executable, "-m", "humback.cli", *args], capture_output=True, text=True, cwd=cwd,
+    return subprocess.run([sys.executable, "-m", "humback.cli", *args], capture_output=True, text=True, cwd=cwd, check=False,
                           timeout=300)
 
 

@@ -51,3 +51,5 @@ def test_select_threshold_order_and_cap():
     assert [c["id"] for c in select(cands, scored, 4.0, None)] == ["4", "2", "0"]
     assert [c["id"] for c in select(cands, scored, 4.0, 2)] == ["4", "2"]
     assert select(cands, scored, 5.0, None) == [{"id": "4"}]
+    assert [c["id"] for c in select(cands, scored, 1.0, None, top_fraction=0.5)] == ["4", "2"]  # 0.5 of 5 -> 2
+    assert [c["id"] for c in select(cands, scored, 1.0, None, top_fraction=0.01)] == ["4"]

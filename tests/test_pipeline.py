@@ -33,7 +33,7 @@ def finished_run(tiny_model, tmp_path_factory):
 
 
 def test_every_stage_and_artefact(finished_run):
-    cfg, run_dir, data, logs = finished_run
+    _cfg, run_dir, data, _logs = finished_run
     assert list(data["stages"]) == STAGES
     assert all(st["status"] == "done" for st in data["stages"].values())
     for name in ["myx", "m0", "m1", "m2"]:

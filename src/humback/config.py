@@ -63,6 +63,10 @@ class CurateConfig(_Strict):
         256, ge=0, description="judge reply length; with 'expected', 0 reads the score without reasoning first")
     threshold: float = Field(4.0, ge=1.0, le=5.0, description="keep candidates scoring >= threshold")
     max_selected: int | None = Field(None, ge=1, description="keep at most this many, best first")
+    top_fraction: float | None = Field(
+        None, gt=0.0, le=1.0,
+        description="keep at most this fraction of all candidates, best first (for weak judges whose scores"
+        " cluster in a narrow band, where a fixed threshold keeps all or nothing)")
 
     @model_validator(mode="after")
     def _reply_needed(self):

@@ -71,11 +71,18 @@ def histogram(scores: list[float | None]) -> dict[str, int]:
     return {k: counts.get(k, 0) for k in CHOICES + ["unparsed"]}
 
 
-def select(candidates: list[dict], scored: dict[str, dict], threshold: float, max_selected: int | None) -> list[dict]:
-    """Candidates scoring >= threshold, best first (ties in candidate order), at most max_selected."""
+def select(candidates: list[dict], scored: dict[str, dict], threshold: float, max_selected: int | None = None,
+           top_fraction: float | None = None) -> list[dict]:
+    """Candidates scoring >= threshold, best first (ties in candidate order), capped at max_selected
+    and at top_fraction of all candidates (rounded down, at least one)."""
     keep = [c for c in candidates if scored[c["id"]]["score"] is not None and scored[c["id"]]["score"] >= threshold]
     keep.sort(key=lambda c: -scored[c["id"]]["score"])
-    return keep[:max_selected] if max_selected else keep
+    caps = [len(keep)]
+    if max_selected:
+        caps.append(max_selected)
+    if top_fraction:
+        caps.append(max(1, int(top_fraction * len(candidates))))
+    return keep[:min(caps)]
 
 
 def curate(candidates: str | Path, generator: Generator, out_dir: str | Path, cfg: CurateConfig,
@@ -99,7 +106,7 @@ def curate(candidates: str | Path, generator: Generator, out_dir: str | Path, cf
     finally:
         writer.close()
     scored = {r["id"]: r for r in read_jsonl(out_dir / "scored.jsonl")}
-    selected = select(rows, scored, cfg.threshold, cfg.max_selected)
+    selected = select(rows, scored, cfg.threshold, cfg.max_selected, cfg.top_fraction)
     write_jsonl(out_dir / "selected.jsonl", (
         {"id": c["id"], "instruction": c["instruction"], "response": c["response"],
          "score": scored[c["id"]]["score"], "tag": "augmented"} for c in selected))

@@ -84,7 +84,7 @@ class RowWriter:
         self.done: set[str] = set()
         if self.partial.exists():
             self._recover()
-        self._f = open(self.partial, "a", encoding="utf-8")
+        self._f = open(self.partial, "a", encoding="utf-8")  # noqa: SIM115 (held open across writes; closed in finish/close)
 
     def _recover(self) -> None:
         data = self.partial.read_bytes()

@@ -11,6 +11,7 @@ import json
 import math
 import shutil
 import time
+import warnings
 from pathlib import Path
 
 from humback.config import TrainConfig
@@ -87,33 +88,38 @@ def train(
 
     tmp = out.with_name(out.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    args = SFTConfig(
-        output_dir=str(tmp / "trainer"),
-        max_steps=steps,
-        per_device_train_batch_size=micro,
-        gradient_accumulation_steps=math.ceil(batch / micro),
-        learning_rate=cfg.lr,
-        weight_decay=cfg.weight_decay,
-        lr_scheduler_type="warmup_stable_decay",
-        lr_scheduler_kwargs={"num_stable_steps": 0, "num_decay_steps": steps, "decay_type": "linear",
-                             "min_lr_ratio": cfg.min_lr_ratio},
-        warmup_steps=0,
-        bf16=hw["bf16"],
-        fp16=False,
-        gradient_checkpointing=hw["gradient_checkpointing"],
-        use_cpu=hw["device"] == "cpu",
-        max_length=None,  # over-length examples were already dropped and counted by encode()
-        logging_steps=1,
-        save_strategy="no",
-        report_to=[],
-        seed=seed,
-        data_seed=seed,
-        dataloader_num_workers=0,
-    )
-    trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(encoded.examples),
-                         processing_class=tokenizer, peft_config=peft_config)
-    start = time.time()
-    trainer.train()
+    with warnings.catch_warnings():
+        # Known-harmless library notices: transformers 5 renamed gradient_checkpointing (TRL 1.16 still
+        # uses the old name); the schedule is given num_stable_steps=0 on purpose (decay from step one).
+        warnings.filterwarnings("ignore", message=".*is_?gradient_checkpointing.*deprecated")
+        warnings.filterwarnings("ignore", message="Both num_training_steps and num_stable_steps")
+        args = SFTConfig(
+            output_dir=str(tmp / "trainer"),
+            max_steps=steps,
+            per_device_train_batch_size=micro,
+            gradient_accumulation_steps=math.ceil(batch / micro),
+            learning_rate=cfg.lr,
+            weight_decay=cfg.weight_decay,
+            lr_scheduler_type="warmup_stable_decay",
+            lr_scheduler_kwargs={"num_stable_steps": 0, "num_decay_steps": steps, "decay_type": "linear",
+                                 "min_lr_ratio": cfg.min_lr_ratio},
+            warmup_steps=0,
+            bf16=hw["bf16"],
+            fp16=False,
+            gradient_checkpointing=hw["gradient_checkpointing"],
+            use_cpu=hw["device"] == "cpu",
+            max_length=None,  # over-length examples were already dropped and counted by encode()
+            logging_steps=1,
+            save_strategy="no",
+            report_to=[],
+            seed=seed,
+            data_seed=seed,
+            dataloader_num_workers=0,
+        )
+        trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(encoded.examples),
+                             processing_class=tokenizer, peft_config=peft_config)
+        start = time.time()
+        trainer.train()
     seconds = time.time() - start
     trained = trainer.model
     if peft_config is not None:
