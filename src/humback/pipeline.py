@@ -121,6 +121,8 @@ def build_stages(cfg: RunConfig, run_dir: Path, log: Callable[[str], None]) -> l
             return train(pairs, cfg.model, models / name, direction, cfg.train, seed=cfg.seed, log=log)
         return run
 
+    # Only what changes results: micro-batching and checkpointing trade memory for time, nothing else.
+    train_fp = cfg.train.model_dump(exclude={"micro_batch_size", "gradient_checkpointing"})
     stages: list[Stage] = []
     fp_seed = fingerprint("seed", d.seed_source, d.lang, d.max_seed, cfg.seed)
     stages.append(Stage("seed", lambda: seed(d.seed_source, seed_file, d.lang, d.max_seed, cfg.seed),
@@ -128,14 +130,14 @@ def build_stages(cfg: RunConfig, run_dir: Path, log: Callable[[str], None]) -> l
     fp_seg = fingerprint("segment", d.corpus, d.min_chars, d.max_chars, d.max_segments, cfg.seed)
     stages.append(Stage("segment", lambda: segment(d.corpus, seg_file, d.min_chars, d.max_chars, d.max_segments, cfg.seed),
                         fp_seg, {"segments": seg_file}, {"corpus": d.corpus}))
-    fp_myx = fingerprint("train:myx", cfg.model, cfg.train, prompts.BACKWARD_PROMPT, fp_seed, cfg.seed)
+    fp_myx = fingerprint("train:myx", cfg.model, train_fp, prompts.BACKWARD_PROMPT, fp_seed, cfg.seed)
     stages.append(Stage("train:myx", train_stage("myx", "backward", [seed_file]), fp_myx,
                         {"model": models / "myx"}, {"data": str(seed_file), "base": cfg.model}))
     fp_aug = fingerprint("augment", cfg.augment, prompts.BACKWARD_PROMPT, fp_myx, fp_seg, cfg.seed)
     stages.append(Stage("augment", lambda: augment(seg_file, generator(models / "myx"), cand_file, cfg.augment,
                                                    cfg.seed, g.batch_size),
                         fp_aug, {"candidates": cand_file}, {"segments": str(seg_file), "model": str(models / "myx")}))
-    fp_prev = fingerprint("train:m0", cfg.model, cfg.train, prompts.SYSTEM_SEED, fp_seed, cfg.seed)
+    fp_prev = fingerprint("train:m0", cfg.model, train_fp, prompts.SYSTEM_SEED, fp_seed, cfg.seed)
     stages.append(Stage("train:m0", train_stage("m0", "forward", [seed_file]), fp_prev,
                         {"model": models / "m0"}, {"data": str(seed_file), "base": cfg.model}))
     for t in range(1, cfg.iterations + 1):
@@ -148,7 +150,7 @@ def build_stages(cfg: RunConfig, run_dir: Path, log: Callable[[str], None]) -> l
             fp_cur, {"scored": it_dir / "scored.jsonl", "selected": it_dir / "selected.jsonl"},
             {"candidates": str(cand_file), "judge": str(judge)}))
         # Paper §2.2: M_t is fine-tuned from the *base* model on seed + A_k^(t), not from M_{t-1}.
-        fp_prev = fingerprint(f"train:m{t}", cfg.model, cfg.train, prompts.SYSTEM_AUGMENTED, fp_seed, fp_cur, cfg.seed)
+        fp_prev = fingerprint(f"train:m{t}", cfg.model, train_fp, prompts.SYSTEM_AUGMENTED, fp_seed, fp_cur, cfg.seed)
         stages.append(Stage(f"train:m{t}", train_stage(f"m{t}", "forward", [seed_file, it_dir / "selected.jsonl"]),
                             fp_prev, {"model": models / f"m{t}"},
                             {"data": f"{seed_file} + {it_dir / 'selected.jsonl'}", "base": cfg.model}))
@@ -158,6 +160,9 @@ def build_stages(cfg: RunConfig, run_dir: Path, log: Callable[[str], None]) -> l
 def run_pipeline(cfg: RunConfig, run_dir: str | Path, force: str | None = None,
                  log: Callable[[str], None] = print) -> dict:
     """Run every stage not already done with the same fingerprint. Returns the manifest data."""
+    from humback.models import resolve_model
+
+    resolve_model(cfg.model)  # an unknown model name fails now, not after the data stages
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     stages = build_stages(cfg, run_dir, log)
