@@ -120,3 +120,18 @@ def test_kill_9_then_rerun_loses_and_repeats_nothing(tiny_model, tmp_path, stage
     seg_ids = [r["id"] for r in read_jsonl(run_dir / "segments.jsonl")]
     assert [r["id"] for r in read_jsonl(final)] == seg_ids  # each segment once, in order
     assert not (run_dir / partial).exists()
+
+
+def test_status_shows_pending_and_running_stages():
+    from humback.pipeline import summary
+
+    data = {"name": "x", "run_dir": "runs/x", "config": {"iterations": 1}, "stages": {
+        "seed": {"status": "done", "seconds": 0.1, "stats": {"rows": 46, "drops": {"language": 4}},
+                 "outputs": {"seed": "runs/x/seed.jsonl"}},
+        "segment": {"status": "running"}}}
+    table = summary(data)
+    lines = {line.split()[0]: line for line in table.splitlines()[2:] if line.strip()}
+    assert "46" in lines["seed"] and "{'language': 4}" in lines["seed"]
+    assert lines["segment"].split()[1] == "running"
+    assert [k for k, line in lines.items() if line.split()[1:2] == ["pending"]] == [
+        "train:myx", "augment", "train:m0", "curate:1", "train:m1"]

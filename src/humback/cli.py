@@ -33,10 +33,12 @@ def _config(args):
 
 
 def cmd_run(args) -> None:
+    import yaml
+
     from humback.pipeline import run_pipeline
 
     cfg = _config(args)
-    print(f"[humback] config: {cfg.model_dump_json()}", flush=True)
+    print("[humback] resolved config:\n" + yaml.safe_dump(cfg.model_dump(), sort_keys=False), flush=True)
     run_pipeline(cfg, args.run_dir or Path("runs") / cfg.name, force=args.force)
 
 

@@ -11,6 +11,7 @@ after a stage that ran is rerun too, since its inputs changed.
 
 from __future__ import annotations
 
+import gc
 import json
 import platform
 import time
@@ -72,27 +73,44 @@ def _log_summary(manifest: Manifest, log: Callable[[str], None]) -> None:
     log(summary(manifest.data))
 
 
+def stage_keys(iterations: int) -> list[str]:
+    keys = ["seed", "segment", "train:myx", "augment", "train:m0"]
+    for t in range(1, iterations + 1):
+        keys += [f"curate:{t}", f"train:m{t}"]
+    return keys
+
+
+def _note(key: str, stats: dict) -> str:
+    if key.startswith("curate"):
+        return (f"selected {stats['selected']} (score >= {stats['threshold']}), parse failures "
+                f"{stats['parse_failure_rate']:.0%}, mean score {stats['mean_score']}, histogram {stats['histogram']}")
+    if key.startswith("train"):
+        loss = "" if stats.get("first_loss") is None else f", loss {stats['first_loss']:.3f} -> {stats['last_loss']:.3f}"
+        return f"{stats['steps']} steps x batch {stats['batch_size']}, {stats['method']}{loss}"
+    if key == "segment":
+        return f"funnel {stats['funnel']}"
+    if key == "seed":
+        return f"drops {stats['drops']}"
+    if key == "augment":
+        return f"empty instructions {stats['empty_instructions']}, resumed rows {stats['resumed_rows']}"
+    return ""
+
+
 def summary(data: dict) -> str:
     """The closing summary: rows per stage, score histograms, parse failures, where things are."""
     lines = [f"\nhumback run '{data.get('name', '?')}' in {data.get('run_dir', '?')}",
-             f"{'stage':<12} {'status':<8} {'rows':>6} {'seconds':>8}  notes"]
-    for key, st in data["stages"].items():
+             f"{'stage':<10} {'status':<8} {'rows':>5} {'seconds':>8}  notes"]
+    iterations = data.get("config", {}).get("iterations", 0)
+    keys = list(dict.fromkeys(stage_keys(iterations) + list(data["stages"])))
+    for key in keys:
+        st = data["stages"].get(key, {"status": "pending"})
         stats = st.get("stats", {})
         rows = stats.get("rows", stats.get("examples", ""))
-        note = ""
-        if key.startswith("curate"):
-            note = (f"selected {stats.get('selected')} (score >= {stats.get('threshold')}), "
-                    f"parse failures {stats.get('parse_failure_rate', 0):.0%}, histogram {stats.get('histogram')}")
-        elif key.startswith("train"):
-            note = f"{stats.get('steps')} steps, loss {stats.get('first_loss', 0):.3f} -> {stats.get('last_loss', 0):.3f}"
-        elif key == "segment":
-            note = f"funnel {stats.get('funnel')}"
-        elif key == "seed":
-            note = f"drops {stats.get('drops')}"
-        lines.append(f"{key:<12} {st.get('status', ''):<8} {rows!s:>6} {st.get('seconds', ''):>8}  {note}")
-    outs = {k: st.get("outputs", {}) for k, st in data["stages"].items()}
-    curated = [o.get("selected") for k, o in outs.items() if k.startswith("curate") and o.get("selected")]
-    models = [o.get("model") for k, o in outs.items() if k.startswith("train") and o.get("model")]
+        note = _note(key, stats) if st["status"] == "done" else ""
+        lines.append(f"{key:<10} {st['status']:<8} {rows!s:>5} {st.get('seconds', '')!s:>8}  {note}")
+    outs = {k: st.get("outputs", {}) for k, st in data["stages"].items() if st.get("status") == "done"}
+    curated = [o["selected"] for k, o in outs.items() if k.startswith("curate")]
+    models = [o["model"] for k, o in outs.items() if k.startswith("train")]
     if curated:
         lines.append(f"curated dataset: {curated[-1]}")
     if models:
@@ -192,6 +210,7 @@ def run_pipeline(cfg: RunConfig, run_dir: str | Path, force: str | None = None,
         log(f"[{stage.key}] running")
         start = time.time()
         stats = stage.run()
+        gc.collect()  # each stage loads its own model: free the last one before the next loads
         forcing = True  # this stage's outputs are new: every stage after it must rerun on them
         entry.update({"status": "done", "stats": stats, "seconds": round(time.time() - start, 1),
                       "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),

@@ -80,7 +80,9 @@ class TransformersGenerator:
             ids = torch.tensor([[pad] * (width - len(ctx)) + ctx for ctx, _ in pieces], device=self.device)
             mask = torch.tensor([[0] * (width - len(ctx)) + [1] * len(ctx) for ctx, _ in pieces], device=self.device)
             positions = (mask.cumsum(-1) - 1).clamp(min=0)  # left padding must not shift real positions
-            logits = self.lm(input_ids=ids, attention_mask=mask, position_ids=positions).logits[:, -1, :].float()
+            # logits_to_keep=1: only the last position's logits (the full tensor is batch x length x vocab).
+            logits = self.lm(input_ids=ids, attention_mask=mask, position_ids=positions,
+                             logits_to_keep=1).logits[:, -1, :].float()
             for i, row, (_, targets) in zip(idx, logits, pieces):
                 probs = torch.softmax(row[targets], dim=-1).tolist()
                 out[i] = dict(zip(choices, probs))

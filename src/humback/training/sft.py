@@ -91,7 +91,7 @@ def train(
     with warnings.catch_warnings():
         # Known-harmless library notices: transformers 5 renamed gradient_checkpointing (TRL 1.16 still
         # uses the old name); the schedule is given num_stable_steps=0 on purpose (decay from step one).
-        warnings.filterwarnings("ignore", message=".*is_?gradient_checkpointing.*deprecated")
+        warnings.filterwarnings("ignore", message=".*gradient_checkpointing.*deprecated")
         warnings.filterwarnings("ignore", message="Both num_training_steps and num_stable_steps")
         args = SFTConfig(
             output_dir=str(tmp / "trainer"),
