@@ -1,10 +1,17 @@
+"""Seed and segment stages on small fixtures written for the project, in every input form."""
+
+import gzip
+import io
 import json
 
 import pytest
 
+from humback.config import DataConfig
 from humback.data.seed import first_turn_pair, seed
-from humback.data.segment import html_sections, segment, text_windows
+from humback.data.segment import html_sections, repetitive, segment, strip_boilerplate, text_windows
 from humback.records import RecordError, read_jsonl
+
+# ---------------------------------------------------------------- seed
 
 
 def _tree(replies, lang="en", root_role="prompter"):
@@ -26,77 +33,271 @@ def test_first_turn_rules():
     assert first_turn_pair(_tree([_reply("r1", 1)]), "en")[1] == "no_rank0_reply"
     assert first_turn_pair(_tree([_reply("r0", 0, deleted=True)]), "en")[1] == "reply_deleted"
     assert first_turn_pair(_tree([_reply("r0", 0, role="prompter")]), "en")[1] == "no_assistant_reply"
+    low = _reply("r0", 0, labels={"name": ["quality"], "value": [0.3]})
+    assert first_turn_pair(_tree([low]), "en", min_quality=0.5)[1] == "low_quality"
+    assert first_turn_pair(_tree([low]), "en", min_quality=0.2)[1] == "kept"
 
 
 def test_demo_seed_counts(tmp_path):
     stats = seed("demo", tmp_path / "seed.jsonl")
-    assert stats["rows"] == 46 and stats["trees"] == 54
+    assert stats["rows"] == 46 and stats["read"] == 54 and stats["format"] == "oasst-trees"
     assert stats["drops"] == {"language": 4, "no_assistant_reply": 1, "reply_deleted": 1,
                               "reply_review_failed": 1, "reply_synthetic": 1}
     rows = list(read_jsonl(tmp_path / "seed.jsonl"))
     assert len({r["id"] for r in rows}) == 46
     # The follow-up turns of multi-turn trees never become seed pairs.
     assert not any(r["instruction"].startswith(("I like Biscuit", "And for hard-boiled")) for r in rows)
-    # Same input, same output, byte for byte; a different cap keeps a deterministic prefix.
+    # Same input, same output, byte for byte; a smaller cap keeps a prefix of the same order.
     first = (tmp_path / "seed.jsonl").read_bytes()
     seed("demo", tmp_path / "again.jsonl")
     assert (tmp_path / "again.jsonl").read_bytes() == first
-    seed("demo", tmp_path / "ten.jsonl", max_seed=10)
-    assert [json.loads(x)["id"] for x in (tmp_path / "ten.jsonl").read_text().splitlines()] == [r["id"] for r in rows[:10]]
+    seed("demo", tmp_path / "ten.jsonl", DataConfig(max_seed=10))
+    assert [r["id"] for r in read_jsonl(tmp_path / "ten.jsonl")] == [r["id"] for r in rows[:10]]
+
+
+def _flatten(tree):
+    """Tree export -> flat message table rows (the hub dataset's form)."""
+    out = []
+
+    def walk(msg, parent):
+        row = {k: v for k, v in msg.items() if k != "replies"}
+        row.update(parent_id=parent, message_tree_id=tree["message_tree_id"])
+        out.append(row)
+        for r in msg.get("replies", []):
+            walk(r, msg["message_id"])
+
+    walk(tree["prompt"], None)
+    return out
+
+
+def test_message_table_jsonl_and_parquet_match_tree_export(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from humback.data.seed import demo_seed_path
+
+    trees = [json.loads(line) for line in demo_seed_path().read_text().splitlines()]
+    flat = [row for t in trees for row in _flatten(t)]
+    (tmp_path / "msgs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in flat))
+    cols = ["message_id", "parent_id", "message_tree_id", "role", "lang", "rank", "text", "deleted", "synthetic",
+            "review_result"]
+    pq.write_table(pa.Table.from_pylist([{c: r.get(c) for c in cols} for r in flat]), tmp_path / "msgs.parquet")
+    seed("demo", tmp_path / "a.jsonl")
+    for name in ("msgs.jsonl", "msgs.parquet"):
+        stats = seed(tmp_path / name, tmp_path / "b.jsonl")
+        assert stats["format"] == "oasst-messages" and stats["rows"] == 46
+        a = [(r["id"], r["instruction"], r["response"]) for r in read_jsonl(tmp_path / "a.jsonl")]
+        b = [(r["id"], r["instruction"], r["response"]) for r in read_jsonl(tmp_path / "b.jsonl")]
+        assert a == b
+
+
+def test_generic_pair_styles(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    (tmp_path / "alpaca.jsonl").write_text(
+        json.dumps({"instruction": "Translate", "input": "hola", "output": "hello"}) + "\n"
+        + json.dumps({"instruction": "Empty", "output": " "}) + "\n" + "{broken\n")
+    stats = seed(tmp_path / "alpaca.jsonl", tmp_path / "o.jsonl")
+    rows = list(read_jsonl(tmp_path / "o.jsonl"))
+    assert stats["format"] == "pairs" and [(r["instruction"], r["response"]) for r in rows] == [("Translate\n\nhola", "hello")]
+    assert stats["drops"] == {"empty_text": 1} and stats["bad_input"] == {"malformed_json": 1}
+    with pytest.raises(RecordError, match=r"alpaca.jsonl:3: not valid JSON"):
+        seed(tmp_path / "alpaca.jsonl", tmp_path / "o.jsonl", DataConfig(strict=True))
+
+    sharegpt = [{"id": "s1", "conversations": [{"from": "system", "value": "be nice"}, {"from": "human", "value": "Hi?"},
+                                                {"from": "gpt", "value": "Hello!"}, {"from": "human", "value": "more"}]}]
+    (tmp_path / "sg.json").write_text(json.dumps(sharegpt))
+    seed(tmp_path / "sg.json", tmp_path / "o.jsonl")
+    assert [(r["id"], r["instruction"], r["response"]) for r in read_jsonl(tmp_path / "o.jsonl")] == [("s1", "Hi?", "Hello!")]
+
+    msgs = [{"messages": [{"role": "user", "content": "Q1"}, {"role": "assistant", "content": "A1"}]}]
+    pq.write_table(pa.Table.from_pylist(msgs), tmp_path / "m.parquet")
+    seed(tmp_path / "m.parquet", tmp_path / "o.jsonl")
+    assert [(r["instruction"], r["response"]) for r in read_jsonl(tmp_path / "o.jsonl")] == [("Q1", "A1")]
+
+    (tmp_path / "p.csv").write_text("question,answer\nWhy?,Because.\n")
+    with pytest.raises(RecordError, match="no seed pair passed"):
+        seed(tmp_path / "p.csv", tmp_path / "o.jsonl")
+    seed(tmp_path / "p.csv", tmp_path / "o.jsonl", DataConfig(instruction_field="question", response_field="answer"))
+    assert [(r["instruction"], r["response"]) for r in read_jsonl(tmp_path / "o.jsonl")] == [("Why?", "Because.")]
 
 
 def test_seed_errors(tmp_path):
     with pytest.raises(RecordError, match="not found"):
         seed(tmp_path / "missing.jsonl", tmp_path / "o.jsonl")
-    bad = tmp_path / "bad.jsonl"
-    bad.write_text('{"prompt": {}}\n{oops\n')
-    with pytest.raises(RecordError, match="bad.jsonl:2"):
-        seed(bad, tmp_path / "o.jsonl")
+    (tmp_path / "empty.jsonl").write_text("")
+    with pytest.raises(RecordError, match="is empty"):
+        seed(tmp_path / "empty.jsonl", tmp_path / "o.jsonl")
 
 
-HTML = """<html><body><nav><h2>Quick Links</h2><ul><li>Home</li></ul></nav>
-<h1>Title</h1><p>Intro.</p>
-<h2>Part A</h2><p>Alpha text.</p><h3>Detail</h3><p>Detail text.</p>
-<h2>Part B</h2><p>Beta text.</p><script>var x = 1;</script></body></html>"""
+# ---------------------------------------------------------------- segment
+
+PARA = ("Honeybees live in colonies with a single queen, thousands of female workers and a few hundred drones. "
+        "Workers change jobs as they age, from cleaning cells to building comb and finally foraging for nectar. "
+        "Foragers share the location of flowers with a waggle dance whose angle encodes the direction of food. "
+        "The length of the waggle run tells the other bees how far away the flowers are from the hive entrance. ")
+PARA2 = ("Volcanoes erupt when magma rises through the crust and the gases dissolved in it come out of solution. "
+         "Runny basaltic magma lets bubbles escape, so its eruptions are mostly gentle rivers of glowing lava. "
+         "Sticky magma rich in silica traps the gas until the pressure becomes enormous and shatters the rock. "
+         "The resulting explosive eruptions throw columns of ash and pumice far up into the stratosphere. ")
+PARA3 = ("A strong colony can hold sixty thousand bees at the height of summer and far fewer in winter. "
+         "In autumn the workers push the drones out, so that they do not eat the stores needed until spring. ")
+PAGE = f"""<html><body><nav><ul><li><a href="/">Home</a></li><li><a href="/x">Topics</a></li></ul></nav>
+<h1>Bees</h1><h2>Colony life</h2><p>{PARA}</p><p>{PARA3}</p>
+<h2>Advertisement</h2><p>{PARA2} Buy now.</p>
+<h2>SHARE THIS</h2><p>{PARA2} Share it.</p>
+<p>Copyright 2024 Example Media</p></body></html>"""
 
 
-def test_html_sections_include_subheaders():
-    secs = {"/".join(path): text for path, text in html_sections(HTML)}
-    assert secs["Quick Links"] == "Home"
+def test_html_sections_include_subheaders_and_skip_link_lists():
+    html = """<html><body><ul><li><a href="/">Quick Links</a></li></ul>
+    <h1>Title</h1><p>Intro.</p><h2>Part A</h2><p>Alpha text.</p><h3>Detail</h3><p>Detail text.</p>
+    <h2>Part B</h2><p>Beta text.</p><script>var x = 1;</script></body></html>"""
+    secs = {"/".join(path): text for path, text in html_sections(html)}
     assert secs["Title/Part A"] == "Alpha text.\nDetail\nDetail text."
     assert secs["Title/Part A/Detail"] == "Detail text."
     assert secs["Title/Part B"] == "Beta text."
     assert secs["Title"].startswith("Intro.\nPart A\nAlpha text.") and "var x" not in secs["Title"]
+    assert "Quick Links" not in "".join(secs.values())
 
 
-def test_demo_segment_funnel(tmp_path):
-    stats = segment("demo", tmp_path / "seg.jsonl")
+def test_filters():
+    assert strip_boilerplate("Real text.\nCopyright 2024 Example Media\nShare on Facebook. Share on X.\nWe use cookies to improve it.") == ("Real text.", 3)
+    assert repetitive("Buy now. Buy now today. Buy now. Buy now today. Buy now. Something else here.")
+    assert not repetitive(PARA)
+
+
+def _funnel(tmp_path, corpus, **kw):
+    return segment(corpus, tmp_path / "seg.jsonl", DataConfig(**kw), log=lambda s: None)
+
+
+def test_demo_funnel_and_sampling(tmp_path):
+    stats = _funnel(tmp_path, "demo")
     f = stats["funnel"]
     assert f["documents"] == 30 and f["kept"] == stats["rows"] > 50
     assert f["dropped_navigation_header"] > 0 and f["dropped_uppercase_header"] > 0 and f["dropped_empty_header"] > 0
     rows = list(read_jsonl(tmp_path / "seg.jsonl"))
-    assert all(600 <= len(r["text"]) <= 3000 for r in rows)
-    assert len({r["id"] for r in rows}) == len(rows)
-    assert not any("Subscribe" in r["header_path"][-1] or "Advertisement" == r["header_path"][-1] for r in rows)
-    stats2 = segment("demo", tmp_path / "seg2.jsonl", max_segments=10, seed_value=3)
-    assert stats2["rows"] == 10 and stats2["funnel"]["dropped_sampling"] == stats["rows"] - 10
+    assert all(600 <= len(r["text"]) <= 3000 for r in rows) and len({r["id"] for r in rows}) == len(rows)
+    assert not any(r["header_path"][-1] in ("Advertisement", "Comments") for r in rows)
+    sampled = segment("demo", tmp_path / "s10.jsonl", DataConfig(max_segments=10), seed_value=3, log=lambda s: None)
+    assert sampled["rows"] == 10 and sampled["funnel"]["dropped_sampling"] == stats["rows"] - 10
+    ids = {r["id"] for r in rows}
+    assert {r["id"] for r in read_jsonl(tmp_path / "s10.jsonl")} <= ids
 
 
-def test_jsonl_corpus_windows_and_dedup(tmp_path):
-    para = " ".join(f"Sentence number {i} says something different about the topic." for i in range(12))
-    other = para.replace("topic", "subject")
-    docs = [{"id": "d1", "text": para + "\n\n" + other}, {"id": "d2", "text": para},
-            {"id": "d3", "text": "Same line again. " * 40}]
-    corpus = tmp_path / "c.jsonl"
-    corpus.write_text("".join(json.dumps(d) + "\n" for d in docs))
-    stats = segment(corpus, tmp_path / "s.jsonl", min_chars=600, max_chars=1000)
-    assert stats["rows"] == 2 and stats["funnel"]["dropped_duplicate"] == 1
-    assert stats["funnel"]["dropped_repetitive"] == 1
+def test_html_page_exact_drops(tmp_path):
+    (tmp_path / "c").mkdir()
+    (tmp_path / "c" / "page.html").write_text(PAGE)
+    stats = _funnel(tmp_path, tmp_path / "c", min_chars=300, max_chars=1000)
+    rows = list(read_jsonl(tmp_path / "seg.jsonl"))
+    assert [r["header_path"] for r in rows] == [["Bees", "Colony life"]]
+    assert rows[0]["text"] == (PARA.strip() + "\n" + PARA3.strip())
+    f = stats["funnel"]
+    assert f["dropped_navigation_header"] == 1 and f["dropped_uppercase_header"] == 1 and f["dropped_too_long"] == 1
+
+
+def _jsonl(path, docs, opener=open):
+    with opener(path, "wb") as f:
+        for d in docs:
+            f.write((json.dumps(d) + "\n").encode())
+
+
+def test_jsonl_forms_dedup_and_language(tmp_path):
+    import zstandard
+
+    near = PARA.replace("hive entrance", "hive door")  # one word changed: a near-duplicate
+    docs = [{"id": "a", "text": PARA + "\n\n" + PARA2}, {"id": "b", "text": PARA + "\n\n" + PARA2},
+            {"id": "c", "text": near + "\n\n" + PARA2},
+            {"id": "d", "text": ("Las abejas viven en colonias con una sola reina y miles de obreras. "
+                                 "Las obreras cambian de tarea a medida que envejecen dentro de la colmena. "
+                                 "Las pecoreadoras comunican la posición de las flores con una danza. "
+                                 "El ángulo de la danza indica la dirección respecto al sol. "
+                                 "La duración del recorrido indica la distancia hasta el alimento. ")}]
+    (tmp_path / "c").mkdir()
+    _jsonl(tmp_path / "c" / "1.jsonl.gz", docs[:2], gzip.open)
+    with open(tmp_path / "c" / "2.jsonl.zst", "wb") as raw, zstandard.ZstdCompressor().stream_writer(raw) as f:
+        f.write("".join(json.dumps(d) + "\n" for d in docs[2:]).encode())
+    stats = _funnel(tmp_path, tmp_path / "c", min_chars=300, max_chars=900)
+    f = stats["funnel"]
+    assert f["documents"] == 4 and stats["rows"] == 1
+    assert f["dropped_duplicate"] == 1 and f["dropped_near_duplicate"] == 1 and f["dropped_language"] == 1
+    assert [r["meta"]["doc_id"] for r in read_jsonl(tmp_path / "seg.jsonl")] == ["a"]
     assert list(text_windows("a\n\nb\n\nc", 3)) == ["a\nb", "c"]  # whole paragraphs, at most 3 chars
+
+
+def test_warc_html_and_wet_records(tmp_path):
+    from warcio.statusandheaders import StatusAndHeaders
+    from warcio.warcwriter import WARCWriter
+
+    path = tmp_path / "crawl.warc.gz"
+    with open(path, "wb") as f:
+        w = WARCWriter(f, gzip=True)
+        http = StatusAndHeaders("200 OK", [("Content-Type", "text/html; charset=utf-8")], protocol="HTTP/1.1")
+        w.write_record(w.create_warc_record("https://bees.example/", "response", payload=io.BytesIO(PAGE.encode()),
+                                            http_headers=http))
+        w.write_record(w.create_warc_record("https://volcano.example/", "conversion",
+                                            payload=io.BytesIO(PARA2.encode()), warc_content_type="text/plain"))
+    stats = _funnel(tmp_path, path, min_chars=300, max_chars=1000)
+    rows = list(read_jsonl(tmp_path / "seg.jsonl"))
+    assert [(r["url"], r["header_path"]) for r in rows] == [("https://bees.example/", ["Bees", "Colony life"]),
+                                                           ("https://volcano.example/", [])]
+    assert stats["funnel"]["documents"] == 2
+    # A truncated WARC: the records before the cut are read, the damage is counted with its offset.
+    data = path.read_bytes()
+    (tmp_path / "cut").mkdir()
+    (tmp_path / "cut" / "cut.warc.gz").write_bytes(data[: len(data) - 40])
+    stats = _funnel(tmp_path, tmp_path / "cut", min_chars=300, max_chars=1000)
+    assert stats["bad_input"] == {"truncated_file": 1} and stats["rows"] >= 1
+
+
+def test_bad_input_counted_skipped_or_strict(tmp_path):
+    good = {"id": "ok", "text": PARA}
+    c = tmp_path / "c"
+    c.mkdir()
+    (c / "a.jsonl").write_bytes(b'{"id": "x", "text": "unterminated\n' + b'{"id": "u", "text": "caf\xe9"}\n'
+                                + (json.dumps(good) + "\n").encode() + b'{"id": "e", "text": ""}\n'
+                                + (json.dumps({"id": "big", "text": "word " * 2_100_000}) + "\n").encode())
+    gz = gzip.compress((json.dumps(good | {"id": "g"}) + "\n").encode() * 50)
+    (c / "b.jsonl.gz").write_bytes(gz[: len(gz) // 2])
+    (c / "p.html").write_text("<html><body><p>No headers at all here.</p></body></html>")
+    logs = []
+    stats = segment(c, tmp_path / "s.jsonl", DataConfig(min_chars=300), log=logs.append)
+    assert stats["bad_input"] == {"malformed_json": 1, "invalid_utf8": 1, "document_too_large": 1,
+                                  "truncated_file": 1, "html_without_headers": 1}
+    assert stats["funnel"]["empty_documents"] == 1 and stats["rows"] == 1
+    assert any("a.jsonl:1" in line for line in logs) and any("a.jsonl:2" in line and "UTF-8" in line for line in logs)
+    with pytest.raises(RecordError, match=r"a.jsonl:1: not valid JSON"):
+        segment(c, tmp_path / "s2.jsonl", DataConfig(min_chars=300, strict=True), log=logs.append)
+    assert not (tmp_path / "s2.jsonl").exists()
+
+
+def test_rerun_is_byte_identical_and_self_concatenation_keeps_the_same(tmp_path):
+    seg1 = segment("demo", tmp_path / "a.jsonl", DataConfig(max_segments=20), log=lambda s: None)
+    segment("demo", tmp_path / "b.jsonl", DataConfig(max_segments=20), log=lambda s: None)
+    assert (tmp_path / "a.jsonl").read_bytes() == (tmp_path / "b.jsonl").read_bytes() and seg1["rows"] == 20
+    docs = [{"id": f"d{i}", "text": (PARA if i % 2 else PARA2) + f" Document {i} ends with its own number {i}."}
+            for i in range(10)]
+    _jsonl(tmp_path / "one.jsonl", docs)
+    _jsonl(tmp_path / "twice.jsonl", docs + docs)
+    one = segment(tmp_path / "one.jsonl", tmp_path / "o.jsonl", DataConfig(min_chars=300, near_duplicate_threshold=None),
+                  log=lambda s: None)
+    two = segment(tmp_path / "twice.jsonl", tmp_path / "t.jsonl", DataConfig(min_chars=300, near_duplicate_threshold=None),
+                  log=lambda s: None)
+    assert [r["id"] for r in read_jsonl(tmp_path / "o.jsonl")] == [r["id"] for r in read_jsonl(tmp_path / "t.jsonl")]
+    assert two["funnel"]["dropped_duplicate"] == 10 + one["funnel"].get("dropped_duplicate", 0)
+
+
+def test_sharded_output_folder(tmp_path):
+    stats = segment("demo", tmp_path / "shards", DataConfig(shard_size=20), log=lambda s: None)
+    shards = sorted(p.name for p in (tmp_path / "shards").glob("*.jsonl"))
+    assert shards[0] == "00000.jsonl" and len(shards) == -(-stats["rows"] // 20)
+    assert len(list(read_jsonl(tmp_path / "shards"))) == stats["rows"]
 
 
 def test_empty_corpus_is_a_clear_error(tmp_path):
     corpus = tmp_path / "c.jsonl"
     corpus.write_text('{"text": "too short"}\n')
     with pytest.raises(RecordError, match="no segment .* passed the filters"):
-        segment(corpus, tmp_path / "s.jsonl")
+        segment(corpus, tmp_path / "s.jsonl", log=lambda s: None)
+    assert not (tmp_path / "s.jsonl").exists()

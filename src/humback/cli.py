@@ -25,10 +25,11 @@ def _user_errors() -> tuple[type[Exception], ...]:
     return ConfigError, ModelError, RecordError, StageError, TrainingDataError
 
 
-def _config(args):
+def _config(args, default: str | None = None):
+    """The recipe given, else `default` when it exists (only `run` has one), else built-in defaults."""
     path = args.config
-    if path is None and Path(DEFAULT_CONFIG).is_file():
-        path = DEFAULT_CONFIG
+    if path is None and default and Path(default).is_file():
+        path = default
     return load_config(path, args.set or [])
 
 
@@ -37,7 +38,7 @@ def cmd_run(args) -> None:
 
     from humback.pipeline import run_pipeline
 
-    cfg = _config(args)
+    cfg = _config(args, DEFAULT_CONFIG)
     print("[humback] resolved config:\n" + yaml.safe_dump(cfg.model_dump(), sort_keys=False), flush=True)
     run_pipeline(cfg, args.run_dir or Path("runs") / cfg.name, force=args.force)
 
@@ -51,13 +52,22 @@ def cmd_status(args) -> None:
 def cmd_seed(args) -> None:
     from humback.data.seed import seed
 
-    print(seed(args.source, args.out, args.lang, args.max_seed, args.seed))
+    cfg = _config(args)
+    data = cfg.data.model_copy(update={k: v for k, v in {
+        "lang": args.lang, "max_seed": args.max_seed, "seed_format": args.format,
+        "instruction_field": args.instruction_field, "response_field": args.response_field,
+        "min_quality": args.min_quality, "strict": args.strict or None}.items() if v is not None})
+    print(seed(args.source, args.out, data, args.seed if args.seed is not None else cfg.seed))
 
 
 def cmd_segment(args) -> None:
     from humback.data.segment import segment
 
-    print(segment(args.corpus, args.out, args.min_chars, args.max_chars, args.max_segments, args.seed))
+    cfg = _config(args)
+    data = cfg.data.model_copy(update={k: v for k, v in {
+        "min_chars": args.min_chars, "max_chars": args.max_chars, "max_segments": args.max_segments,
+        "text_field": args.text_field, "strict": args.strict or None}.items() if v is not None})
+    print(segment(args.corpus, args.out, data, args.seed if args.seed is not None else cfg.seed))
 
 
 def cmd_train(args) -> None:
@@ -94,11 +104,11 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     def with_config(sp):
-        sp.add_argument("--config", "-c", help=f"YAML recipe (default: {DEFAULT_CONFIG} if present, else built-in defaults)")
+        sp.add_argument("--config", "-c", help="YAML recipe whose settings apply (default: built-in defaults)")
         sp.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key, e.g. curate.threshold=4.5")
 
     sp = sub.add_parser("run", help="run the whole loop into runs/<name>")
-    sp.add_argument("config", nargs="?", help="YAML recipe (default: configs/demo.yaml)")
+    sp.add_argument("config", nargs="?", help=f"YAML recipe (default: {DEFAULT_CONFIG})")
     sp.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key")
     sp.add_argument("--run-dir", help="run directory (default: runs/<name>)")
     sp.add_argument("--force", metavar="STAGE", help="rerun this stage (e.g. curate:1 or train) and all after it")
@@ -108,21 +118,30 @@ def _parser() -> argparse.ArgumentParser:
     sp.add_argument("run_dir")
     sp.set_defaults(func=cmd_status)
 
-    sp = sub.add_parser("seed", help="oasst tree export -> seed pairs JSONL")
-    sp.add_argument("--source", default="demo")
+    sp = sub.add_parser("seed", help="oasst (hub, tree export, message table) or generic pairs -> seed pairs JSONL")
+    sp.add_argument("--source", default="demo", help="file, hub id (OpenAssistant/oasst1), or 'demo'")
     sp.add_argument("--out", required=True)
-    sp.add_argument("--lang", default="en")
-    sp.add_argument("--max-seed", type=int, default=3200)
-    sp.add_argument("--seed", type=int, default=0)
+    sp.add_argument("--format", choices=["auto", "oasst-trees", "oasst-messages", "pairs"])
+    sp.add_argument("--instruction-field")
+    sp.add_argument("--response-field")
+    sp.add_argument("--lang")
+    sp.add_argument("--min-quality", type=float)
+    sp.add_argument("--max-seed", type=int)
+    sp.add_argument("--strict", action="store_true", help="fail at the first malformed row, naming where")
+    sp.add_argument("--seed", type=int)
+    with_config(sp)
     sp.set_defaults(func=cmd_seed)
 
-    sp = sub.add_parser("segment", help="HTML folder or JSONL corpus -> segments JSONL")
-    sp.add_argument("--corpus", default="demo")
-    sp.add_argument("--out", required=True)
-    sp.add_argument("--min-chars", type=int, default=600)
-    sp.add_argument("--max-chars", type=int, default=3000)
+    sp = sub.add_parser("segment", help="corpus (HTML, WARC, JSONL, Parquet, hub id) -> segments")
+    sp.add_argument("--corpus", default="demo", help="file, folder, hub dataset id, or 'demo'")
+    sp.add_argument("--out", required=True, help="a .jsonl file, or a folder for sharded output")
+    sp.add_argument("--min-chars", type=int)
+    sp.add_argument("--max-chars", type=int)
     sp.add_argument("--max-segments", type=int)
-    sp.add_argument("--seed", type=int, default=0)
+    sp.add_argument("--text-field")
+    sp.add_argument("--strict", action="store_true", help="fail at the first malformed input, naming where")
+    sp.add_argument("--seed", type=int)
+    with_config(sp)
     sp.set_defaults(func=cmd_segment)
 
     sp = sub.add_parser("train", help="fine-tune a forward or backward model on pairs JSONL")

@@ -23,13 +23,28 @@ class _Strict(BaseModel):
 
 
 class DataConfig(_Strict):
-    seed_source: str = Field("demo", description="'demo' (bundled), or an oasst1 tree export *.jsonl[.gz]")
-    corpus: str = Field("demo", description="'demo' (bundled), a folder of .html files, or a JSONL file with 'text'")
+    seed_source: str = Field("demo", description="'demo' (bundled), an oasst tree export or message table, a pairs"
+                             " file (JSONL/JSON/CSV/Parquet), or a hub id such as OpenAssistant/oasst1")
+    corpus: str = Field("demo", description="'demo' (bundled), a file or folder (HTML, WARC, JSONL[.gz|.zst],"
+                        " Parquet), or a hub dataset id streamed through datasets")
+    seed_format: Literal["auto", "oasst-trees", "oasst-messages", "pairs"] = Field(
+        "auto", description="form of seed_source; 'auto' tells by the first row's keys")
+    seed_split: str = Field("train", description="split of a hub seed dataset")
+    instruction_field: str | None = Field(None, description="for generic pairs: the instruction field")
+    response_field: str | None = Field(None, description="for generic pairs: the response field")
+    min_quality: float | None = Field(None, ge=0.0, le=1.0, description="oasst: minimum 'quality' label of the reply")
     lang: str = Field("en", description="language of the seed pairs kept (oasst 'lang')")
     max_seed: int = Field(3200, ge=1, description="seed pairs kept (paper: 3,200)")
     max_segments: int | None = Field(None, ge=1, description="segments sampled for augmentation; null = all")
     min_chars: int = Field(600, ge=1, description="shortest segment kept (paper: 600)")
     max_chars: int = Field(3000, ge=1, description="longest segment kept (paper: 3,000)")
+    text_field: str = Field("text", description="field holding the text in JSONL/Parquet/hub corpora")
+    segment_lang: str | None = Field("en", description="keep segments identified as this language (py3langid); null = all")
+    near_duplicate_threshold: float | None = Field(
+        0.8, gt=0.0, le=1.0, description="MinHash Jaccard above which a segment is a near-duplicate; null = exact dedup only")
+    max_document_chars: int = Field(1_000_000, ge=1, description="larger documents are skipped and counted")
+    shard_size: int = Field(100_000, ge=1, description="rows per shard when the output is a folder")
+    strict: bool = Field(False, description="fail at the first malformed input (with its location) instead of skipping it")
 
     @model_validator(mode="after")
     def _lengths(self):

@@ -142,11 +142,13 @@ def build_stages(cfg: RunConfig, run_dir: Path, log: Callable[[str], None]) -> l
     # Only what changes results: micro-batching and checkpointing trade memory for time, nothing else.
     train_fp = cfg.train.model_dump(exclude={"micro_batch_size", "gradient_checkpointing"})
     stages: list[Stage] = []
-    fp_seed = fingerprint("seed", d.seed_source, d.lang, d.max_seed, cfg.seed)
-    stages.append(Stage("seed", lambda: seed(d.seed_source, seed_file, d.lang, d.max_seed, cfg.seed),
+    seed_keys = {"seed_source", "seed_format", "seed_split", "instruction_field", "response_field", "min_quality",
+                 "lang", "max_seed"}
+    fp_seed = fingerprint("seed", d.model_dump(include=seed_keys), cfg.seed)
+    stages.append(Stage("seed", lambda: seed(d.seed_source, seed_file, d, cfg.seed, log=log),
                         fp_seed, {"seed": seed_file}, {"source": d.seed_source}))
-    fp_seg = fingerprint("segment", d.corpus, d.min_chars, d.max_chars, d.max_segments, cfg.seed)
-    stages.append(Stage("segment", lambda: segment(d.corpus, seg_file, d.min_chars, d.max_chars, d.max_segments, cfg.seed),
+    fp_seg = fingerprint("segment", d.model_dump(exclude=seed_keys | {"shard_size", "strict"}), cfg.seed)
+    stages.append(Stage("segment", lambda: segment(d.corpus, seg_file, d, cfg.seed, log=log),
                         fp_seg, {"segments": seg_file}, {"corpus": d.corpus}))
     fp_myx = fingerprint("train:myx", cfg.model, train_fp, prompts.BACKWARD_PROMPT, fp_seed, cfg.seed)
     stages.append(Stage("train:myx", train_stage("myx", "backward", [seed_file]), fp_myx,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -128,4 +129,45 @@ class RowWriter:
 
     def close(self) -> None:
         if not self._f.closed:
+            self._f.close()
+
+
+class ShardWriter:
+    """Rows to one `.jsonl` file, or to a folder of numbered shards (`00000.jsonl` ...) of `shard_size`
+    rows when `out` is not a .jsonl path. Written under `<out>.tmp` and renamed by `finish()`, so the
+    output is either complete or absent."""
+
+    def __init__(self, out: str | Path, shard_size: int = 100_000):
+        self.out = Path(out)
+        self.single = self.out.suffix == ".jsonl"
+        self.shard_size = shard_size
+        self.tmp = self.out.with_name(self.out.name + ".tmp")
+        if self.tmp.is_dir():
+            shutil.rmtree(self.tmp)
+        self.out.parent.mkdir(parents=True, exist_ok=True)
+        if not self.single:
+            self.tmp.mkdir()
+        self.rows = 0
+        self._f = open(self.tmp, "w", encoding="utf-8") if self.single else None  # noqa: SIM115 (closed in finish/close)
+
+    def write(self, row: dict) -> None:
+        if not self.single and self.rows % self.shard_size == 0:
+            self.close()
+            self._f = open(self.tmp / f"{self.rows // self.shard_size:05d}.jsonl", "w", encoding="utf-8")  # noqa: SIM115
+        self._f.write(json.dumps(row, ensure_ascii=False) + "\n")
+        self.rows += 1
+
+    def finish(self) -> None:
+        self.close()
+        if self.single:
+            self.tmp.replace(self.out)
+            return
+        if self.out.exists():
+            shutil.rmtree(self.out)
+        self.tmp.rename(self.out)
+
+    def close(self) -> None:
+        if self._f is not None and not self._f.closed:
+            self._f.flush()
+            os.fsync(self._f.fileno())
             self._f.close()

@@ -1,33 +1,34 @@
-"""Seed pairs from an Open Assistant (oasst1/oasst2) tree export.
+"""Seed pairs from Open Assistant (oasst1/oasst2) or from any instruction/response file.
 
-Rules (paper §2.1, METHOD.md §2): only the first turn of a conversation tree, i.e. the root prompter
+oasst rules (paper §2.1, METHOD.md §2): only the first turn of a conversation tree, i.e. the root prompter
 message and an assistant reply *to it*; roles checked; the language asked for; the rank-0 reply; deleted,
-synthetic and review-failed messages dropped. The paper does not say how its 3,200 were chosen among the
-eligible pairs, so the rule here is explicit and recorded: order by a seeded hash of the tree id, take
-the first N.
+synthetic and review-failed messages dropped; optionally a minimum 'quality' label. The paper does not
+say how its 3,200 were chosen among the eligible pairs, so the rule here is explicit and recorded
+(SELECTION_RULE). Sources: the hub id (`OpenAssistant/oasst1`, through `datasets`), a tree export
+(`*.trees.jsonl[.gz]`), a flat message table (JSONL/Parquet with message_id, parent_id, role ...), or
+generic pairs (JSONL, JSON, CSV, Parquet) in alpaca, sharegpt or messages style, or with named fields.
 """
 
 from __future__ import annotations
 
-import gzip
 import hashlib
-import json
 import statistics
-from collections import Counter
+from collections import Counter, defaultdict
+from collections.abc import Iterator
 from importlib import resources
 from pathlib import Path
 
+from humback.config import DataConfig
+from humback.data.readers import HUB_ID, Problems, read_rows
 from humback.records import RecordError, write_jsonl
 
-SELECTION_RULE = "eligible pairs ordered by sha256(seed:tree_id), first max_seed kept"
+SELECTION_RULE = ("eligible pairs ordered by reply 'quality' label (highest first, missing = 0), then by "
+                  "sha256(seed:tree_id); the first max_seed kept")
+MESSAGE_COLUMNS = {"message_id", "parent_id", "role", "text"}
 
 
 def demo_seed_path() -> Path:
     return Path(str(resources.files("humback") / "resources" / "demo" / "seed.trees.jsonl"))
-
-
-def _open(path: Path):
-    return gzip.open(path, "rt", encoding="utf-8") if path.suffix == ".gz" else open(path, encoding="utf-8")
 
 
 def _bad(msg: dict) -> str | None:
@@ -40,7 +41,13 @@ def _bad(msg: dict) -> str | None:
     return None
 
 
-def first_turn_pair(tree: dict, lang: str) -> tuple[dict | None, str]:
+def label(msg: dict, name: str) -> float | None:
+    labels = msg.get("labels") or {}
+    names, values = labels.get("name") or [], labels.get("value") or []
+    return next((float(v) for n, v in zip(names, values) if n == name), None)
+
+
+def first_turn_pair(tree: dict, lang: str, min_quality: float | None = None) -> tuple[dict | None, str]:
     """The (prompt, rank-0 reply) of one tree, or None and the reason it has none."""
     root = tree.get("prompt")
     if not isinstance(root, dict):
@@ -60,6 +67,9 @@ def first_turn_pair(tree: dict, lang: str) -> tuple[dict | None, str]:
     reply = best[0]
     if reason := _bad(reply):
         return None, f"reply_{reason}"
+    quality = label(reply, "quality")
+    if min_quality is not None and (quality is None or quality < min_quality):
+        return None, "low_quality"
     instruction, response = (root.get("text") or "").strip(), (reply.get("text") or "").strip()
     if not instruction or not response:
         return None, "empty_text"
@@ -68,14 +78,70 @@ def first_turn_pair(tree: dict, lang: str) -> tuple[dict | None, str]:
         "instruction": instruction,
         "response": response,
         "source": "oasst",
-        "meta": {
-            "tree_id": tree.get("message_tree_id", root.get("message_id")),
-            "prompt_id": root.get("message_id"),
-            "reply_id": reply.get("message_id"),
-            "lang": lang,
-        },
+        "meta": {"tree_id": tree.get("message_tree_id", root.get("message_id")), "prompt_id": root.get("message_id"),
+                 "reply_id": reply.get("message_id"), "lang": lang, "quality": quality},
     }
     return pair, "kept"
+
+
+def trees_from_messages(rows: Iterator[dict]) -> Iterator[dict]:
+    """Rebuild tree-export form from a flat oasst message table (the hub dataset's form)."""
+    by_tree: dict[str, list[dict]] = defaultdict(list)
+    for row in rows:
+        by_tree[row.get("message_tree_id") or row["message_id"]].append(dict(row))
+    for tree_id, msgs in by_tree.items():
+        nodes = {m["message_id"]: {**m, "replies": []} for m in msgs}
+        root = None
+        for node in nodes.values():
+            parent = node.get("parent_id")
+            if parent is None:
+                root = node
+            elif parent in nodes:
+                nodes[parent]["replies"].append(node)
+        if root is not None:
+            yield {"message_tree_id": tree_id, "prompt": root}
+
+
+def _pair_from_row(row: dict, cfg: DataConfig) -> tuple[str, str] | None:
+    """(instruction, response) of a generic row: named fields, alpaca, sharegpt or messages style."""
+    if cfg.instruction_field or cfg.response_field:
+        ins, res = row.get(cfg.instruction_field or "instruction"), row.get(cfg.response_field or "response")
+        return (ins, res) if isinstance(ins, str) and isinstance(res, str) else None
+    if "instruction" in row and ("output" in row or "response" in row):  # alpaca (instruction, input, output)
+        ins = row["instruction"] + (f"\n\n{row['input']}" if row.get("input") else "")
+        return ins, row.get("output", row.get("response"))
+    if "prompt" in row and isinstance(row["prompt"], str) and "response" in row:
+        return row["prompt"], row["response"]
+    turns = row.get("conversations") or row.get("messages")
+    if isinstance(turns, list):  # sharegpt {from, value} or chat {role, content}: the first user turn + reply
+        norm = [(t.get("from") or t.get("role"), t.get("value") or t.get("content")) for t in turns if isinstance(t, dict)]
+        norm = [(r, c) for r, c in norm if r not in ("system",)]
+        if len(norm) >= 2 and norm[0][0] in ("human", "user") and norm[1][0] in ("gpt", "assistant"):
+            return norm[0][1], norm[1][1]
+    return None
+
+
+def _generic_pairs(rows: Iterator[tuple[str, dict]], cfg: DataConfig, reasons: Counter, problems: Problems) -> list[dict]:
+    pairs = []
+    for where, row in rows:
+        if not isinstance(row, dict):
+            problems("not_an_object", where, "expected an object per row")
+            continue
+        found = _pair_from_row(row, cfg)
+        if found is None:
+            problems("unrecognised_row", where, "no instruction/response found (set data.instruction_field and "
+                     "data.response_field, or use alpaca, sharegpt or messages style)")
+            reasons["unrecognised_row"] += 1
+            continue
+        ins, res = (str(x or "").strip() for x in found)
+        if not ins or not res:
+            reasons["empty_text"] += 1
+            continue
+        pid = str(row.get("id") or hashlib.sha256(f"{ins}\x00{res}".encode()).hexdigest()[:16])
+        reasons["kept"] += 1
+        pairs.append({"id": pid, "instruction": ins, "response": res, "source": "pairs",
+                      "meta": {"tree_id": pid, "location": where}})
+    return pairs
 
 
 def _length_stats(values: list[int]) -> dict:
@@ -84,38 +150,75 @@ def _length_stats(values: list[int]) -> dict:
     return {"mean": round(statistics.fmean(values), 1), "std": round(statistics.pstdev(values), 1)}
 
 
-def seed(source: str | Path, out: str | Path, lang: str = "en", max_seed: int = 3200, seed_value: int = 0) -> dict:
-    """Write seed pairs from an oasst tree export to `out`; return the stage stats."""
-    path = demo_seed_path() if str(source) == "demo" else Path(source)
-    if not path.is_file():
-        raise RecordError(f"seed source {path} not found: give an oasst tree export (*.trees.jsonl[.gz]) or 'demo'")
-    reasons: Counter = Counter()
-    pairs = []
-    with _open(path) as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
+def _load(source: str, cfg: DataConfig, reasons: Counter, problems: Problems) -> tuple[list[dict], str]:
+    path = demo_seed_path() if source == "demo" else Path(source)
+    if not path.exists():
+        if HUB_ID.match(source):
+            from datasets import load_dataset
+
             try:
-                tree = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise RecordError(f"{path}:{lineno}: not valid JSON ({e.msg})") from None
-            pair, reason = first_turn_pair(tree, lang)
-            reasons[reason] += 1
-            if pair:
-                pairs.append(pair)
+                table = load_dataset(source, split=cfg.seed_split)
+            except Exception as e:  # datasets raises many types for unreachable or unknown datasets
+                raise RecordError(f"cannot load hub dataset '{source}': {e}") from e
+            trees = trees_from_messages(iter(table))
+            return _oasst_pairs(trees, cfg, reasons), "oasst-messages"
+        raise RecordError(f"seed source {path} not found: give an oasst tree export (*.trees.jsonl[.gz]), a message "
+                          "table, a pairs file (JSONL/JSON/CSV/Parquet), a hub id such as OpenAssistant/oasst1, or 'demo'")
+    rows = read_rows(path, problems)
+    fmt = cfg.seed_format
+    if fmt == "auto":
+        first = next(rows, None)
+        if first is None:
+            raise RecordError(f"seed source {path} is empty")
+        keys = set(first[1]) if isinstance(first[1], dict) else set()
+        fmt = "oasst-trees" if "prompt" in keys and isinstance(first[1]["prompt"], dict) else (
+            "oasst-messages" if MESSAGE_COLUMNS <= keys else "pairs")
+        rows = _chain(first, rows)
+    if fmt == "oasst-trees":
+        return _oasst_pairs((row for _, row in rows), cfg, reasons), fmt
+    if fmt == "oasst-messages":
+        return _oasst_pairs(trees_from_messages(row for _, row in rows), cfg, reasons), fmt
+    return _generic_pairs(rows, cfg, reasons, problems), fmt
+
+
+def _chain(first, rest):
+    yield first
+    yield from rest
+
+
+def _oasst_pairs(trees, cfg: DataConfig, reasons: Counter) -> list[dict]:
+    pairs = []
+    for tree in trees:
+        pair, reason = first_turn_pair(tree, cfg.lang, cfg.min_quality)
+        reasons[reason] += 1
+        if pair:
+            pairs.append(pair)
+    return pairs
+
+
+def seed(source: str | Path, out: str | Path, cfg: DataConfig | None = None, seed_value: int = 0, log=print) -> dict:
+    """Write seed pairs to `out`; return the stage stats (kept, drop reasons, lengths, the rule)."""
+    cfg = cfg or DataConfig()
+    reasons: Counter = Counter()
+    problems = Problems(strict=cfg.strict, log=log)
+    pairs, fmt = _load(str(source), cfg, reasons, problems)
     if not pairs:
-        raise RecordError(f"{path}: no seed pair passed the rules (drops: {dict(reasons)}); check `data.lang`")
+        raise RecordError(f"{source}: no seed pair passed the rules (drops: {dict(reasons)}); check data.lang "
+                          "and data.seed_format")
 
     def order(p):
-        return hashlib.sha256(f"{seed_value}:{p['meta']['tree_id']}".encode()).hexdigest()
+        quality = (p["meta"].get("quality") or 0.0) if p["source"] == "oasst" else 0.0
+        return -quality, hashlib.sha256(f"{seed_value}:{p['meta']['tree_id']}".encode()).hexdigest()
 
-    kept = sorted(pairs, key=order)[:max_seed]
+    kept = sorted(pairs, key=order)[:cfg.max_seed]
     reasons["over_max_seed"] = len(pairs) - len(kept)
     write_jsonl(out, kept)
     return {
         "rows": len(kept),
-        "trees": sum(reasons.values()) - reasons["over_max_seed"],
+        "format": fmt,
+        "read": sum(reasons.values()) - reasons["over_max_seed"],
         "drops": {k: v for k, v in sorted(reasons.items()) if k != "kept" and v},
+        "bad_input": dict(problems.counts),
         "selection": SELECTION_RULE,
         "instruction_chars": _length_stats([len(p["instruction"]) for p in kept]),
         "response_chars": _length_stats([len(p["response"]) for p in kept]),

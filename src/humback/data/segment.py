@@ -1,9 +1,13 @@
 """Unlabelled text -> segments: the candidate responses y_i of self-augmentation.
 
 Paper §2.1 / METHOD.md §3: a segment is the text under an HTML header, sub-headers included; segments of
-600-3,000 characters are kept; segments with repetitive sentences, empty or all-uppercase headers, or
-navigation headers are dropped; duplicates are removed. Plain-text documents (JSONL with a `text`
-field) are split into paragraph windows within the same length bounds.
+600-3,000 characters are kept; segments with repetitive sentences (n-gram Jaccard between sentence
+pairs), empty or all-uppercase headers, or navigation headers are dropped; duplicates are removed (the
+paper does not say how: here exact normalised hashes, then MinHash LSH for near-duplicates across the
+whole run). Plain text (JSONL, Parquet, WET, hub datasets) is cut into windows of whole paragraphs.
+
+One pass over the corpus, one document in memory at a time; the dedup index grows with the *kept*
+segments only, and seeded sampling to N keeps a reservoir of N.
 """
 
 from __future__ import annotations
@@ -16,15 +20,27 @@ from collections.abc import Iterator
 from importlib import resources
 from pathlib import Path
 
-from humback.records import RecordError, read_jsonl, write_jsonl
+from humback.config import DataConfig
+from humback.data.readers import Problems, iter_documents
+from humback.records import RecordError, ShardWriter
 
 HEADERS = ("h1", "h2", "h3", "h4", "h5", "h6")
+BLOCKS = ("p", "li", "pre", "blockquote", "td", "dd", "dt")
 # Paper §2.1 names "advertisement", "forum", "quick link", "free newsletter"; the rest are the same kind.
 NAV_HEADERS = (
     "advertisement", "forum", "quick link", "free newsletter", "newsletter", "related article",
     "related post", "comments", "share this", "cookie", "sponsored", "sign up", "log in", "menu",
     "navigation", "footer", "recent posts", "popular posts", "follow us", "subscribe",
 )
+# Whole lines that are site furniture rather than content; removed before the length filter.
+BOILERPLATE_LINE = re.compile(
+    r"^(?:.{0,40}\b(?:we|this (?:site|website)) uses? cookies\b.*|.*\baccept (?:all )?cookies\b.*"
+    r"|(?:©|\(c\)|copyright)\s.{0,120}|.{0,80}\ball rights reserved\.?"
+    r"|(?:share|tweet|pin|email|print)(?: (?:this|on|via|by) [\w .]{0,30})?[.!]?"
+    r"|(?:share on \w+[.,]? ?){2,}.*|(?:click here|read more|continue reading)\b.{0,40})$",
+    re.IGNORECASE,
+)
+SENTENCE_SPLIT = re.compile(r"(?<=[.!?])\s+|\n")
 
 
 def demo_corpus_path() -> Path:
@@ -37,19 +53,21 @@ def _clean(text: str) -> str:
 
 def html_sections(html: str) -> Iterator[tuple[list[str], str]]:
     """Yield (header path, text) for every header: the text under it up to the next header of the same
-    or a higher level, its sub-headers (as lines) included."""
+    or a higher level, its sub-headers (as lines) included. Scripts, styles and list items that are
+    only a link (menus, link lists) are left out."""
     from bs4 import BeautifulSoup
 
     soup = BeautifulSoup(html, "html.parser")
-    for tag in soup(["script", "style", "noscript"]):
+    for tag in soup(["script", "style", "noscript", "template"]):
         tag.decompose()
     body = soup.body or soup
-    # Flatten the document into (level, text) blocks: a header is level 1-6, body text is level 0.
-    blocks: list[tuple[int, str]] = []
-    for el in body.find_all(list(HEADERS) + ["p", "li", "pre", "blockquote", "td"]):
+    blocks: list[tuple[int, str]] = []  # (header level 1-6, or 0 for body text; text)
+    for el in body.find_all(list(HEADERS) + list(BLOCKS)):
         if el.name in HEADERS:
             blocks.append((int(el.name[1]), _clean(el.get_text(" "))))
-        elif not el.find_parent(["p", "li", "pre", "blockquote", "td"]):  # nested blocks counted once
+        elif not el.find_parent(list(BLOCKS)):  # nested blocks are counted once, in their outermost block
+            if el.name == "li" and _only_links(el):
+                continue
             text = _clean(el.get_text(" "))
             if text:
                 blocks.append((0, text))
@@ -64,6 +82,11 @@ def html_sections(html: str) -> Iterator[tuple[list[str], str]]:
                 break
             lines.append(sub_text)
         yield [h for _, h in path], "\n".join(lines)
+
+
+def _only_links(el) -> bool:
+    link_text = "".join(a.get_text() for a in el.find_all("a")).strip()
+    return bool(link_text) and len(link_text) >= 0.9 * len(el.get_text().strip())
 
 
 def text_windows(text: str, max_chars: int) -> Iterator[str]:
@@ -82,23 +105,22 @@ def text_windows(text: str, max_chars: int) -> Iterator[str]:
         yield "\n".join(window)
 
 
-def _documents(corpus: Path) -> Iterator[dict]:
-    """Yield {doc_id, source, url, html|text} from a folder of .html files or a JSONL file/folder."""
-    if corpus.is_dir() and any(corpus.glob("*.htm*")):
-        for f in sorted(corpus.glob("*.htm*")):
-            yield {"doc_id": f.stem, "source": "html", "url": f.name, "html": f.read_text("utf-8", "replace")}
-    elif corpus.exists():
-        for i, row in enumerate(read_jsonl(corpus, required=("text",))):
-            yield {"doc_id": str(row.get("id", i)), "source": "jsonl", "url": row.get("url", ""), "text": row["text"]}
-    else:
-        raise RecordError(f"corpus {corpus} not found: give a folder of .html files, a JSONL file with 'text', or 'demo'")
+def strip_boilerplate(text: str) -> tuple[str, int]:
+    """Drop cookie, copyright, share and 'read more' lines; return the text and how many went."""
+    kept, removed = [], 0
+    for line in text.split("\n"):
+        if BOILERPLATE_LINE.match(line.strip()):
+            removed += 1
+        else:
+            kept.append(line)
+    return "\n".join(kept), removed
 
 
-def _header_problem(header: str) -> str | None:
+def header_problem(header: str) -> str | None:
     if not header.strip():
         return "empty_header"
     letters = [c for c in header if c.isalpha()]
-    if letters and all(c.isupper() for c in letters) and len(letters) > 1:
+    if len(letters) > 1 and all(c.isupper() for c in letters):
         return "uppercase_header"
     low = header.lower()
     if any(n in low for n in NAV_HEADERS):
@@ -106,59 +128,147 @@ def _header_problem(header: str) -> str | None:
     return None
 
 
-def _repetitive(text: str, threshold: float = 0.3) -> bool:
-    """More than `threshold` of the sentences repeat an earlier one (after normalising)."""
-    sents = [re.sub(r"\W+", " ", s).strip().lower() for s in re.split(r"(?<=[.!?])\s+|\n", text)]
-    sents = [s for s in sents if s]
-    return len(sents) >= 4 and 1 - len(set(sents)) / len(sents) > threshold
+def _ngrams(sentence: str, n: int = 3) -> frozenset:
+    words = re.findall(r"\w+", sentence.lower())
+    return frozenset(zip(*(words[i:] for i in range(n)))) if len(words) >= n else frozenset([tuple(words)])
 
 
-def segment(
-    corpus: str | Path,
-    out: str | Path,
-    min_chars: int = 600,
-    max_chars: int = 3000,
-    max_segments: int | None = None,
-    seed_value: int = 0,
-) -> dict:
-    """Write filtered, deduplicated segments to `out`; return the funnel as stage stats."""
-    corpus = demo_corpus_path() if str(corpus) == "demo" else Path(corpus)
+def repetitive(text: str, jaccard: float = 0.6, max_fraction: float = 0.3, window: int = 12) -> bool:
+    """True when more than `max_fraction` of the sentences repeat an earlier one: word-trigram Jaccard
+    >= `jaccard` with one of the `window` sentences before it (repeats in boilerplate are close by)."""
+    sents = [s for s in SENTENCE_SPLIT.split(text) if s.strip()]
+    if len(sents) < 4:
+        return False
+    grams = [_ngrams(s) for s in sents]
+    repeats = 0
+    for j in range(1, len(grams)):
+        for i in range(max(0, j - window), j):
+            union = len(grams[i] | grams[j])
+            if union and len(grams[i] & grams[j]) / union >= jaccard:
+                repeats += 1
+                break
+    return repeats / len(sents) > max_fraction
+
+
+class Deduplicator:
+    """Exact (normalised text hash) and near-duplicate (MinHash LSH over word 5-grams) detection across
+    everything kept so far. Memory grows with kept segments: ~64 bytes each for the exact set, and the
+    LSH bands of datasketch (num_perm 64)."""
+
+    def __init__(self, near_threshold: float | None = 0.8, num_perm: int = 64):
+        self.exact: set[bytes] = set()
+        self.lsh = None
+        if near_threshold is not None:
+            from datasketch import MinHashLSH
+
+            self.lsh = MinHashLSH(threshold=near_threshold, num_perm=num_perm)
+            self.num_perm = num_perm
+
+    def check_and_add(self, key: str, text: str) -> str | None:
+        norm = re.sub(r"\W+", " ", text.lower()).strip()
+        digest = hashlib.blake2b(norm.encode(), digest_size=16).digest()
+        if digest in self.exact:
+            return "duplicate"
+        self.exact.add(digest)
+        if self.lsh is not None:
+            from datasketch import MinHash
+
+            words = norm.split()
+            shingles = {" ".join(words[i:i + 5]).encode() for i in range(max(1, len(words) - 4))}
+            mh = MinHash(num_perm=self.num_perm, seed=1)
+            mh.update_batch(list(shingles))
+            if self.lsh.query(mh):
+                return "near_duplicate"
+            self.lsh.insert(key, mh, check_duplication=False)
+        return None
+
+
+def segment_id(url: str, header_path: list[str], text: str) -> str:
+    """Stable content id: the same segment gets the same id wherever and however often it is read."""
+    return hashlib.sha256(f"{url}|{'/'.join(header_path)}|{text}".encode()).hexdigest()[:16]
+
+
+def segment(corpus: str | Path, out: str | Path, cfg: DataConfig | None = None, seed_value: int = 0,
+            log=print) -> dict:
+    """Write filtered, deduplicated, optionally sampled segments to `out` (a .jsonl file, or a folder
+    of shards otherwise); return the funnel as stage stats."""
+    cfg = cfg or DataConfig()
+    corpus = demo_corpus_path() if str(corpus) == "demo" else corpus
+    problems = Problems(strict=cfg.strict, log=log)
     funnel: Counter = Counter()
-    seen: set[str] = set()
-    kept: list[dict] = []
-    for doc in _documents(corpus):
-        funnel["documents"] += 1
-        if "html" in doc:
-            pieces = list(html_sections(doc["html"]))
-        else:
-            pieces = [([], t) for t in text_windows(doc["text"], max_chars)]
-        for header_path, text in pieces:
-            funnel["segments"] += 1
-            reason = _header_problem(header_path[-1]) if header_path else None
-            if reason is None and not min_chars <= len(text) <= max_chars:
-                reason = "too_short" if len(text) < min_chars else "too_long"
-            if reason is None and _repetitive(text):
-                reason = "repetitive"
-            if reason is None:
-                norm = hashlib.sha256(re.sub(r"\W+", " ", text.lower()).strip().encode()).hexdigest()
-                if norm in seen:
-                    reason = "duplicate"
-                seen.add(norm)
-            if reason:
-                funnel[f"dropped_{reason}"] += 1
+    dedup = Deduplicator(cfg.near_duplicate_threshold)
+    rng = random.Random(seed_value)
+    reservoir: list[tuple[int, dict]] = []
+    writer = ShardWriter(out, cfg.shard_size)
+    identify = None
+    if cfg.segment_lang:
+        import py3langid
+
+        identify = py3langid.classify
+
+    def consider(doc, header_path: list[str], text: str) -> dict | None:
+        funnel["segments"] += 1
+        text, removed = strip_boilerplate(text)
+        funnel["boilerplate_lines_removed"] += removed
+        reason = header_problem(header_path[-1]) if header_path else None
+        if reason is None and not cfg.min_chars <= len(text) <= cfg.max_chars:
+            reason = "too_short" if len(text) < cfg.min_chars else "too_long"
+        if reason is None and repetitive(text):
+            reason = "repetitive"
+        if reason is None and identify is not None and identify(text)[0] != cfg.segment_lang:
+            reason = "language"
+        if reason is None:
+            sid = segment_id(doc.url, header_path, text)
+            reason = dedup.check_and_add(sid, text)
+        if reason:
+            funnel[f"dropped_{reason}"] += 1
+            return None
+        return {"id": sid, "text": text, "source": doc.source, "url": doc.url, "header_path": header_path,
+                "meta": {"doc_id": doc.doc_id, "location": doc.location}}
+
+    kept = 0
+    try:
+        for doc in iter_documents(corpus, cfg.text_field, problems):
+            funnel["documents"] += 1
+            body = doc.html if doc.html is not None else doc.text
+            if not body or not body.strip():
+                funnel["empty_documents"] += 1
                 continue
-            sid = hashlib.sha256(f"{doc['source']}|{doc['url']}|{'/'.join(header_path)}|{text}".encode()).hexdigest()[:16]
-            kept.append({
-                "id": sid, "text": text, "source": doc["source"], "url": doc["url"],
-                "header_path": header_path, "meta": {"doc_id": doc["doc_id"]},
-            })
-    if not kept:
-        raise RecordError(
-            f"no segment of {corpus} passed the filters (funnel: {dict(funnel)}); "
-            f"check data.min_chars/max_chars ({min_chars}-{max_chars}) and that the corpus has text"
-        )
-    if max_segments is not None and len(kept) > max_segments:
-        funnel["dropped_sampling"] = len(kept) - max_segments
-        kept = random.Random(seed_value).sample(kept, max_segments)
-    funnel["kept"] = write_jsonl(out, kept)
-    return {"rows": funnel["kept"], "funnel": dict(funnel)}
+            if len(body) > cfg.max_document_chars:
+                problems("document_too_large", doc.location,
+                         f"document of {len(body):,} characters exceeds data.max_document_chars={cfg.max_document_chars:,}")
+                continue
+            if doc.html is not None:
+                pieces = list(html_sections(doc.html))
+                if not pieces:
+                    problems("html_without_headers", doc.location, "HTML page without any header")
+                    continue
+            else:
+                pieces = [([], w) for w in text_windows(doc.text, cfg.max_chars)]
+            for header_path, text in pieces:
+                row = consider(doc, header_path, text)
+                if row is None:
+                    continue
+                kept += 1
+                if cfg.max_segments is None:
+                    writer.write(row)
+                elif len(reservoir) < cfg.max_segments:  # reservoir sampling: a uniform N of a stream
+                    reservoir.append((kept, row))
+                else:
+                    j = rng.randrange(kept)
+                    if j < cfg.max_segments:
+                        reservoir[j] = (kept, row)
+        if cfg.max_segments is not None:
+            funnel["dropped_sampling"] = kept - len(reservoir)
+            for _, row in sorted(reservoir, key=lambda x: x[0]):  # stream order: output is reproducible
+                writer.write(row)
+        if writer.rows == 0:
+            raise RecordError(
+                f"no segment of {corpus} passed the filters (funnel: {dict(funnel)}); check data.min_chars/"
+                f"max_chars ({cfg.min_chars}-{cfg.max_chars}), data.segment_lang and that the corpus has text"
+            )
+        writer.finish()
+    finally:
+        writer.close()
+    funnel["kept"] = writer.rows
+    return {"rows": writer.rows, "funnel": dict(funnel), "bad_input": dict(problems.counts)}

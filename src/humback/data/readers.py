@@ -1,0 +1,266 @@
+"""Corpus readers: every input form streamed as `Document`s, one at a time (memory does not grow with
+the corpus), with bad input counted and skipped, or fatal under `strict`.
+
+Forms: a hub dataset id streamed through `datasets` (falcon-refinedweb, Dolma, FineWeb: text field
+configurable); local JSONL (plain, .gz, .zst) and Parquet files or folders of them; HTML files; WARC
+files (.warc, .warc.gz) through warcio (HTML responses and WET text conversions).
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import re
+import zlib
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from humback.records import RecordError
+
+HTML_SUFFIXES = (".html", ".htm")
+JSONL_SUFFIXES = (".jsonl", ".jsonl.gz", ".jsonl.zst", ".json.gz", ".ndjson")
+WARC_SUFFIXES = (".warc", ".warc.gz")
+HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
+@dataclass
+class Document:
+    doc_id: str
+    source: str  # the file or hub id it came from
+    url: str
+    location: str  # "file:line" or "file@offset": where to look when something is wrong
+    text: str | None = None
+    html: str | None = None
+
+
+class Problems:
+    """Counts malformed input by kind; warns with the location (first few of each kind), or raises at
+    the first one when strict."""
+
+    def __init__(self, strict: bool = False, log: Callable[[str], None] = print, max_warnings: int = 5):
+        self.strict, self.log, self.max_warnings = strict, log, max_warnings
+        self.counts: Counter = Counter()
+
+    def __call__(self, kind: str, location: str, detail: str) -> None:
+        if self.strict:
+            raise RecordError(f"{location}: {detail} (--strict stops at the first bad input; drop it to skip and count)")
+        self.counts[kind] += 1
+        if self.counts[kind] <= self.max_warnings:
+            self.log(f"[segment] warning: {location}: {detail}; skipped")
+        elif self.counts[kind] == self.max_warnings + 1:
+            self.log(f"[segment] warning: more '{kind}' problems; counting them silently")
+
+
+def _suffix(path: Path) -> str:
+    name = path.name.lower()
+    for s in JSONL_SUFFIXES + WARC_SUFFIXES + HTML_SUFFIXES + (".parquet",):
+        if name.endswith(s):
+            return s
+    return path.suffix.lower()
+
+
+def _open_binary(path: Path):
+    name = path.name.lower()
+    if name.endswith(".gz"):
+        return gzip.open(path, "rb")
+    if name.endswith(".zst"):
+        import zstandard
+
+        return io.BufferedReader(zstandard.ZstdDecompressor().stream_reader(open(path, "rb")))
+    return open(path, "rb")
+
+
+def read_jsonl_docs(path: Path, text_field: str, problems: Problems) -> Iterator[Document]:
+    lineno = 0
+    try:
+        with _open_binary(path) as f:
+            for lineno, raw in enumerate(f, 1):
+                if not raw.strip():
+                    continue
+                where = f"{path}:{lineno}"
+                try:
+                    row = json.loads(raw.decode("utf-8"))
+                except UnicodeDecodeError as e:
+                    problems("invalid_utf8", where, f"invalid UTF-8 at byte {e.start}")
+                    continue
+                except json.JSONDecodeError as e:
+                    problems("malformed_json", where, f"not valid JSON ({e.msg})")
+                    continue
+                text = row.get(text_field) if isinstance(row, dict) else None
+                if not isinstance(text, str):
+                    problems("missing_text", where, f"no string field '{text_field}' (set data.text_field)")
+                    continue
+                yield Document(str(row.get("id", f"{path.name}:{lineno}")), str(path), str(row.get("url") or ""),
+                               where, text=text)
+    except (EOFError, gzip.BadGzipFile, zlib.error, OSError) as e:
+        if isinstance(e, FileNotFoundError):
+            raise
+        problems("truncated_file", f"{path}:{lineno + 1}", f"unreadable compressed data ({type(e).__name__}: {e})")
+
+
+def read_parquet_docs(path: Path, text_field: str, problems: Problems) -> Iterator[Document]:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        pf = pq.ParquetFile(path)
+    except (OSError, pa.ArrowException) as e:
+        problems("unreadable_parquet", str(path), f"not a readable Parquet file ({e})")
+        return
+    if text_field not in pf.schema_arrow.names:
+        problems("missing_text", str(path), f"no column '{text_field}' (set data.text_field)")
+        return
+    row = 0
+    for batch in pf.iter_batches(batch_size=1024):
+        cols = batch.to_pydict()
+        ids, urls = cols.get("id"), cols.get("url")
+        for i, text in enumerate(cols[text_field]):
+            row += 1
+            if isinstance(text, str):
+                doc_id = str(ids[i]) if ids else f"{path.name}:{row}"
+                yield Document(doc_id, str(path), str(urls[i] or "") if urls else "", f"{path}#row{row}", text=text)
+
+
+def read_html_doc(path: Path, problems: Problems) -> Iterator[Document]:
+    try:
+        html = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as e:
+        problems("invalid_utf8", f"{path}@{e.start}", "invalid UTF-8")
+        return
+    yield Document(path.stem, str(path), path.name, str(path), html=html)
+
+
+def read_warc_docs(path: Path, problems: Problems) -> Iterator[Document]:
+    from warcio.archiveiterator import ArchiveIterator
+    from warcio.exceptions import ArchiveLoadFailed
+
+    with open(path, "rb") as f:
+        records = ArchiveIterator(f)
+        offset = 0
+        try:
+            for rec in records:
+                if rec.rec_type == "response":
+                    ctype = rec.http_headers.get_header("Content-Type", "") if rec.http_headers else ""
+                    if "html" not in ctype.lower():
+                        continue
+                elif rec.rec_type != "conversion":  # WET conversions hold already extracted plain text
+                    continue
+                body = rec.content_stream().read()
+                offset = records.get_record_offset()  # only after the body: asking first consumes it
+                if getattr(rec.raw_stream, "limit", 0):  # bytes the header promised but the file lacks
+                    problems("truncated_file", f"{path}@{offset}", "truncated WARC record")
+                    continue
+                url = rec.rec_headers.get_header("WARC-Target-URI") or ""
+                rid = rec.rec_headers.get_header("WARC-Record-ID") or f"{path.name}@{offset}"
+                where = f"{path}@{offset}"
+                if rec.rec_type == "response":
+                    try:
+                        html = body.decode("utf-8")
+                    except UnicodeDecodeError:
+                        html = body.decode("latin-1")  # legacy pages: readable text beats a dropped page
+                    yield Document(rid, str(path), url, where, html=html)
+                else:
+                    try:
+                        text = body.decode("utf-8")
+                    except UnicodeDecodeError as e:
+                        problems("invalid_utf8", where, f"invalid UTF-8 at byte {e.start}")
+                        continue
+                    yield Document(rid, str(path), url, where, text=text)
+        except (ArchiveLoadFailed, EOFError, zlib.error, OSError) as e:
+            problems("truncated_file", f"{path}@{offset}", f"damaged or truncated WARC ({type(e).__name__})")
+
+
+def read_hub_docs(dataset_id: str, text_field: str, problems: Problems, split: str = "train") -> Iterator[Document]:
+    """Stream a hub dataset (needs network; `datasets` caches nothing to disk in streaming mode)."""
+    from datasets import load_dataset
+
+    try:
+        stream = load_dataset(dataset_id, split=split, streaming=True)
+    except Exception as e:  # datasets raises many types for unreachable or unknown datasets
+        raise RecordError(f"cannot stream hub dataset '{dataset_id}': {e}") from e
+    for i, row in enumerate(stream):
+        text = row.get(text_field)
+        if not isinstance(text, str):
+            problems("missing_text", f"{dataset_id}#row{i}", f"no string field '{text_field}' (set data.text_field)")
+            continue
+        yield Document(str(row.get("id", i)), dataset_id, str(row.get("url") or ""), f"{dataset_id}#row{i}", text=text)
+
+
+def files_of(path: Path) -> list[Path]:
+    known = JSONL_SUFFIXES + WARC_SUFFIXES + HTML_SUFFIXES + (".parquet",)
+    if path.is_dir():
+        return sorted(p for p in path.rglob("*") if p.is_file() and _suffix(p) in known)
+    return [path]
+
+
+def iter_documents(corpus: str | Path, text_field: str = "text", problems: Problems | None = None) -> Iterator[Document]:
+    """Every document of a corpus: a file, a folder (recursively, sorted), or a hub dataset id."""
+    problems = problems or Problems()
+    path = Path(corpus)
+    if not path.exists():
+        if HUB_ID.match(str(corpus)):
+            yield from read_hub_docs(str(corpus), text_field, problems)
+            return
+        raise RecordError(f"corpus {corpus} not found: give a file or folder (HTML, WARC, JSONL, Parquet), "
+                          "a hub dataset id, or 'demo'")
+    files = files_of(path)
+    if not files:
+        raise RecordError(f"corpus folder {path} holds no .html, .warc[.gz], .jsonl[.gz|.zst] or .parquet files")
+    for file in files:
+        kind = _suffix(file)
+        if kind in HTML_SUFFIXES:
+            yield from read_html_doc(file, problems)
+        elif kind in WARC_SUFFIXES:
+            yield from read_warc_docs(file, problems)
+        elif kind == ".parquet":
+            yield from read_parquet_docs(file, text_field, problems)
+        elif kind in JSONL_SUFFIXES:
+            yield from read_jsonl_docs(file, text_field, problems)
+        else:
+            raise RecordError(f"{file}: unknown corpus file type; expected .html, .warc[.gz], .jsonl[.gz|.zst] or .parquet")
+
+
+def read_rows(path: Path, problems: Problems) -> Iterator[tuple[str, dict]]:
+    """(location, row) for every object in a JSONL[.gz|.zst], JSON (a list), CSV or Parquet file."""
+    name = path.name.lower()
+    if name.endswith(".parquet"):
+        import pyarrow.parquet as pq
+
+        row = 0
+        for batch in pq.ParquetFile(path).iter_batches(batch_size=1024):
+            for item in batch.to_pylist():
+                row += 1
+                yield f"{path}#row{row}", item
+    elif name.endswith((".csv", ".csv.gz")):
+        import csv
+
+        with io.TextIOWrapper(_open_binary(path), encoding="utf-8", newline="") as f:
+            for lineno, item in enumerate(csv.DictReader(f), 2):
+                yield f"{path}:{lineno}", item
+    elif name.endswith((".json", ".json.gz")) and not name.endswith(".jsonl.gz"):
+        with _open_binary(path) as f:
+            try:
+                data = json.loads(f.read().decode("utf-8"))
+            except (UnicodeDecodeError, json.JSONDecodeError) as e:
+                raise RecordError(f"{path}: not a valid JSON document ({e})") from None
+        if not isinstance(data, list):
+            raise RecordError(f"{path}: expected a JSON list of objects, got {type(data).__name__}")
+        for i, item in enumerate(data):
+            yield f"{path}[{i}]", item
+    else:
+        try:
+            with _open_binary(path) as f:
+                for lineno, raw in enumerate(f, 1):
+                    if not raw.strip():
+                        continue
+                    try:
+                        yield f"{path}:{lineno}", json.loads(raw.decode("utf-8"))
+                    except UnicodeDecodeError as e:
+                        problems("invalid_utf8", f"{path}:{lineno}", f"invalid UTF-8 at byte {e.start}")
+                    except json.JSONDecodeError as e:
+                        problems("malformed_json", f"{path}:{lineno}", f"not valid JSON ({e.msg})")
+        except (EOFError, gzip.BadGzipFile, zlib.error) as e:
+            problems("truncated_file", str(path), f"unreadable compressed data ({type(e).__name__})")
