@@ -301,3 +301,32 @@ def test_empty_corpus_is_a_clear_error(tmp_path):
     with pytest.raises(RecordError, match="no segment .* passed the filters"):
         segment(corpus, tmp_path / "s.jsonl", log=lambda s: None)
     assert not (tmp_path / "s.jsonl").exists()
+
+
+def test_hub_sources_go_through_datasets(tmp_path, monkeypatch):
+    """The hub code path, fed by local files: `datasets.load_dataset` is called with the hub id and the
+    rows it returns are used as they would be from the hub (oasst message table; streamed web text)."""
+    import datasets
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from humback.data.seed import demo_seed_path
+
+    trees = [json.loads(line) for line in demo_seed_path().read_text().splitlines()]
+    flat = [{k: v for k, v in row.items() if k not in ("labels", "emojis")} for t in trees for row in _flatten(t)]
+    pq.write_table(pa.Table.from_pylist(flat), tmp_path / "oasst.parquet")
+    _jsonl(tmp_path / "web.jsonl", [{"id": "w1", "text": PARA + "\n\n" + PARA2}])
+    real_load, calls = datasets.load_dataset, []
+
+    def fake_load(name, split=None, streaming=False, **kw):
+        calls.append((name, split, streaming))
+        local = {"OpenAssistant/oasst1": ("parquet", tmp_path / "oasst.parquet"),
+                 "HuggingFaceFW/fineweb": ("json", tmp_path / "web.jsonl")}[name]
+        return real_load(local[0], data_files=str(local[1]), split=split, streaming=streaming)
+
+    monkeypatch.setattr(datasets, "load_dataset", fake_load)
+    stats = seed("OpenAssistant/oasst1", tmp_path / "s.jsonl")
+    assert stats["rows"] == 46 and stats["format"] == "oasst-messages"
+    stats = segment("HuggingFaceFW/fineweb", tmp_path / "g.jsonl", DataConfig(min_chars=300), log=lambda s: None)
+    assert stats["rows"] == 1
+    assert calls == [("OpenAssistant/oasst1", "train", False), ("HuggingFaceFW/fineweb", "train", True)]
