@@ -25,11 +25,7 @@ import time
 from datetime import date
 from pathlib import Path
 
-WORDS = """the a of and to in is that it for on with as was by at from this be are or an which can when
-their they not but more have been time water heat light city plants colony river engine people between each
-during after before about into over under while because through most many some other these those first
-new high long small large early later several often usually system process energy surface station market
-garden history science kitchen bridge network language memory weather season village island forest""".split()
+WORDS = ["the", "a", "of", "and", "to", "in", "is", "that", "it", "for", "on", "with", "as", "was", "by", "at", "from", "this", "be", "are", "or", "an", "which", "can", "when", "their", "they", "not", "but", "more", "have", "been", "time", "water", "heat", "light", "city", "plants", "colony", "river", "engine", "people", "between", "each", "during", "after", "before", "about", "into", "over", "under", "while", "because", "through", "most", "many", "some", "other", "these", "those", "first", "new", "high", "long", "small", "large", "early", "later", "several", "often", "usually", "system", "process", "energy", "surface", "station", "market", "garden", "history", "science", "kitchen", "bridge", "network", "language", "memory", "weather", "season", "village", "island", "forest"]
 
 
 def sentence(rng: random.Random) -> str:
