@@ -79,6 +79,15 @@ def test_changed_setting_reruns_from_that_stage(finished_run):
     assert ran == ["curate:1", "train:m1", "curate:2", "train:m2"]
 
 
+def test_force_reruns_the_stage_and_its_dependents_only(finished_run):
+    cfg, run_dir, _, _ = finished_run
+    cfg2 = load_config(None, tiny_overrides(cfg.model) + ["curate.threshold=1.5"])  # as the test above left it
+    logs: list[str] = []
+    run_pipeline(cfg2, run_dir, force="augment", log=logs.append)
+    ran = [line.split("]")[0][1:] for line in logs if line.endswith("running")]
+    assert ran == ["augment", "curate:1", "train:m1", "curate:2", "train:m2"]  # not seed, segment, myx or m0
+
+
 def test_force_unknown_stage(finished_run):
     cfg, run_dir, _, _ = finished_run
     with pytest.raises(StageError, match="no such stage"):

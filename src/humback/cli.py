@@ -111,7 +111,7 @@ def _parser() -> argparse.ArgumentParser:
     sp.add_argument("config", nargs="?", help=f"YAML recipe (default: {DEFAULT_CONFIG})")
     sp.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key")
     sp.add_argument("--run-dir", help="run directory (default: runs/<name>)")
-    sp.add_argument("--force", metavar="STAGE", help="rerun this stage (e.g. curate:1 or train) and all after it")
+    sp.add_argument("--force", metavar="STAGE", help="rerun this stage (e.g. augment, curate:1, or train for all training) and the stages that depend on it")
     sp.set_defaults(func=cmd_run)
 
     sp = sub.add_parser("status", help="print a run directory's manifest as a table")

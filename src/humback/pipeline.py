@@ -6,7 +6,7 @@ seed -> segment -> train:myx -> augment -> train:m0 -> [curate:t (judge M_{t-1})
 stage whose fingerprint matches a finished entry is skipped. The fingerprint covers only what changes
 results (the stage's config section, the prompts, the upstream fingerprints), not batch size or device.
 A stage killed midway is rerun (augment and curate resume from their last whole row), and every stage
-after a stage that ran is rerun too, since its inputs changed.
+that depends on a stage that ran is rerun too, since its inputs changed.
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ class Stage:
     fp: str
     outputs: dict[str, Path]
     inputs: dict[str, str]
+    deps: tuple[str, ...] = ()  # upstream stage keys: when one of them runs, this one must too
 
 
 def _versions() -> dict:
@@ -152,14 +153,15 @@ def build_stages(cfg: RunConfig, run_dir: Path, log: Callable[[str], None]) -> l
                         fp_seg, {"segments": seg_file}, {"corpus": d.corpus}))
     fp_myx = fingerprint("train:myx", cfg.model, train_fp, prompts.BACKWARD_PROMPT, fp_seed, cfg.seed)
     stages.append(Stage("train:myx", train_stage("myx", "backward", [seed_file]), fp_myx,
-                        {"model": models / "myx"}, {"data": str(seed_file), "base": cfg.model}))
+                        {"model": models / "myx"}, {"data": str(seed_file), "base": cfg.model}, ("seed",)))
     fp_aug = fingerprint("augment", cfg.augment, prompts.BACKWARD_PROMPT, fp_myx, fp_seg, cfg.seed)
     stages.append(Stage("augment", lambda: augment(seg_file, generator(models / "myx"), cand_file, cfg.augment,
                                                    cfg.seed, g.batch_size),
-                        fp_aug, {"candidates": cand_file}, {"segments": str(seg_file), "model": str(models / "myx")}))
+                        fp_aug, {"candidates": cand_file}, {"segments": str(seg_file), "model": str(models / "myx")},
+                        ("segment", "train:myx")))
     fp_prev = fingerprint("train:m0", cfg.model, train_fp, prompts.SYSTEM_SEED, fp_seed, cfg.seed)
     stages.append(Stage("train:m0", train_stage("m0", "forward", [seed_file]), fp_prev,
-                        {"model": models / "m0"}, {"data": str(seed_file), "base": cfg.model}))
+                        {"model": models / "m0"}, {"data": str(seed_file), "base": cfg.model}, ("seed",)))
     for t in range(1, cfg.iterations + 1):
         judge, it_dir = models / f"m{t - 1}", run_dir / f"iter{t}"
         fp_cur = fingerprint(f"curate:{t}", cfg.curate, prompts.CURATION_PROMPT, fp_prev, fp_aug, cfg.seed)
@@ -168,12 +170,13 @@ def build_stages(cfg: RunConfig, run_dir: Path, log: Callable[[str], None]) -> l
             lambda judge=judge, it_dir=it_dir, t=t: curate(cand_file, generator(judge), it_dir, cfg.curate, t,
                                                             cfg.seed, g.batch_size),
             fp_cur, {"scored": it_dir / "scored.jsonl", "selected": it_dir / "selected.jsonl"},
-            {"candidates": str(cand_file), "judge": str(judge)}))
+            {"candidates": str(cand_file), "judge": str(judge)}, ("augment", f"train:m{t - 1}")))
         # Paper §2.2: M_t is fine-tuned from the *base* model on seed + A_k^(t), not from M_{t-1}.
         fp_prev = fingerprint(f"train:m{t}", cfg.model, train_fp, prompts.SYSTEM_AUGMENTED, fp_seed, fp_cur, cfg.seed)
         stages.append(Stage(f"train:m{t}", train_stage(f"m{t}", "forward", [seed_file, it_dir / "selected.jsonl"]),
                             fp_prev, {"model": models / f"m{t}"},
-                            {"data": f"{seed_file} + {it_dir / 'selected.jsonl'}", "base": cfg.model}))
+                            {"data": f"{seed_file} + {it_dir / 'selected.jsonl'}", "base": cfg.model},
+                            ("seed", f"curate:{t}")))
     return stages
 
 
@@ -194,9 +197,11 @@ def run_pipeline(cfg: RunConfig, run_dir: str | Path, force: str | None = None,
     # Drop entries of stages this config no longer has (e.g. fewer iterations).
     manifest.data["stages"] = {k: v for k, v in manifest.data["stages"].items() if k in keys}
     (run_dir / "config.yaml").write_text(yaml.safe_dump(cfg.model_dump(), sort_keys=False))
-    forcing = False
+    ran: set[str] = set()
     for stage in stages:
-        forcing = forcing or force in (stage.key, stage.key.split(":")[0])
+        # Rerun when asked, or when an upstream stage ran now: its outputs are new even if its
+        # fingerprint is not (a resumed or forced stage).
+        forcing = force in (stage.key, stage.key.split(":")[0]) or any(d in ran for d in stage.deps)
         prev = manifest.stage(stage.key)
         done = (prev.get("status") == "done" and prev.get("fingerprint") == stage.fp
                 and all(p.exists() for p in stage.outputs.values()))
@@ -213,7 +218,7 @@ def run_pipeline(cfg: RunConfig, run_dir: str | Path, force: str | None = None,
         start = time.time()
         stats = stage.run()
         gc.collect()  # each stage loads its own model: free the last one before the next loads
-        forcing = True  # this stage's outputs are new: every stage after it must rerun on them
+        ran.add(stage.key)
         entry.update({"status": "done", "stats": stats, "seconds": round(time.time() - start, 1),
                       "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                       "outputs": {k: str(p) for k, p in stage.outputs.items()},
