@@ -223,7 +223,12 @@ def test_jsonl_forms_dedup_and_language(tmp_path):
     assert f["documents"] == 4 and stats["rows"] == 1
     assert f["dropped_duplicate"] == 1 and f["dropped_near_duplicate"] == 1 and f["dropped_language"] == 1
     assert [r["meta"]["doc_id"] for r in read_jsonl(tmp_path / "seg.jsonl")] == ["a"]
-    assert list(text_windows("a\n\nb\n\nc", 3)) == ["a\nb", "c"]  # whole paragraphs, at most 3 chars
+    assert list(text_windows("a\n\nb\n\n c ", 3)) == [("a\nb", 0, 4), ("c", 7, 8)]  # whole paragraphs, <= 3 chars
+    doc = PARA + "\n\n" + PARA2
+    (text, start, end), = text_windows(doc, 3000)
+    assert (start, end) == (0, len(doc.rstrip())) and text == PARA.strip() + "\n" + PARA2.strip()
+    rows = list(read_jsonl(tmp_path / "seg.jsonl"))
+    assert rows[0]["meta"]["offsets"] == [0, len(doc.rstrip())]  # doc "a" is this same text
 
 
 def test_warc_html_and_wet_records(tmp_path):

@@ -21,6 +21,7 @@ from importlib import resources
 from pathlib import Path
 
 import xxhash
+from tqdm.auto import tqdm
 
 from humback.config import DataConfig
 from humback.data.readers import Problems, iter_documents
@@ -91,20 +92,23 @@ def _only_links(el) -> bool:
     return bool(link_text) and len(link_text) >= 0.9 * len(el.get_text().strip())
 
 
-def text_windows(text: str, max_chars: int) -> Iterator[str]:
-    """Greedy windows of whole paragraphs up to max_chars, for corpora without HTML headers."""
+def text_windows(text: str, max_chars: int) -> Iterator[tuple[str, int, int]]:
+    """Greedy windows of whole paragraphs up to max_chars, for corpora without HTML headers:
+    (window text, start, end), the character span of the window in `text`."""
     window: list[str] = []
-    size = 0
-    for para in (p.strip() for p in re.split(r"\n\s*\n", text)):
-        if not para:
-            continue
+    size = start = end = 0
+    for m in re.finditer(r"\S(?:.*?\S)??(?=[ \t]*\n\s*\n|\s*\Z)", text, re.DOTALL):  # paragraphs
+        para = m.group()
         if window and size + len(para) > max_chars:
-            yield "\n".join(window)
+            yield "\n".join(window), start, end
             window, size = [], 0
+        if not window:
+            start = m.start()
         window.append(para)
         size += len(para) + 1
+        end = m.end()
     if window:
-        yield "\n".join(window)
+        yield "\n".join(window), start, end
 
 
 def strip_boilerplate(text: str) -> tuple[str, int]:
@@ -239,7 +243,8 @@ def segment(corpus: str | Path, out: str | Path, cfg: DataConfig | None = None, 
 
     kept = 0
     try:
-        for doc in iter_documents(corpus, cfg.text_field, problems):
+        docs = tqdm(iter_documents(corpus, cfg.text_field, problems), desc="segment", unit="doc", mininterval=2)
+        for doc in docs:
             funnel["documents"] += 1
             body = doc.html if doc.html is not None else doc.text
             if not body or not body.strip():
@@ -255,11 +260,13 @@ def segment(corpus: str | Path, out: str | Path, cfg: DataConfig | None = None, 
                     problems("html_without_headers", doc.location, "HTML page without any header")
                     continue
             else:
-                pieces = [([], w) for w in text_windows(doc.text, cfg.max_chars)]
-            for header_path, text in pieces:
+                pieces = [([], w, (start, end)) for w, start, end in text_windows(doc.text, cfg.max_chars)]
+            for header_path, text, *span in pieces:
                 row = consider(doc, header_path, text)
                 if row is None:
                     continue
+                if span:  # plain text: where the window lies in the document
+                    row["meta"]["offsets"] = list(span[0])
                 kept += 1
                 if cfg.max_segments is None:
                     writer.write(row)
