@@ -99,6 +99,9 @@ def main() -> None:
         t = time.time()
         n = generate(corpus, args.gb)
         print(f"generated {n:,} documents, {corpus.stat().st_size / 1e9:.2f} GB in {time.time() - t:.0f} s", flush=True)
+    with open(corpus, "rb") as f:  # warm the page cache, so neither side pays for a cold disk read
+        while f.read(1 << 24):
+            pass
     results = {}
     for mode in ("baseline", "candidate"):
         proc = subprocess.run([sys.executable, __file__, "--child", mode, "--workdir", str(work)],

@@ -274,7 +274,7 @@ def test_bad_input_counted_skipped_or_strict(tmp_path):
     assert any("a.jsonl:1" in line for line in logs) and any("a.jsonl:2" in line and "UTF-8" in line for line in logs)
     with pytest.raises(RecordError, match=r"a.jsonl:1: not valid JSON"):
         segment(c, tmp_path / "s2.jsonl", DataConfig(min_chars=300, strict=True), log=logs.append)
-    assert not (tmp_path / "s2.jsonl").exists()
+    assert not (tmp_path / "s2.jsonl").exists() and not (tmp_path / "s2.jsonl.tmp").exists()
 
 
 def test_rerun_is_byte_identical_and_self_concatenation_keeps_the_same(tmp_path):

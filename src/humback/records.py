@@ -166,8 +166,15 @@ class ShardWriter:
             shutil.rmtree(self.out)
         self.tmp.rename(self.out)
 
-    def close(self) -> None:
+    def close(self, discard: bool = False) -> None:
+        """Close the open shard; with `discard`, also remove an unpublished `<out>.tmp` (a failed run
+        leaves no half-written output behind)."""
         if self._f is not None and not self._f.closed:
             self._f.flush()
             os.fsync(self._f.fileno())
             self._f.close()
+        if discard and self.tmp.exists():
+            if self.tmp.is_dir():
+                shutil.rmtree(self.tmp)
+            else:
+                self.tmp.unlink()
