@@ -76,3 +76,15 @@ def test_stage_subcommands_chain(tiny_model, tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "'parse_failures': 0" in proc.stdout
     assert len((tmp_path / "cur" / "scored.jsonl").read_text().splitlines()) == 3
+
+
+def test_subcommand_flags_are_validated(tmp_path):
+    proc = humback("seed", "--out", str(tmp_path / "s.jsonl"), "--max-seed", "0")
+    assert_user_error(proc, "data.max_seed", "greater than or equal to 1")
+
+
+def test_strict_segment_names_the_bad_line(tmp_path):
+    corpus = tmp_path / "c.jsonl"
+    corpus.write_text('{"text": "fine"}\n{not json\n')
+    proc = humback("segment", "--corpus", str(corpus), "--out", str(tmp_path / "s.jsonl"), "--strict")
+    assert_user_error(proc, "c.jsonl:2: not valid JSON")

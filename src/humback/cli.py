@@ -7,6 +7,7 @@ unexpected (with its traceback, since that is a bug to report).
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from pathlib import Path
@@ -25,12 +26,15 @@ def _user_errors() -> tuple[type[Exception], ...]:
     return ConfigError, ModelError, RecordError, StageError, TrainingDataError
 
 
-def _config(args, default: str | None = None):
-    """The recipe given, else `default` when it exists (only `run` has one), else built-in defaults."""
+def _config(args, default: str | None = None, **flags):
+    """The recipe given, else `default` when it exists (only `run` has one), else built-in defaults;
+    then --set overrides, then the subcommand's own flags (dotted keys as `data__lang`), all validated."""
     path = args.config
     if path is None and default and Path(default).is_file():
         path = default
-    return load_config(path, args.set or [])
+    sets = list(args.set or [])
+    sets += [f"{key.replace('__', '.')}={json.dumps(value)}" for key, value in flags.items() if value is not None]
+    return load_config(path, sets)
 
 
 def cmd_run(args) -> None:
@@ -52,22 +56,19 @@ def cmd_status(args) -> None:
 def cmd_seed(args) -> None:
     from humback.data.seed import seed
 
-    cfg = _config(args)
-    data = cfg.data.model_copy(update={k: v for k, v in {
-        "lang": args.lang, "max_seed": args.max_seed, "seed_format": args.format,
-        "instruction_field": args.instruction_field, "response_field": args.response_field,
-        "min_quality": args.min_quality, "strict": args.strict or None}.items() if v is not None})
-    print(seed(args.source, args.out, data, args.seed if args.seed is not None else cfg.seed))
+    cfg = _config(args, data__lang=args.lang, data__max_seed=args.max_seed, data__seed_format=args.format,
+                  data__instruction_field=args.instruction_field, data__response_field=args.response_field,
+                  data__min_quality=args.min_quality, data__strict=args.strict or None, seed=args.seed)
+    print(seed(args.source, args.out, cfg.data, cfg.seed))
 
 
 def cmd_segment(args) -> None:
     from humback.data.segment import segment
 
-    cfg = _config(args)
-    data = cfg.data.model_copy(update={k: v for k, v in {
-        "min_chars": args.min_chars, "max_chars": args.max_chars, "max_segments": args.max_segments,
-        "text_field": args.text_field, "strict": args.strict or None}.items() if v is not None})
-    print(segment(args.corpus, args.out, data, args.seed if args.seed is not None else cfg.seed))
+    cfg = _config(args, data__min_chars=args.min_chars, data__max_chars=args.max_chars,
+                  data__max_segments=args.max_segments, data__text_field=args.text_field,
+                  data__strict=args.strict or None, seed=args.seed)
+    print(segment(args.corpus, args.out, cfg.data, cfg.seed))
 
 
 def cmd_train(args) -> None:
