@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from humback.generation.base import SamplingParams
-from humback.models import load_model, load_tokenizer
+from humback.models import ModelError, load_model, load_tokenizer
 from humback.templates import render_prompt
 
 
@@ -66,7 +66,8 @@ class TransformersGenerator:
             common += 1
         targets = [s[common] if len(s) > common else -1 for s in seqs]
         if -1 in targets or len(set(targets)) != len(targets):
-            raise ValueError(f"choices {choices} do not start with distinct tokens for this tokenizer")
+            raise ModelError(f"the scores {choices} do not start with distinct tokens in {self.model}'s tokenizer,"
+                             " so the 'expected' method cannot read them: use curate.method=sample")
         return seqs[0][:common], targets
 
     @torch.inference_mode()
