@@ -70,10 +70,6 @@ def _describe(path: Path) -> dict:
     return {"path": str(path), "files": sorted(p.name for p in path.glob("*"))}
 
 
-def _log_summary(manifest: Manifest, log: Callable[[str], None]) -> None:
-    log(summary(manifest.data))
-
-
 def stage_keys(iterations: int) -> list[str]:
     keys = ["seed", "segment", "train:myx", "augment", "train:m0"]
     for t in range(1, iterations + 1):
@@ -224,7 +220,7 @@ def run_pipeline(cfg: RunConfig, run_dir: str | Path, force: str | None = None,
                       "outputs": {k: str(p) for k, p in stage.outputs.items()},
                       "output_files": {k: _describe(p) for k, p in stage.outputs.items()}})
         manifest.save()
-    _log_summary(manifest, log)
+    log(summary(manifest.data))
     return manifest.data
 
 

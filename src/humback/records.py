@@ -49,19 +49,15 @@ def read_jsonl(path: str | Path, required: tuple[str, ...] = ()) -> Iterator[dic
 
 
 def write_jsonl(path: str | Path, rows: Iterable[dict]) -> int:
-    """Write all rows at once, atomically (tmp file + rename). Returns the row count."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    n = 0
-    with open(tmp, "w", encoding="utf-8") as f:
+    """Write all rows to one .jsonl file at once, atomically (tmp file + rename). Returns the row count."""
+    writer = ShardWriter(path)
+    try:
         for row in rows:
-            f.write(json.dumps(row, ensure_ascii=False) + "\n")
-            n += 1
-        f.flush()
-        os.fsync(f.fileno())
-    tmp.replace(path)
-    return n
+            writer.write(row)
+        writer.finish()
+    finally:
+        writer.close(discard=True)
+    return writer.rows
 
 
 def file_sha256(path: str | Path) -> str:

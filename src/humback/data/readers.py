@@ -73,7 +73,9 @@ def _open_binary(path: Path):
     return open(path, "rb")
 
 
-def read_jsonl_docs(path: Path, text_field: str, problems: Problems) -> Iterator[Document]:
+def jsonl_rows(path: Path, problems: Problems) -> Iterator[tuple[str, object]]:
+    """(location, parsed line) for each line of a JSONL file (plain, .gz or .zst); undecodable lines and
+    a truncated compressed stream are reported with their line and skipped."""
     lineno = 0
     try:
         with _open_binary(path) as f:
@@ -89,16 +91,21 @@ def read_jsonl_docs(path: Path, text_field: str, problems: Problems) -> Iterator
                 except json.JSONDecodeError as e:
                     problems("malformed_json", where, f"not valid JSON ({e.msg})")
                     continue
-                text = row.get(text_field) if isinstance(row, dict) else None
-                if not isinstance(text, str):
-                    problems("missing_text", where, f"no string field '{text_field}' (set data.text_field)")
-                    continue
-                yield Document(str(row.get("id", f"{path.name}:{lineno}")), str(path), str(row.get("url") or ""),
-                               where, text=text)
+                yield where, row
     except (EOFError, gzip.BadGzipFile, zlib.error, OSError) as e:
         if isinstance(e, FileNotFoundError):
             raise
         problems("truncated_file", f"{path}:{lineno + 1}", f"unreadable compressed data ({type(e).__name__}: {e})")
+
+
+def read_jsonl_docs(path: Path, text_field: str, problems: Problems) -> Iterator[Document]:
+    for where, row in jsonl_rows(path, problems):
+        text = row.get(text_field) if isinstance(row, dict) else None
+        if not isinstance(text, str):
+            problems("missing_text", where, f"no string field '{text_field}' (set data.text_field)")
+            continue
+        yield Document(str(row.get("id", where.rsplit("/", 1)[-1])), str(path), str(row.get("url") or ""),
+                       where, text=text)
 
 
 def read_parquet_docs(path: Path, text_field: str, problems: Problems) -> Iterator[Document]:
@@ -251,16 +258,4 @@ def read_rows(path: Path, problems: Problems) -> Iterator[tuple[str, dict]]:
         for i, item in enumerate(data):
             yield f"{path}[{i}]", item
     else:
-        try:
-            with _open_binary(path) as f:
-                for lineno, raw in enumerate(f, 1):
-                    if not raw.strip():
-                        continue
-                    try:
-                        yield f"{path}:{lineno}", json.loads(raw.decode("utf-8"))
-                    except UnicodeDecodeError as e:
-                        problems("invalid_utf8", f"{path}:{lineno}", f"invalid UTF-8 at byte {e.start}")
-                    except json.JSONDecodeError as e:
-                        problems("malformed_json", f"{path}:{lineno}", f"not valid JSON ({e.msg})")
-        except (EOFError, gzip.BadGzipFile, zlib.error) as e:
-            problems("truncated_file", str(path), f"unreadable compressed data ({type(e).__name__})")
+        yield from jsonl_rows(path, problems)
