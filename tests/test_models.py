@@ -31,7 +31,9 @@ def test_default_model_converts_once_and_generates(tmp_path, monkeypatch):
     assert (path / "model.safetensors").is_file() and (path / "tokenizer.json").is_file()
     mtime = (path / "model.safetensors").stat().st_mtime
     assert Path(resolve_model("smollm2-135m")) == path and (path / "model.safetensors").stat().st_mtime == mtime
-    gen = load_generator("default")
-    out = gen.generate([[{"role": "user", "content": "What is the capital of France?"}]],
-                       SamplingParams(temperature=0, max_new_tokens=12))
-    assert "Paris" in out[0]
+    from humback.config import EngineConfig
+
+    question = [[{"role": "user", "content": "What is the capital of France?"}]]
+    for backend in ("transformers", "ctranslate2"):  # the fast CPU path converts the checkpoint once too
+        gen = load_generator(EngineConfig(backend=backend), "default")
+        assert "Paris" in gen.generate(question, SamplingParams(temperature=0, max_new_tokens=12))[0]

@@ -18,8 +18,8 @@ from humback.templates import backward_messages
 
 
 def row_seed(seed: int, row_id: str) -> int:
-    """A per-chunk sampling seed derived from the chunk's first id, so a resumed run draws the same
-    randomness for the same rows as long as they fall into the same chunk."""
+    """A per-row sampling seed derived from the row's id: a resumed or reordered run asks each row's
+    request with the same seed, so the response cache answers it and per-request backends repeat it."""
     return int(hashlib.sha256(f"{seed}:{row_id}".encode()).hexdigest()[:8], 16)
 
 
@@ -33,25 +33,27 @@ def clean_instruction(text: str) -> str:
 
 
 def augment(segments: str | Path, generator: Generator, out: str | Path, cfg: AugmentConfig,
-            seed: int = 0, chunk_size: int = 8) -> dict:
+            seed: int = 0, chunk_size: int | None = None) -> dict:
     rows = list(read_jsonl(segments, required=("id", "text")))
     writer = RowWriter(out)
     todo = [r for r in rows if r["id"] not in writer.done]
     resumed = len(rows) - len(todo)
     empty = 0
+    chunk_size = chunk_size or generator.chunk_size
+    params = SamplingParams(cfg.temperature, cfg.top_p, cfg.max_new_tokens, seed)
     try:
         with tqdm(total=len(rows), initial=resumed, desc="augment", unit="seg") as bar:
             for start in range(0, len(todo), chunk_size):
                 chunk = todo[start:start + chunk_size]
-                params = SamplingParams(cfg.temperature, cfg.top_p, cfg.max_new_tokens, row_seed(seed, chunk[0]["id"]))
-                texts = generator.generate([backward_messages(r["text"]) for r in chunk], params)
+                seeds = [row_seed(seed, r["id"]) for r in chunk]
+                texts = generator.generate([backward_messages(r["text"]) for r in chunk], params, seeds)
                 out_rows = []
-                for r, text in zip(chunk, texts):
+                for r, text, s in zip(chunk, texts, seeds):
                     instruction = clean_instruction(text)
                     empty += not instruction
                     out_rows.append({
                         "id": r["id"], "instruction": instruction, "response": r["text"], "segment_id": r["id"],
-                        "generator": {"model": generator.model, "params": params.as_dict()},
+                        "generator": {"model": generator.model, "params": {**params.as_dict(), "seed": s}},
                     })
                 writer.write(out_rows)
                 bar.update(len(chunk))

@@ -1,6 +1,7 @@
 """`humback` command line: the only place that prints errors and chooses exit codes.
 
-Exit codes: 0 success, 2 a user error (bad config, missing file, unknown model, bad data), 1 anything
+Exit codes: 0 success, 2 a user error (bad config, missing file, unknown model, bad data), 3 a generation
+backend failed (server down, endpoint errors; rows done so far are kept, rerun to resume), 1 anything
 unexpected (with its traceback, since that is a bug to report).
 """
 
@@ -80,24 +81,34 @@ def cmd_train(args) -> None:
     print(train(pairs, args.model or cfg.model, args.out, args.direction, cfg.train, seed=cfg.seed))
 
 
-def cmd_augment(args) -> None:
-    from humback.augment import augment
+def _generator(cfg, role: str, out: Path):
+    """The role's generator, behind the response cache kept beside the output (when enabled)."""
     from humback.generation.base import load_generator
 
-    cfg = _config(args)
-    g = cfg.generation
-    gen = load_generator(args.model, g.backend, g.device, g.batch_size)
-    print(augment(args.segments, gen, args.out, cfg.augment, cfg.seed, g.batch_size))
+    gen = load_generator(cfg.generation.role(role))
+    if not cfg.generation.cache:
+        return gen
+    from humback.generation.cache import CachedGenerator, ResponseCache
+
+    return CachedGenerator(gen, ResponseCache(out / "cache" / "responses.sqlite"))
+
+
+def cmd_augment(args) -> None:
+    from humback.augment import augment
+
+    cfg = _config(args, generation__backend=args.backend, generation__base_url=args.base_url,
+                  generation__backward__model=args.model)
+    gen = _generator(cfg, "backward", Path(args.out).parent)
+    print(augment(args.segments, gen, args.out, cfg.augment, cfg.seed))
 
 
 def cmd_curate(args) -> None:
     from humback.curate import curate
-    from humback.generation.base import load_generator
 
-    cfg = _config(args)
-    g = cfg.generation
-    gen = load_generator(args.judge, g.backend, g.device, g.batch_size)
-    print(curate(args.candidates, gen, args.out_dir, cfg.curate, args.iteration, cfg.seed, g.batch_size))
+    cfg = _config(args, generation__backend=args.backend, generation__base_url=args.base_url,
+                  generation__judge__model=args.judge)
+    gen = _generator(cfg, "judge", Path(args.out_dir))
+    print(curate(args.candidates, gen, args.out_dir, cfg.curate, args.iteration, cfg.seed))
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -107,6 +118,10 @@ def _parser() -> argparse.ArgumentParser:
     def with_config(sp):
         sp.add_argument("--config", "-c", help="YAML recipe whose settings apply (default: built-in defaults)")
         sp.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key, e.g. curate.threshold=4.5")
+
+    def backend_flags(sp):
+        sp.add_argument("--backend", choices=["auto", "transformers", "ctranslate2", "vllm", "openai"])
+        sp.add_argument("--base-url", help="OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1")
 
     sp = sub.add_parser("run", help="run the whole loop into runs/<name>")
     sp.add_argument("config", nargs="?", help=f"YAML recipe (default: {DEFAULT_CONFIG})")
@@ -154,23 +169,27 @@ def _parser() -> argparse.ArgumentParser:
     sp.set_defaults(func=cmd_train)
 
     sp = sub.add_parser("augment", help="segments -> candidates with a backward model")
-    sp.add_argument("--model", required=True, help="backward model M_yx")
+    sp.add_argument("--model", help="backward model M_yx (or generation.backward.model in the config)")
     sp.add_argument("--segments", required=True)
     sp.add_argument("--out", required=True)
+    backend_flags(sp)
     with_config(sp)
     sp.set_defaults(func=cmd_augment)
 
     sp = sub.add_parser("curate", help="score candidates with a judge and select")
-    sp.add_argument("--judge", required=True)
+    sp.add_argument("--judge", help="judge model (or generation.judge.model in the config)")
     sp.add_argument("--candidates", required=True)
     sp.add_argument("--out-dir", required=True)
     sp.add_argument("--iteration", type=int, default=1)
+    backend_flags(sp)
     with_config(sp)
     sp.set_defaults(func=cmd_curate)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
+    from humback.generation.base import GenerationError
+
     args = _parser().parse_args(argv)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     try:
@@ -178,6 +197,10 @@ def main(argv: list[str] | None = None) -> int:
     except _user_errors() as e:
         print(f"humback: error: {e}", file=sys.stderr)
         return 2
+    except GenerationError as e:
+        print(f"humback: generation failed: {e}\nRows finished so far are kept: rerun the same command"
+              " to resume.", file=sys.stderr)
+        return 3
     except KeyboardInterrupt:
         print("humback: interrupted; rerun the same command to resume", file=sys.stderr)
         return 130

@@ -53,10 +53,74 @@ class DataConfig(_Strict):
         return self
 
 
-class GenerationConfig(_Strict):
-    backend: Literal["transformers"] = "transformers"
-    batch_size: int = Field(8, ge=1)
-    device: str = Field("auto", description="'auto', 'cpu', 'cuda', 'cuda:1' ...")
+Backend = Literal["auto", "transformers", "ctranslate2", "vllm", "openai"]
+
+
+class EngineConfig(_Strict):
+    """Where one role's text comes from. Every key applies to the backends named in its description."""
+
+    backend: Backend = Field(
+        "auto", description="'auto' = vllm on a GPU if installed, else transformers; ctranslate2 on a CPU if"
+        " installed, else transformers")
+    model: str | None = Field(
+        None, description="null = the pipeline's own model for the role (M_yx, M_{t-1}, the model evaluated);"
+        " else a checkpoint, hub id, or for openai the served model's name")
+    batch_size: int = Field(8, ge=1, description="transformers, ctranslate2: requests per forward batch")
+    device: str = Field("auto", description="transformers, ctranslate2: 'auto', 'cpu', 'cuda', 'cuda:1' ...")
+    compute_type: str = Field("int8", description="ctranslate2: weight precision (int8, int8_float32, float32, ...)")
+    tensor_parallel_size: int = Field(1, ge=1, description="vllm: GPUs per model")
+    gpu_memory_utilization: float = Field(0.9, gt=0.0, le=1.0, description="vllm: fraction of GPU memory to use")
+    base_url: str | None = Field(None, description="openai: the server, e.g. http://127.0.0.1:8000/v1")
+    api_key_env: str = Field("OPENAI_API_KEY", description="openai: environment variable holding the API key")
+    concurrency: int = Field(16, ge=1, description="openai: requests in flight")
+    timeout: float = Field(120.0, gt=0.0, description="openai: seconds per request")
+    max_retries: int = Field(5, ge=0, description="openai: retries (with backoff) on 429, 5xx and lost connections")
+
+    @model_validator(mode="after")
+    def _served_model(self):
+        if self.backend == "openai" and not self.model:
+            raise ValueError("the openai backend needs `model`: the name the server serves the model under")
+        return self
+
+    def identity(self) -> dict:
+        """The settings that change what is generated (not how fast): for stage fingerprints."""
+        return self.model_dump(include={"backend", "model", "compute_type", "base_url"})
+
+
+class RoleConfig(EngineConfig):
+    """A role's overrides: only the keys given apply, on top of the generation defaults."""
+
+    @model_validator(mode="after")
+    def _served_model(self):  # checked once merged with the defaults (GenerationConfig.role)
+        return self
+
+
+class GenerationConfig(EngineConfig):
+    """Defaults for every role, and per-role overrides: `backward` (M_yx writing instructions), `judge`
+    (curation), `answerer` (evaluation). An override names only the keys it changes."""
+
+    cache: bool = Field(True, description="keep every reply in <run>/cache/responses.sqlite and never ask twice")
+    backward: RoleConfig | None = None
+    judge: RoleConfig | None = None
+    answerer: RoleConfig | None = None
+
+    # The openai check applies to a role once merged (GenerationConfig.role), when a stage asks for it:
+    # `humback augment` needs only the backward role to be complete.
+    @model_validator(mode="after")
+    def _served_model(self):
+        return self
+
+    def role(self, name: Literal["backward", "judge", "answerer"]) -> EngineConfig:
+        base = self.model_dump(include=set(EngineConfig.model_fields))
+        override = getattr(self, name)
+        if override is not None:
+            base.update(override.model_dump(exclude_unset=True))
+        try:
+            return EngineConfig.model_validate(base)
+        except ValidationError as e:
+            problems = "; ".join((f"{'.'.join(map(str, x['loc']))}: " if x["loc"] else "")
+                                 + x["msg"].removeprefix("Value error, ") for x in e.errors())
+            raise ConfigError(f"invalid config: generation.{name}: {problems}") from None
 
 
 class AugmentConfig(_Strict):

@@ -47,10 +47,17 @@ def _reasoning_before_score(text: str) -> str:
     return (text[:cut.start()] if cut else text).rstrip()
 
 
+def expected_score(dist: dict[str, float]) -> float | None:
+    """E[score] under a distribution over '1'..'5' (keys may carry spaces); None when it is empty (a
+    server that returned none of the digits among its top tokens)."""
+    return round(sum(int(c.strip()) * p for c, p in dist.items()), 4) if dist else None
+
+
 def score_chunk(generator: Generator, chunk: list[dict], cfg: CurateConfig, seed: int) -> list[dict]:
     prompts = [judge_messages(r["instruction"], r["response"]) for r in chunk]
     params = SamplingParams(cfg.temperature, cfg.top_p, cfg.max_new_tokens, seed)
-    replies = generator.generate(prompts, params) if cfg.max_new_tokens else [""] * len(chunk)
+    seeds = [row_seed(seed, r["id"]) for r in chunk]
+    replies = generator.generate(prompts, params, seeds) if cfg.max_new_tokens else [""] * len(chunk)
     if cfg.method == "sample":
         scores = [parse_score(t) for t in replies]
         reasoning = replies
@@ -58,7 +65,7 @@ def score_chunk(generator: Generator, chunk: list[dict], cfg: CurateConfig, seed
         reasoning = [_reasoning_before_score(t) for t in replies]
         conts = [(r + "\n" if r else "") + SCORE_PREFIX for r in reasoning]
         dists = generator.next_token_probs(prompts, conts, [" " + c for c in CHOICES])
-        scores = [round(sum(int(c.strip()) * p for c, p in d.items()), 4) for d in dists]
+        scores = [expected_score(d) for d in dists]
     return [
         {"id": r["id"], "score": s, "reasoning": text, "judge": {"model": generator.model, "method": cfg.method}}
         for r, s, text in zip(chunk, scores, reasoning)
@@ -86,18 +93,19 @@ def select(candidates: list[dict], scored: dict[str, dict], threshold: float, ma
 
 
 def curate(candidates: str | Path, generator: Generator, out_dir: str | Path, cfg: CurateConfig,
-           iteration: int = 1, seed: int = 0, chunk_size: int = 8) -> dict:
+           iteration: int = 1, seed: int = 0, chunk_size: int | None = None) -> dict:
     out_dir = Path(out_dir)
     rows = list(read_jsonl(candidates, required=("id", "instruction", "response")))
     writer = RowWriter(out_dir / "scored.jsonl")
     todo = [r for r in rows if r["id"] not in writer.done]
     resumed = len(rows) - len(todo)
+    chunk_size = chunk_size or generator.chunk_size
     try:
         with tqdm(total=len(rows), initial=resumed, desc=f"curate (iteration {iteration})", unit="cand") as bar:
             for start in range(0, len(todo), chunk_size):
                 chunk = todo[start:start + chunk_size]
                 judged = [r for r in chunk if r["instruction"]]
-                results = score_chunk(generator, judged, cfg, row_seed(seed, chunk[0]["id"])) if judged else []
+                results = score_chunk(generator, judged, cfg, seed) if judged else []
                 results += [{"id": r["id"], "score": None, "reasoning": "", "judge": {"model": generator.model,
                              "method": cfg.method}, "skipped": "empty_instruction"} for r in chunk if not r["instruction"]]
                 writer.write({**res, "iteration": iteration} for res in results)
@@ -111,15 +119,19 @@ def curate(candidates: str | Path, generator: Generator, out_dir: str | Path, cf
         {"id": c["id"], "instruction": c["instruction"], "response": c["response"],
          "score": scored[c["id"]]["score"], "tag": "augmented"} for c in selected))
     scores = [scored[r["id"]]["score"] for r in rows]
-    failures = sum(s is None for s in scores)
+    # Candidates with an empty instruction are not judged: they are counted apart, not as parse failures.
+    skipped = sum(1 for r in rows if scored[r["id"]].get("skipped"))
+    judged = len(rows) - skipped
+    failures = sum(s is None for s in scores) - skipped
 
     def mean_len(items):
         return round(sum(len(c["response"]) for c in items) / len(items), 1) if items else 0.0
 
     return {
         "rows": len(rows), "resumed_rows": resumed, "selected": len(selected), "threshold": cfg.threshold,
-        "method": cfg.method, "histogram": histogram(scores), "parse_failures": failures,
-        "parse_failure_rate": round(failures / len(rows), 4) if rows else 0.0,
-        "mean_score": round(sum(s for s in scores if s is not None) / max(1, len(rows) - failures), 3),
+        "method": cfg.method, "histogram": histogram([s for r, s in zip(rows, scores) if not scored[r["id"]].get("skipped")]),
+        "skipped_empty_instruction": skipped, "parse_failures": failures,
+        "parse_failure_rate": round(failures / judged, 4) if judged else 0.0,
+        "mean_score": round(sum(s for s in scores if s is not None) / max(1, judged - failures), 3),
         "response_chars_pool": mean_len(rows), "response_chars_selected": mean_len(selected),
     }

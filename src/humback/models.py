@@ -128,3 +128,25 @@ def load_model(name: str, dtype=None, device: str | None = None, **config_overri
     if device:
         model.to(device)
     return model
+
+
+def model_fingerprint(name: str) -> str:
+    """What identifies a model's outputs: for a local checkpoint, the sha256 of its config, tokenizer
+    and weight files' contents (a retrained model at the same path gets a new fingerprint); for a hub id,
+    the id itself (the hub's revision is not pinned here)."""
+    import hashlib
+
+    resolved = resolve_model(name)
+    path = Path(resolved)
+    if not path.is_dir():
+        return f"hub:{resolved}"
+    h = hashlib.sha256()
+    for f in sorted(path.iterdir()):
+        # humback_train.json holds timings: an identical retrain may reuse cached replies.
+        if f.is_file() and f.suffix in {".json", ".safetensors", ".model", ".jinja", ".txt"} \
+                and not f.name.startswith("humback_"):
+            h.update(f.name.encode())
+            with f.open("rb") as fh:
+                while block := fh.read(1 << 22):
+                    h.update(block)
+    return h.hexdigest()[:24]

@@ -127,8 +127,13 @@ def build_stages(cfg: RunConfig, run_dir: Path, log: Callable[[str], None]) -> l
     seed_file, seg_file = run_dir / "seed.jsonl", run_dir / "segments.jsonl"
     cand_file, models = run_dir / "candidates.jsonl", run_dir / "models"
 
-    def generator(model_dir: Path):
-        return load_generator(str(model_dir), backend=g.backend, device=g.device, batch_size=g.batch_size)
+    def generator(role, own_model: Path):
+        gen = load_generator(g.role(role), str(own_model))
+        if not g.cache:
+            return gen
+        from humback.generation.cache import CachedGenerator, ResponseCache
+
+        return CachedGenerator(gen, ResponseCache(run_dir / "cache" / "responses.sqlite"))
 
     def train_stage(name: str, direction: str, data_files: list[Path]) -> Callable[[], dict]:
         def run() -> dict:
@@ -150,23 +155,30 @@ def build_stages(cfg: RunConfig, run_dir: Path, log: Callable[[str], None]) -> l
     fp_myx = fingerprint("train:myx", cfg.model, train_fp, prompts.BACKWARD_PROMPT, fp_seed, cfg.seed)
     stages.append(Stage("train:myx", train_stage("myx", "backward", [seed_file]), fp_myx,
                         {"model": models / "myx"}, {"data": str(seed_file), "base": cfg.model}, ("seed",)))
-    fp_aug = fingerprint("augment", cfg.augment, prompts.BACKWARD_PROMPT, fp_myx, fp_seg, cfg.seed)
-    stages.append(Stage("augment", lambda: augment(seg_file, generator(models / "myx"), cand_file, cfg.augment,
-                                                   cfg.seed, g.batch_size),
-                        fp_aug, {"candidates": cand_file}, {"segments": str(seg_file), "model": str(models / "myx")},
-                        ("segment", "train:myx")))
+    backward, judge_engine = g.role("backward"), g.role("judge")
+    fp_aug = fingerprint("augment", cfg.augment, prompts.BACKWARD_PROMPT, backward.identity(),
+                         None if backward.model else fp_myx, fp_seg, cfg.seed)
+    stages.append(Stage("augment", lambda: augment(seg_file, generator("backward", models / "myx"), cand_file,
+                                                   cfg.augment, cfg.seed),
+                        fp_aug, {"candidates": cand_file},
+                        {"segments": str(seg_file), "model": backward.model or str(models / "myx")},
+                        ("segment",) if backward.model else ("segment", "train:myx")))
     fp_prev = fingerprint("train:m0", cfg.model, train_fp, prompts.SYSTEM_SEED, fp_seed, cfg.seed)
     stages.append(Stage("train:m0", train_stage("m0", "forward", [seed_file]), fp_prev,
                         {"model": models / "m0"}, {"data": str(seed_file), "base": cfg.model}, ("seed",)))
     for t in range(1, cfg.iterations + 1):
         judge, it_dir = models / f"m{t - 1}", run_dir / f"iter{t}"
-        fp_cur = fingerprint(f"curate:{t}", cfg.curate, prompts.CURATION_PROMPT, fp_prev, fp_aug, cfg.seed)
+        # The judge is M_{t-1} (paper §2.2) unless the config names an external one.
+        external = judge_engine.model is not None
+        fp_cur = fingerprint(f"curate:{t}", cfg.curate, prompts.CURATION_PROMPT, judge_engine.identity(),
+                             None if external else fp_prev, fp_aug, cfg.seed)
         stages.append(Stage(
             f"curate:{t}",
-            lambda judge=judge, it_dir=it_dir, t=t: curate(cand_file, generator(judge), it_dir, cfg.curate, t,
-                                                            cfg.seed, g.batch_size),
+            lambda judge=judge, it_dir=it_dir, t=t: curate(cand_file, generator("judge", judge), it_dir, cfg.curate,
+                                                            t, cfg.seed),
             fp_cur, {"scored": it_dir / "scored.jsonl", "selected": it_dir / "selected.jsonl"},
-            {"candidates": str(cand_file), "judge": str(judge)}, ("augment", f"train:m{t - 1}")))
+            {"candidates": str(cand_file), "judge": judge_engine.model or str(judge)},
+            ("augment",) if external else ("augment", f"train:m{t - 1}")))
         # Paper §2.2: M_t is fine-tuned from the *base* model on seed + A_k^(t), not from M_{t-1}.
         fp_prev = fingerprint(f"train:m{t}", cfg.model, train_fp, prompts.SYSTEM_AUGMENTED, fp_seed, fp_cur, cfg.seed)
         stages.append(Stage(f"train:m{t}", train_stage(f"m{t}", "forward", [seed_file, it_dir / "selected.jsonl"]),

@@ -1,9 +1,30 @@
-"""The one small protocol every generation backend implements, and the `if` that picks one."""
+"""The one small protocol every generation backend implements, and the `if` that picks one.
+
+A request is a chat (list of messages) plus sampling parameters and a per-request seed. Backends that
+seed each request on its own (vLLM, OpenAI-compatible servers) give the same text for the same request
+whatever else is in the batch; transformers and CTranslate2 seed once per batch, with the seed of the
+batch's first request, so their samples also depend on how requests were grouped.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
+
+from humback.models import ModelError
+
+if TYPE_CHECKING:
+    from humback.config import EngineConfig
+
+
+class GenerationError(Exception):
+    """A backend could not produce replies (server down, bad endpoint). `done` maps request index to
+    reply for the requests that did finish, so callers can keep them."""
+
+    def __init__(self, message: str, done: dict[int, str] | None = None):
+        super().__init__(message)
+        self.done = done or {}
 
 
 @dataclass(frozen=True)
@@ -11,7 +32,7 @@ class SamplingParams:
     temperature: float = 0.7  # 0 = greedy
     top_p: float = 0.9
     max_new_tokens: int = 128
-    seed: int = 0
+    seed: int = 0  # used for every request unless per-request seeds are given
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -19,21 +40,93 @@ class SamplingParams:
 
 class Generator(Protocol):
     model: str
+    # What identifies the outputs: backend, weights' content (or served model), numeric precision.
+    # The response cache keys on it, so a retrained model at the same path never hits old replies.
+    fingerprint: str
+    # How many requests a stage should hand over per call: rows are saved after each call.
+    chunk_size: int
 
-    def generate(self, prompts: list[list[dict]], params: SamplingParams) -> list[str]:
-        """One completion per chat (list of messages), in input order."""
+    def generate(self, prompts: list[list[dict]], params: SamplingParams,
+                 seeds: Sequence[int] | None = None) -> list[str]:
+        """One completion per chat, in input order. `seeds[i]` seeds request i (default params.seed)."""
         ...
 
-    def next_token_probs(self, prompts: list[list[dict]], continuations: list[str], choices: list[str]) -> list[dict[str, float]]:
+    def next_token_probs(self, prompts: list[list[dict]], continuations: list[str],
+                         choices: list[str]) -> list[dict[str, float]]:
         """For each chat, with the assistant's reply begun by `continuations[i]`, the probability of each
         of `choices` as the next token, renormalised over the choices."""
         ...
 
 
-def load_generator(model: str, backend: str = "transformers", device: str = "auto", batch_size: int = 8) -> Generator:
+def request_seeds(params: SamplingParams, seeds: Sequence[int] | None, n: int) -> list[int]:
+    if seeds is None:
+        return [params.seed] * n
+    if len(seeds) != n:
+        raise ValueError(f"{len(seeds)} seeds for {n} prompts")
+    return list(seeds)
+
+
+def choice_targets(tokenizer, text: str, choices: list[str], model: str) -> tuple[list[int], list[int]]:
+    """Token ids of `text` up to where the choices diverge, and each choice's first own token.
+    Works in token space because tokenizers differ on spaces before digits (' 4' vs ' ', '4')."""
+    seqs = [tokenizer(text + c, add_special_tokens=False)["input_ids"] for c in choices]
+    common = 0
+    while all(len(s) > common for s in seqs) and len({s[common] for s in seqs}) == 1:
+        common += 1
+    targets = [s[common] if len(s) > common else -1 for s in seqs]
+    if -1 in targets or len(set(targets)) != len(targets):
+        raise ModelError(f"the scores {choices} do not start with distinct tokens in {model}'s tokenizer,"
+                         " so the 'expected' method cannot read them: use curate.method=sample")
+    return seqs[0][:common], targets
+
+
+def length_batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
+    """Index batches of similar length, so little compute goes to padding."""
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    return [order[s:s + batch_size] for s in range(0, len(order), batch_size)]
+
+
+def resolve_backend(backend: str, device: str) -> str:
+    """'auto': vLLM on a GPU when installed, else transformers there; CTranslate2 on a CPU when
+    installed (int8, measured ~3x transformers here: BENCHMARKS.md), else transformers."""
+    if backend != "auto":
+        return backend
+    import importlib.util
+
+    import torch
+
+    on_gpu = device.startswith("cuda") or (device == "auto" and torch.cuda.is_available())
+    if on_gpu:
+        return "vllm" if importlib.util.find_spec("vllm") else "transformers"
+    return "ctranslate2" if importlib.util.find_spec("ctranslate2") else "transformers"
+
+
+def load_generator(engine: EngineConfig, model: str | None = None) -> Generator:
+    """The generator `engine` describes, for `model` (the role's own model) unless engine.model is set."""
+    name = engine.model or model
+    if not name:
+        raise ModelError("no model given for generation: pass --model/--judge or set the role's `model` in the config")
+    backend = resolve_backend(engine.backend, engine.device)
     # Heavy imports stay inside each backend's module.
     if backend == "transformers":
         from humback.generation.hf import TransformersGenerator
 
-        return TransformersGenerator(model, device=device, batch_size=batch_size)
-    raise ValueError(f"unknown generation backend '{backend}' (accepted: transformers)")
+        return TransformersGenerator(name, device=engine.device, batch_size=engine.batch_size)
+    if backend == "ctranslate2":
+        from humback.generation.ct2 import CTranslate2Generator
+
+        return CTranslate2Generator(name, device=engine.device, batch_size=engine.batch_size,
+                                    compute_type=engine.compute_type)
+    if backend == "vllm":
+        from humback.generation.vllm import VLLMGenerator
+
+        return VLLMGenerator(name, tensor_parallel_size=engine.tensor_parallel_size,
+                             gpu_memory_utilization=engine.gpu_memory_utilization)
+    if backend == "openai":
+        from humback.generation.openai_api import OpenAIGenerator
+
+        return OpenAIGenerator(name, base_url=engine.base_url, api_key_env=engine.api_key_env,
+                               concurrency=engine.concurrency, timeout=engine.timeout,
+                               max_retries=engine.max_retries)
+    raise ModelError(f"unknown generation backend '{backend}'"
+                     " (accepted: auto, transformers, ctranslate2, vllm, openai)")

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 
-from humback.generation.base import SamplingParams
-from humback.models import ModelError, load_model, load_tokenizer
+from humback.generation.base import SamplingParams, choice_targets, length_batches, request_seeds
+from humback.models import load_model, load_tokenizer, model_fingerprint
 from humback.templates import render_prompt
 
 
@@ -19,29 +21,26 @@ class TransformersGenerator:
     def __init__(self, model: str, device: str = "auto", batch_size: int = 8):
         self.model = model
         self.device = pick_device(device)
-        self.batch_size = batch_size
+        self.batch_size = self.chunk_size = batch_size
         self.tokenizer = load_tokenizer(model)
         self.tokenizer.padding_side = "left"  # decoder-only generation continues from the right edge
         dtype = torch.bfloat16 if self.device.startswith("cuda") else torch.float32
         self.lm = load_model(model, dtype=dtype, device=self.device).eval()
-
-    def _batches(self, texts: list[str]):
-        """Index batches of similar length, so little compute goes to padding. Characters stand in for
-        tokens: close enough to group by, and no extra tokenizer pass over every prompt."""
-        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-        for start in range(0, len(order), self.batch_size):
-            yield order[start:start + self.batch_size]
+        self.fingerprint = f"transformers:{str(dtype).removeprefix('torch.')}:{model_fingerprint(model)}"
 
     def _encode(self, texts: list[str]):
         return self.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(self.device)
 
     @torch.inference_mode()
-    def generate(self, prompts: list[list[dict]], params: SamplingParams) -> list[str]:
+    def generate(self, prompts: list[list[dict]], params: SamplingParams,
+                 seeds: Sequence[int] | None = None) -> list[str]:
+        seeds = request_seeds(params, seeds, len(prompts))
         texts = [render_prompt(self.tokenizer, p) for p in prompts]
         out: list[str | None] = [None] * len(texts)
-        torch.manual_seed(params.seed)
         sample = params.temperature > 0
-        for idx in self._batches(texts):
+        # Characters stand in for tokens when grouping: close enough, and no extra tokenizer pass.
+        for idx in length_batches([len(t) for t in texts], self.batch_size):
+            torch.manual_seed(seeds[idx[0]])  # one generator per batch: seeded by its first request
             enc = self._encode([texts[i] for i in idx])
             gen = self.lm.generate(
                 **enc,
@@ -57,26 +56,14 @@ class TransformersGenerator:
                 out[i] = self.tokenizer.decode(row, skip_special_tokens=True).strip()
         return out  # type: ignore[return-value]
 
-    def _context_and_targets(self, text: str, choices: list[str]) -> tuple[list[int], list[int]]:
-        """Token ids of `text` up to where the choices diverge, and each choice's first own token.
-        Works in token space because tokenizers differ on spaces before digits (' 4' vs ' ', '4')."""
-        seqs = [self.tokenizer(text + c, add_special_tokens=False)["input_ids"] for c in choices]
-        common = 0
-        while all(len(s) > common for s in seqs) and len({s[common] for s in seqs}) == 1:
-            common += 1
-        targets = [s[common] if len(s) > common else -1 for s in seqs]
-        if -1 in targets or len(set(targets)) != len(targets):
-            raise ModelError(f"the scores {choices} do not start with distinct tokens in {self.model}'s tokenizer,"
-                             " so the 'expected' method cannot read them: use curate.method=sample")
-        return seqs[0][:common], targets
-
     @torch.inference_mode()
-    def next_token_probs(self, prompts: list[list[dict]], continuations: list[str], choices: list[str]) -> list[dict[str, float]]:
+    def next_token_probs(self, prompts: list[list[dict]], continuations: list[str],
+                         choices: list[str]) -> list[dict[str, float]]:
         texts = [render_prompt(self.tokenizer, p) + c for p, c in zip(prompts, continuations)]
         out: list[dict | None] = [None] * len(texts)
         pad = self.tokenizer.pad_token_id
-        for idx in self._batches(texts):
-            pieces = [self._context_and_targets(texts[i], choices) for i in idx]
+        for idx in length_batches([len(t) for t in texts], self.batch_size):
+            pieces = [choice_targets(self.tokenizer, texts[i], choices, self.model) for i in idx]
             width = max(len(ctx) for ctx, _ in pieces)
             ids = torch.tensor([[pad] * (width - len(ctx)) + ctx for ctx, _ in pieces], device=self.device)
             mask = torch.tensor([[0] * (width - len(ctx)) + [1] * len(ctx) for ctx, _ in pieces], device=self.device)

@@ -1,0 +1,91 @@
+"""A persistent response cache in front of any generator.
+
+Keyed by (generator fingerprint, request kind, messages, sampling params, seed) — or for next-token
+probabilities by (fingerprint, messages, continuation, choices) — so rerunning a stage, forcing it, or
+changing only a selection setting never asks the model the same question twice. SQLite in WAL mode:
+each batch of replies is one transaction, so a kill loses at most the batch in flight.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+from collections.abc import Sequence
+from pathlib import Path
+
+from humback.generation.base import GenerationError, Generator, SamplingParams, request_seeds
+
+
+class ResponseCache:
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.db = sqlite3.connect(self.path, timeout=60)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("CREATE TABLE IF NOT EXISTS replies (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+        self.db.commit()
+        self.hits = self.misses = 0
+
+    @staticmethod
+    def key(*parts) -> str:
+        return hashlib.sha256(json.dumps(parts, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
+
+    def get_many(self, keys: list[str]) -> dict[str, object]:
+        found: dict[str, object] = {}
+        for start in range(0, len(keys), 500):  # SQLite's bound-parameter limit
+            part = keys[start:start + 500]
+            marks = ",".join("?" * len(part))
+            for k, v in self.db.execute(f"SELECT key, value FROM replies WHERE key IN ({marks})", part):
+                found[k] = json.loads(v)
+        self.hits += len(found)
+        self.misses += len(set(keys)) - len(found)
+        return found
+
+    def put_many(self, items: dict[str, object]) -> None:
+        with self.db:
+            self.db.executemany("INSERT OR REPLACE INTO replies VALUES (?, ?)",
+                                [(k, json.dumps(v, ensure_ascii=False)) for k, v in items.items()])
+
+    def close(self) -> None:
+        self.db.close()
+
+
+class CachedGenerator:
+    """The Generator protocol, answering from the cache first and storing every new reply."""
+
+    def __init__(self, inner: Generator, cache: ResponseCache):
+        self.inner, self.cache = inner, cache
+        self.model, self.fingerprint, self.chunk_size = inner.model, inner.fingerprint, inner.chunk_size
+
+    def generate(self, prompts: list[list[dict]], params: SamplingParams,
+                 seeds: Sequence[int] | None = None) -> list[str]:
+        seeds = request_seeds(params, seeds, len(prompts))
+        shared = {k: v for k, v in params.as_dict().items() if k != "seed"}
+        keys = [self.cache.key(self.fingerprint, "generate", p, shared, s) for p, s in zip(prompts, seeds)]
+        found = self.cache.get_many(keys)
+        miss = [i for i, k in enumerate(keys) if k not in found]
+        if miss:
+            try:
+                texts = self.inner.generate([prompts[i] for i in miss], params, [seeds[i] for i in miss])
+            except GenerationError as e:
+                # Keep what did finish: the rerun starts from there.
+                self.cache.put_many({keys[miss[j]]: text for j, text in e.done.items()})
+                raise
+            new = {keys[i]: text for i, text in zip(miss, texts)}
+            self.cache.put_many(new)
+            found.update(new)
+        return [found[k] for k in keys]  # type: ignore[misc]
+
+    def next_token_probs(self, prompts: list[list[dict]], continuations: list[str],
+                         choices: list[str]) -> list[dict[str, float]]:
+        keys = [self.cache.key(self.fingerprint, "next_token_probs", p, c, choices)
+                for p, c in zip(prompts, continuations)]
+        found = self.cache.get_many(keys)
+        miss = [i for i, k in enumerate(keys) if k not in found]
+        if miss:
+            dists = self.inner.next_token_probs([prompts[i] for i in miss], [continuations[i] for i in miss], choices)
+            new = {keys[i]: d for i, d in zip(miss, dists)}
+            self.cache.put_many(new)
+            found.update(new)
+        return [found[k] for k in keys]  # type: ignore[misc]

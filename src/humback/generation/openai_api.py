@@ -1,0 +1,136 @@
+"""Any OpenAI-compatible chat endpoint: a vLLM or SGLang server, TGI, llama.cpp's server, `transformers
+serve`, or a hosted API.
+
+Requests run concurrently (bounded by `concurrency`), each with its own seed. The openai SDK does the
+retrying: connection errors, timeouts, 408/409/429 and 5xx are retried `max_retries` times with
+exponential backoff before an error reaches us. The API key is read from the environment variable named
+in the config and is never written anywhere.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Sequence
+
+from humback.generation.base import GenerationError, SamplingParams, request_seeds
+
+TOP_LOGPROBS = 20
+
+
+def _describe(err: Exception) -> str:
+    import openai
+
+    if isinstance(err, openai.APIStatusError):
+        return f"HTTP {err.status_code}: {err.message}"
+    if isinstance(err, openai.APITimeoutError):
+        return "timed out"
+    if isinstance(err, openai.APIConnectionError):
+        return "cannot connect (is the server running?)"
+    return f"{type(err).__name__}: {err}"
+
+
+def choice_probs(top: list[tuple[str, float]], choices: list[str]) -> dict[str, float]:
+    """From a server's top log-probabilities (token text, logprob) for one position, the probability of
+    each choice renormalised over the choices. Token texts are compared without surrounding spaces, and
+    variants of one choice (' 4', '4') are summed. Empty when no choice is among the top tokens."""
+    import math
+
+    mass = dict.fromkeys(choices, 0.0)
+    wanted = {c.strip(): c for c in choices}
+    for token, logprob in top:
+        if token.strip() in wanted:
+            mass[wanted[token.strip()]] += math.exp(logprob)
+    total = sum(mass.values())
+    return {c: m / total for c, m in mass.items()} if total > 0 else {}
+
+
+class OpenAIGenerator:
+    def __init__(self, model: str, base_url: str | None = None, api_key_env: str = "OPENAI_API_KEY",
+                 concurrency: int = 16, timeout: float = 120.0, max_retries: int = 5):
+        import openai  # noqa: F401  (fail here, not mid-stage, if the SDK is missing)
+
+        self.model = model
+        self.base_url = base_url
+        self.api_key_env = api_key_env
+        if base_url is None and not os.environ.get(api_key_env):
+            raise GenerationError(f"the openai backend with the default endpoint needs an API key in the"
+                                  f" environment variable {api_key_env}, or set generation.base_url to your server")
+        self.concurrency, self.timeout, self.max_retries = concurrency, timeout, max_retries
+        self.chunk_size = concurrency * 4
+        self.fingerprint = f"openai:{base_url or 'default'}:{model}"
+
+    def _client(self):
+        import openai
+
+        # Local servers take any key; the SDK insists on one being set.
+        key = os.environ.get(self.api_key_env) or "not-needed"
+        return openai.AsyncOpenAI(base_url=self.base_url, api_key=key, timeout=self.timeout,
+                                  max_retries=self.max_retries)
+
+    def _run(self, calls: list[dict], read) -> list:
+        """Send `calls` (chat.completions.create keyword arguments) concurrently; `read` turns a response
+        into a result. On the first failure the rest are cancelled and GenerationError carries the
+        results that did arrive."""
+        async def main():
+            done: dict[int, object] = {}
+            gate = asyncio.Semaphore(self.concurrency)
+            async with self._client() as client:
+                endpoint = str(client.base_url).rstrip("/")
+
+                async def one(i: int, kwargs: dict):
+                    async with gate:
+                        done[i] = read(await client.chat.completions.create(model=self.model, **kwargs))
+
+                tasks = [asyncio.create_task(one(i, c)) for i, c in enumerate(calls)]
+                try:
+                    await asyncio.gather(*tasks)
+                except Exception as e:
+                    for t in tasks:
+                        t.cancel()
+                    await asyncio.gather(*tasks, return_exceptions=True)
+                    if isinstance(e, GenerationError):
+                        raise GenerationError(f"{endpoint}: {e}", dict(done)) from None  # type: ignore[arg-type]
+                    raise GenerationError(f"generation request to {endpoint} (model '{self.model}') failed after"
+                                          f" {self.max_retries} retries: {_describe(e)}", dict(done)) from e  # type: ignore[arg-type]
+            return [done[i] for i in range(len(calls))]
+
+        return asyncio.run(main())
+
+    def generate(self, prompts: list[list[dict]], params: SamplingParams,
+                 seeds: Sequence[int] | None = None) -> list[str]:
+        seeds = request_seeds(params, seeds, len(prompts))
+        greedy = params.temperature <= 0
+        calls = [{"messages": p, "temperature": 0.0 if greedy else params.temperature,
+                  "top_p": 1.0 if greedy else params.top_p, "max_tokens": params.max_new_tokens, "seed": s}
+                 for p, s in zip(prompts, seeds)]
+
+        def read(resp) -> str:
+            # Model output is untrusted: a reply may come back with no choices or no content.
+            return ((resp.choices[0].message.content if resp.choices else None) or "").strip()
+
+        return self._run(calls, read)
+
+    def next_token_probs(self, prompts: list[list[dict]], continuations: list[str],
+                         choices: list[str]) -> list[dict[str, float]]:
+        # The assistant's reply so far goes in as a final assistant message that the server continues
+        # (vLLM's and SGLang's `continue_final_message`); one token, with the top log-probabilities.
+        calls = [{"messages": p + [{"role": "assistant", "content": c}], "max_tokens": 1, "temperature": 0.0,
+                  "logprobs": True, "top_logprobs": TOP_LOGPROBS,
+                  "extra_body": {"continue_final_message": True, "add_generation_prompt": False}}
+                 for p, c in zip(prompts, continuations)]
+
+        def read(resp) -> dict[str, float]:
+            content = resp.choices[0].logprobs.content if resp.choices and resp.choices[0].logprobs else None
+            if not content:
+                raise GenerationError("the server returned no log-probabilities: use curate.method=sample"
+                                      " with this endpoint")
+            return choice_probs([(t.token, t.logprob) for t in content[0].top_logprobs], choices)
+
+        try:
+            return self._run(calls, read)
+        except GenerationError as e:
+            if "HTTP 4" in str(e):  # e.g. transformers serve rejects `logprobs` with a 4xx
+                raise GenerationError(f"{e} — this endpoint does not give log-probabilities, which the"
+                                      " 'expected' scoring method needs: use curate.method=sample") from None
+            raise

@@ -1,0 +1,77 @@
+"""vLLM's offline engine on GPUs: continuous batching, tensor parallel, prefix caching on (the curation
+rubric is the same long prefix for every candidate). Installed with `pip install 'humback[vllm]'`;
+imported only here.
+
+Prompts are rendered by the model's own tokenizer through humback's template code, as for every other
+backend, so training and inference see the same text. Each request carries its own seed.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+from humback.generation.base import SamplingParams, choice_targets, request_seeds
+from humback.models import ModelError, load_tokenizer, model_fingerprint, resolve_model
+from humback.templates import render_prompt
+
+TOP_LOGPROBS = 20  # vLLM's default ceiling (max_logprobs)
+
+
+def sampling_kwargs(params: SamplingParams, seed: int) -> dict:
+    """humback's sampling settings as vLLM SamplingParams keyword arguments."""
+    greedy = params.temperature <= 0
+    return {"temperature": 0.0 if greedy else params.temperature, "top_p": 1.0 if greedy else params.top_p,
+            "max_tokens": params.max_new_tokens, "seed": seed, "skip_special_tokens": True}
+
+
+def renormalise(logprobs: dict[int, float], targets: list[int]) -> list[float] | None:
+    """Probabilities of `targets` renormalised over them, from a top-k log-probability map; a target
+    outside the top k counts as probability 0. None when no target is in the top k."""
+    present = [logprobs.get(t, -math.inf) for t in targets]
+    top = max(present)
+    if top == -math.inf:
+        return None
+    weights = [math.exp(lp - top) for lp in present]
+    total = sum(weights)
+    return [w / total for w in weights]
+
+
+class VLLMGenerator:
+    def __init__(self, model: str, tensor_parallel_size: int = 1, gpu_memory_utilization: float = 0.9):
+        try:
+            from vllm import LLM
+        except ImportError:
+            raise ModelError("the vllm backend needs vLLM: `pip install 'humback[vllm]'` on a machine with"
+                             " a GPU, or choose generation.backend: transformers") from None
+        self.model = model
+        self.chunk_size = 1024  # vLLM schedules its own batches; rows are saved after each call
+        self.tokenizer = load_tokenizer(model)
+        self.lm = LLM(model=resolve_model(model), tensor_parallel_size=tensor_parallel_size,
+                      gpu_memory_utilization=gpu_memory_utilization, enable_prefix_caching=True,
+                      trust_remote_code=False, max_logprobs=TOP_LOGPROBS)
+        self.fingerprint = f"vllm:{model_fingerprint(model)}"
+
+    def generate(self, prompts: list[list[dict]], params: SamplingParams,
+                 seeds: Sequence[int] | None = None) -> list[str]:
+        from vllm import SamplingParams as VllmParams
+
+        seeds = request_seeds(params, seeds, len(prompts))
+        texts = [render_prompt(self.tokenizer, p) for p in prompts]
+        outs = self.lm.generate(texts, [VllmParams(**sampling_kwargs(params, s)) for s in seeds], use_tqdm=False)
+        return [o.outputs[0].text.strip() for o in outs]
+
+    def next_token_probs(self, prompts: list[list[dict]], continuations: list[str],
+                         choices: list[str]) -> list[dict[str, float]]:
+        from vllm import SamplingParams as VllmParams
+
+        texts = [render_prompt(self.tokenizer, p) + c for p, c in zip(prompts, continuations)]
+        pieces = [choice_targets(self.tokenizer, t, choices, self.model) for t in texts]
+        one_step = VllmParams(max_tokens=1, temperature=0.0, logprobs=TOP_LOGPROBS)
+        outs = self.lm.generate([{"prompt_token_ids": ctx} for ctx, _ in pieces], one_step, use_tqdm=False)
+        result = []
+        for out, (_, targets) in zip(outs, pieces):
+            step = out.outputs[0].logprobs[0]
+            probs = renormalise({tid: lp.logprob for tid, lp in step.items()}, targets)
+            result.append({} if probs is None else dict(zip(choices, probs)))
+        return result

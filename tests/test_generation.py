@@ -1,0 +1,183 @@
+"""Generation backends on the tiny model: CPU backends agree, the response cache answers repeats, model
+fingerprints follow the weights, and the vLLM / OpenAI request mappings are right."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+
+import pytest
+
+from humback.augment import augment
+from humback.config import AugmentConfig, ConfigError, EngineConfig, load_config
+from humback.generation.base import GenerationError, SamplingParams, load_generator
+from humback.generation.cache import CachedGenerator, ResponseCache
+from humback.templates import backward_messages
+
+CHATS = [[{"role": "user", "content": f"Tell me about {topic}."}] for topic in
+         ("bread", "sourdough starters and their care over many weeks", "tea", "the history of printing presses")]
+
+
+@pytest.fixture(scope="module")
+def hf(tiny_model):
+    return load_generator(EngineConfig(backend="transformers", device="cpu", batch_size=2), tiny_model)
+
+
+@pytest.fixture(scope="module")
+def ct2_float(tiny_model):
+    return load_generator(EngineConfig(backend="ctranslate2", compute_type="float32", batch_size=2), tiny_model)
+
+
+def test_ctranslate2_float32_greedy_matches_transformers(hf, ct2_float):
+    """Same template, same tokens, same end tokens: greedy text must be identical in float32."""
+    params = SamplingParams(temperature=0.0, max_new_tokens=12)
+    assert ct2_float.generate(CHATS, params) == hf.generate(CHATS, params)
+
+
+def test_ctranslate2_next_token_probs_match_transformers(hf, ct2_float):
+    choices = [" 1", " 2", " 3", " 4", " 5"]
+    conts = ["Score:"] * len(CHATS)
+    a, b = hf.next_token_probs(CHATS, conts, choices), ct2_float.next_token_probs(CHATS, conts, choices)
+    for x, y in zip(a, b):
+        assert set(x) == set(choices) and math.isclose(sum(y.values()), 1.0, abs_tol=1e-6)
+        assert all(abs(x[c] - y[c]) < 1e-3 for c in choices)
+
+
+def test_sampling_is_seeded_per_request(ct2_float):
+    params = SamplingParams(temperature=1.0, top_p=1.0, max_new_tokens=10)
+    one = ct2_float.generate(CHATS, params, seeds=[1, 2, 3, 4])
+    assert ct2_float.generate(CHATS, params, seeds=[1, 2, 3, 4]) == one
+    assert ct2_float.generate(CHATS, params, seeds=[9, 9, 9, 9]) != one
+
+
+def test_ctranslate2_conversion_is_cached(tiny_model, ct2_float):
+    from humback.generation.ct2 import converted_path
+
+    path = converted_path(tiny_model, "float32")
+    stamp = (path / "model.bin").stat().st_mtime_ns
+    assert converted_path(tiny_model, "float32") == path and (path / "model.bin").stat().st_mtime_ns == stamp
+    assert not list(path.parent.glob("*.tmp"))
+
+
+def test_cpu_backends_give_the_same_rows(tmp_path, hf, ct2_float):
+    segments = tmp_path / "segments.jsonl"
+    segments.write_text("".join(json.dumps({"id": f"s{i}", "text": f"Paragraph {i} about baking. " * (i + 1)}) + "\n"
+                                for i in range(7)))
+    cfg = AugmentConfig(max_new_tokens=6)
+    for name, gen in (("hf", hf), ("ct2", ct2_float)):
+        stats = augment(segments, gen, tmp_path / f"{name}.jsonl", cfg, seed=3)
+        assert stats["rows"] == 7
+    rows = {name: [json.loads(x) for x in (tmp_path / f"{name}.jsonl").read_text().splitlines()] for name in ("hf", "ct2")}
+    assert [r["id"] for r in rows["hf"]] == [r["id"] for r in rows["ct2"]] == [f"s{i}" for i in range(7)]
+
+
+class Counting:
+    """Records what reaches the backend behind the cache."""
+
+    def __init__(self, inner, fail_after: int | None = None):
+        self.inner, self.fail_after = inner, fail_after
+        self.model, self.fingerprint, self.chunk_size = inner.model, inner.fingerprint, inner.chunk_size
+        self.asked: list[int] = []
+
+    def generate(self, prompts, params, seeds=None):
+        self.asked.append(len(prompts))
+        texts = self.inner.generate(prompts, params, seeds)
+        if self.fail_after is not None:
+            raise GenerationError("server went away", dict(enumerate(texts[:self.fail_after])))
+        return texts
+
+    def next_token_probs(self, prompts, conts, choices):
+        self.asked.append(len(prompts))
+        return self.inner.next_token_probs(prompts, conts, choices)
+
+
+def test_cache_answers_repeats_across_instances(tmp_path, hf):
+    params = SamplingParams(temperature=0.7, max_new_tokens=6)
+    first = Counting(hf)
+    out = CachedGenerator(first, ResponseCache(tmp_path / "c.sqlite")).generate(CHATS, params, [1, 2, 3, 4])
+    again = Counting(hf)
+    cached = CachedGenerator(again, ResponseCache(tmp_path / "c.sqlite"))
+    assert cached.generate(CHATS, params, [1, 2, 3, 4]) == out and again.asked == []
+    # A new seed for one request, or another sampling setting, is a new request.
+    cached.generate(CHATS, params, [1, 2, 3, 5])
+    assert again.asked == [1]
+    cached.generate(CHATS[:1], SamplingParams(temperature=0.7, max_new_tokens=7), [1])
+    assert again.asked == [1, 1]
+    probs = cached.next_token_probs(CHATS, ["Score:"] * 4, [" 1", " 2"])
+    assert cached.next_token_probs(CHATS, ["Score:"] * 4, [" 1", " 2"]) == probs and again.asked == [1, 1, 4]
+
+
+def test_cache_keeps_replies_of_a_failed_call(tmp_path, hf):
+    params = SamplingParams(temperature=0.0, max_new_tokens=5)
+    cache = ResponseCache(tmp_path / "c.sqlite")
+    with pytest.raises(GenerationError):
+        CachedGenerator(Counting(hf, fail_after=3), cache).generate(CHATS, params)
+    rerun = Counting(hf)
+    CachedGenerator(rerun, cache).generate(CHATS, params)
+    assert rerun.asked == [1]  # only the request that had not finished
+
+
+def test_cache_is_keyed_by_model_weights(tmp_path, tiny_model):
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    from humback.models import model_fingerprint
+
+    copy = tmp_path / "copy"
+    shutil.copytree(tiny_model, copy)
+    assert model_fingerprint(str(copy)) == model_fingerprint(tiny_model)
+    weights = load_file(copy / "model.safetensors")
+    name = next(iter(weights))
+    weights[name] = weights[name] + torch.ones_like(weights[name])
+    save_file(weights, copy / "model.safetensors", metadata={"format": "pt"})
+    assert model_fingerprint(str(copy)) != model_fingerprint(tiny_model)
+
+
+def test_roles_override_only_what_they_name():
+    cfg = load_config(None, ["generation.backend=transformers", "generation.batch_size=3",
+                             "generation.judge.backend=openai", "generation.judge.model=big-judge",
+                             "generation.judge.base_url=http://127.0.0.1:9/v1"])
+    judge, backward = cfg.generation.role("judge"), cfg.generation.role("backward")
+    assert (judge.backend, judge.model, judge.batch_size) == ("openai", "big-judge", 3)
+    assert (backward.backend, backward.model, backward.batch_size) == ("transformers", None, 3)
+
+
+def test_openai_role_without_a_model_is_a_config_error():
+    cfg = load_config(None, ["generation.judge.backend=openai"])
+    cfg.generation.role("backward")  # complete: only the judge lacks its served model
+    with pytest.raises(ConfigError, match="generation.judge: the openai backend needs `model`"):
+        cfg.generation.role("judge")
+
+
+def test_vllm_request_mapping():
+    from humback.generation.vllm import renormalise, sampling_kwargs
+
+    assert sampling_kwargs(SamplingParams(0.7, 0.9, 128), 11) == {
+        "temperature": 0.7, "top_p": 0.9, "max_tokens": 128, "seed": 11, "skip_special_tokens": True}
+    assert sampling_kwargs(SamplingParams(0.0, 0.9, 5), 1)["top_p"] == 1.0
+    probs = renormalise({7: math.log(0.3), 8: math.log(0.1), 99: math.log(0.5)}, [7, 8, 9])
+    assert probs == pytest.approx([0.75, 0.25, 0.0])
+    assert renormalise({99: 0.0}, [7, 8]) is None
+
+
+def test_openai_logprob_mapping():
+    from humback.generation.openai_api import choice_probs
+
+    top = [(" 4", math.log(0.4)), ("4", math.log(0.2)), (" 5", math.log(0.2)), ("The", math.log(0.1))]
+    assert choice_probs(top, [" 1", " 4", " 5"]) == pytest.approx({" 1": 0.0, " 4": 0.75, " 5": 0.25})
+    assert choice_probs([("The", 0.0)], [" 1", " 2"]) == {}
+
+
+@pytest.mark.gpu
+def test_vllm_real_engine(tiny_model):
+    pytest.importorskip("vllm")
+    torch = pytest.importorskip("torch")
+    if not torch.cuda.is_available():
+        pytest.skip("needs a GPU")
+    gen = load_generator(EngineConfig(backend="vllm", gpu_memory_utilization=0.3), tiny_model)
+    params = SamplingParams(temperature=0.7, max_new_tokens=8)
+    out = gen.generate([backward_messages("Some text.")] * 3, params, [1, 2, 1])
+    assert len(out) == 3 and out[0] == out[2]
+    dists = gen.next_token_probs(CHATS, ["Score:"] * 4, [" 1", " 2", " 3", " 4", " 5"])
+    assert all(not d or math.isclose(sum(d.values()), 1.0, abs_tol=1e-6) for d in dists)
