@@ -74,18 +74,27 @@ def test_changed_setting_reruns_from_that_stage(finished_run):
     cfg, run_dir, _, _ = finished_run
     logs: list[str] = []
     cfg2 = load_config(None, tiny_overrides(cfg.model) + ["curate.threshold=1.5"])
+    scored_before = (run_dir / "iter1" / "scored.jsonl").read_text()
     run_pipeline(cfg2, run_dir, log=logs.append)
     ran = [line.split("]")[0][1:] for line in logs if line.endswith("running")]
     assert ran == ["curate:1", "train:m1", "curate:2", "train:m2"]
+    # The judge M0 did not change: every judge request is answered by the response cache.
+    stats = json.loads((run_dir / "manifest.json").read_text())["stages"]["curate:1"]["stats"]
+    assert stats["cache_misses"] == 0 and stats["cache_hits"] > 0 and stats["backend"] == "ctranslate2"
+    assert (run_dir / "iter1" / "scored.jsonl").read_text() == scored_before
 
 
 def test_force_reruns_the_stage_and_its_dependents_only(finished_run):
     cfg, run_dir, _, _ = finished_run
     cfg2 = load_config(None, tiny_overrides(cfg.model) + ["curate.threshold=1.5"])  # as the test above left it
     logs: list[str] = []
+    candidates_before = (run_dir / "candidates.jsonl").read_text()
     run_pipeline(cfg2, run_dir, force="augment", log=logs.append)
     ran = [line.split("]")[0][1:] for line in logs if line.endswith("running")]
     assert ran == ["augment", "curate:1", "train:m1", "curate:2", "train:m2"]  # not seed, segment, myx or m0
+    stats = json.loads((run_dir / "manifest.json").read_text())["stages"]["augment"]["stats"]
+    assert (stats["cache_hits"], stats["cache_misses"]) == (6, 0)  # forced, yet nothing regenerated
+    assert (run_dir / "candidates.jsonl").read_text() == candidates_before
 
 
 def test_force_unknown_stage(finished_run):
@@ -144,3 +153,23 @@ def test_status_shows_pending_and_running_stages():
     assert lines["segment"].split()[1] == "running"
     assert [k for k, line in lines.items() if line.split()[1:2] == ["pending"]] == [
         "train:myx", "augment", "train:m0", "curate:1", "train:m1"]
+
+
+def test_external_judge_and_backward_models_cut_the_dependencies(tiny_model, tmp_path):
+    """A judge named in the config replaces M_{t-1}: curation then waits only for augmentation, and its
+    fingerprint follows the judge's settings."""
+    from humback.pipeline import build_stages
+
+    base = tiny_overrides(tiny_model)
+    own = {s.key: s for s in build_stages(load_config(None, base), tmp_path, print)}
+    ext_cfg = load_config(None, base + ["generation.judge.backend=openai", "generation.judge.model=judge-70b",
+                                        "generation.judge.base_url=http://127.0.0.1:9/v1",
+                                        f"generation.backward.model={tiny_model}"])
+    ext = {s.key: s for s in build_stages(ext_cfg, tmp_path, print)}
+    assert own["curate:2"].deps == ("augment", "train:m1") and ext["curate:2"].deps == ("augment",)
+    assert ext["curate:1"].inputs["judge"] == "judge-70b" and ext["augment"].deps == ("segment",)
+    assert ext["curate:1"].fp != own["curate:1"].fp
+    other = load_config(None, base + ["generation.judge.backend=openai", "generation.judge.model=judge-8b",
+                                      "generation.judge.base_url=http://127.0.0.1:9/v1",
+                                      f"generation.backward.model={tiny_model}"])
+    assert {s.key: s for s in build_stages(other, tmp_path, print)}["curate:1"].fp != ext["curate:1"].fp

@@ -13,6 +13,7 @@ from tqdm.auto import tqdm
 
 from humback.config import AugmentConfig
 from humback.generation.base import Generator, SamplingParams
+from humback.generation.cache import generator_stats
 from humback.records import RowWriter, read_jsonl
 from humback.templates import backward_messages
 
@@ -36,7 +37,9 @@ def augment(segments: str | Path, generator: Generator, out: str | Path, cfg: Au
             seed: int = 0, chunk_size: int | None = None) -> dict:
     rows = list(read_jsonl(segments, required=("id", "text")))
     writer = RowWriter(out)
-    todo = [r for r in rows if r["id"] not in writer.done]
+    # Shortest first: batches of similar length waste little on padding (or, in CTranslate2, on prompt
+    # tails fed token by token); the output file is put back in segment order at the end.
+    todo = sorted((r for r in rows if r["id"] not in writer.done), key=lambda r: len(r["text"]))
     resumed = len(rows) - len(todo)
     empty = 0
     chunk_size = chunk_size or generator.chunk_size
@@ -60,4 +63,4 @@ def augment(segments: str | Path, generator: Generator, out: str | Path, cfg: Au
         n = writer.finish(order=[r["id"] for r in rows])
     finally:
         writer.close()
-    return {"rows": n, "resumed_rows": resumed, "empty_instructions": empty}
+    return {"rows": n, "resumed_rows": resumed, "empty_instructions": empty, **generator_stats(generator)}

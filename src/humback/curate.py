@@ -17,6 +17,7 @@ from tqdm.auto import tqdm
 from humback.augment import row_seed
 from humback.config import CurateConfig
 from humback.generation.base import Generator, SamplingParams
+from humback.generation.cache import generator_stats
 from humback.prompts import CURATION_PROMPT, SCORE_PREFIX
 from humback.records import RowWriter, read_jsonl, write_jsonl
 
@@ -97,7 +98,9 @@ def curate(candidates: str | Path, generator: Generator, out_dir: str | Path, cf
     out_dir = Path(out_dir)
     rows = list(read_jsonl(candidates, required=("id", "instruction", "response")))
     writer = RowWriter(out_dir / "scored.jsonl")
-    todo = [r for r in rows if r["id"] not in writer.done]
+    # Shortest first, for batches of similar length; scored.jsonl is put back in candidate order.
+    todo = sorted((r for r in rows if r["id"] not in writer.done),
+                  key=lambda r: len(r["instruction"]) + len(r["response"]))
     resumed = len(rows) - len(todo)
     chunk_size = chunk_size or generator.chunk_size
     try:
@@ -134,4 +137,5 @@ def curate(candidates: str | Path, generator: Generator, out_dir: str | Path, cf
         "parse_failure_rate": round(failures / judged, 4) if judged else 0.0,
         "mean_score": round(sum(s for s in scores if s is not None) / max(1, judged - failures), 3),
         "response_chars_pool": mean_len(rows), "response_chars_selected": mean_len(selected),
+        **generator_stats(generator),
     }

@@ -77,10 +77,18 @@ def stage_keys(iterations: int) -> list[str]:
     return keys
 
 
+def _engine_note(stats: dict) -> str:
+    if "backend" not in stats:
+        return ""
+    cached = f", {stats['cache_hits']} cached" if stats.get("cache_hits") else ""
+    return f", {stats['backend']}{cached}"
+
+
 def _note(key: str, stats: dict) -> str:
     if key.startswith("curate"):
         return (f"selected {stats['selected']} (score >= {stats['threshold']}), parse failures "
-                f"{stats['parse_failure_rate']:.0%}, mean score {stats['mean_score']}, histogram {stats['histogram']}")
+                f"{stats['parse_failure_rate']:.0%}, mean score {stats['mean_score']}, histogram {stats['histogram']}"
+                + _engine_note(stats))
     if key.startswith("train"):
         loss = "" if stats.get("first_loss") is None else f", loss {stats['first_loss']:.3f} -> {stats['last_loss']:.3f}"
         return f"{stats['steps']} steps x batch {stats['batch_size']}, {stats['method']}{loss}"
@@ -89,7 +97,8 @@ def _note(key: str, stats: dict) -> str:
     if key == "seed":
         return f"drops {stats['drops']}"
     if key == "augment":
-        return f"empty instructions {stats['empty_instructions']}, resumed rows {stats['resumed_rows']}"
+        return (f"empty instructions {stats['empty_instructions']}, resumed rows {stats['resumed_rows']}"
+                + _engine_note(stats))
     return ""
 
 

@@ -51,6 +51,15 @@ class ResponseCache:
         self.db.close()
 
 
+def generator_stats(generator) -> dict:
+    """What a stage records about where its text came from: backend, and cache hits when cached."""
+    stats = {"backend": generator.fingerprint.split(":", 1)[0]}
+    cache = getattr(generator, "cache", None)
+    if isinstance(cache, ResponseCache):
+        stats.update(cache_hits=cache.hits, cache_misses=cache.misses)
+    return stats
+
+
 class CachedGenerator:
     """The Generator protocol, answering from the cache first and storing every new reply."""
 

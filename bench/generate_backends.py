@@ -1,0 +1,121 @@
+"""The augmentation workload on each CPU backend against transformers' generate, side by side in one run.
+
+Workload: one instruction for each of N segments (default 128) with the default model, as `augment` asks
+it (the paper's backward prompt, T 0.7, top_p 0.9, up to 128 new tokens, a seed per row). Segments are the
+bundled demo corpus's (90 after filtering), cycled to N. The work is cut into slices; every slice runs on
+every backend in turn, the order rotating per slice (rows sorted by length first, as `augment` does), so a machine that speeds up or slows down affects all
+sides alike. Reported: generated tokens/s (tokens of the decoded replies, counted with the model's
+tokenizer, so every backend is counted the same way) and segments/s, per backend; the ratio to the
+baseline over the whole run and the median of per-slice ratios.
+
+    .venv/bin/python bench/generate_backends.py                 # writes bench/results/generate_backends.json
+    .venv/bin/python bench/generate_backends.py --segments 32 --candidates ctranslate2:int8:8 ctranslate2:int8:16
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from datetime import date
+from pathlib import Path
+
+from humback.augment import row_seed
+from humback.config import AugmentConfig, DataConfig, EngineConfig
+from humback.data.segment import segment
+from humback.generation.base import SamplingParams, load_generator
+from humback.templates import backward_messages
+
+
+def demo_segments(n: int) -> list[dict]:
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "segments.jsonl"
+        segment("demo", out, DataConfig(), seed_value=0, log=lambda s: None)
+        rows = [json.loads(line) for line in out.read_text().splitlines()]
+    return [dict(r, id=f"{r['id']}-{i}") for i, r in zip(range(n), itertools.cycle(rows))]
+
+
+def engine(spec: str) -> EngineConfig:
+    """'transformers:8' or 'ctranslate2:int8:16' (backend, [compute type,] batch size)."""
+    parts = spec.split(":")
+    if parts[0] == "ctranslate2":
+        return EngineConfig(backend="ctranslate2", compute_type=parts[1], batch_size=int(parts[2]), device="cpu")
+    return EngineConfig(backend=parts[0], batch_size=int(parts[1]), device="cpu")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--segments", type=int, default=128)
+    ap.add_argument("--slices", type=int, default=4)
+    ap.add_argument("--max-new-tokens", type=int, default=AugmentConfig().max_new_tokens)
+    ap.add_argument("--baseline", default="transformers:8")
+    ap.add_argument("--candidates", nargs="+", default=["ctranslate2:int8:8"])
+    ap.add_argument("--out", default="bench/results/generate_backends.json")
+    args = ap.parse_args()
+
+    rows = demo_segments(args.segments)
+    cfg = AugmentConfig(max_new_tokens=args.max_new_tokens)
+    params = SamplingParams(cfg.temperature, cfg.top_p, cfg.max_new_tokens, 0)
+    specs = [args.baseline] + args.candidates
+    gens = {s: load_generator(engine(s), "default") for s in specs}
+    tokenizer = gens[args.baseline].tokenizer
+    rows.sort(key=lambda r: len(r["text"]))  # as `augment` hands rows over: shortest first
+    size = -(-len(rows) // args.slices)
+    slices = [rows[i:i + size] for i in range(0, len(rows), size)]
+    per = {s: {"seconds": [], "tokens": [], "replies": 0, "empty": 0} for s in specs}
+    for k, part in enumerate(slices):
+        prompts = [backward_messages(r["text"]) for r in part]
+        seeds = [row_seed(0, r["id"]) for r in part]
+        for spec in specs[k % len(specs):] + specs[:k % len(specs)]:  # rotate who goes first
+            gen, start, texts = gens[spec], time.perf_counter(), []
+            for c in range(0, len(prompts), gen.chunk_size):  # as `augment` calls it
+                texts += gen.generate(prompts[c:c + gen.chunk_size], params, seeds[c:c + gen.chunk_size])
+            seconds = time.perf_counter() - start
+            tokens = sum(len(tokenizer(t, add_special_tokens=False)["input_ids"]) for t in texts)
+            per[spec]["seconds"].append(seconds)
+            per[spec]["tokens"].append(tokens)
+            per[spec]["replies"] += len(texts)
+            per[spec]["empty"] += sum(not t for t in texts)
+            print(f"slice {k + 1}/{len(slices)} {spec:<24} {seconds:7.1f} s {tokens:6d} tokens "
+                  f"{tokens / seconds:7.1f} tok/s", flush=True)
+
+    def summary(spec: str) -> dict:
+        p = per[spec]
+        secs, toks = sum(p["seconds"]), sum(p["tokens"])
+        return {"seconds": round(secs, 1), "tokens": toks, "tokens_per_s": round(toks / secs, 2),
+                "segments_per_s": round(p["replies"] / secs, 3), "empty_replies": p["empty"],
+                "slice_tokens_per_s": [round(t / s, 2) for t, s in zip(p["tokens"], p["seconds"])]}
+
+    base = summary(args.baseline)
+    results = {s: summary(s) for s in specs}
+    for s in args.candidates:
+        r = results[s]
+        r["ratio_tokens_per_s"] = round(r["tokens_per_s"] / base["tokens_per_s"], 3)
+        r["ratio_segments_per_s"] = round(r["segments_per_s"] / base["segments_per_s"], 3)
+        r["median_slice_ratio"] = round(statistics.median(
+            c / b for c, b in zip(r["slice_tokens_per_s"], base["slice_tokens_per_s"])), 3)
+    best = args.candidates[0]
+    record = {
+        "name": "generate_backends", "unit": "generated tokens/s",
+        "baseline": base["tokens_per_s"], "candidate": results[best]["tokens_per_s"],
+        "ratio": results[best]["ratio_tokens_per_s"],
+        "baseline_backend": args.baseline, "candidate_backend": best,
+        "workload": {"segments": len(rows), "slices": len(slices), "max_new_tokens": cfg.max_new_tokens,
+                     "temperature": cfg.temperature, "top_p": cfg.top_p, "model": "default (SmolLM2-135M-Instruct)"},
+        "details": results,
+        "machine": f"{platform.machine()}, {__import__('os').cpu_count()} cores, Python {platform.python_version()}",
+        "date": date.today().isoformat(),
+        "command": "python " + " ".join(sys.argv),
+    }
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(record, indent=1) + "\n")
+    print(json.dumps(record, indent=1))
+
+
+if __name__ == "__main__":
+    main()
