@@ -169,6 +169,9 @@ class TrainConfig(_Strict):
     lora_alpha: int = Field(32, ge=1)
     tags: bool = Field(True, description="system tags S_a (seed) / S_w (augmented), paper Table 8")
     gradient_checkpointing: Literal["auto", "on", "off"] = "auto"
+    save_steps: int | None = Field(
+        None, ge=1, description="checkpoint every N steps, so a killed training resumes from the last one;"
+        " null = about every tenth of the run")
 
 
 class RunConfig(_Strict):

@@ -88,7 +88,8 @@ def length_batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
 
 def resolve_backend(backend: str, device: str) -> str:
     """'auto': vLLM on a GPU when installed, else transformers there; CTranslate2 on a CPU when
-    installed (int8, measured ~3x transformers here: BENCHMARKS.md), else transformers."""
+    installed (int8: 2x transformers' generate on the augmentation workload here, BENCHMARKS.md),
+    else transformers."""
     if backend != "auto":
         return backend
     import importlib.util

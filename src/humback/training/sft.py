@@ -35,15 +35,48 @@ def _hardware(cfg: TrainConfig) -> dict:
     """Precision and checkpointing by hardware: bf16 only where the GPU has it (on a CPU without native
     bf16 one step took >10 min vs 28 s in fp32); checkpointing on GPU only (on CPU it costs a third more
     time and memory is not the limit at these sizes)."""
+    import importlib.util
+
     import torch
 
     cuda = torch.cuda.is_available()
     bf16 = bool(cuda and torch.cuda.is_bf16_supported())
+    # Padding-free batches (all sequences of a batch in one row, split by position ids) need FlashAttention's
+    # variable-length kernels; elsewhere batches are grouped by length, so little is padded either way.
+    padding_free = bool(cuda and importlib.util.find_spec("flash_attn"))
     if cfg.gradient_checkpointing == "auto":
         checkpointing = cuda
     else:
         checkpointing = cfg.gradient_checkpointing == "on"
-    return {"device": "cuda" if cuda else "cpu", "bf16": bf16, "gradient_checkpointing": checkpointing}
+    return {"device": "cuda" if cuda else "cpu", "bf16": bf16, "gradient_checkpointing": checkpointing,
+            "padding_free": padding_free}
+
+
+def resume_key(base_model: str, direction: str, cfg: TrainConfig, seed: int, examples: list[dict]) -> str:
+    """What a checkpoint must have been trained on to be resumed: same base, direction, settings, data."""
+    import hashlib
+
+    h = hashlib.sha256(json.dumps([base_model, direction, cfg.model_dump(), seed], sort_keys=True).encode())
+    for ex in examples:
+        h.update(json.dumps(ex["input_ids"]).encode())
+        h.update(json.dumps(ex["labels"]).encode())
+    return h.hexdigest()
+
+
+def last_checkpoint(trainer_dir: Path, key: str) -> str | None:
+    """The newest complete checkpoint left by a killed run with the same resume key, else None. The
+    Trainer writes trainer_state.json last, so a checkpoint the kill cut short lacks a readable one."""
+    marker = trainer_dir / "humback_resume_key"
+    if not marker.is_file() or marker.read_text() != key:
+        return None
+    found = []
+    for ckpt in trainer_dir.glob("checkpoint-*"):
+        try:
+            json.loads((ckpt / "trainer_state.json").read_text())
+            found.append((int(ckpt.name.split("-")[1]), ckpt))
+        except (OSError, ValueError, IndexError):
+            continue
+    return str(max(found)[1]) if found else None
 
 
 def train(
@@ -74,20 +107,31 @@ def train(
     hw = _hardware(cfg)
     log(f"[train {direction}] {n} examples ({encoded.dropped_too_long} dropped > {cfg.max_length} tokens), "
         f"{steps} steps x batch {batch} ({micro} x {math.ceil(batch / micro)} accumulated), {cfg.method}, "
-        f"{hw['device']} {'bf16' if hw['bf16'] else 'fp32'}, gradient checkpointing {'on' if hw['gradient_checkpointing'] else 'off'}")
+        f"{hw['device']} {'bf16' if hw['bf16'] else 'fp32'}, gradient checkpointing {'on' if hw['gradient_checkpointing'] else 'off'}, "
+        f"{'padding-free' if hw['padding_free'] else 'length-grouped'} batches")
 
+    attn = {"attn_implementation": "flash_attention_2"} if hw["padding_free"] else {}
     peft_config = None
     if cfg.method == "lora":
         from peft import LoraConfig
 
-        model = load_model(base_model)
+        model = load_model(base_model, **attn)
         peft_config = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.dropout,
                                  target_modules="all-linear", task_type="CAUSAL_LM")
     else:
-        model = load_model(base_model, attention_dropout=cfg.dropout)
+        model = load_model(base_model, attention_dropout=cfg.dropout, **attn)
 
+    # The run trains in <out>.tmp and checkpoints there; a killed run with the same key resumes from its
+    # last checkpoint, anything else starts over.
     tmp = out.with_name(out.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
+    key = resume_key(base_model, direction, cfg, seed, encoded.examples)
+    resume = last_checkpoint(tmp / "trainer", key)
+    if resume is None:
+        shutil.rmtree(tmp, ignore_errors=True)
+    else:
+        log(f"[train {direction}] resuming from {resume}")
+    (tmp / "trainer").mkdir(parents=True, exist_ok=True)
+    (tmp / "trainer" / "humback_resume_key").write_text(key)
     with warnings.catch_warnings():
         # Known-harmless library notices: transformers 5 renamed gradient_checkpointing (TRL 1.16 still
         # uses the old name); the schedule is given num_stable_steps=0 on purpose (decay from step one).
@@ -101,25 +145,32 @@ def train(
             learning_rate=cfg.lr,
             weight_decay=cfg.weight_decay,
             lr_scheduler_type="warmup_stable_decay",
-            lr_scheduler_kwargs={"num_stable_steps": 0, "num_decay_steps": steps, "decay_type": "linear",
-                                 "min_lr_ratio": cfg.min_lr_ratio},
+            # The lr of step k (1-based) is lr * factor(k - 1): decaying over steps - 1 intervals puts the
+            # last step exactly at min_lr_ratio (paper: 1e-5 -> 9e-6 at the end).
+            lr_scheduler_kwargs={"num_stable_steps": 0, "num_decay_steps": max(1, steps - 1),
+                                 "decay_type": "linear", "min_lr_ratio": cfg.min_lr_ratio},
             warmup_steps=0,
             bf16=hw["bf16"],
             fp16=False,
             gradient_checkpointing=hw["gradient_checkpointing"],
             use_cpu=hw["device"] == "cpu",
             max_length=None,  # over-length examples were already dropped and counted by encode()
+            padding_free=hw["padding_free"],
+            train_sampling_strategy="group_by_length",  # batches of similar length: little padding
             logging_steps=1,
-            save_strategy="no",
+            save_strategy="steps",
+            save_steps=cfg.save_steps or max(1, steps // 10),
+            save_total_limit=1,
             report_to=[],
             seed=seed,
             data_seed=seed,
             dataloader_num_workers=0,
         )
-        trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(encoded.examples),
+        rows = [{**ex, "length": len(ex["input_ids"])} for ex in encoded.examples]
+        trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(rows),
                              processing_class=tokenizer, peft_config=peft_config)
         start = time.time()
-        trainer.train()
+        trainer.train(resume_from_checkpoint=resume)
     seconds = time.time() - start
     trained = trainer.model
     if peft_config is not None:
@@ -133,7 +184,7 @@ def train(
     stats = {
         "direction": direction, "examples": n, "dropped_too_long": encoded.dropped_too_long,
         "target_tokens": encoded.target_tokens, "steps": steps, "batch_size": batch, "method": cfg.method,
-        "seconds": round(seconds, 1), **hw,
+        "seconds": round(seconds, 1), "resumed_from": resume, **hw,
         "first_loss": losses[0]["loss"] if losses else None, "last_loss": losses[-1]["loss"] if losses else None,
     }
     (tmp / "humback_train.json").write_text(json.dumps({"config": cfg.model_dump(), "stats": stats,
