@@ -90,3 +90,46 @@ def test_only_whole_checkpoints_of_the_same_run_are_resumed(tmp_path):
     (tmp_path / "checkpoint-6" / "trainer_state.json").write_text('{"trunc')
     assert last_checkpoint(tmp_path, "k1") == str(tmp_path / "checkpoint-3")
     assert last_checkpoint(tmp_path, "another run") is None
+
+
+def test_two_process_data_parallel_on_cpu(tiny_model, tmp_path):
+    """`accelerate launch` with 2 CPU processes (gloo): it trains (loss falls), one process writes the
+    model, and the saved model loads and generates."""
+    import shutil as sh
+
+    launcher = sh.which("accelerate", path=os.path.dirname(sys.executable))
+    data = tmp_path / "pairs.jsonl"
+    data.write_text("".join(json.dumps(p) + "\n" for p in PAIRS))
+    out = tmp_path / "ddp"
+    cmd = [launcher, "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no",
+           "--dynamo_backend", "no", "-m", "humback.cli", "train", "--direction", "forward", "--model", tiny_model,
+           "--data", str(data), "--out", str(out)]
+    for key, value in {"method": "full", "lr": 3e-3, "batch_size": 8, "micro_batch_size": 2, "max_steps": 12,
+                       "max_length": 512}.items():
+        cmd += ["--set", f"train.{key}={value}"]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    stats = json.loads((out / "humback_train.json").read_text())
+    assert stats["stats"]["processes"] == 2
+    losses = [e["loss"] for e in stats["loss_curve"]]
+    assert len(losses) == 12 and sum(losses[-3:]) / 3 < sum(losses[:3]) / 3
+    assert not (out / "training_args.bin").exists() and not out.with_name("ddp.tmp").exists()
+
+    from humback.config import EngineConfig
+    from humback.generation.base import SamplingParams, load_generator
+
+    gen = load_generator(EngineConfig(backend="transformers", device="cpu"), str(out))
+    assert len(gen.generate([[{"role": "user", "content": "Hi"}]], SamplingParams(max_new_tokens=4))) == 1
+
+
+@pytest.mark.parametrize("name", ["multi_gpu", "deepspeed_zero2", "deepspeed_zero3", "fsdp"])
+def test_shipped_accelerate_configs_load(name):
+    """The multi-GPU configs are read by accelerate's own loader (no GPU here to run them)."""
+    from pathlib import Path
+
+    from accelerate.commands.config.config_args import load_config_from_file
+
+    cfg = load_config_from_file(str(Path(__file__).parents[1] / "configs" / "accelerate" / f"{name}.yaml"))
+    assert cfg.distributed_type.value == {"multi_gpu": "MULTI_GPU", "fsdp": "FSDP"}.get(name, "DEEPSPEED")
+    if name.startswith("deepspeed"):
+        assert cfg.deepspeed_config["zero_stage"] == int(name[-1])

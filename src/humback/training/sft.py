@@ -89,7 +89,7 @@ def train(
     log=print,
 ) -> dict:
     """Fine-tune `base_model` on `pairs` and save a plain checkpoint (LoRA merged) to `out`."""
-    import torch
+    from accelerate import PartialState
     from datasets import Dataset
     from transformers import set_seed
     from trl import SFTConfig, SFTTrainer
@@ -97,16 +97,21 @@ def train(
     from humback.models import load_model, load_tokenizer
 
     out = Path(out)
+    # Under `accelerate launch` every process runs this function; files are written by the main one.
+    hw = _hardware(cfg)
+    # cpu=True makes a CPU launch with WORLD_SIZE > 1 data-parallel over gloo, as TrainingArguments does.
+    state = PartialState(cpu=hw["device"] == "cpu")
+    main = state.is_main_process
     set_seed(seed)
     tokenizer = load_tokenizer(base_model)
     encoded = encode(tokenizer, pairs, direction, cfg.tags, cfg.max_length)
     n = len(encoded.examples)
     batch = cfg.batch_size or paper_batch_size(n)
     micro = min(cfg.micro_batch_size, batch)
+    accumulate = max(1, math.ceil(batch / (micro * state.num_processes)))  # examples per step = batch
     steps = cfg.max_steps or paper_steps(n)
-    hw = _hardware(cfg)
     log(f"[train {direction}] {n} examples ({encoded.dropped_too_long} dropped > {cfg.max_length} tokens), "
-        f"{steps} steps x batch {batch} ({micro} x {math.ceil(batch / micro)} accumulated), {cfg.method}, "
+        f"{steps} steps x batch {batch} ({micro} x {accumulate} accumulated x {state.num_processes} processes), {cfg.method}, "
         f"{hw['device']} {'bf16' if hw['bf16'] else 'fp32'}, gradient checkpointing {'on' if hw['gradient_checkpointing'] else 'off'}, "
         f"{'padding-free' if hw['padding_free'] else 'length-grouped'} batches")
 
@@ -126,12 +131,14 @@ def train(
     tmp = out.with_name(out.name + ".tmp")
     key = resume_key(base_model, direction, cfg, seed, encoded.examples)
     resume = last_checkpoint(tmp / "trainer", key)
-    if resume is None:
-        shutil.rmtree(tmp, ignore_errors=True)
-    else:
+    if resume is not None:
         log(f"[train {direction}] resuming from {resume}")
-    (tmp / "trainer").mkdir(parents=True, exist_ok=True)
-    (tmp / "trainer" / "humback_resume_key").write_text(key)
+    if main:
+        if resume is None:
+            shutil.rmtree(tmp, ignore_errors=True)
+        (tmp / "trainer").mkdir(parents=True, exist_ok=True)
+        (tmp / "trainer" / "humback_resume_key").write_text(key)
+    state.wait_for_everyone()
     with warnings.catch_warnings():
         # Known-harmless library notices: transformers 5 renamed gradient_checkpointing (TRL 1.16 still
         # uses the old name); the schedule is given num_stable_steps=0 on purpose (decay from step one).
@@ -141,7 +148,7 @@ def train(
             output_dir=str(tmp / "trainer"),
             max_steps=steps,
             per_device_train_batch_size=micro,
-            gradient_accumulation_steps=math.ceil(batch / micro),
+            gradient_accumulation_steps=accumulate,
             learning_rate=cfg.lr,
             weight_decay=cfg.weight_decay,
             lr_scheduler_type="warmup_stable_decay",
@@ -165,6 +172,7 @@ def train(
             seed=seed,
             data_seed=seed,
             dataloader_num_workers=0,
+            ddp_find_unused_parameters=False,  # every trained parameter is used in every forward pass
         )
         rows = [{**ex, "length": len(ex["input_ids"])} for ex in encoded.examples]
         trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(rows),
@@ -172,23 +180,49 @@ def train(
         start = time.time()
         trainer.train(resume_from_checkpoint=resume)
     seconds = time.time() - start
-    trained = trainer.model
-    if peft_config is not None:
-        trained = trained.merge_and_unload()
-    trained = trained.to(torch.float32)
-    trained.save_pretrained(tmp, safe_serialization=True)
+    # Saved through the Trainer, which gathers sharded weights (DeepSpeed ZeRO-3, FSDP) and writes on the
+    # main process only: the full model, or the LoRA adapter, merged below on the CPU.
+    with warnings.catch_warnings():  # PEFT's save still asks the renamed is_gradient_checkpointing
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*deprecated")
+        trainer.save_model(str(tmp / "adapter" if peft_config is not None else tmp))
+    state.wait_for_everyone()
+    stats = _stats(trainer, encoded, direction, steps, batch, cfg, seconds, resume, hw)
+    if main:
+        _finish(tmp, out, base_model, tokenizer, peft_config is not None, cfg, stats, trainer)
+    state.wait_for_everyone()
+    return stats
+
+
+def _stats(trainer, encoded, direction, steps, batch, cfg, seconds, resume, hw) -> dict:
+    losses = [e for e in trainer.state.log_history if "loss" in e]
+    return {
+        "direction": direction, "examples": len(encoded.examples), "dropped_too_long": encoded.dropped_too_long,
+        "target_tokens": encoded.target_tokens, "steps": steps, "batch_size": batch, "method": cfg.method,
+        "processes": trainer.args.world_size, "seconds": round(seconds, 1), "resumed_from": resume, **hw,
+        "first_loss": losses[0]["loss"] if losses else None, "last_loss": losses[-1]["loss"] if losses else None,
+    }
+
+
+def _finish(tmp: Path, out: Path, base_model: str, tokenizer, lora: bool, cfg: TrainConfig, stats: dict,
+            trainer) -> None:
+    """Make <out>.tmp a plain checkpoint (LoRA merged, fp32 safetensors, tokenizer with its chat
+    template, training config and loss curve) and rename it to <out>."""
+    import torch
+
+    from humback.models import load_model
+
+    if lora:
+        from peft import PeftModel
+
+        merged = PeftModel.from_pretrained(load_model(base_model), tmp / "adapter").merge_and_unload()
+        merged.to(torch.float32).save_pretrained(tmp, safe_serialization=True)
+        shutil.rmtree(tmp / "adapter")
+    (tmp / "training_args.bin").unlink(missing_ok=True)  # a pickle: checkpoints here hold none
     tokenizer.save_pretrained(tmp)
     shutil.rmtree(tmp / "trainer", ignore_errors=True)
     losses = [{"step": e["step"], "loss": e["loss"], "lr": e.get("learning_rate")}
               for e in trainer.state.log_history if "loss" in e]
-    stats = {
-        "direction": direction, "examples": n, "dropped_too_long": encoded.dropped_too_long,
-        "target_tokens": encoded.target_tokens, "steps": steps, "batch_size": batch, "method": cfg.method,
-        "seconds": round(seconds, 1), "resumed_from": resume, **hw,
-        "first_loss": losses[0]["loss"] if losses else None, "last_loss": losses[-1]["loss"] if losses else None,
-    }
     (tmp / "humback_train.json").write_text(json.dumps({"config": cfg.model_dump(), "stats": stats,
                                                         "loss_curve": losses}, indent=1))
     shutil.rmtree(out, ignore_errors=True)
     tmp.rename(out)
-    return stats
