@@ -87,8 +87,10 @@ def train(
     cfg: TrainConfig,
     seed: int = 0,
     log=print,
+    sft_overrides: dict | None = None,
 ) -> dict:
-    """Fine-tune `base_model` on `pairs` and save a plain checkpoint (LoRA merged) to `out`."""
+    """Fine-tune `base_model` on `pairs` and save a plain checkpoint (LoRA merged) to `out`.
+    `sft_overrides` are extra SFTConfig arguments (advanced; the training benchmark's baseline uses it)."""
     from accelerate import PartialState
     from datasets import Dataset
     from transformers import set_seed
@@ -144,36 +146,38 @@ def train(
         # uses the old name); the schedule is given num_stable_steps=0 on purpose (decay from step one).
         warnings.filterwarnings("ignore", message=".*gradient_checkpointing.*deprecated")
         warnings.filterwarnings("ignore", message="Both num_training_steps and num_stable_steps")
-        args = SFTConfig(
-            output_dir=str(tmp / "trainer"),
-            max_steps=steps,
-            per_device_train_batch_size=micro,
-            gradient_accumulation_steps=accumulate,
-            learning_rate=cfg.lr,
-            weight_decay=cfg.weight_decay,
-            lr_scheduler_type="warmup_stable_decay",
+        settings = {
+            "output_dir": str(tmp / "trainer"),
+            "max_steps": steps,
+            "per_device_train_batch_size": micro,
+            "gradient_accumulation_steps": accumulate,
+            "learning_rate": cfg.lr,
+            "weight_decay": cfg.weight_decay,
+            "lr_scheduler_type": "warmup_stable_decay",
             # The lr of step k (1-based) is lr * factor(k - 1): decaying over steps - 1 intervals puts the
             # last step exactly at min_lr_ratio (paper: 1e-5 -> 9e-6 at the end).
-            lr_scheduler_kwargs={"num_stable_steps": 0, "num_decay_steps": max(1, steps - 1),
+            "lr_scheduler_kwargs": {"num_stable_steps": 0, "num_decay_steps": max(1, steps - 1),
                                  "decay_type": "linear", "min_lr_ratio": cfg.min_lr_ratio},
-            warmup_steps=0,
-            bf16=hw["bf16"],
-            fp16=False,
-            gradient_checkpointing=hw["gradient_checkpointing"],
-            use_cpu=hw["device"] == "cpu",
-            max_length=None,  # over-length examples were already dropped and counted by encode()
-            padding_free=hw["padding_free"],
-            train_sampling_strategy="group_by_length",  # batches of similar length: little padding
-            logging_steps=1,
-            save_strategy="steps",
-            save_steps=cfg.save_steps or max(1, steps // 10),
-            save_total_limit=1,
-            report_to=[],
-            seed=seed,
-            data_seed=seed,
-            dataloader_num_workers=0,
-            ddp_find_unused_parameters=False,  # every trained parameter is used in every forward pass
-        )
+            "warmup_steps": 0,
+            "bf16": hw["bf16"],
+            "fp16": False,
+            "gradient_checkpointing": hw["gradient_checkpointing"],
+            "use_cpu": hw["device"] == "cpu",
+            "max_length": None,  # over-length examples were already dropped and counted by encode()
+            "padding_free": hw["padding_free"],
+            "train_sampling_strategy": "group_by_length",  # batches of similar length: little padding
+            "logging_steps": 1,
+            "save_strategy": "steps",
+            "save_steps": cfg.save_steps or max(1, steps // 10),
+            "save_total_limit": 1,
+            "report_to": [],
+            "seed": seed,
+            "data_seed": seed,
+            "dataloader_num_workers": 0,
+            "ddp_find_unused_parameters": False,  # every trained parameter is used in every forward pass
+            "include_num_input_tokens_seen": "non_padding",  # effective tokens, for tokens/s in the stats
+        }
+        args = SFTConfig(**{**settings, **(sft_overrides or {})})
         rows = [{**ex, "length": len(ex["input_ids"])} for ex in encoded.examples]
         trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(rows),
                              processing_class=tokenizer, peft_config=peft_config)
@@ -199,6 +203,9 @@ def _stats(trainer, encoded, direction, steps, batch, cfg, seconds, resume, hw) 
         "direction": direction, "examples": len(encoded.examples), "dropped_too_long": encoded.dropped_too_long,
         "target_tokens": encoded.target_tokens, "steps": steps, "batch_size": batch, "method": cfg.method,
         "processes": trainer.args.world_size, "seconds": round(seconds, 1), "resumed_from": resume, **hw,
+        "tokens_seen": trainer.state.num_input_tokens_seen,
+        # After a resume the count includes steps of the killed run: no rate then.
+        "tokens_per_s": round(trainer.state.num_input_tokens_seen / seconds, 1) if seconds and not resume else None,
         "first_loss": losses[0]["loss"] if losses else None, "last_loss": losses[-1]["loss"] if losses else None,
     }
 
