@@ -17,13 +17,12 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-import platform
 import statistics
-import sys
 import tempfile
 import time
-from datetime import date
 from pathlib import Path
+
+from record import write_record
 
 from humback.augment import row_seed
 from humback.config import AugmentConfig, DataConfig, EngineConfig
@@ -100,21 +99,13 @@ def main() -> None:
         r["median_slice_ratio"] = round(statistics.median(
             c / b for c, b in zip(r["slice_tokens_per_s"], base["slice_tokens_per_s"])), 3)
     best = args.candidates[0]
-    record = {
-        "name": "generate_backends", "unit": "generated tokens/s",
-        "baseline": base["tokens_per_s"], "candidate": results[best]["tokens_per_s"],
-        "ratio": results[best]["ratio_tokens_per_s"],
-        "baseline_backend": args.baseline, "candidate_backend": best,
-        "workload": {"segments": len(rows), "slices": len(slices), "max_new_tokens": cfg.max_new_tokens,
-                     "temperature": cfg.temperature, "top_p": cfg.top_p, "model": "default (SmolLM2-135M-Instruct)"},
-        "details": results,
-        "machine": f"{platform.machine()}, {__import__('os').cpu_count()} cores, Python {platform.python_version()}",
-        "date": date.today().isoformat(),
-        "command": "python " + " ".join(sys.argv),
-    }
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(record, indent=1) + "\n")
-    print(json.dumps(record, indent=1))
+    write_record(args.out, "generate_backends", "generated tokens/s", base["tokens_per_s"],
+                 results[best]["tokens_per_s"], results[best]["ratio_tokens_per_s"],
+                 baseline_backend=args.baseline, candidate_backend=best,
+                 workload={"segments": len(rows), "slices": len(slices), "max_new_tokens": cfg.max_new_tokens,
+                           "temperature": cfg.temperature, "top_p": cfg.top_p,
+                           "model": "default (SmolLM2-135M-Instruct)"},
+                 details=results)
 
 
 if __name__ == "__main__":

@@ -17,16 +17,13 @@ loop's.
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import random
 import re
 import statistics
-import sys
 import tempfile
-from datetime import date
 from pathlib import Path
+
+from record import write_record
 
 from humback.config import TrainConfig
 from humback.data.segment import demo_corpus_path
@@ -78,20 +75,12 @@ def main() -> None:
         return round(statistics.median(x["tokens_per_s"] for x in runs[name]), 1)
 
     base, cand = median("baseline"), median("candidate")
-    record = {
-        "name": "train_padding", "unit": "effective (non-padding) training tokens/s",
-        "baseline": base, "candidate": cand, "ratio": round(cand / base, 2),
-        "setup": {"model": "default (SmolLM2-135M-Instruct)", "method": "lora", "batch": 8, "micro_batch": 4,
-                  "max_length": cfg.max_length, "steps_per_run": args.steps, "rounds": args.rounds,
-                  "examples": len(data)},
-        "runs": runs,
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
-        "date": date.today().isoformat(),
-        "command": "python " + " ".join(sys.argv),
-    }
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(record, indent=1) + "\n")
-    print(json.dumps(record, indent=1))
+    write_record(args.out, "train_padding", "effective (non-padding) training tokens/s", base, cand,
+                 round(cand / base, 2),
+                 setup={"model": "default (SmolLM2-135M-Instruct)", "method": "lora", "batch": 8, "micro_batch": 4,
+                        "max_length": cfg.max_length, "steps_per_run": args.steps, "rounds": args.rounds,
+                        "examples": len(data)},
+                 runs=runs)
 
 
 if __name__ == "__main__":

@@ -186,13 +186,13 @@ def train(
     seconds = time.time() - start
     # Saved through the Trainer, which gathers sharded weights (DeepSpeed ZeRO-3, FSDP) and writes on the
     # main process only: the full model, or the LoRA adapter, merged below on the CPU.
-    with warnings.catch_warnings():  # PEFT's save still asks the renamed is_gradient_checkpointing
+    with warnings.catch_warnings():  # PEFT's save and load still ask the renamed is_gradient_checkpointing
         warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*deprecated")
         trainer.save_model(str(tmp / "adapter" if peft_config is not None else tmp))
-    state.wait_for_everyone()
-    stats = _stats(trainer, encoded, direction, steps, batch, cfg, seconds, resume, hw)
-    if main:
-        _finish(tmp, out, base_model, tokenizer, peft_config is not None, cfg, stats, trainer)
+        state.wait_for_everyone()
+        stats = _stats(trainer, encoded, direction, steps, batch, cfg, seconds, resume, hw)
+        if main:
+            _finish(tmp, out, base_model, tokenizer, peft_config is not None, cfg, stats, trainer)
     state.wait_for_everyone()
     return stats
 

@@ -1,0 +1,24 @@
+"""The result file every benchmark writes: bench/results/<name>.json with the fields BENCHMARKS.md names."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sys
+from datetime import date
+from pathlib import Path
+
+
+def write_record(out: str | Path, name: str, unit: str, baseline: float, candidate: float, ratio: float,
+                 **extra) -> dict:
+    record = {
+        "name": name, "unit": unit, "baseline": baseline, "candidate": candidate, "ratio": ratio, **extra,
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
+        "date": date.today().isoformat(),
+        "command": "python " + " ".join(sys.argv),
+    }
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    Path(out).write_text(json.dumps(record, indent=1) + "\n")
+    print(json.dumps(record, indent=1))
+    return record
