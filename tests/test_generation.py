@@ -181,3 +181,23 @@ def test_vllm_real_engine(tiny_model):
     assert len(out) == 3 and out[0] == out[2]
     dists = gen.next_token_probs(CHATS, ["Score:"] * 4, [" 1", " 2", " 3", " 4", " 5"])
     assert all(not d or math.isclose(sum(d.values()), 1.0, abs_tol=1e-6) for d in dists)
+
+
+def test_ctranslate2_reuses_the_rubric_prefix_without_changing_scores(ct2_float):
+    """The curation rubric is read once (a cached static prompt); in float32 the distributions are the
+    same as reading every prompt whole."""
+    from humback.curate import CHOICES, judge_messages
+    from humback.generation.ct2 import shared_prefix
+
+    chats = [judge_messages(f"Question {i}?", "An answer. " * (i + 1)) for i in range(5)]
+    choices = [" " + c for c in CHOICES]
+    ids = [ct2_float.tokenizer(ct2_float.tokenizer.apply_chat_template(c, tokenize=False))["input_ids"] for c in chats]
+    assert shared_prefix(ids) > 300  # the rubric
+    ct2_float.reuse_prefix = False
+    whole = ct2_float.next_token_probs(chats, ["Score:"] * 5, choices)
+    ct2_float.reuse_prefix = True
+    reused = ct2_float.next_token_probs(chats, ["Score:"] * 5, choices)
+    for a, b in zip(whole, reused):
+        assert all(abs(a[c] - b[c]) < 1e-5 for c in choices)
+    assert shared_prefix([[1] * 100]) == 0 and shared_prefix([[1] * 100, [1] * 50 + [2] * 50]) == 0
+    assert shared_prefix([[1] * 100 + [3], [1] * 100 + [2] * 5]) == 100

@@ -38,6 +38,24 @@ def converted_path(model: str, quantization: str) -> Path:
     return out
 
 
+MIN_SHARED_PREFIX = 64  # tokens: below this, reading the prefix again costs less than managing it
+
+
+def shared_prefix(seqs: list[list[int]]) -> int:
+    """Length of the token prefix all of `seqs` share, keeping at least one own token per sequence;
+    0 when it is shorter than MIN_SHARED_PREFIX or there is a single sequence."""
+    if len(seqs) < 2:
+        return 0
+    n = min(len(s) for s in seqs) - 1
+    first = seqs[0]
+    for s in seqs[1:]:
+        k = 0
+        while k < n and s[k] == first[k]:
+            k += 1
+        n = k
+    return n if n >= MIN_SHARED_PREFIX else 0
+
+
 class CTranslate2Generator:
     def __init__(self, model: str, device: str = "auto", batch_size: int = 8, compute_type: str = "int8"):
         import torch
@@ -55,6 +73,7 @@ class CTranslate2Generator:
         self.path, self.compute_type = converted_path(model, storage), compute_type
         self.lm = self._load()
         self.fingerprint = f"ctranslate2:{compute_type}:{model_fingerprint(model)}"
+        self.reuse_prefix = True
         self.end_tokens = self._end_tokens(model)
 
     def _load(self):
@@ -130,6 +149,12 @@ class CTranslate2Generator:
         texts = [render_prompt(self.tokenizer, p) + c for p, c in zip(prompts, continuations)]
         pieces = [choice_targets(self.tokenizer, t, choices, self.model) for t in texts]
         out: list[dict | None] = [None] * len(texts)
+        # The curation rubric is the same long opening of every request: read it once and reuse its
+        # state (CTranslate2's cached static prompt) instead of re-reading it per candidate.
+        static = shared_prefix([ctx for ctx, _ in pieces]) if self.reuse_prefix else 0
+        extra = {"static_prompt": self.tokenizer.convert_ids_to_tokens(pieces[0][0][:static]),
+                 "cache_static_prompt": True} if static else {}
+        pieces = [(ctx[static:], targets) for ctx, targets in pieces]
         by_length: dict[int, list[int]] = {}
         for i, (ctx, _) in enumerate(pieces):
             by_length.setdefault(len(ctx), []).append(i)
@@ -140,7 +165,7 @@ class CTranslate2Generator:
             # One greedy step with the vocabulary's logits of that step.
             results = self.lm.generate_batch(
                 [self.tokenizer.convert_ids_to_tokens(pieces[i][0]) for i in idx], max_length=1,
-                include_prompt_in_result=False, return_logits_vocab=True, sampling_topk=1)
+                include_prompt_in_result=False, return_logits_vocab=True, sampling_topk=1, **extra)
             for i, res in zip(idx, results):
                 logits = np.asarray(res.logits[0], dtype=np.float64).reshape(-1)
                 picked = logits[pieces[i][1]]
