@@ -150,8 +150,9 @@ def build_stages(cfg: RunConfig, run_dir: Path, log: Callable[[str], None]) -> l
             return train(pairs, cfg.model, models / name, direction, cfg.train, seed=cfg.seed, log=log)
         return run
 
-    # Only what changes results: micro-batching and checkpointing trade memory for time, nothing else.
-    train_fp = cfg.train.model_dump(exclude={"micro_batch_size", "gradient_checkpointing"})
+    # Only what changes results: micro-batching, gradient checkpointing and how often a resumable
+    # checkpoint is written trade memory or disk for time, nothing else.
+    train_fp = cfg.train.model_dump(exclude={"micro_batch_size", "gradient_checkpointing", "save_steps"})
     stages: list[Stage] = []
     seed_keys = {"seed_source", "seed_format", "seed_split", "instruction_field", "response_field", "min_quality",
                  "lang", "max_seed"}
