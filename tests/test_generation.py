@@ -53,10 +53,12 @@ def test_sampling_is_seeded_per_request(ct2_float):
 
 def test_ctranslate2_conversion_is_cached(tiny_model, ct2_float):
     from humback.generation.ct2 import converted_path
+    from humback.models import model_fingerprint
 
-    path = converted_path(tiny_model, "float32")
+    fp = model_fingerprint(tiny_model)
+    path = converted_path(tiny_model, "float32", fp)
     stamp = (path / "model.bin").stat().st_mtime_ns
-    assert converted_path(tiny_model, "float32") == path and (path / "model.bin").stat().st_mtime_ns == stamp
+    assert converted_path(tiny_model, "float32", fp) == path and (path / "model.bin").stat().st_mtime_ns == stamp
     assert not list(path.parent.glob("*.tmp"))
 
 
@@ -151,14 +153,16 @@ def test_openai_role_without_a_model_is_a_config_error():
 
 
 def test_vllm_request_mapping():
-    from humback.generation.vllm import renormalise, sampling_kwargs
+    from humback.generation.base import renormalise
+    from humback.generation.vllm import sampling_kwargs
 
     assert sampling_kwargs(SamplingParams(0.7, 0.9, 128), 11) == {
         "temperature": 0.7, "top_p": 0.9, "max_tokens": 128, "seed": 11, "skip_special_tokens": True}
     assert sampling_kwargs(SamplingParams(0.0, 0.9, 5), 1)["top_p"] == 1.0
-    probs = renormalise({7: math.log(0.3), 8: math.log(0.1), 99: math.log(0.5)}, [7, 8, 9])
+    # top-k log-probabilities {7: 0.3, 8: 0.1, 99: 0.5} read for the targets 7, 8, 9 (9 not returned)
+    probs = renormalise([math.log(0.3), math.log(0.1), -math.inf])
     assert probs == pytest.approx([0.75, 0.25, 0.0])
-    assert renormalise({99: 0.0}, [7, 8]) is None
+    assert renormalise([-math.inf, -math.inf]) is None
 
 
 def test_openai_logprob_mapping():

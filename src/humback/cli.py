@@ -83,14 +83,10 @@ def cmd_train(args) -> None:
 
 def _generator(cfg, role: str, out: Path):
     """The role's generator, behind the response cache kept beside the output (when enabled)."""
-    from humback.generation.base import load_generator
+    from humback.generation.cache import open_generator
 
-    gen = load_generator(cfg.generation.role(role))
-    if not cfg.generation.cache:
-        return gen
-    from humback.generation.cache import CachedGenerator, ResponseCache
-
-    return CachedGenerator(gen, ResponseCache(out / "cache" / "responses.sqlite"))
+    return open_generator(cfg.generation.role(role), None,
+                          out / "cache" / "responses.sqlite" if cfg.generation.cache else None)
 
 
 def cmd_augment(args) -> None:

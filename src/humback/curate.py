@@ -121,18 +121,17 @@ def curate(candidates: str | Path, generator: Generator, out_dir: str | Path, cf
     write_jsonl(out_dir / "selected.jsonl", (
         {"id": c["id"], "instruction": c["instruction"], "response": c["response"],
          "score": scored[c["id"]]["score"], "tag": "augmented"} for c in selected))
-    scores = [scored[r["id"]]["score"] for r in rows]
     # Candidates with an empty instruction are not judged: they are counted apart, not as parse failures.
-    skipped = sum(1 for r in rows if scored[r["id"]].get("skipped"))
-    judged = len(rows) - skipped
-    failures = sum(s is None for s in scores) - skipped
+    scores = [scored[r["id"]]["score"] for r in rows if not scored[r["id"]].get("skipped")]
+    judged, skipped = len(scores), len(rows) - len(scores)
+    failures = sum(s is None for s in scores)
 
     def mean_len(items):
         return round(sum(len(c["response"]) for c in items) / len(items), 1) if items else 0.0
 
     return {
         "rows": len(rows), "resumed_rows": resumed, "selected": len(selected), "threshold": cfg.threshold,
-        "method": cfg.method, "histogram": histogram([s for r, s in zip(rows, scores) if not scored[r["id"]].get("skipped")]),
+        "method": cfg.method, "histogram": histogram(scores),
         "skipped_empty_instruction": skipped, "parse_failures": failures,
         "parse_failure_rate": round(failures / judged, 4) if judged else 0.0,
         "mean_score": round(sum(s for s in scores if s is not None) / max(1, judged - failures), 3),

@@ -136,17 +136,13 @@ def model_fingerprint(name: str) -> str:
     the id itself (the hub's revision is not pinned here)."""
     import hashlib
 
+    from humback.records import file_sha256
+
     resolved = resolve_model(name)
     path = Path(resolved)
     if not path.is_dir():
         return f"hub:{resolved}"
-    h = hashlib.sha256()
-    for f in sorted(path.iterdir()):
-        # humback_train.json holds timings: an identical retrain may reuse cached replies.
-        if f.is_file() and f.suffix in {".json", ".safetensors", ".model", ".jinja", ".txt"} \
-                and not f.name.startswith("humback_"):
-            h.update(f.name.encode())
-            with f.open("rb") as fh:
-                while block := fh.read(1 << 22):
-                    h.update(block)
-    return h.hexdigest()[:24]
+    # humback_train.json holds timings: an identical retrain may reuse cached replies.
+    files = [f for f in sorted(path.iterdir()) if f.is_file() and not f.name.startswith("humback_")
+             and f.suffix in {".json", ".safetensors", ".model", ".jinja", ".txt"}]
+    return hashlib.sha256("".join(f"{f.name}:{file_sha256(f)}\n" for f in files).encode()).hexdigest()[:24]

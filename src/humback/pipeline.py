@@ -129,7 +129,7 @@ def build_stages(cfg: RunConfig, run_dir: Path, log: Callable[[str], None]) -> l
     from humback.curate import curate
     from humback.data.seed import seed
     from humback.data.segment import segment
-    from humback.generation.base import load_generator
+    from humback.generation.cache import open_generator
     from humback.training.sft import train
 
     d, g = cfg.data, cfg.generation
@@ -137,12 +137,7 @@ def build_stages(cfg: RunConfig, run_dir: Path, log: Callable[[str], None]) -> l
     cand_file, models = run_dir / "candidates.jsonl", run_dir / "models"
 
     def generator(role, own_model: Path):
-        gen = load_generator(g.role(role), str(own_model))
-        if not g.cache:
-            return gen
-        from humback.generation.cache import CachedGenerator, ResponseCache
-
-        return CachedGenerator(gen, ResponseCache(run_dir / "cache" / "responses.sqlite"))
+        return open_generator(g.role(role), str(own_model), run_dir / "cache" / "responses.sqlite" if g.cache else None)
 
     def train_stage(name: str, direction: str, data_files: list[Path]) -> Callable[[], dict]:
         def run() -> dict:

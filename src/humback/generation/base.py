@@ -8,6 +8,7 @@ batch's first request, so their samples also depend on how requests were grouped
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Protocol
@@ -22,9 +23,10 @@ class GenerationError(Exception):
     """A backend could not produce replies (server down, bad endpoint). `done` maps request index to
     reply for the requests that did finish, so callers can keep them."""
 
-    def __init__(self, message: str, done: dict[int, str] | None = None):
+    def __init__(self, message: str, done: dict[int, str] | None = None, status: int | None = None):
         super().__init__(message)
         self.done = done or {}
+        self.status = status  # the HTTP status of a server's answer, when there was one
 
 
 @dataclass(frozen=True)
@@ -86,6 +88,26 @@ def length_batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
     return [order[s:s + batch_size] for s in range(0, len(order), batch_size)]
 
 
+def pick_device(device: str) -> str:
+    """'auto' -> 'cuda' when a GPU is visible, else 'cpu'; anything else as given."""
+    if device != "auto":
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def renormalise(scores: Sequence[float]) -> list[float] | None:
+    """Softmax over log-probabilities or logits of the choices only (-inf: a choice the backend did not
+    return, probability 0). None when no choice has a finite score."""
+    top = max(scores)
+    if top == -math.inf:
+        return None
+    weights = [math.exp(s - top) for s in scores]
+    total = sum(weights)
+    return [w / total for w in weights]
+
+
 def resolve_backend(backend: str, device: str) -> str:
     """'auto': vLLM on a GPU when installed, else transformers there; CTranslate2 on a CPU when
     installed (int8: 2x transformers' generate on the augmentation workload here, BENCHMARKS.md),
@@ -94,10 +116,7 @@ def resolve_backend(backend: str, device: str) -> str:
         return backend
     import importlib.util
 
-    import torch
-
-    on_gpu = device.startswith("cuda") or (device == "auto" and torch.cuda.is_available())
-    if on_gpu:
+    if pick_device(device).startswith("cuda"):
         return "vllm" if importlib.util.find_spec("vllm") else "transformers"
     return "ctranslate2" if importlib.util.find_spec("ctranslate2") else "transformers"
 

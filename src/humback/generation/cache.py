@@ -13,8 +13,12 @@ import json
 import sqlite3
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from humback.generation.base import GenerationError, Generator, SamplingParams, request_seeds
+from humback.generation.base import GenerationError, Generator, SamplingParams, load_generator, request_seeds
+
+if TYPE_CHECKING:
+    from humback.config import EngineConfig
 
 
 class ResponseCache:
@@ -47,8 +51,12 @@ class ResponseCache:
             self.db.executemany("INSERT OR REPLACE INTO replies VALUES (?, ?)",
                                 [(k, json.dumps(v, ensure_ascii=False)) for k, v in items.items()])
 
-    def close(self) -> None:
-        self.db.close()
+
+def open_generator(engine: EngineConfig, model: str | None, cache_file: Path | None) -> Generator:
+    """The generator `engine` describes (see load_generator), behind the response cache in `cache_file`
+    unless that is None."""
+    gen = load_generator(engine, model)
+    return gen if cache_file is None else CachedGenerator(gen, ResponseCache(cache_file))
 
 
 def generator_stats(generator) -> dict:

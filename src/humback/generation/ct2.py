@@ -13,18 +13,17 @@ import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
-from humback.generation.base import SamplingParams, choice_targets, request_seeds
+from humback.generation.base import SamplingParams, choice_targets, pick_device, renormalise, request_seeds
 from humback.models import cache_dir, load_tokenizer, model_fingerprint, resolve_model
 from humback.templates import render_prompt
 
 
-def converted_path(model: str, quantization: str) -> Path:
-    """The CTranslate2 copy of `model`, converted on first use (written to a temporary folder and
-    renamed, so a killed conversion never leaves a half model behind)."""
+def converted_path(model: str, quantization: str, fp: str) -> Path:
+    """The CTranslate2 copy of `model` (whose model_fingerprint is `fp`), converted on first use (written
+    to a temporary folder and renamed, so a killed conversion never leaves a half model behind)."""
     import ctranslate2
     from ctranslate2.converters import TransformersConverter
 
-    fp = model_fingerprint(model)
     out = cache_dir() / "ctranslate2" / f"{fp}-{quantization}-{ctranslate2.__version__}"
     if (out / "model.bin").is_file():
         return out
@@ -58,10 +57,8 @@ def shared_prefix(seqs: list[list[int]]) -> int:
 
 class CTranslate2Generator:
     def __init__(self, model: str, device: str = "auto", batch_size: int = 8, compute_type: str = "int8"):
-        import torch
-
         self.model = model
-        self.device = "cuda" if device.startswith("cuda") or (device == "auto" and torch.cuda.is_available()) else "cpu"
+        self.device = "cuda" if pick_device(device).startswith("cuda") else "cpu"
         self.batch_size = batch_size
         # Stages hand over rows sorted by characters; a few batches per call lets this regroup them by
         # tokens (digits and code tokenise longer), see _batches.
@@ -70,9 +67,10 @@ class CTranslate2Generator:
         # Weights are stored in the compute type's storage precision (int8_float32 -> int8): CTranslate2
         # converts between them at load time, so one converted copy serves e.g. int8 and int8_float32.
         storage = compute_type.split("_")[0] if compute_type not in ("auto", "default") else "float32"
-        self.path, self.compute_type = converted_path(model, storage), compute_type
+        weights = model_fingerprint(model)
+        self.path, self.compute_type = converted_path(model, storage, weights), compute_type
         self.lm = self._load()
-        self.fingerprint = f"ctranslate2:{compute_type}:{model_fingerprint(model)}"
+        self.fingerprint = f"ctranslate2:{compute_type}:{weights}"
         self.reuse_prefix = True
         self.end_tokens = self._end_tokens(model)
 
@@ -168,7 +166,5 @@ class CTranslate2Generator:
                 include_prompt_in_result=False, return_logits_vocab=True, sampling_topk=1, **extra)
             for i, res in zip(idx, results):
                 logits = np.asarray(res.logits[0], dtype=np.float64).reshape(-1)
-                picked = logits[pieces[i][1]]
-                probs = np.exp(picked - picked.max())
-                out[i] = dict(zip(choices, (probs / probs.sum()).tolist()))
+                out[i] = dict(zip(choices, renormalise(logits[pieces[i][1]].tolist())))
         return out  # type: ignore[return-value]

@@ -6,15 +6,9 @@ from collections.abc import Sequence
 
 import torch
 
-from humback.generation.base import SamplingParams, choice_targets, length_batches, request_seeds
+from humback.generation.base import SamplingParams, choice_targets, length_batches, pick_device, request_seeds
 from humback.models import load_model, load_tokenizer, model_fingerprint
 from humback.templates import render_prompt
-
-
-def pick_device(device: str) -> str:
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return device
 
 
 class TransformersGenerator:

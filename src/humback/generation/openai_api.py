@@ -92,7 +92,8 @@ class OpenAIGenerator:
                     if isinstance(e, GenerationError):
                         raise GenerationError(f"{endpoint}: {e}", dict(done)) from None  # type: ignore[arg-type]
                     raise GenerationError(f"generation request to {endpoint} (model '{self.model}') failed after"
-                                          f" {self.max_retries} retries: {_describe(e)}", dict(done)) from e  # type: ignore[arg-type]
+                                          f" {self.max_retries} retries: {_describe(e)}", dict(done),  # type: ignore[arg-type]
+                                          getattr(e, "status_code", None)) from e
             return [done[i] for i in range(len(calls))]
 
         return asyncio.run(main())
@@ -130,7 +131,7 @@ class OpenAIGenerator:
         try:
             return self._run(calls, read)
         except GenerationError as e:
-            if "HTTP 4" in str(e):  # e.g. transformers serve rejects `logprobs` with a 4xx
+            if e.status is not None and 400 <= e.status < 500:  # e.g. transformers serve rejects `logprobs`
                 raise GenerationError(f"{e} — this endpoint does not give log-probabilities, which the"
                                       " 'expected' scoring method needs: use curate.method=sample") from None
             raise

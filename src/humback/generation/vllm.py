@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from humback.generation.base import SamplingParams, choice_targets, request_seeds
+from humback.generation.base import SamplingParams, choice_targets, renormalise, request_seeds
 from humback.models import ModelError, load_tokenizer, model_fingerprint, resolve_model
 from humback.templates import render_prompt
 
@@ -23,18 +23,6 @@ def sampling_kwargs(params: SamplingParams, seed: int) -> dict:
     greedy = params.temperature <= 0
     return {"temperature": 0.0 if greedy else params.temperature, "top_p": 1.0 if greedy else params.top_p,
             "max_tokens": params.max_new_tokens, "seed": seed, "skip_special_tokens": True}
-
-
-def renormalise(logprobs: dict[int, float], targets: list[int]) -> list[float] | None:
-    """Probabilities of `targets` renormalised over them, from a top-k log-probability map; a target
-    outside the top k counts as probability 0. None when no target is in the top k."""
-    present = [logprobs.get(t, -math.inf) for t in targets]
-    top = max(present)
-    if top == -math.inf:
-        return None
-    weights = [math.exp(lp - top) for lp in present]
-    total = sum(weights)
-    return [w / total for w in weights]
 
 
 class VLLMGenerator:
@@ -71,7 +59,7 @@ class VLLMGenerator:
         outs = self.lm.generate([{"prompt_token_ids": ctx} for ctx, _ in pieces], one_step, use_tqdm=False)
         result = []
         for out, (_, targets) in zip(outs, pieces):
-            step = out.outputs[0].logprobs[0]
-            probs = renormalise({tid: lp.logprob for tid, lp in step.items()}, targets)
+            step = out.outputs[0].logprobs[0]  # top-k only: a target outside it has probability 0
+            probs = renormalise([step[t].logprob if t in step else -math.inf for t in targets])
             result.append({} if probs is None else dict(zip(choices, probs)))
         return result

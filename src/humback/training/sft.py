@@ -190,15 +190,16 @@ def train(
         warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*deprecated")
         trainer.save_model(str(tmp / "adapter" if peft_config is not None else tmp))
         state.wait_for_everyone()
-        stats = _stats(trainer, encoded, direction, steps, batch, cfg, seconds, resume, hw)
+        curve = [{"step": e["step"], "loss": e["loss"], "lr": e.get("learning_rate")}
+                 for e in trainer.state.log_history if "loss" in e]
+        stats = _stats(trainer, encoded, direction, steps, batch, cfg, seconds, resume, hw, curve)
         if main:
-            _finish(tmp, out, base_model, tokenizer, peft_config is not None, cfg, stats, trainer)
+            _finish(tmp, out, base_model, tokenizer, peft_config is not None, cfg, stats, curve)
     state.wait_for_everyone()
     return stats
 
 
-def _stats(trainer, encoded, direction, steps, batch, cfg, seconds, resume, hw) -> dict:
-    losses = [e for e in trainer.state.log_history if "loss" in e]
+def _stats(trainer, encoded, direction, steps, batch, cfg, seconds, resume, hw, losses) -> dict:
     return {
         "direction": direction, "examples": len(encoded.examples), "dropped_too_long": encoded.dropped_too_long,
         "target_tokens": encoded.target_tokens, "steps": steps, "batch_size": batch, "method": cfg.method,
@@ -211,7 +212,7 @@ def _stats(trainer, encoded, direction, steps, batch, cfg, seconds, resume, hw) 
 
 
 def _finish(tmp: Path, out: Path, base_model: str, tokenizer, lora: bool, cfg: TrainConfig, stats: dict,
-            trainer) -> None:
+            curve: list[dict]) -> None:
     """Make <out>.tmp a plain checkpoint (LoRA merged, fp32 safetensors, tokenizer with its chat
     template, training config and loss curve) and rename it to <out>."""
     import torch
@@ -227,9 +228,7 @@ def _finish(tmp: Path, out: Path, base_model: str, tokenizer, lora: bool, cfg: T
     (tmp / "training_args.bin").unlink(missing_ok=True)  # a pickle: checkpoints here hold none
     tokenizer.save_pretrained(tmp)
     shutil.rmtree(tmp / "trainer", ignore_errors=True)
-    losses = [{"step": e["step"], "loss": e["loss"], "lr": e.get("learning_rate")}
-              for e in trainer.state.log_history if "loss" in e]
     (tmp / "humback_train.json").write_text(json.dumps({"config": cfg.model_dump(), "stats": stats,
-                                                        "loss_curve": losses}, indent=1))
+                                                        "loss_curve": curve}, indent=1))
     shutil.rmtree(out, ignore_errors=True)
     tmp.rename(out)
