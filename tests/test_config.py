@@ -27,7 +27,7 @@ def test_all_problems_reported_together(tmp_path):
         load_config(bad)
     msg = str(e.value)
     assert "curate.treshold: unknown key (accepted here: method" in msg and "threshold" in msg
-    assert "curate.method" in msg and "'sample' or 'expected'" in msg
+    assert "curate.method" in msg and "'sample', 'greedy', 'mean-of-k' or 'expected'" in msg
     assert "train.lr" in msg and "'fast'" in msg
     assert "iterations" in msg and "greater than or equal to 1" in msg
     assert str(bad) in msg

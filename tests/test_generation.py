@@ -203,5 +203,63 @@ def test_ctranslate2_reuses_the_rubric_prefix_without_changing_scores(ct2_float)
     reused = ct2_float.next_token_probs(chats, ["Score:"] * 5, choices)
     for a, b in zip(whole, reused):
         assert all(abs(a[c] - b[c]) < 1e-5 for c in choices)
+    # generation too: greedy judge replies are the same text whether the rubric is reused or read whole
+    params = SamplingParams(temperature=0.0, max_new_tokens=8)
+    ct2_float.reuse_prefix = False
+    whole_text = ct2_float.generate(chats, params)
+    ct2_float.reuse_prefix = True
+    assert ct2_float.generate(chats, params) == whole_text
     assert shared_prefix([[1] * 100]) == 0 and shared_prefix([[1] * 100, [1] * 50 + [2] * 50]) == 0
     assert shared_prefix([[1] * 100 + [3], [1] * 100 + [2] * 5]) == 100
+
+
+def test_reply_logprobs_agree_across_backends_and_match_a_plain_forward_pass(hf, ct2_float, tiny_model):
+    """Each reply token's log-probability, and the end marker's after it, as one forward pass over
+    prompt + reply + <|im_end|> computes them by hand."""
+    import torch
+
+    from humback.templates import render_prompt
+
+    replies = ["Bread is flour, water and salt.", "A starter needs feeding.\nDaily.", "Tea.", "Presses spread books."]
+    a, b = hf.reply_logprobs(CHATS, replies), ct2_float.reply_logprobs(CHATS, replies)
+    tok = hf.tokenizer
+    for chat, reply, x, y in zip(CHATS, replies, a, b):
+        prompt = tok(render_prompt(tok, chat), add_special_tokens=False)["input_ids"]
+        body = tok(reply, add_special_tokens=False)["input_ids"]
+        end = [tok.convert_tokens_to_ids("<|im_end|>")]
+        ids = torch.tensor([prompt + body + end])
+        with torch.no_grad():
+            logp = torch.log_softmax(hf.lm(input_ids=ids).logits[0].float(), -1)
+        want = [logp[len(prompt) - 1 + j, t].item() for j, t in enumerate(body + end)]
+        assert len(x["tokens"]) == len(body) == len(y["tokens"])
+        assert all(abs(p - q) < 1e-4 for p, q in zip(x["tokens"], want[:-1]))
+        assert abs(x["end"] - want[-1]) < 1e-4
+        assert all(abs(p - q) < 1e-3 for p, q in zip(x["tokens"], y["tokens"])) and abs(x["end"] - y["end"]) < 1e-3
+
+
+def test_cache_answers_reply_logprobs(tmp_path, hf):
+    cached = CachedGenerator(hf, ResponseCache(tmp_path / "c.sqlite"))
+    first = cached.reply_logprobs(CHATS[:2], ["one", "two"])
+    again = CachedGenerator(hf, ResponseCache(tmp_path / "c.sqlite"))
+    assert again.reply_logprobs(CHATS[:2], ["one", "two"]) == first
+    assert (again.cache.hits, again.cache.misses) == (2, 0)
+    again.reply_logprobs(CHATS[:2], ["one", "three"])
+    assert again.cache.misses == 1
+
+
+def test_openai_backend_says_it_cannot_score_given_replies(monkeypatch):
+    from humback.generation.openai_api import OpenAIGenerator
+
+    gen = OpenAIGenerator("some-model", base_url="http://127.0.0.1:9/v1")
+    with pytest.raises(GenerationError, match="local backend"):
+        gen.reply_logprobs(CHATS[:1], ["x"])
+
+
+def test_vllm_reply_scores_read_the_tail_of_prompt_logprobs():
+    from types import SimpleNamespace
+
+    from humback.generation.vllm import reply_scores
+
+    seq = [5, 6, 7, 8, 9]  # 2 prompt tokens, 2 reply tokens, 1 end token
+    lp = [None] + [{t: SimpleNamespace(logprob=-float(t)), 1: SimpleNamespace(logprob=-0.1)} for t in seq[1:]]
+    assert reply_scores(lp, seq, 2, 1) == {"tokens": [-7.0, -8.0], "end": -9.0}

@@ -107,6 +107,19 @@ def cmd_curate(args) -> None:
     print(curate(args.candidates, gen, args.out_dir, cfg.curate, args.iteration, cfg.seed))
 
 
+def cmd_calibrate(args) -> None:
+    from humback.calibrate import calibrate, report
+
+    cfg = _config(args, generation__backend=args.backend, generation__base_url=args.base_url,
+                  generation__judge__model=args.judge or "default")
+    out = Path(args.out_dir)
+    gen = _generator(cfg, "judge", out)
+    fit = [s.strip() for s in args.fit.split(",")] if args.fit else None
+    result = calibrate(args.data, gen, out, cfg.curate, args.response_field, args.limit, fit, cfg.seed)
+    print(report(result))
+    print(f"[humback] scored rows: {out / 'scored.jsonl'}; metrics: {out / 'calibration.json'}")
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="humback", description="Instruction backtranslation, end to end.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -180,6 +193,19 @@ def _parser() -> argparse.ArgumentParser:
     backend_flags(sp)
     with_config(sp)
     sp.set_defaults(func=cmd_curate)
+
+    sp = sub.add_parser("calibrate", help="how well a judge separates good from bad: AUC, precision, recall, F1")
+    sp.add_argument("data", help="JSONL of (instruction, response, label), or of good pairs only: then a mismatched,"
+                    " a truncated and a boilerplate-spliced negative is built from each")
+    sp.add_argument("--judge", help="judge model (default: the embedded default model)")
+    sp.add_argument("--response-field", default="response", help="column holding the response, e.g. output_gpt4")
+    sp.add_argument("--limit", type=int, help="use the first N rows")
+    sp.add_argument("--fit", metavar="SIGNALS", help="fit curate.combine weights over these signals, e.g."
+                    " ifd,end_logprob,judge_score")
+    sp.add_argument("--out-dir", default="calibration", help="where scored.jsonl and calibration.json go")
+    backend_flags(sp)
+    with_config(sp)
+    sp.set_defaults(func=cmd_calibrate)
     return p
 
 

@@ -130,28 +130,58 @@ class AugmentConfig(_Strict):
     max_new_tokens: int = Field(128, ge=1)
 
 
+SIGNALS = ("judge_score", "ifd", "nll", "end_logprob")
+
+
 class CurateConfig(_Strict):
-    method: Literal["sample", "expected"] = Field(
+    method: Literal["sample", "greedy", "mean-of-k", "expected"] = Field(
         "sample",
-        description="'sample': the paper's sampled reply parsed for 'Score: N'; 'expected': after the"
-        " sampled reasoning, the expected score under the judge's next-token distribution over 1-5",
+        description="how the rubric judge scores: 'sample' (the paper: one reply at T/top_p, parsed for"
+        " 'Score: N'), 'greedy' (one reply at T 0), 'mean-of-k' (k sampled replies, parsed scores averaged),"
+        " 'expected' (after the sampled reasoning, the expected score under the next-token distribution over 1-5)",
     )
+    k: int = Field(5, ge=2, description="replies per candidate for 'mean-of-k'")
     temperature: float = Field(0.7, ge=0.0, le=5.0)
     top_p: float = Field(0.9, gt=0.0, le=1.0)
     max_new_tokens: int = Field(
         256, ge=0, description="judge reply length; with 'expected', 0 reads the score without reasoning first")
+    ifd: bool = Field(False, description="record IFD, response NLL and end-of-turn log-probability of every candidate")
+    max_ifd: float | None = Field(
+        None, gt=0.0, description="drop candidates with IFD >= this before judging (1.0: the instruction does"
+        " not help predict the response)")
+    combine: dict[str, float] | None = Field(
+        None, description="score = 1 + 4 * sigmoid(bias + sum of weight x signal) over signals judge_score,"
+        " ifd, nll, end_logprob; weights from `humback calibrate --fit`. Unset: score = the judge's score")
     threshold: float = Field(4.0, ge=1.0, le=5.0, description="keep candidates scoring >= threshold")
     max_selected: int | None = Field(None, ge=1, description="keep at most this many, best first")
     top_fraction: float | None = Field(
         None, gt=0.0, le=1.0,
         description="keep at most this fraction of all candidates, best first (for weak judges whose scores"
         " cluster in a narrow band, where a fixed threshold keeps all or nothing)")
+    near_duplicate_instructions: float | None = Field(
+        0.8, gt=0.0, le=1.0, description="skip a candidate whose instruction has at least this estimated"
+        " Jaccard similarity (character 5-grams) with one already selected; null keeps them all")
 
     @model_validator(mode="after")
-    def _reply_needed(self):
-        if self.method == "sample" and self.max_new_tokens == 0:
-            raise ValueError("method 'sample' parses the judge's reply: max_new_tokens must be at least 1")
+    def _consistent(self):
+        if self.method != "expected" and self.max_new_tokens == 0 and self.judged:
+            raise ValueError(f"method '{self.method}' parses the judge's reply: max_new_tokens must be at least 1")
+        unknown = set(self.combine or {}) - set(SIGNALS) - {"bias"}
+        if unknown:
+            raise ValueError(f"combine: unknown signal(s) {', '.join(sorted(unknown))}"
+                             f" (accepted: bias, {', '.join(SIGNALS)})")
         return self
+
+    @property
+    def judged(self) -> bool:
+        """Whether the rubric judge runs (a combination that gives it no weight skips it)."""
+        return self.combine is None or self.combine.get("judge_score", 0) != 0
+
+    @property
+    def forward_signals(self) -> bool:
+        """Whether IFD / NLL / end-of-turn are computed (two forward passes per candidate)."""
+        weighted = any((self.combine or {}).get(k, 0) for k in SIGNALS[1:])
+        return self.ifd or self.max_ifd is not None or weighted
 
 
 class TrainConfig(_Strict):

@@ -4,10 +4,19 @@ scoring at least the threshold are selected.
 Judge output is untrusted input. `parse_score` takes the *last* `Score: N` (the rubric asks for it on the
 last line; reasoning may quote other numbers), accepts only 1-5, and returns None otherwise; failures
 are counted, never coerced. The earlier re-implementation took the first match and let 91 through.
+
+Beyond the paper's one sampled reply (`sample`), the rubric can be read greedily (`greedy`), averaged
+over k samples (`mean-of-k`), or as the expected score under the judge's next-token distribution after
+"Score:" (`expected`: continuous, never unparseable). Two forward-pass signals come from the same model:
+IFD (Li et al. 2024, "From Quantity to Quality", arXiv 2308.12032: loss(y | x) / loss(y); >= 1 means
+the instruction does not help predict the response) and the log-probability that the reply ends where
+it does (a cut-off reply ends where the model would not). `combine` folds the signals into one score on
+the rubric's 1-5 scale, with weights `humback calibrate --fit` fits on labelled or built negatives.
 """
 
 from __future__ import annotations
 
+import math
 import re
 from collections import Counter
 from pathlib import Path
@@ -24,6 +33,9 @@ from humback.records import RowWriter, read_jsonl, write_jsonl
 # "Score: 4", "score: 4.", "**Score:** 4", "Score = 5/5", "Score: **3**"
 SCORE_RE = re.compile(r"score\s*\**\s*[:=]\s*\**\s*(\d+(?:\.\d+)?)(?![\d.]*\d)", re.IGNORECASE)
 CHOICES = ["1", "2", "3", "4", "5"]
+# IFD's unconditional loss: the response as the reply to an empty user turn, so the chat format's own
+# tokens weigh the same on both sides and the ratio measures only what the instruction explains.
+NO_INSTRUCTION = [{"role": "user", "content": ""}]
 
 
 def parse_score(text: str | None) -> int | None:
@@ -54,23 +66,92 @@ def expected_score(dist: dict[str, float]) -> float | None:
     return round(sum(int(c.strip()) * p for c, p in dist.items()), 4) if dist else None
 
 
-def score_chunk(generator: Generator, chunk: list[dict], cfg: CurateConfig, seed: int) -> list[dict]:
-    prompts = [judge_messages(r["instruction"], r["response"]) for r in chunk]
+def _mean_nll(logprobs: list[float]) -> float:
+    return -sum(logprobs) / len(logprobs) if logprobs else 0.0
+
+
+def forward_signals(generator: Generator, rows: list[dict]) -> list[dict]:
+    """IFD and the end-of-turn log-probability of each row's response, from two forward passes."""
+    replies = [r["response"] for r in rows]
+    cond = generator.reply_logprobs([[{"role": "user", "content": r["instruction"]}] for r in rows], replies)
+    bare = generator.reply_logprobs([NO_INSTRUCTION] * len(rows), replies)
+    out = []
+    for c, b in zip(cond, bare):
+        given, alone = _mean_nll(c["tokens"]), _mean_nll(b["tokens"])
+        out.append({"ifd": round(given / alone, 4) if alone > 0 else None, "nll": round(given, 4),
+                    "end_logprob": round(c["end"], 4)})
+    return out
+
+
+def judge(generator: Generator, rows: list[dict], cfg: CurateConfig, seed: int) -> list[dict]:
+    """The rubric judge's score and reasoning for each row, by cfg.method."""
+    prompts = [judge_messages(r["instruction"], r["response"]) for r in rows]
+    seeds = [row_seed(seed, r["id"]) for r in rows]
+    if cfg.method == "greedy":
+        replies = generator.generate(prompts, SamplingParams(0.0, 1.0, cfg.max_new_tokens, seed), seeds)
+        return [{"judge_score": parse_score(t), "reasoning": t} for t in replies]
     params = SamplingParams(cfg.temperature, cfg.top_p, cfg.max_new_tokens, seed)
-    seeds = [row_seed(seed, r["id"]) for r in chunk]
-    replies = generator.generate(prompts, params, seeds) if cfg.max_new_tokens else [""] * len(chunk)
     if cfg.method == "sample":
-        scores = [parse_score(t) for t in replies]
-        reasoning = replies
-    else:  # expected: E[score] under the judge's next-token distribution after its own reasoning
-        reasoning = [_reasoning_before_score(t) for t in replies]
-        conts = [(r + "\n" if r else "") + SCORE_PREFIX for r in reasoning]
-        dists = generator.next_token_probs(prompts, conts, [" " + c for c in CHOICES])
-        scores = [expected_score(d) for d in dists]
-    return [
-        {"id": r["id"], "score": s, "reasoning": text, "judge": {"model": generator.model, "method": cfg.method}}
-        for r, s, text in zip(chunk, scores, reasoning)
-    ]
+        replies = generator.generate(prompts, params, seeds)
+        return [{"judge_score": parse_score(t), "reasoning": t} for t in replies]
+    if cfg.method == "mean-of-k":
+        # k samples per row, each with its own seed (the first is the 'sample' method's, so the cache
+        # shares it); unparseable ones are left out of the mean.
+        samples = [generator.generate(prompts, params, seeds if j == 0 else
+                                      [row_seed(seed, f"{r['id']}:{j}") for r in rows]) for j in range(cfg.k)]
+        out = []
+        for i in range(len(rows)):
+            parsed = [parse_score(s[i]) for s in samples]
+            valid = [p for p in parsed if p is not None]
+            out.append({"judge_score": round(sum(valid) / len(valid), 4) if valid else None,
+                        "samples": parsed, "reasoning": samples[0][i]})
+        return out
+    # expected: E[score] under the judge's next-token distribution after its own reasoning
+    replies = generator.generate(prompts, params, seeds) if cfg.max_new_tokens else [""] * len(rows)
+    reasoning = [_reasoning_before_score(t) for t in replies]
+    conts = [(r + "\n" if r else "") + SCORE_PREFIX for r in reasoning]
+    dists = generator.next_token_probs(prompts, conts, [" " + c for c in CHOICES])
+    return [{"judge_score": expected_score(d), "reasoning": text} for d, text in zip(dists, reasoning)]
+
+
+def combined_score(row: dict, weights: dict[str, float]) -> float | None:
+    """1 + 4 * sigmoid(bias + sum of weight x signal): P(good) under the fitted logistic model, on the
+    rubric's 1-5 scale so thresholds read the same way (4 = P(good) 0.75). None when a weighted signal
+    is missing (an unparsed judge reply)."""
+    z = weights.get("bias", 0.0)
+    for name, w in weights.items():
+        if name == "bias" or w == 0:
+            continue
+        if row.get(name) is None:
+            return None
+        z += w * row[name]
+    return round(1 + 4 / (1 + math.exp(-max(-50.0, min(50.0, z)))), 4)
+
+
+def score_rows(generator: Generator, rows: list[dict], cfg: CurateConfig, seed: int) -> list[dict]:
+    """One scored record per row, in row order: the signals cfg asks for and `score`, the value
+    selection ranks by. Rows with an empty instruction, or with IFD >= cfg.max_ifd, are not judged
+    (`skipped` says why)."""
+    out = [{"id": r["id"], "score": None} for r in rows]
+    live = [i for i, r in enumerate(rows) if r["instruction"].strip()]
+    for i in set(range(len(rows))) - set(live):
+        out[i]["skipped"] = "empty_instruction"
+    if cfg.forward_signals and live:
+        for i, sig in zip(live, forward_signals(generator, [rows[i] for i in live])):
+            out[i].update(sig)
+        if cfg.max_ifd is not None:
+            for i in live:
+                if out[i]["ifd"] is not None and out[i]["ifd"] >= cfg.max_ifd:
+                    out[i]["skipped"] = "ifd"
+            live = [i for i in live if not out[i].get("skipped")]
+    if cfg.judged and live:
+        for i, res in zip(live, judge(generator, [rows[i] for i in live], cfg, seed)):
+            out[i].update(res)
+    for i in live:
+        out[i]["score"] = combined_score(out[i], cfg.combine) if cfg.combine else out[i].get("judge_score")
+    for rec in out:
+        rec["judge"] = {"model": generator.model, "method": cfg.method}
+    return out
 
 
 def histogram(scores: list[float | None]) -> dict[str, int]:
@@ -79,18 +160,28 @@ def histogram(scores: list[float | None]) -> dict[str, int]:
     return {k: counts.get(k, 0) for k in CHOICES + ["unparsed"]}
 
 
-def select(candidates: list[dict], scored: dict[str, dict], threshold: float, max_selected: int | None = None,
-           top_fraction: float | None = None) -> list[dict]:
-    """Candidates scoring >= threshold, best first (ties in candidate order), capped at max_selected
-    and at top_fraction of all candidates (rounded down, at least one)."""
-    keep = [c for c in candidates if scored[c["id"]]["score"] is not None and scored[c["id"]]["score"] >= threshold]
+def select_ids(candidates: list[dict], scored: dict[str, dict], cfg: CurateConfig) -> list[str]:
+    """Ids of the candidates scoring >= cfg.threshold, best first (ties in candidate order), skipping
+    any whose instruction near-duplicates one already selected, capped at cfg.max_selected and at
+    cfg.top_fraction of all candidates (rounded down, at least one)."""
+    from humback.data.segment import Deduplicator
+
+    keep = [c for c in candidates if scored[c["id"]]["score"] is not None and scored[c["id"]]["score"] >= cfg.threshold]
     keep.sort(key=lambda c: -scored[c["id"]]["score"])
     caps = [len(keep)]
-    if max_selected:
-        caps.append(max_selected)
-    if top_fraction:
-        caps.append(max(1, int(top_fraction * len(candidates))))
-    return keep[:min(caps)]
+    if cfg.max_selected:
+        caps.append(cfg.max_selected)
+    if cfg.top_fraction:
+        caps.append(max(1, int(cfg.top_fraction * len(candidates))))
+    # Instructions are short: character 5-grams, not the word 5-grams used for segments.
+    dedup = Deduplicator(cfg.near_duplicate_instructions, char_ngrams=5) if cfg.near_duplicate_instructions else None
+    chosen: list[str] = []
+    for c in keep:
+        if len(chosen) == min(caps):
+            break
+        if dedup is None or dedup.check_and_add(c["instruction"]) is None:
+            chosen.append(c["id"])
+    return chosen
 
 
 def curate(candidates: str | Path, generator: Generator, out_dir: str | Path, cfg: CurateConfig,
@@ -107,34 +198,55 @@ def curate(candidates: str | Path, generator: Generator, out_dir: str | Path, cf
         with tqdm(total=len(rows), initial=resumed, desc=f"curate (iteration {iteration})", unit="cand") as bar:
             for start in range(0, len(todo), chunk_size):
                 chunk = todo[start:start + chunk_size]
-                judged = [r for r in chunk if r["instruction"]]
-                results = score_chunk(generator, judged, cfg, seed) if judged else []
-                results += [{"id": r["id"], "score": None, "reasoning": "", "judge": {"model": generator.model,
-                             "method": cfg.method}, "skipped": "empty_instruction"} for r in chunk if not r["instruction"]]
-                writer.write({**res, "iteration": iteration} for res in results)
+                writer.write({**rec, "iteration": iteration} for rec in score_rows(generator, chunk, cfg, seed))
                 bar.update(len(chunk))
         writer.finish(order=[r["id"] for r in rows])
     finally:
         writer.close()
     scored = {r["id"]: r for r in read_jsonl(out_dir / "scored.jsonl")}
-    selected = select(rows, scored, cfg.threshold, cfg.max_selected, cfg.top_fraction)
+    by_id = {r["id"]: r for r in rows}
+    selected = [by_id[i] for i in select_ids(rows, scored, cfg)]
     write_jsonl(out_dir / "selected.jsonl", (
         {"id": c["id"], "instruction": c["instruction"], "response": c["response"],
          "score": scored[c["id"]]["score"], "tag": "augmented"} for c in selected))
-    # Candidates with an empty instruction are not judged: they are counted apart, not as parse failures.
-    scores = [scored[r["id"]]["score"] for r in rows if not scored[r["id"]].get("skipped")]
-    judged, skipped = len(scores), len(rows) - len(scores)
-    failures = sum(s is None for s in scores)
+    return curate_stats(rows, scored, selected, cfg) | {"resumed_rows": resumed, **generator_stats(generator)}
 
-    def mean_len(items):
-        return round(sum(len(c["response"]) for c in items) / len(items), 1) if items else 0.0
 
-    return {
-        "rows": len(rows), "resumed_rows": resumed, "selected": len(selected), "threshold": cfg.threshold,
-        "method": cfg.method, "histogram": histogram(scores),
-        "skipped_empty_instruction": skipped, "parse_failures": failures,
-        "parse_failure_rate": round(failures / judged, 4) if judged else 0.0,
-        "mean_score": round(sum(s for s in scores if s is not None) / max(1, judged - failures), 3),
-        "response_chars_pool": mean_len(rows), "response_chars_selected": mean_len(selected),
-        **generator_stats(generator),
-    }
+def _mean(values: list[float]) -> float | None:
+    return round(sum(values) / len(values), 4) if values else None
+
+
+def curate_stats(rows: list[dict], scored: dict[str, dict], selected: list[dict], cfg: CurateConfig) -> dict:
+    """The stage's record: the funnel, parse failures, score histograms and the length-bias guard."""
+    # Candidates skipped before judging (empty instruction, IFD cut) are counted apart, not as failures.
+    skipped = Counter(scored[r["id"]].get("skipped") for r in rows if scored[r["id"]].get("skipped"))
+    judged = [scored[r["id"]] for r in rows if not scored[r["id"]].get("skipped")]
+    stats: dict = {"rows": len(rows), "selected": len(selected), "threshold": cfg.threshold, "method": cfg.method,
+                   "skipped_empty_instruction": skipped.get("empty_instruction", 0),
+                   "skipped_ifd": skipped.get("ifd", 0)}
+    if cfg.judged:
+        judge_scores = [s.get("judge_score") for s in judged]
+        failures = sum(v is None for v in judge_scores)
+        stats.update(parse_failures=failures,
+                     parse_failure_rate=round(failures / len(judged), 4) if judged else 0.0,
+                     histogram=histogram(judge_scores),
+                     mean_judge_score=_mean([v for v in judge_scores if v is not None]))
+        if cfg.method == "mean-of-k":
+            samples = [p for s in judged for p in s["samples"]]
+            stats["sample_parse_failure_rate"] = round(sum(p is None for p in samples) / len(samples), 4) if samples else 0.0
+    else:
+        stats.update(parse_failures=0, parse_failure_rate=0.0)
+    scores = [s["score"] for s in judged if s["score"] is not None]
+    stats.update(mean_score=_mean(scores), score_histogram=histogram([s["score"] for s in judged]))
+    if cfg.forward_signals:
+        stats["mean_ifd"] = _mean([s["ifd"] for s in scored.values() if s.get("ifd") is not None])
+
+    # Length-bias guard: judges (LLM and human) favour longer answers; a selection much longer than its
+    # pool says the score is partly a length score.
+    def mean_len(items: list[dict], key: str) -> float:
+        return round(sum(len(c[key]) for c in items) / len(items), 1) if items else 0.0
+
+    stats.update(response_chars_pool=mean_len(rows, "response"), response_chars_selected=mean_len(selected, "response"),
+                 instruction_chars_pool=mean_len(rows, "instruction"),
+                 instruction_chars_selected=mean_len(selected, "instruction"))
+    return stats

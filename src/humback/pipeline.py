@@ -86,9 +86,10 @@ def _engine_note(stats: dict) -> str:
 
 def _note(key: str, stats: dict) -> str:
     if key.startswith("curate"):
-        return (f"selected {stats['selected']} (score >= {stats['threshold']}), parse failures "
-                f"{stats['parse_failure_rate']:.0%}, mean score {stats['mean_score']}, histogram {stats['histogram']}"
-                + _engine_note(stats))
+        ifd = f", {stats['skipped_ifd']} cut by IFD" if stats.get("skipped_ifd") else ""
+        return (f"selected {stats['selected']} (score >= {stats['threshold']}{ifd}), parse failures "
+                f"{stats['parse_failure_rate']:.0%}, mean score {stats['mean_score']}, histogram "
+                f"{stats['score_histogram']}" + _engine_note(stats))
     if key.startswith("train"):
         loss = "" if stats.get("first_loss") is None else f", loss {stats['first_loss']:.3f} -> {stats['last_loss']:.3f}"
         return f"{stats['steps']} steps x batch {stats['batch_size']}, {stats['method']}{loss}"

@@ -171,7 +171,10 @@ class Deduplicator:
     index, with the same decisions.
     """
 
-    def __init__(self, near_threshold: float | None = 0.8, num_perm: int = 64):
+    def __init__(self, near_threshold: float | None = 0.8, num_perm: int = 64, char_ngrams: int | None = None):
+        # char_ngrams: shingle by character n-grams instead (short texts such as instructions, where a
+        # few words give too few word 5-grams to compare).
+        self.char_ngrams = char_ngrams
         self.exact: set[int] = set()
         self.bands: list[set[int]] = []
         if near_threshold is not None:
@@ -184,13 +187,19 @@ class Deduplicator:
             # and SHA-1 per shingle were two thirds of the stage's time.
             self._template = MinHash(num_perm=num_perm, seed=1, hashfunc=xxhash.xxh32_intdigest)
 
-    def _signature(self, words: list[str]):
+    def _signature(self, norm: str):
         from datasketch import MinHash
 
         t = self._template
         mh = MinHash(num_perm=t.num_perm, seed=t.seed, hashfunc=t.hashfunc, permutations=t.permutations,
                      scheme=t.scheme)
-        mh.update_batch(list({" ".join(words[i:i + 5]).encode() for i in range(max(1, len(words) - 4))}))
+        if self.char_ngrams:
+            n = self.char_ngrams
+            shingles = {norm[i:i + n].encode() for i in range(max(1, len(norm) - n + 1))}
+        else:
+            words = norm.split()
+            shingles = {" ".join(words[i:i + 5]).encode() for i in range(max(1, len(words) - 4))}
+        mh.update_batch(list(shingles))
         return mh.hashvalues
 
     def check_and_add(self, text: str) -> str | None:
@@ -200,7 +209,7 @@ class Deduplicator:
             return "duplicate"
         self.exact.add(digest)
         if self.bands:
-            values, r = self._signature(norm.split()), self.rows_per_band
+            values, r = self._signature(norm), self.rows_per_band
             keys = [xxhash.xxh3_64_intdigest(values[i * r:(i + 1) * r].tobytes()) for i in range(len(self.bands))]
             if any(k in band for k, band in zip(keys, self.bands)):
                 return "near_duplicate"

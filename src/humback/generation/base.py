@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Protocol
 
 from humback.models import ModelError
+from humback.templates import render_prompt, render_target
 
 if TYPE_CHECKING:
     from humback.config import EngineConfig
@@ -59,6 +60,13 @@ class Generator(Protocol):
         of `choices` as the next token, renormalised over the choices."""
         ...
 
+    def reply_logprobs(self, prompts: list[list[dict]], replies: list[str]) -> list[dict]:
+        """For each chat answered by `replies[i]`: {"tokens": log-probability of each reply token given
+        everything before it, "end": log-probability of the turn's end marker right after the reply}.
+        Forward passes only: the reply's likelihood (IFD, reference-answer NLL) and whether the model
+        would stop there (a cut-off reply ends where the model would not)."""
+        ...
+
 
 def request_seeds(params: SamplingParams, seeds: Sequence[int] | None, n: int) -> list[int]:
     if seeds is None:
@@ -80,6 +88,19 @@ def choice_targets(tokenizer, text: str, choices: list[str], model: str) -> tupl
         raise ModelError(f"the scores {choices} do not start with distinct tokens in {model}'s tokenizer,"
                          " so the 'expected' method cannot read them: use curate.method=sample")
     return seqs[0][:common], targets
+
+
+def reply_pieces(tokenizer, messages: list[dict], reply: str) -> tuple[list[int], list[int], list[int]]:
+    """Token ids of the prompt, of the reply and of the end-of-turn marker after it. Tokenised apart, as
+    training tokenises prompt and target apart, so a reply is scored on the tokens it was trained on."""
+    target = render_target(tokenizer, messages, reply)
+    cut = target.rfind(reply) if reply else 0
+    end = target[cut + len(reply):] if cut >= 0 else (tokenizer.eos_token or "")
+
+    def ids(text: str) -> list[int]:
+        return tokenizer(text, add_special_tokens=False)["input_ids"] if text else []
+
+    return ids(render_prompt(tokenizer, messages)), ids(reply), ids(end)
 
 
 def length_batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:

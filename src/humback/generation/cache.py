@@ -1,7 +1,8 @@
 """A persistent response cache in front of any generator.
 
-Keyed by (generator fingerprint, request kind, messages, sampling params, seed) — or for next-token
-probabilities by (fingerprint, messages, continuation, choices) — so rerunning a stage, forcing it, or
+Keyed by (generator fingerprint, request kind, messages, sampling params, seed) — for next-token
+probabilities by (fingerprint, messages, continuation, choices), for reply scores by (fingerprint,
+messages, reply) — so rerunning a stage, forcing it, or
 changing only a selection setting never asks the model the same question twice. SQLite in WAL mode:
 each batch of replies is one transaction, so a kill loses at most the batch in flight.
 """
@@ -94,15 +95,24 @@ class CachedGenerator:
             found.update(new)
         return [found[k] for k in keys]  # type: ignore[misc]
 
+    def _lookup(self, keys: list[str], compute) -> list:
+        """Cached values for `keys`; `compute(miss_indices)` supplies the missing ones, which are stored."""
+        found = self.cache.get_many(keys)
+        miss = [i for i, k in enumerate(keys) if k not in found]
+        if miss:
+            new = dict(zip((keys[i] for i in miss), compute(miss)))
+            self.cache.put_many(new)
+            found.update(new)
+        return [found[k] for k in keys]
+
     def next_token_probs(self, prompts: list[list[dict]], continuations: list[str],
                          choices: list[str]) -> list[dict[str, float]]:
         keys = [self.cache.key(self.fingerprint, "next_token_probs", p, c, choices)
                 for p, c in zip(prompts, continuations)]
-        found = self.cache.get_many(keys)
-        miss = [i for i, k in enumerate(keys) if k not in found]
-        if miss:
-            dists = self.inner.next_token_probs([prompts[i] for i in miss], [continuations[i] for i in miss], choices)
-            new = {keys[i]: d for i, d in zip(miss, dists)}
-            self.cache.put_many(new)
-            found.update(new)
-        return [found[k] for k in keys]  # type: ignore[misc]
+        return self._lookup(keys, lambda miss: self.inner.next_token_probs(
+            [prompts[i] for i in miss], [continuations[i] for i in miss], choices))
+
+    def reply_logprobs(self, prompts: list[list[dict]], replies: list[str]) -> list[dict]:
+        keys = [self.cache.key(self.fingerprint, "reply_logprobs", p, r) for p, r in zip(prompts, replies)]
+        return self._lookup(keys, lambda miss: self.inner.reply_logprobs(
+            [prompts[i] for i in miss], [replies[i] for i in miss]))

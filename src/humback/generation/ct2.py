@@ -13,7 +13,14 @@ import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
-from humback.generation.base import SamplingParams, choice_targets, pick_device, renormalise, request_seeds
+from humback.generation.base import (
+    SamplingParams,
+    choice_targets,
+    pick_device,
+    renormalise,
+    reply_pieces,
+    request_seeds,
+)
 from humback.models import cache_dir, load_tokenizer, model_fingerprint, resolve_model
 from humback.templates import render_prompt
 
@@ -126,12 +133,16 @@ class CTranslate2Generator:
         tokens = self._tokens([render_prompt(self.tokenizer, p) for p in prompts])
         sample = params.temperature > 0
         out: list[str | None] = [None] * len(prompts)
+        # The judge's rubric opens every request: read it once (see next_token_probs).
+        static = shared_prefix(tokens) if self.reuse_prefix else 0
+        extra = {"static_prompt": tokens[0][:static], "cache_static_prompt": True} if static else {}
+        tokens = [t[static:] for t in tokens]
         for idx in self._batches([len(t) for t in tokens]):
             if sample:
                 self._reseed(seeds[idx[0]])
             results = self.lm.generate_batch(
                 [tokens[i] for i in idx], max_length=params.max_new_tokens, include_prompt_in_result=False,
-                end_token=self.end_tokens,
+                end_token=self.end_tokens, **extra,
                 sampling_topk=0 if sample else 1,  # 0 = the whole vocabulary, then top_p
                 sampling_topp=params.top_p if sample else 1.0,
                 sampling_temperature=params.temperature if sample else 1.0,
@@ -167,4 +178,17 @@ class CTranslate2Generator:
             for i, res in zip(idx, results):
                 logits = np.asarray(res.logits[0], dtype=np.float64).reshape(-1)
                 out[i] = dict(zip(choices, renormalise(logits[pieces[i][1]].tolist())))
+        return out  # type: ignore[return-value]
+
+    def reply_logprobs(self, prompts: list[list[dict]], replies: list[str]) -> list[dict]:
+        pieces = [reply_pieces(self.tokenizer, p, r) for p, r in zip(prompts, replies)]
+        seqs = [self.tokenizer.convert_ids_to_tokens(a + b + c) for a, b, c in pieces]
+        out: list[dict | None] = [None] * len(seqs)
+        for idx in self._batches([len(s) for s in seqs]):
+            # score_batch returns the log-probability of every token after the first; 0 = no truncation.
+            results = self.lm.score_batch([seqs[i] for i in idx], max_input_length=0)
+            for i, res in zip(idx, results):
+                _, reply, end = pieces[i]
+                lp = list(res.log_probs)[-(len(reply) + len(end)):] if reply or end else []
+                out[i] = {"tokens": lp[:len(reply)], "end": sum(lp[len(reply):])}
         return out  # type: ignore[return-value]

@@ -6,7 +6,14 @@ from collections.abc import Sequence
 
 import torch
 
-from humback.generation.base import SamplingParams, choice_targets, length_batches, pick_device, request_seeds
+from humback.generation.base import (
+    SamplingParams,
+    choice_targets,
+    length_batches,
+    pick_device,
+    reply_pieces,
+    request_seeds,
+)
 from humback.models import load_model, load_tokenizer, model_fingerprint
 from humback.templates import render_prompt
 
@@ -68,4 +75,27 @@ class TransformersGenerator:
             for i, row, (_, targets) in zip(idx, logits, pieces):
                 probs = torch.softmax(row[targets], dim=-1).tolist()
                 out[i] = dict(zip(choices, probs))
+        return out  # type: ignore[return-value]
+
+    @torch.inference_mode()
+    def reply_logprobs(self, prompts: list[list[dict]], replies: list[str]) -> list[dict]:
+        pieces = [reply_pieces(self.tokenizer, p, r) for p, r in zip(prompts, replies)]
+        seqs = [a + b + c for a, b, c in pieces]
+        out: list[dict | None] = [None] * len(seqs)
+        pad = self.tokenizer.pad_token_id or 0
+        for idx in length_batches([len(s) for s in seqs], self.batch_size):
+            width = max(len(seqs[i]) for i in idx)
+            ids = torch.tensor([[pad] * (width - len(seqs[i])) + seqs[i] for i in idx], device=self.device)
+            mask = torch.tensor([[0] * (width - len(seqs[i])) + [1] * len(seqs[i]) for i in idx], device=self.device)
+            positions = (mask.cumsum(-1) - 1).clamp(min=0)
+            # Left padding puts every reply at the right edge: only the logits of the last (reply + end + 1)
+            # positions are needed, not batch x length x vocabulary.
+            tail = max(len(pieces[i][1]) + len(pieces[i][2]) for i in idx) + 1
+            logits = self.lm(input_ids=ids, attention_mask=mask, position_ids=positions, logits_to_keep=tail).logits
+            for row, i in enumerate(idx):
+                _, reply, end = pieces[i]
+                n = len(reply) + len(end)
+                scored = torch.log_softmax(logits[row, -n - 1:-1].float(), dim=-1)
+                lp = scored.gather(-1, torch.tensor(reply + end, device=self.device)[:, None])[:, 0].tolist()
+                out[i] = {"tokens": lp[:len(reply)], "end": sum(lp[len(reply):])}
         return out  # type: ignore[return-value]

@@ -135,3 +135,10 @@ class OpenAIGenerator:
                 raise GenerationError(f"{e} — this endpoint does not give log-probabilities, which the"
                                       " 'expected' scoring method needs: use curate.method=sample") from None
             raise
+
+    def reply_logprobs(self, prompts: list[list[dict]], replies: list[str]) -> list[dict]:
+        # The chat API returns log-probabilities of generated tokens only, not of text sent in; scoring a
+        # given reply needs the model itself (or a server's non-standard prompt_logprobs).
+        raise GenerationError(f"the openai backend cannot score given replies (IFD, reference NLL): the chat API"
+                              f" has no log-probabilities for input text. Use a local backend (transformers,"
+                              f" ctranslate2, vllm) for {self.model}, or set curate.ifd: false")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from humback.generation.base import SamplingParams, choice_targets, renormalise, request_seeds
+from humback.generation.base import SamplingParams, choice_targets, renormalise, reply_pieces, request_seeds
 from humback.models import ModelError, load_tokenizer, model_fingerprint, resolve_model
 from humback.templates import render_prompt
 
@@ -63,3 +63,19 @@ class VLLMGenerator:
             probs = renormalise([step[t].logprob if t in step else -math.inf for t in targets])
             result.append({} if probs is None else dict(zip(choices, probs)))
         return result
+
+    def reply_logprobs(self, prompts: list[list[dict]], replies: list[str]) -> list[dict]:
+        from vllm import SamplingParams as VllmParams
+
+        pieces = [reply_pieces(self.tokenizer, p, r) for p, r in zip(prompts, replies)]
+        # prompt_logprobs=0: the log-probability of each prompt token itself (and no alternatives).
+        params = VllmParams(max_tokens=1, temperature=0.0, prompt_logprobs=0)
+        outs = self.lm.generate([{"prompt_token_ids": a + b + c} for a, b, c in pieces], params, use_tqdm=False)
+        return [reply_scores(out.prompt_logprobs, a + b + c, len(b), len(c)) for out, (a, b, c) in zip(outs, pieces)]
+
+
+def reply_scores(prompt_logprobs: list, seq: list[int], n_reply: int, n_end: int) -> dict:
+    """vLLM's per-position prompt log-probabilities (None first, then {token id: Logprob}) as the reply's
+    token log-probabilities and the end marker's."""
+    lp = [prompt_logprobs[j][seq[j]].logprob for j in range(len(seq) - n_reply - n_end, len(seq))]
+    return {"tokens": lp[:n_reply], "end": sum(lp[n_reply:])}
