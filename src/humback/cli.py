@@ -19,12 +19,13 @@ DEFAULT_CONFIG = "configs/demo.yaml"
 
 
 def _user_errors() -> tuple[type[Exception], ...]:
+    from humback.evaluate import EvalError
     from humback.models import ModelError
     from humback.pipeline import StageError
     from humback.records import RecordError
     from humback.training.examples import TrainingDataError
 
-    return ConfigError, ModelError, RecordError, StageError, TrainingDataError
+    return ConfigError, EvalError, ModelError, RecordError, StageError, TrainingDataError
 
 
 def _config(args, default: str | None = None, **flags):
@@ -120,6 +121,42 @@ def cmd_calibrate(args) -> None:
     print(f"[humback] scored rows: {out / 'scored.jsonl'}; metrics: {out / 'calibration.json'}")
 
 
+def _run_config(args):
+    """The config a run was made with (its saved config.yaml), then --set and the subcommand's flags."""
+    saved = Path(args.run_dir) / "config.yaml"
+    if args.config is None and not saved.is_file():
+        raise ConfigError(f"{args.run_dir} has no config.yaml: is it a humback run directory? (or pass --config)")
+    args.config = args.config or str(saved)
+    return args
+
+
+def cmd_eval(args) -> None:
+    from humback.evaluate import evaluate
+    from humback.report import report
+
+    cfg = _config(_run_config(args), eval__heldout=args.heldout, eval__response_field=args.response_field,
+                  eval__nll_pairs=args.nll_pairs, eval__answer_pairs=args.answer_pairs,
+                  eval__calibration_pairs=args.calibration_pairs, eval__max_new_tokens=args.max_new_tokens,
+                  generation__judge__model=args.judge, generation__judge__backend=args.backend,
+                  generation__judge__base_url=args.base_url)
+    metrics = evaluate(args.run_dir, cfg)
+    print(json.dumps({k: metrics[k] for k in ("backward", "forward", "win_rates")}, indent=1))
+    print(f"[humback] metrics: {Path(args.run_dir) / 'eval' / 'metrics.json'}; report: {report(args.run_dir)}")
+
+
+def cmd_report(args) -> None:
+    from humback.report import report
+
+    print(f"[humback] report: {report(args.run_dir)}")
+
+
+def cmd_export(args) -> None:
+    from humback.export import export
+
+    print(json.dumps(export(args.run_dir, args.out, args.iteration, args.format, args.license, args.push_to_hub,
+                            private=not args.public), indent=1))
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="humback", description="Instruction backtranslation, end to end.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -206,6 +243,36 @@ def _parser() -> argparse.ArgumentParser:
     backend_flags(sp)
     with_config(sp)
     sp.set_defaults(func=cmd_calibrate)
+
+    sp = sub.add_parser("eval", help="evaluate a run on held-out pairs: backward NLL/ROUGE-L, judge AUC, forward"
+                        " NLL and win rates; writes eval/metrics.json and the report")
+    sp.add_argument("run_dir")
+    sp.add_argument("--heldout", help="held-out pairs JSONL (never the run's training data)")
+    sp.add_argument("--response-field", help="the held-out file's response column (default: response)")
+    sp.add_argument("--nll-pairs", type=int)
+    sp.add_argument("--answer-pairs", type=int)
+    sp.add_argument("--calibration-pairs", type=int)
+    sp.add_argument("--max-new-tokens", type=int)
+    sp.add_argument("--judge", help="model judging win rates (default: the base model); any backend")
+    sp.add_argument("--backend", choices=["auto", "transformers", "ctranslate2", "vllm", "openai"],
+                    help="backend of the win-rate judge")
+    sp.add_argument("--base-url", help="OpenAI-compatible server for the win-rate judge")
+    with_config(sp)
+    sp.set_defaults(func=cmd_eval)
+
+    sp = sub.add_parser("report", help="write <run>/report/report.md with plots")
+    sp.add_argument("run_dir")
+    sp.set_defaults(func=cmd_report)
+
+    sp = sub.add_parser("export", help="the curated dataset as chat-messages JSONL/Parquet with a dataset card")
+    sp.add_argument("run_dir")
+    sp.add_argument("--out", required=True, help="output folder (data/ + README.md card)")
+    sp.add_argument("--iteration", type=int, help="which iteration's selection (default: the last finished)")
+    sp.add_argument("--format", choices=["jsonl", "parquet"], default="jsonl")
+    sp.add_argument("--license", default="other", help="licence of the data (that of your corpus), for the card")
+    sp.add_argument("--push-to-hub", metavar="REPO", help="also upload to this dataset repo (token from HF_TOKEN)")
+    sp.add_argument("--public", action="store_true", help="make a new hub repo public (default: private)")
+    sp.set_defaults(func=cmd_export)
     return p
 
 

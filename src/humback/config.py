@@ -204,6 +204,28 @@ class TrainConfig(_Strict):
         " null = about every tenth of the run")
 
 
+class EvalConfig(_Strict):
+    heldout: str | None = Field(None, description="held-out pairs JSONL (never training data) for `humback eval`")
+    response_field: str = Field("response", description="the held-out file's response column, e.g. output_gpt4")
+    nll_pairs: int = Field(100, ge=1, description="held-out pairs for NLL and backward ROUGE-L")
+    answer_pairs: int = Field(40, ge=1, description="held-out instructions the forward models answer for win rates")
+    calibration_pairs: int = Field(40, ge=2, description="held-out pairs whose built negatives calibrate each judge")
+    max_new_tokens: int = Field(256, ge=1, description="answer length for win rates")
+    pairwise_method: Literal["expected", "sample"] = Field(
+        "expected", description="'expected': P(A) vs P(B) from the judge's next token; 'sample': parse a greedy reply")
+    compare: list[tuple[str, str]] | None = Field(
+        None, description="model pairs for win rates, e.g. [[m2, m0]]; null = each M_t vs M_(t-1), M0 vs base,"
+        " and the last M_t vs M0")
+    lm_eval_tasks: list[str] = Field([], description="lm-evaluation-harness tasks to run on every model")
+    lm_eval_limit: int | None = Field(None, ge=1, description="examples per lm-eval task (null = all)")
+
+    def comparisons(self, iterations: int) -> list[tuple[str, str]]:
+        if self.compare is not None:
+            return [tuple(p) for p in self.compare]
+        pairs = [(f"m{t}", f"m{t - 1}") for t in range(1, iterations + 1)] + [("m0", "base")]
+        return pairs + ([(f"m{iterations}", "m0")] if iterations >= 2 else [])
+
+
 class RunConfig(_Strict):
     name: str = "demo"
     model: str = Field("default", description="'default' (embedded SmolLM2-135M-Instruct), a local checkpoint, or a hub id")
@@ -214,6 +236,7 @@ class RunConfig(_Strict):
     augment: AugmentConfig = AugmentConfig()
     curate: CurateConfig = CurateConfig()
     train: TrainConfig = TrainConfig()
+    eval: EvalConfig = EvalConfig()
 
 
 def _accepted(loc: tuple) -> str:

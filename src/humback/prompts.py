@@ -35,3 +35,15 @@ CURATION_PROMPT = CURATION_RUBRIC + "\n\nInstruction: {instruction}\n\nAnswer: {
 # Text the judge's reply is continued with to read a score off the next-token distribution
 # (the "expected" scoring method).
 SCORE_PREFIX = "Score:"
+
+# Pairwise comparison for win rates (`humback eval`). humback's own wording; the protocol (a judge picks
+# the better of two answers, asked in both orders to cancel position bias) follows AlpacaEval (Li et al.
+# 2023) and MT-Bench (Zheng et al. 2023, arXiv 2306.05685, §3.3 on position bias). The verdict is read as
+# the next-token probability of " A" vs " B" after PAIRWISE_PREFIX, or parsed from a reply.
+PAIRWISE_PROMPT = (
+    "Here is an instruction from a user and two candidate answers, A and B. Decide which answer responds to "
+    "the instruction better: more helpful, more accurate, more relevant. Do not favour an answer for being "
+    "longer or for coming first. Reply with the letter of the better answer only.\n\n"
+    "Instruction: {instruction}\n\nAnswer A: {a}\n\nAnswer B: {b}"
+)
+PAIRWISE_PREFIX = "Better answer:"

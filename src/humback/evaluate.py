@@ -1,0 +1,222 @@
+"""`humback eval`: evidence that each stage worked, on held-out pairs the run never trained on.
+
+- Backward model: mean per-token NLL of the true instruction given its response (the backward prompt)
+  under the base model and under M_yx, and ROUGE-L (rouge-score, LCS F-measure) of instructions they
+  sample (augment's settings) against the truth.
+- Judge: `humback calibrate` numbers for each iteration's judge M_{t-1}, on negatives built from the
+  held-out pairs, with the run's curation settings.
+- Forward models (base, M0..MT): mean per-token NLL of the held-out reference answers; greedy answers to
+  held-out instructions, exported in AlpacaEval's format; pairwise win rates judged in both orders, and a
+  length-controlled win rate (Dubois et al. 2024, "Length-Controlled AlpacaEval", arXiv 2404.04475: a
+  logistic model of the preference on the length difference, read at equal length).
+- Optional: lm-evaluation-harness tasks on each saved model (`pip install 'humback[lm-eval]'`).
+
+Every model call goes through the run's response cache, so a killed eval reruns from where it stopped.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import math
+from pathlib import Path
+
+from humback.augment import row_seed
+from humback.calibrate import calibrate, read_pairs
+from humback.config import EvalConfig, RunConfig
+from humback.generation.base import Generator, SamplingParams
+from humback.generation.cache import open_generator
+from humback.prompts import PAIRWISE_PREFIX, PAIRWISE_PROMPT
+from humback.records import RecordError
+from humback.templates import backward_messages, forward_messages
+
+
+class EvalError(Exception):
+    """An evaluation that cannot run as asked (no held-out data, a model missing from the run)."""
+
+
+def mean_nll(generator: Generator, prompts: list[list[dict]], replies: list[str]) -> float:
+    """Token-weighted mean negative log-likelihood (nats per token) of `replies` given `prompts`."""
+    scored = generator.reply_logprobs(prompts, replies)
+    total = sum(-sum(s["tokens"]) for s in scored)
+    count = sum(len(s["tokens"]) for s in scored)
+    return round(total / count, 4) if count else math.nan
+
+
+def rouge_l(predictions: list[str], references: list[str]) -> float:
+    from rouge_score import rouge_scorer
+
+    scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
+    scores = [scorer.score(ref, pred)["rougeL"].fmeasure for pred, ref in zip(predictions, references)]
+    return round(sum(scores) / len(scores), 4) if scores else math.nan
+
+
+def answers(generator: Generator, instructions: list[str], max_new_tokens: int) -> list[str]:
+    """Greedy answers with both system tags, as the trained models are meant to be used (paper Table 8)."""
+    params = SamplingParams(temperature=0.0, top_p=1.0, max_new_tokens=max_new_tokens)
+    return generator.generate([forward_messages(i, "inference") for i in instructions], params)
+
+
+def preferences(judge: Generator, instructions: list[str], first: list[str], second: list[str],
+                method: str = "expected") -> list[float | None]:
+    """P(`first[i]` is better than `second[i]`), averaged over both presentation orders. 'expected' reads
+    the judge's next-token probability of A vs B; 'sample' parses a greedy reply (1, 0, or 0.5 for a
+    tie or an unreadable verdict in one order; None when neither order was readable)."""
+    def ask(a: list[str], b: list[str]) -> list[float | None]:
+        prompts = [[{"role": "user", "content": PAIRWISE_PROMPT.format(instruction=i, a=x, b=y)}]
+                   for i, x, y in zip(instructions, a, b)]
+        if method == "expected":
+            return [d.get(" A") if d else None for d in
+                    judge.next_token_probs(prompts, [PAIRWISE_PREFIX] * len(prompts), [" A", " B"])]
+        replies = judge.generate(prompts, SamplingParams(temperature=0.0, top_p=1.0, max_new_tokens=8))
+        return [parse_verdict(r) for r in replies]
+
+    forward, backward = ask(first, second), ask(second, first)
+    out: list[float | None] = []
+    for p, q in zip(forward, backward):
+        both = [v for v in (p, None if q is None else 1 - q) if v is not None]
+        out.append(round(sum(both) / len(both), 4) if both else None)
+    return out
+
+
+def parse_verdict(text: str) -> float | None:
+    """1.0 for A, 0.0 for B, from a reply that starts with (or only states) one letter; else None."""
+    import re
+
+    letters = re.findall(r"\b([AB])\b", text or "")
+    return None if len(set(letters)) != 1 else (1.0 if letters[0] == "A" else 0.0)
+
+
+def win_rates(prefs: list[float | None], first: list[str], second: list[str]) -> dict:
+    """Win rate of `first` (ties and probabilities count fractionally), and the length-controlled one."""
+    keep = [i for i, p in enumerate(prefs) if p is not None]
+    if not keep:
+        return {"win_rate": None, "lc_win_rate": None, "n": 0, "unreadable": len(prefs)}
+    p = [prefs[i] for i in keep]
+    out = {"win_rate": round(sum(p) / len(p), 4), "n": len(keep), "unreadable": len(prefs) - len(keep),
+           "mean_chars_first": round(sum(len(first[i]) for i in keep) / len(keep), 1),
+           "mean_chars_second": round(sum(len(second[i]) for i in keep) / len(keep), 1)}
+    out["lc_win_rate"] = length_controlled(p, [len(first[i]) - len(second[i]) for i in keep])
+    return out
+
+
+def length_controlled(prefs: list[float], length_diff: list[int]) -> float | None:
+    """Win rate at equal length: logistic regression of the preference on the (scaled) length difference,
+    the intercept read through the sigmoid. Each preference p is one win of weight p and one loss of
+    weight 1 - p."""
+    import numpy as np
+    from sklearn.linear_model import LogisticRegression
+
+    if len(prefs) < 4:
+        return None
+    scale = float(np.std(length_diff)) or 1.0
+    x = np.array([[d / scale] for d in length_diff] * 2)
+    y = np.array([1] * len(prefs) + [0] * len(prefs))
+    w = np.array(list(prefs) + [1 - p for p in prefs])
+    if w[y == 1].sum() == 0 or w[y == 0].sum() == 0:
+        return round(float(w[y == 1].sum() > 0), 4)
+    model = LogisticRegression(C=1.0).fit(x, y, sample_weight=w)
+    return round(1 / (1 + math.exp(-float(model.intercept_[0]))), 4)
+
+
+def alpaca_eval_records(instructions: list[dict], outputs: list[str], generator_name: str) -> list[dict]:
+    """AlpacaEval's model-output format: [{instruction, output, generator, dataset}]."""
+    return [{"instruction": r["instruction"], "output": o, "generator": generator_name,
+             "dataset": r.get("dataset", "humback-heldout")} for r, o in zip(instructions, outputs)]
+
+
+def run_lm_eval(model_path: str, tasks: list[str], limit: int | None = None) -> dict:
+    """lm-evaluation-harness on a saved checkpoint; its per-task metrics."""
+    try:
+        import lm_eval
+    except ImportError:
+        raise EvalError("eval.lm_eval_tasks needs lm-evaluation-harness: pip install 'humback[lm-eval]'") from None
+    res = lm_eval.simple_evaluate(model="hf", model_args=f"pretrained={model_path}", tasks=tasks, limit=limit)
+    return {task: {k: v for k, v in metrics.items() if isinstance(v, (int, float))}
+            for task, metrics in res["results"].items()}
+
+
+def _heldout(cfg: EvalConfig) -> list[dict]:
+    if not cfg.heldout:
+        raise EvalError("no held-out data: pass --heldout FILE (JSONL with instruction and response columns;"
+                        " never data the run trained on) or set eval.heldout")
+    try:
+        return read_pairs(cfg.heldout, cfg.response_field)
+    except RecordError as e:
+        raise EvalError(str(e)) from None
+
+
+def evaluate(run_dir: str | Path, cfg: RunConfig, log=print) -> dict:
+    """Evaluate a finished run into run_dir/eval/ (metrics.json, answers/*.json, calibration/)."""
+    run_dir = Path(run_dir)
+    ev, out = cfg.eval, run_dir / "eval"
+    pairs = _heldout(cfg.eval)
+    models_dir = run_dir / "models"
+    forward = {"base": cfg.model, **{f"m{t}": str(models_dir / f"m{t}") for t in range(cfg.iterations + 1)}}
+    missing = [str(models_dir / n) for n in ["myx", *list(forward)[1:]] if not (models_dir / n).is_dir()]
+    if missing:
+        raise EvalError(f"models missing from {run_dir}: {', '.join(missing)} (run `humback run` to finish it)")
+    cache = run_dir / "cache" / "responses.sqlite" if cfg.generation.cache else None
+    nll_pairs, ask = pairs[:ev.nll_pairs], pairs[:ev.answer_pairs]
+
+    def load(role: str, model: str) -> Generator:
+        log(f"[eval] loading {model} ({role})")
+        return open_generator(cfg.generation.role(role), model, cache)
+
+    def free(gen) -> None:
+        del gen
+        gc.collect()
+
+    metrics: dict = {"heldout": str(ev.heldout), "nll_pairs": len(nll_pairs), "answer_pairs": len(ask)}
+    # Backward model: base vs M_yx.
+    back_prompts = [backward_messages(p["response"]) for p in nll_pairs]
+    params = SamplingParams(cfg.augment.temperature, cfg.augment.top_p, cfg.augment.max_new_tokens, cfg.seed)
+    metrics["backward"] = {}
+    for name, model in (("base", cfg.model), ("myx", str(models_dir / "myx"))):
+        gen = load("backward", model)
+        sampled = gen.generate(back_prompts, params, [row_seed(cfg.seed, p["id"]) for p in nll_pairs])
+        metrics["backward"][name] = {
+            "instruction_nll": mean_nll(gen, back_prompts, [p["instruction"] for p in nll_pairs]),
+            "rouge_l": rouge_l(sampled, [p["instruction"] for p in nll_pairs])}
+        free(gen)
+    # Forward models: reference NLL and answers.
+    fwd_prompts = [forward_messages(p["instruction"], "inference") for p in nll_pairs]
+    metrics["forward"], outputs = {}, {}
+    (out / "answers").mkdir(parents=True, exist_ok=True)
+    for name, model in forward.items():
+        gen = load("answerer", model)
+        metrics["forward"][name] = {"reference_nll": mean_nll(gen, fwd_prompts, [p["response"] for p in nll_pairs])}
+        outputs[name] = answers(gen, [p["instruction"] for p in ask], ev.max_new_tokens)
+        metrics["forward"][name]["mean_answer_chars"] = round(sum(map(len, outputs[name])) / max(1, len(ask)), 1)
+        (out / "answers" / f"{name}.json").write_text(json.dumps(
+            alpaca_eval_records(ask, outputs[name], f"humback-{cfg.name}-{name}"), indent=1, ensure_ascii=False))
+        free(gen)
+    # Win rates, both orders, by the configured judge (the base model unless one is named).
+    judge_model = cfg.generation.role("judge").model or cfg.model
+    judge = load("judge", judge_model)
+    metrics["win_rates"] = {"judge": judge_model, "method": ev.pairwise_method, "pairs": {}}
+    comparisons = ev.comparisons(cfg.iterations)
+    unknown = {m for pair in comparisons for m in pair} - set(outputs)
+    if unknown:
+        raise EvalError(f"eval.compare names unknown model(s) {', '.join(sorted(unknown))}"
+                        f" (accepted: {', '.join(outputs)})")
+    for a, b in comparisons:
+        prefs = preferences(judge, [p["instruction"] for p in ask], outputs[a], outputs[b], ev.pairwise_method)
+        metrics["win_rates"]["pairs"][f"{a} vs {b}"] = win_rates(prefs, outputs[a], outputs[b])
+    free(judge)
+    # Each iteration's judge, calibrated on negatives built from the held-out pairs.
+    metrics["judges"] = {}
+    for t in range(1, cfg.iterations + 1):
+        name = cfg.generation.role("judge").model or str(models_dir / f"m{t - 1}")
+        gen = load("judge", name)
+        res = calibrate(ev.heldout, gen, out / "calibration" / f"iter{t}", cfg.curate, ev.response_field,
+                        ev.calibration_pairs, seed=cfg.seed)
+        metrics["judges"][f"iter{t}"] = {"judge": name, "parse_failure_rate": res.get("parse_failure_rate", 0.0),
+                                         "signals": res["signals"], "selection": res["selection"]}
+        free(gen)
+    if ev.lm_eval_tasks:
+        metrics["lm_eval"] = {name: run_lm_eval(model, ev.lm_eval_tasks, ev.lm_eval_limit)
+                              for name, model in forward.items() if name != "base" or Path(model).is_dir()}
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
+    return metrics
+

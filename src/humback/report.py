@@ -1,0 +1,177 @@
+"""`humback report`: one Markdown page per run, with plots, from what the run directory already holds
+(manifest stats, scored/selected rows, training loss curves, eval/metrics.json when `humback eval` ran).
+
+Sections: the data funnel, curation score histograms per iteration, instruction and response lengths of
+the pool vs what was selected, training loss curves, and the evaluation metrics. Plots are PNG files
+(matplotlib, no display needed) beside report.md.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from humback.records import RecordError, read_jsonl
+
+SECTIONS = ("Data funnel", "Curation scores", "Lengths: pool vs selected", "Training loss", "Evaluation")
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only: no display on servers and CI
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, path: Path) -> str:
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    _plt().close(fig)
+    return path.name
+
+
+def funnel(manifest: dict) -> list[tuple[str, int]]:
+    """(step, rows) from the corpus to each iteration's selection."""
+    stages = manifest.get("stages", {})
+    stats = {k: v.get("stats") or {} for k, v in stages.items()}
+    seg = stats.get("segment", {}).get("funnel", {})
+    steps = [("documents", seg.get("documents")), ("sections", seg.get("segments")),
+             ("segments kept", stats.get("segment", {}).get("rows")), ("candidates", stats.get("augment", {}).get("rows"))]
+    steps += [(f"selected (iter {k.split(':')[1]})", s.get("selected")) for k, s in stats.items() if k.startswith("curate:")]
+    return [(name, n) for name, n in steps if n is not None]
+
+
+def _funnel_plot(steps: list[tuple[str, int]], out: Path) -> str:
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(7, 0.5 + 0.45 * len(steps)))
+    names, counts = [s[0] for s in steps][::-1], [s[1] for s in steps][::-1]
+    ax.barh(names, counts, color="#4c78a8")
+    for y, c in enumerate(counts):
+        ax.text(c, y, f" {c:,}", va="center")
+    ax.set_xlabel("rows")
+    ax.set_title("Data funnel")
+    return _save(fig, out)
+
+
+def _iterations(run_dir: Path) -> list[int]:
+    return sorted(int(p.name.removeprefix("iter")) for p in run_dir.glob("iter*") if (p / "scored.jsonl").is_file())
+
+
+def _score_plot(run_dir: Path, iterations: list[int], out: Path) -> str:
+    plt = _plt()
+    fig, axes = plt.subplots(1, len(iterations), figsize=(4 * len(iterations), 3), squeeze=False)
+    for ax, t in zip(axes[0], iterations):
+        scores = [r["score"] for r in read_jsonl(run_dir / f"iter{t}" / "scored.jsonl") if r.get("score") is not None]
+        ax.hist(scores, bins=[1 + 0.25 * i for i in range(17)], color="#f58518", edgecolor="white")
+        ax.set_title(f"iteration {t}: {len(scores)} scored")
+        ax.set_xlabel("score (1-5)")
+    axes[0][0].set_ylabel("candidates")
+    return _save(fig, out)
+
+
+def _length_plot(pool: list[dict], selected: list[dict], out: Path) -> str:
+    plt = _plt()
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3))
+    for ax, key in zip(axes, ("instruction", "response")):
+        ax.hist([len(r[key]) for r in pool], bins=20, alpha=0.6, label=f"pool ({len(pool)})")
+        ax.hist([len(r[key]) for r in selected], bins=20, alpha=0.6, label=f"selected ({len(selected)})")
+        ax.set_xlabel(f"{key} characters")
+        ax.legend()
+    return _save(fig, out)
+
+
+def _loss_plot(curves: dict[str, list[dict]], out: Path) -> str:
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6, 3.2))
+    for name, curve in curves.items():
+        ax.plot([c["step"] for c in curve], [c["loss"] for c in curve], marker="o", label=name)
+    ax.set_xlabel("step")
+    ax.set_ylabel("training loss")
+    ax.legend()
+    return _save(fig, out)
+
+
+def _table(header: list[str], rows: list[list]) -> list[str]:
+    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)] + \
+        ["| " + " | ".join("–" if v is None else str(v) for v in row) + " |" for row in rows]
+
+
+def _eval_section(metrics: dict) -> list[str]:
+    lines = [(f"Held-out data: `{metrics['heldout']}` ({metrics['nll_pairs']} pairs for NLL,"
+             f" {metrics['answer_pairs']} instructions for win rates)."), "", "**Backward model** (instruction given response):", ""]
+    lines += _table(["model", "instruction NLL (nats/token)", "ROUGE-L of sampled instructions"],
+                    [[k, v["instruction_nll"], v["rouge_l"]] for k, v in metrics["backward"].items()])
+    lines += ["", "**Forward models**:", ""]
+    lines += _table(["model", "reference-answer NLL (nats/token)", "mean answer chars"],
+                    [[k, v["reference_nll"], v["mean_answer_chars"]] for k, v in metrics["forward"].items()])
+    wr = metrics["win_rates"]
+    lines += ["", f"**Win rates** (judge `{wr['judge']}`, {wr['method']}, both answer orders):", ""]
+    lines += _table(["pair", "win rate", "length-controlled", "n", "mean chars (first / second)"],
+                    [[k, v["win_rate"], v.get("lc_win_rate"), v["n"],
+                      f"{v.get('mean_chars_first')} / {v.get('mean_chars_second')}"] for k, v in wr["pairs"].items()])
+    lines += ["", "**Judges** (ROC-AUC on held-out pairs vs built negatives):", ""]
+    rows = []
+    for it, j in metrics["judges"].items():
+        for signal, e in j["signals"].items():
+            rows.append([it, signal, e["auc"], e.get("auc_mismatch"), e.get("auc_truncated"), e.get("auc_boilerplate")])
+    lines += _table(["iteration", "signal", "AUC", "mismatch", "truncated", "boilerplate"], rows)
+    if "lm_eval" in metrics:
+        lines += ["", "**lm-evaluation-harness**:", "", "```", json.dumps(metrics["lm_eval"], indent=1), "```"]
+    return lines
+
+
+def report(run_dir: str | Path) -> Path:
+    """Write run_dir/report/report.md and its plots; return the report's path."""
+    run_dir = Path(run_dir)
+    manifest_path = run_dir / "manifest.json"
+    if not manifest_path.is_file():
+        raise RecordError(f"{run_dir} is not a humback run directory (no manifest.json)")
+    manifest = json.loads(manifest_path.read_text())
+    out = run_dir / "report"
+    out.mkdir(exist_ok=True)
+    md = [f"# humback run `{manifest.get('name', run_dir.name)}`", ""]
+
+    md += [f"## {SECTIONS[0]}", ""]
+    steps = funnel(manifest)
+    md += [f"![data funnel]({_funnel_plot(steps, out / 'funnel.png')})", ""] if steps else ["(no stage finished yet)", ""]
+    md += _table(["step", "rows"], [[n, c] for n, c in steps]) + [""]
+
+    iterations = _iterations(run_dir)
+    md += [f"## {SECTIONS[1]}", ""]
+    if iterations:
+        md += [f"![curation scores]({_score_plot(run_dir, iterations, out / 'scores.png')})", ""]
+        stats = manifest["stages"]
+        keys = ("rows", "selected", "threshold", "parse_failure_rate", "mean_score", "skipped_ifd")
+        rows = [[t] + [(stats.get(f"curate:{t}", {}).get("stats") or {}).get(k) for k in keys] for t in iterations]
+        md += _table(["iteration", "candidates", "selected", "threshold", "parse failures", "mean score", "cut by IFD"], rows)
+    else:
+        md += ["(no curation yet)"]
+    md += ["", f"## {SECTIONS[2]}", ""]
+    if iterations:
+        t = iterations[-1]
+        pool = list(read_jsonl(run_dir / "candidates.jsonl"))
+        sel_file = run_dir / f"iter{t}" / "selected.jsonl"
+        selected = list(read_jsonl(sel_file)) if sel_file.is_file() and sel_file.stat().st_size else []
+        md += [f"Iteration {t}.", "", f"![lengths]({_length_plot(pool, selected, out / 'lengths.png')})", ""]
+    else:
+        md += ["(no curation yet)", ""]
+
+    md += [f"## {SECTIONS[3]}", ""]
+    curves = {}
+    for p in sorted((run_dir / "models").glob("*/humback_train.json")):
+        curve = json.loads(p.read_text()).get("loss_curve") or []
+        if curve:
+            curves[p.parent.name] = curve
+    md += [f"![training loss]({_loss_plot(curves, out / 'loss.png')})", ""] if curves else ["(no model trained yet)", ""]
+
+    md += [f"## {SECTIONS[4]}", ""]
+    metrics_file = run_dir / "eval" / "metrics.json"
+    if metrics_file.is_file():
+        md += _eval_section(json.loads(metrics_file.read_text()))
+    else:
+        md += [f"(not evaluated yet: `humback eval {run_dir} --heldout FILE`)"]
+    path = out / "report.md"
+    path.write_text("\n".join(md) + "\n")
+    return path
