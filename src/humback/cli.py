@@ -137,8 +137,8 @@ def cmd_eval(args) -> None:
     cfg = _config(_run_config(args), eval__heldout=args.heldout, eval__response_field=args.response_field,
                   eval__nll_pairs=args.nll_pairs, eval__answer_pairs=args.answer_pairs,
                   eval__calibration_pairs=args.calibration_pairs, eval__max_new_tokens=args.max_new_tokens,
-                  generation__judge__model=args.judge, generation__judge__backend=args.backend,
-                  generation__judge__base_url=args.base_url)
+                  generation__referee__model=args.judge, generation__referee__backend=args.backend,
+                  generation__referee__base_url=args.base_url)
     metrics = evaluate(args.run_dir, cfg)
     print(json.dumps({k: metrics[k] for k in ("backward", "forward", "win_rates")}, indent=1))
     print(f"[humback] metrics: {Path(args.run_dir) / 'eval' / 'metrics.json'}; report: {report(args.run_dir)}")
@@ -253,7 +253,7 @@ def _parser() -> argparse.ArgumentParser:
     sp.add_argument("--answer-pairs", type=int)
     sp.add_argument("--calibration-pairs", type=int)
     sp.add_argument("--max-new-tokens", type=int)
-    sp.add_argument("--judge", help="model judging win rates (default: the base model); any backend")
+    sp.add_argument("--judge", help="model judging win rates (generation.referee; default: the base model)")
     sp.add_argument("--backend", choices=["auto", "transformers", "ctranslate2", "vllm", "openai"],
                     help="backend of the win-rate judge")
     sp.add_argument("--base-url", help="OpenAI-compatible server for the win-rate judge")

@@ -97,12 +97,14 @@ class RoleConfig(EngineConfig):
 
 class GenerationConfig(EngineConfig):
     """Defaults for every role, and per-role overrides: `backward` (M_yx writing instructions), `judge`
-    (curation), `answerer` (evaluation). An override names only the keys it changes."""
+    (curation), `answerer` (the models evaluated), `referee` (the win-rate judge of `humback eval`; the
+    base model unless it names one). An override names only the keys it changes."""
 
     cache: bool = Field(True, description="keep every reply in <run>/cache/responses.sqlite and never ask twice")
     backward: RoleConfig | None = None
     judge: RoleConfig | None = None
     answerer: RoleConfig | None = None
+    referee: RoleConfig | None = None
 
     # The openai check applies to a role once merged (GenerationConfig.role), when a stage asks for it:
     # `humback augment` needs only the backward role to be complete.
@@ -110,7 +112,7 @@ class GenerationConfig(EngineConfig):
     def _served_model(self):
         return self
 
-    def role(self, name: Literal["backward", "judge", "answerer"]) -> EngineConfig:
+    def role(self, name: Literal["backward", "judge", "answerer", "referee"]) -> EngineConfig:
         base = self.model_dump(include=set(EngineConfig.model_fields))
         override = getattr(self, name)
         if override is not None:

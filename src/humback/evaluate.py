@@ -191,9 +191,9 @@ def evaluate(run_dir: str | Path, cfg: RunConfig, log=print) -> dict:
         (out / "answers" / f"{name}.json").write_text(json.dumps(
             alpaca_eval_records(ask, outputs[name], f"humback-{cfg.name}-{name}"), indent=1, ensure_ascii=False))
         free(gen)
-    # Win rates, both orders, by the configured judge (the base model unless one is named).
-    judge_model = cfg.generation.role("judge").model or cfg.model
-    judge = load("judge", judge_model)
+    # Win rates, both orders, by the referee (generation.referee; the base model unless one is named).
+    judge_model = cfg.generation.role("referee").model or cfg.model
+    judge = load("referee", judge_model)
     metrics["win_rates"] = {"judge": judge_model, "method": ev.pairwise_method, "pairs": {}}
     comparisons = ev.comparisons(cfg.iterations)
     unknown = {m for pair in comparisons for m in pair} - set(outputs)
