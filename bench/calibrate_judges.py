@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 from pathlib import Path
 
 from record import write_record
@@ -43,13 +42,10 @@ def main() -> None:
     args = ap.parse_args()
     work = Path(args.work)
     gen = open_generator(EngineConfig(backend="auto"), "default", work / "cache" / "responses.sqlite")
-    timings = {}
 
     def run(name: str, data, cfg: CurateConfig, **kw) -> dict:
-        start = time.perf_counter()
         res = calibrate(data, gen, work / name, cfg, **kw)
-        timings[name] = round(time.perf_counter() - start, 1)
-        print(f"[bench] {name}: {json.dumps(res['signals'])} ({timings[name]} s)", flush=True)
+        print(f"[bench] {name}: {json.dumps(res['signals'])}", flush=True)
         return res
 
     seed("demo", work / "seed.jsonl")
@@ -78,7 +74,7 @@ def main() -> None:
         "ifd alone": row(combined, "ifd"),
         "end_logprob alone": row(combined, "end_logprob"),
         "response nll alone": row(combined, "nll"),
-        "rubric expected, no reasoning": row(combined, "judge_score"),
+        "rubric expected, no reasoning": row(with_judge, "judge_score"),
         **{f"rubric {m} ({args.max_new_tokens} tokens)": row(r, "judge_score") for m, r in methods.items()},
     }
     paper = table[f"rubric sample ({args.max_new_tokens} tokens)"]["auc"]
@@ -86,7 +82,7 @@ def main() -> None:
     write_record(args.out, "calibrate_judges", "ROC-AUC (AlpacaEval GPT-4 answers vs 3 kinds of built negatives)",
                  paper, ours, round(ours / paper, 3), table=table, weights=weights,
                  weights_with_judge=fitted["fit"]["combine"], selection=combined["selection"],
-                 pairs=args.pairs, judge_pairs=args.judge_pairs, seconds=timings, judge="default (CTranslate2 int8)")
+                 pairs=args.pairs, judge_pairs=args.judge_pairs, judge="default (CTranslate2 int8)")
 
 
 if __name__ == "__main__":
