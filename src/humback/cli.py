@@ -110,11 +110,14 @@ def cmd_curate(args) -> None:
 
 def cmd_calibrate(args) -> None:
     from humback.calibrate import calibrate, report
+    from humback.generation.cache import open_generator
 
     cfg = _config(args, generation__backend=args.backend, generation__base_url=args.base_url,
-                  generation__judge__model=args.judge or "default")
+                  generation__judge__model=args.judge)
     out = Path(args.out_dir)
-    gen = _generator(cfg, "judge", out)
+    # The judge named by --judge or the config's generation.judge.model, else the config's model.
+    gen = open_generator(cfg.generation.role("judge"), cfg.model,
+                         out / "cache" / "responses.sqlite" if cfg.generation.cache else None)
     fit = [s.strip() for s in args.fit.split(",")] if args.fit else None
     result = calibrate(args.data, gen, out, cfg.curate, args.response_field, args.limit, fit, cfg.seed)
     print(report(result))
@@ -234,7 +237,7 @@ def _parser() -> argparse.ArgumentParser:
     sp = sub.add_parser("calibrate", help="how well a judge separates good from bad: AUC, precision, recall, F1")
     sp.add_argument("data", help="JSONL of (instruction, response, label), or of good pairs only: then a mismatched,"
                     " a truncated and a boilerplate-spliced negative is built from each")
-    sp.add_argument("--judge", help="judge model (default: the embedded default model)")
+    sp.add_argument("--judge", help="judge model (default: generation.judge.model, else the config's model)")
     sp.add_argument("--response-field", default="response", help="column holding the response, e.g. output_gpt4")
     sp.add_argument("--limit", type=int, help="use the first N rows")
     sp.add_argument("--fit", metavar="SIGNALS", help="fit curate.combine weights over these signals, e.g."
