@@ -163,8 +163,8 @@ def evaluate(run_dir: str | Path, cfg: RunConfig, log=print) -> dict:
         log(f"[eval] loading {model} ({role})")
         return open_generator(cfg.generation.role(role), model, cache)
 
-    def free(gen) -> None:
-        del gen
+    def free() -> None:
+        # Called once the caller has dropped its reference: one model in memory at a time.
         gc.collect()
 
     metrics: dict = {"heldout": str(ev.heldout), "nll_pairs": len(nll_pairs), "answer_pairs": len(ask)}
@@ -178,7 +178,8 @@ def evaluate(run_dir: str | Path, cfg: RunConfig, log=print) -> dict:
         metrics["backward"][name] = {
             "instruction_nll": mean_nll(gen, back_prompts, [p["instruction"] for p in nll_pairs]),
             "rouge_l": rouge_l(sampled, [p["instruction"] for p in nll_pairs])}
-        free(gen)
+        gen = None
+        free()
     # Forward models: reference NLL and answers.
     fwd_prompts = [forward_messages(p["instruction"], "inference") for p in nll_pairs]
     metrics["forward"], outputs = {}, {}
@@ -190,7 +191,8 @@ def evaluate(run_dir: str | Path, cfg: RunConfig, log=print) -> dict:
         metrics["forward"][name]["mean_answer_chars"] = round(sum(map(len, outputs[name])) / max(1, len(ask)), 1)
         (out / "answers" / f"{name}.json").write_text(json.dumps(
             alpaca_eval_records(ask, outputs[name], f"humback-{cfg.name}-{name}"), indent=1, ensure_ascii=False))
-        free(gen)
+        gen = None
+        free()
     # Win rates, both orders, by the referee (generation.referee; the base model unless one is named).
     judge_model = cfg.generation.role("referee").model or cfg.model
     judge = load("referee", judge_model)
@@ -203,7 +205,8 @@ def evaluate(run_dir: str | Path, cfg: RunConfig, log=print) -> dict:
     for a, b in comparisons:
         prefs = preferences(judge, [p["instruction"] for p in ask], outputs[a], outputs[b], ev.pairwise_method)
         metrics["win_rates"]["pairs"][f"{a} vs {b}"] = win_rates(prefs, outputs[a], outputs[b])
-    free(judge)
+    judge = None
+    free()
     # Each iteration's judge, calibrated on negatives built from the held-out pairs.
     metrics["judges"] = {}
     for t in range(1, cfg.iterations + 1):
@@ -213,7 +216,8 @@ def evaluate(run_dir: str | Path, cfg: RunConfig, log=print) -> dict:
                         ev.calibration_pairs, seed=cfg.seed)
         metrics["judges"][f"iter{t}"] = {"judge": name, "parse_failure_rate": res.get("parse_failure_rate", 0.0),
                                          "signals": res["signals"], "selection": res["selection"]}
-        free(gen)
+        gen = None
+        free()
     if ev.lm_eval_tasks:
         metrics["lm_eval"] = {name: run_lm_eval(model, ev.lm_eval_tasks, ev.lm_eval_limit)
                               for name, model in forward.items() if name != "base" or Path(model).is_dir()}
