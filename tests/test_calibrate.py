@@ -120,3 +120,8 @@ def test_calibrate_bad_input_is_a_user_error(tmp_path):
     res = _humback("calibrate", "bad.jsonl", cwd=tmp_path)
     assert res.returncode == 2 and "bad.jsonl:1: missing key(s) response" in res.stderr
     assert "Traceback" not in res.stderr
+    (tmp_path / "empty.jsonl").write_text("")
+    res = _humback("calibrate", "empty.jsonl", cwd=tmp_path)
+    assert res.returncode == 2 and "holds no rows" in res.stderr
+    res = _humback("calibrate", "empty.jsonl", "--fit", "ifd,lenght", cwd=tmp_path)
+    assert res.returncode == 2 and "unknown signal(s) lenght" in res.stderr

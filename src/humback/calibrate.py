@@ -17,7 +17,7 @@ import json
 import random
 from pathlib import Path
 
-from humback.config import CurateConfig
+from humback.config import SIGNALS, CurateConfig
 from humback.curate import combined_score
 from humback.generation.base import Generator
 from humback.records import RecordError, read_jsonl, write_jsonl
@@ -173,9 +173,14 @@ def calibrate(data: str | Path, generator: Generator, out_dir: str | Path, cfg: 
 
     from humback.curate import score_rows
 
+    unknown = sorted(set(fit or []) - set(SIGNALS))
+    if unknown:
+        raise RecordError(f"--fit: unknown signal(s) {', '.join(unknown)} (accepted: {', '.join(SIGNALS)})")
     out_dir = Path(out_dir)
     rows = read_pairs(data, response_field, limit)
-    built = "label" not in rows[0] if rows else False
+    if not rows:
+        raise RecordError(f"{data} holds no rows to calibrate on")
+    built = "label" not in rows[0]
     if built:
         rows = build_negatives(rows, seed)
     if fit:
