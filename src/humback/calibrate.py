@@ -18,7 +18,7 @@ import random
 from pathlib import Path
 
 from humback.config import SIGNALS, CurateConfig
-from humback.curate import combined_score
+from humback.curate import combined_score, parse_failure_rate, score_rows, select_ids
 from humback.generation.base import Generator
 from humback.records import RecordError, read_jsonl, write_jsonl
 
@@ -139,8 +139,6 @@ SIGNAL_DIRECTIONS = {"score": 1, "judge_score": 1, "ifd": -1, "nll": -1, "end_lo
 def metrics(rows: list[dict], scored: list[dict], cfg: CurateConfig) -> dict:
     """AUC of every signal the scored rows carry (overall and per negative kind), the parse-failure rate,
     and precision / recall / F1 of cfg's selection rule. `score` is what selection ranks by."""
-    from humback.curate import select_ids
-
     labels = [r["label"] for r in rows]
     kinds = sorted({r.get("kind", "negative") for r in rows if r["label"] == 0})
     result: dict = {"rows": len(rows), "positives": sum(labels), "negatives": len(labels) - sum(labels),
@@ -156,8 +154,7 @@ def metrics(rows: list[dict], scored: list[dict], cfg: CurateConfig) -> dict:
             entry[f"auc_{kind}"] = roc_auc([labels[i] for i in keep], [values[i] for i in keep])
         result["signals"][name] = entry
     if cfg.judged:
-        judged = [s.get("judge_score") for s in scored if not s.get("skipped")]
-        result["parse_failure_rate"] = round(sum(v is None for v in judged) / len(judged), 4) if judged else 0.0
+        result["parse_failure_rate"] = parse_failure_rate(scored)
     chosen = set(select_ids(rows, {s["id"]: s for s in scored}, cfg))
     result["selection"] = selection_metrics(labels, [r["id"] in chosen for r in rows])
     return result
@@ -170,8 +167,6 @@ def calibrate(data: str | Path, generator: Generator, out_dir: str | Path, cfg: 
     stage would, into out_dir/scored.jsonl, and write the metrics to
     out_dir/calibration.json. With `fit`, also fit `combine` weights over those signals."""
     from tqdm.auto import tqdm
-
-    from humback.curate import score_rows
 
     unknown = sorted(set(fit or []) - set(SIGNALS))
     if unknown:

@@ -216,6 +216,12 @@ def _mean(values: list[float]) -> float | None:
     return round(sum(values) / len(values), 4) if values else None
 
 
+def parse_failure_rate(records: list[dict]) -> float:
+    """The share of judged (not skipped) scored records whose judge reply gave no score."""
+    judged = [r for r in records if not r.get("skipped")]
+    return round(sum(r.get("judge_score") is None for r in judged) / len(judged), 4) if judged else 0.0
+
+
 def curate_stats(rows: list[dict], scored: dict[str, dict], selected: list[dict], cfg: CurateConfig) -> dict:
     """The stage's record: the funnel, parse failures, score histograms and the length-bias guard."""
     # Candidates skipped before judging (empty instruction, IFD cut) are counted apart, not as failures.
@@ -226,9 +232,7 @@ def curate_stats(rows: list[dict], scored: dict[str, dict], selected: list[dict]
                    "skipped_ifd": skipped.get("ifd", 0)}
     if cfg.judged:
         judge_scores = [s.get("judge_score") for s in judged]
-        failures = sum(v is None for v in judge_scores)
-        stats.update(parse_failures=failures,
-                     parse_failure_rate=round(failures / len(judged), 4) if judged else 0.0,
+        stats.update(parse_failures=sum(v is None for v in judge_scores), parse_failure_rate=parse_failure_rate(judged),
                      histogram=histogram(judge_scores),
                      mean_judge_score=_mean([v for v in judge_scores if v is not None]))
         if cfg.method == "mean-of-k":

@@ -127,15 +127,24 @@ class CTranslate2Generator:
             out[-1].append(i)
         return out
 
+    def _static_prompt(self, seqs: list[list]) -> tuple[int, dict]:
+        """The curation rubric is the same long opening of every judge request: the length of the prefix
+        all `seqs` (token ids or token strings) share, and the generate_batch arguments that read it once
+        and reuse its state (CTranslate2's cached static prompt) instead of re-reading it per request."""
+        static = shared_prefix(seqs) if self.reuse_prefix else 0
+        if not static:
+            return 0, {}
+        head = seqs[0][:static]
+        tokens = head if isinstance(head[0], str) else self.tokenizer.convert_ids_to_tokens(head)
+        return static, {"static_prompt": tokens, "cache_static_prompt": True}
+
     def generate(self, prompts: list[list[dict]], params: SamplingParams,
                  seeds: Sequence[int] | None = None) -> list[str]:
         seeds = request_seeds(params, seeds, len(prompts))
         tokens = self._tokens([render_prompt(self.tokenizer, p) for p in prompts])
         sample = params.temperature > 0
         out: list[str | None] = [None] * len(prompts)
-        # The judge's rubric opens every request: read it once (see next_token_probs).
-        static = shared_prefix(tokens) if self.reuse_prefix else 0
-        extra = {"static_prompt": tokens[0][:static], "cache_static_prompt": True} if static else {}
+        static, extra = self._static_prompt(tokens)
         tokens = [t[static:] for t in tokens]
         for idx in self._batches([len(t) for t in tokens]):
             if sample:
@@ -158,11 +167,7 @@ class CTranslate2Generator:
         texts = [render_prompt(self.tokenizer, p) + c for p, c in zip(prompts, continuations)]
         pieces = [choice_targets(self.tokenizer, t, choices, self.model) for t in texts]
         out: list[dict | None] = [None] * len(texts)
-        # The curation rubric is the same long opening of every request: read it once and reuse its
-        # state (CTranslate2's cached static prompt) instead of re-reading it per candidate.
-        static = shared_prefix([ctx for ctx, _ in pieces]) if self.reuse_prefix else 0
-        extra = {"static_prompt": self.tokenizer.convert_ids_to_tokens(pieces[0][0][:static]),
-                 "cache_static_prompt": True} if static else {}
+        static, extra = self._static_prompt([ctx for ctx, _ in pieces])
         pieces = [(ctx[static:], targets) for ctx, targets in pieces]
         by_length: dict[int, list[int]] = {}
         for i, (ctx, _) in enumerate(pieces):

@@ -57,21 +57,24 @@ class TransformersGenerator:
                 out[i] = self.tokenizer.decode(row, skip_special_tokens=True).strip()
         return out  # type: ignore[return-value]
 
+    def _forward(self, seqs: list[list[int]], keep: int) -> torch.Tensor:
+        """Logits of the last `keep` positions of token sequences of different lengths, left-padded."""
+        pad = self.tokenizer.pad_token_id or 0
+        width = max(len(s) for s in seqs)
+        ids = torch.tensor([[pad] * (width - len(s)) + s for s in seqs], device=self.device)
+        mask = torch.tensor([[0] * (width - len(s)) + [1] * len(s) for s in seqs], device=self.device)
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)  # left padding must not shift real positions
+        return self.lm(input_ids=ids, attention_mask=mask, position_ids=positions, logits_to_keep=keep).logits
+
     @torch.inference_mode()
     def next_token_probs(self, prompts: list[list[dict]], continuations: list[str],
                          choices: list[str]) -> list[dict[str, float]]:
         texts = [render_prompt(self.tokenizer, p) + c for p, c in zip(prompts, continuations)]
         out: list[dict | None] = [None] * len(texts)
-        pad = self.tokenizer.pad_token_id
         for idx in length_batches([len(t) for t in texts], self.batch_size):
             pieces = [choice_targets(self.tokenizer, texts[i], choices, self.model) for i in idx]
-            width = max(len(ctx) for ctx, _ in pieces)
-            ids = torch.tensor([[pad] * (width - len(ctx)) + ctx for ctx, _ in pieces], device=self.device)
-            mask = torch.tensor([[0] * (width - len(ctx)) + [1] * len(ctx) for ctx, _ in pieces], device=self.device)
-            positions = (mask.cumsum(-1) - 1).clamp(min=0)  # left padding must not shift real positions
             # logits_to_keep=1: only the last position's logits (the full tensor is batch x length x vocab).
-            logits = self.lm(input_ids=ids, attention_mask=mask, position_ids=positions,
-                             logits_to_keep=1).logits[:, -1, :].float()
+            logits = self._forward([ctx for ctx, _ in pieces], keep=1)[:, -1, :].float()
             for i, row, (_, targets) in zip(idx, logits, pieces):
                 probs = torch.softmax(row[targets], dim=-1).tolist()
                 out[i] = dict(zip(choices, probs))
@@ -82,16 +85,11 @@ class TransformersGenerator:
         pieces = [reply_pieces(self.tokenizer, p, r) for p, r in zip(prompts, replies)]
         seqs = [a + b + c for a, b, c in pieces]
         out: list[dict | None] = [None] * len(seqs)
-        pad = self.tokenizer.pad_token_id or 0
         for idx in length_batches([len(s) for s in seqs], self.batch_size):
-            width = max(len(seqs[i]) for i in idx)
-            ids = torch.tensor([[pad] * (width - len(seqs[i])) + seqs[i] for i in idx], device=self.device)
-            mask = torch.tensor([[0] * (width - len(seqs[i])) + [1] * len(seqs[i]) for i in idx], device=self.device)
-            positions = (mask.cumsum(-1) - 1).clamp(min=0)
             # Left padding puts every reply at the right edge: only the logits of the last (reply + end + 1)
             # positions are needed, not batch x length x vocabulary.
             tail = max(len(pieces[i][1]) + len(pieces[i][2]) for i in idx) + 1
-            logits = self.lm(input_ids=ids, attention_mask=mask, position_ids=positions, logits_to_keep=tail).logits
+            logits = self._forward([seqs[i] for i in idx], keep=tail)
             for row, i in enumerate(idx):
                 _, reply, end = pieces[i]
                 n = len(reply) + len(end)
