@@ -64,13 +64,13 @@ def run_child(mode: str, corpus: Path, out: Path) -> dict:
     start = time.time()
     if mode == "baseline":
         from humback.data.readers import Problems, iter_documents
-        from humback.data.segment import text_windows
+        from humback.data.sections import text_paragraphs, windows
 
-        docs = windows = 0
+        docs = count = 0
         for doc in iter_documents(corpus, "text", Problems()):
             docs += 1
-            windows += sum(1 for _ in text_windows(doc.text, 3000))
-        stats = {"documents": docs, "segments": windows}
+            count += len(windows(text_paragraphs(doc.text), 600, 3000))
+        stats = {"documents": docs, "segments": count}
     else:
         from humback.config import DataConfig
         from humback.data.segment import segment

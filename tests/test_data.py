@@ -7,8 +7,10 @@ import json
 import pytest
 
 from humback.config import DataConfig
+from humback.data.extract import page_blocks
+from humback.data.sections import html_sections, text_paragraphs, windows
 from humback.data.seed import first_turn_pair, seed
-from humback.data.segment import html_sections, repetitive, segment, strip_boilerplate, text_windows
+from humback.data.segment import boilerplate_line, repetitive, segment
 from humback.records import RecordError, read_jsonl
 
 # ---------------------------------------------------------------- seed
@@ -151,19 +153,32 @@ PAGE = f"""<html><body><nav><ul><li><a href="/">Home</a></li><li><a href="/x">To
 
 
 def test_html_sections_include_subheaders_and_skip_link_lists():
-    html = """<html><body><ul><li><a href="/">Quick Links</a></li></ul>
+    html = """<html><head><title>Page</title></head><body><ul><li><a href="/">Quick Links</a></li></ul>
     <h1>Title</h1><p>Intro.</p><h2>Part A</h2><p>Alpha text.</p><h3>Detail</h3><p>Detail text.</p>
     <h2>Part B</h2><p>Beta text.</p><script>var x = 1;</script></body></html>"""
-    secs = {"/".join(path): text for path, text in html_sections(html)}
+    title, blocks = page_blocks(html, "none")
+    assert title == "Page"
+    secs = {"/".join(path): "\n".join(paras) for path, paras, _ in html_sections(title, blocks, 1, 3000, False)}
     assert secs["Title/Part A"] == "Alpha text.\nDetail\nDetail text."
     assert secs["Title/Part A/Detail"] == "Detail text."
     assert secs["Title/Part B"] == "Beta text."
     assert secs["Title"].startswith("Intro.\nPart A\nAlpha text.") and "var x" not in secs["Title"]
-    assert "Quick Links" not in "".join(secs.values())
+    assert "Quick Links" not in "".join(secs.values()) and "Page" not in secs  # no text before the first header
+    # split: sections do not overlap; one that fits is kept whole with its sub-sections inside it.
+    split = list(html_sections(title, blocks, 1, 3000, True))
+    assert split == [(["Page"], ["Title", "Intro.", "Part A", "Alpha text.", "Detail", "Detail text.", "Part B",
+                                 "Beta text."], True)]
+
+
+def test_deep_nesting_is_linear_and_stays_under_the_recursion_limit():
+    html = "<html><body><h1>Deep</h1>" + "<div>" * 5000 + "<p>inside</p>" + "</div>" * 5000 + "</body></html>"
+    _, blocks = page_blocks(html, "none")
+    assert blocks == [(1, "Deep"), (0, "inside")]
 
 
 def test_filters():
-    assert strip_boilerplate("Real text.\nCopyright 2024 Example Media\nShare on Facebook. Share on X.\nWe use cookies to improve it.") == ("Real text.", 3)
+    lines = ["Real text.", "Copyright 2024 Example Media", "Share on Facebook. Share on X.", "We use cookies to improve it."]
+    assert [boilerplate_line(line) for line in lines] == [False, True, True, True]
     assert repetitive("Buy now. Buy now today. Buy now. Buy now today. Buy now. Something else here.")
     assert not repetitive(PARA)
 
@@ -173,13 +188,20 @@ def _funnel(tmp_path, corpus, **kw):
 
 
 def test_demo_funnel_and_sampling(tmp_path):
+    # The paper's literal reading: every header section of the whole page, nested ones overlapping.
+    literal = _funnel(tmp_path, "demo", extractor="none", long_sections="drop")["funnel"]
+    assert literal["documents"] == 30 and literal["kept"] > 50
+    assert literal["dropped_navigation_header"] > 0 and literal["dropped_uppercase_header"] > 0
+    assert literal["dropped_empty_header"] > 0
+    # The default: the article only (menus, share boxes, comments and newsletter boxes are not main
+    # content), one segment per demo page since each article fits in 3,000 characters.
     stats = _funnel(tmp_path, "demo")
     f = stats["funnel"]
-    assert f["documents"] == 30 and f["kept"] == stats["rows"] > 50
-    assert f["dropped_navigation_header"] > 0 and f["dropped_uppercase_header"] > 0 and f["dropped_empty_header"] > 0
+    assert f["documents"] == 30 and f["kept"] == stats["rows"] == 30 and stats["extractor"] == "trafilatura"
     rows = list(read_jsonl(tmp_path / "seg.jsonl"))
     assert all(600 <= len(r["text"]) <= 3000 for r in rows) and len({r["id"] for r in rows}) == len(rows)
     assert not any(r["header_path"][-1] in ("Advertisement", "Comments") for r in rows)
+    assert not any(word in r["text"] for r in rows for word in ("Newsletter", "Share on Facebook", "Great article"))
     sampled = segment("demo", tmp_path / "s10.jsonl", DataConfig(max_segments=10), seed_value=3, log=lambda s: None)
     assert sampled["rows"] == 10 and sampled["funnel"]["dropped_sampling"] == stats["rows"] - 10
     ids = {r["id"] for r in rows}
@@ -189,12 +211,13 @@ def test_demo_funnel_and_sampling(tmp_path):
 def test_html_page_exact_drops(tmp_path):
     (tmp_path / "c").mkdir()
     (tmp_path / "c" / "page.html").write_text(PAGE)
-    stats = _funnel(tmp_path, tmp_path / "c", min_chars=300, max_chars=1000)
+    stats = _funnel(tmp_path, tmp_path / "c", min_chars=300, max_chars=1000, extractor="none", long_sections="drop")
     rows = list(read_jsonl(tmp_path / "seg.jsonl"))
     assert [r["header_path"] for r in rows] == [["Bees", "Colony life"]]
     assert rows[0]["text"] == (PARA.strip() + "\n" + PARA3.strip())
     f = stats["funnel"]
     assert f["dropped_navigation_header"] == 1 and f["dropped_uppercase_header"] == 1 and f["dropped_too_long"] == 1
+    assert stats["extractor"] == "none" and stats["extractor_version"].startswith("beautifulsoup4 ")
 
 
 def _jsonl(path, docs, opener=open):
@@ -223,9 +246,9 @@ def test_jsonl_forms_dedup_and_language(tmp_path):
     assert f["documents"] == 4 and stats["rows"] == 1
     assert f["dropped_duplicate"] == 1 and f["dropped_near_duplicate"] == 1 and f["dropped_language"] == 1
     assert [r["meta"]["doc_id"] for r in read_jsonl(tmp_path / "seg.jsonl")] == ["a"]
-    assert list(text_windows("a\n\nb\n\n c ", 3)) == [("a\nb", 0, 4), ("c", 7, 8)]  # whole paragraphs, <= 3 chars
+    assert windows(text_paragraphs("a\n\nb\n\n c "), 1, 3) == [("a\nb", 0, 4), ("c", 7, 8)]  # whole paragraphs
     doc = PARA + "\n\n" + PARA2
-    (text, start, end), = text_windows(doc, 3000)
+    (text, start, end), = windows(text_paragraphs(doc), 600, 3000)
     assert (start, end) == (0, len(doc.rstrip())) and text == PARA.strip() + "\n" + PARA2.strip()
     rows = list(read_jsonl(tmp_path / "seg.jsonl"))
     assert rows[0]["meta"]["offsets"] == [0, len(doc.rstrip())]  # doc "a" is this same text
@@ -266,10 +289,12 @@ def test_bad_input_counted_skipped_or_strict(tmp_path):
     gz = gzip.compress((json.dumps(good | {"id": "g"}) + "\n").encode() * 50)
     (c / "b.jsonl.gz").write_bytes(gz[: len(gz) // 2])
     (c / "p.html").write_text("<html><body><p>No headers at all here.</p></body></html>")
+    (c / "huge.html").write_text("<html><body><h1>Big</h1><script>" + "x" * 6_000_000 + "</script></body></html>")
     logs = []
     stats = segment(c, tmp_path / "s.jsonl", DataConfig(min_chars=300), log=logs.append)
-    assert stats["bad_input"] == {"malformed_json": 1, "invalid_utf8": 1, "document_too_large": 1,
-                                  "truncated_file": 1, "html_without_headers": 1}
+    assert stats["bad_input"] == {"malformed_json": 1, "invalid_utf8": 1, "document_too_large": 2,
+                                  "truncated_file": 1}
+    assert any("huge.html" in line and "data.max_html_chars" in line for line in logs)
     assert stats["funnel"]["empty_documents"] == 1 and stats["rows"] == 1
     assert any("a.jsonl:1" in line for line in logs) and any("a.jsonl:2" in line and "UTF-8" in line for line in logs)
     with pytest.raises(RecordError, match=r"a.jsonl:1: not valid JSON"):

@@ -69,6 +69,7 @@ def cmd_segment(args) -> None:
 
     cfg = _config(args, data__min_chars=args.min_chars, data__max_chars=args.max_chars,
                   data__max_segments=args.max_segments, data__text_field=args.text_field,
+                  data__extractor=args.extractor, data__long_sections=args.long_sections,
                   data__strict=args.strict or None, seed=args.seed)
     print(segment(args.corpus, args.out, cfg.data, cfg.seed))
 
@@ -204,6 +205,10 @@ def _parser() -> argparse.ArgumentParser:
     sp.add_argument("--max-chars", type=int)
     sp.add_argument("--max-segments", type=int)
     sp.add_argument("--text-field")
+    sp.add_argument("--extractor", choices=["trafilatura", "resiliparse", "none"],
+                    help="HTML main-content extraction (default trafilatura; none = the whole page)")
+    sp.add_argument("--long-sections", choices=["split", "drop"],
+                    help="a section over --max-chars: windows under its header (split, default) or dropped")
     sp.add_argument("--strict", action="store_true", help="fail at the first malformed input, naming where")
     sp.add_argument("--seed", type=int)
     with_config(sp)

@@ -42,7 +42,20 @@ class DataConfig(_Strict):
     segment_lang: str | None = Field("en", description="keep segments identified as this language (py3langid); null = all")
     near_duplicate_threshold: float | None = Field(
         0.8, gt=0.0, le=1.0, description="MinHash Jaccard above which a segment is a near-duplicate; null = exact dedup only")
-    max_document_chars: int = Field(1_000_000, ge=1, description="larger documents are skipped and counted")
+    extractor: Literal["trafilatura", "resiliparse", "none"] = Field(
+        "trafilatura", description="HTML main-content extraction before the header cut: trafilatura, resiliparse,"
+        " or none (the whole page, the paper's literal reading); see BENCHMARKS.md web_extract")
+    long_sections: Literal["split", "drop"] = Field(
+        "split", description="a header section longer than max_chars: 'split' = windows of its paragraphs under"
+        " the same header path (its sub-sections kept as their own); 'drop' = dropped whole (the paper's rule)")
+    quality_filters: list[Literal["gopher_repetition", "gopher_quality", "c4", "fineweb"]] = Field(
+        default_factory=list, description="datatrove's document filters run on each segment, each counted in the"
+        " funnel (pip install 'humback[quality]'); none by default: on segments of real pages they drop more"
+        " main text than boilerplate (BENCHMARKS.md web_extract)")
+    max_document_chars: int = Field(1_000_000, ge=1, description="documents (plain text, or a page's extracted"
+                                    " main text) longer than this are skipped and counted")
+    max_html_chars: int = Field(5_000_000, ge=1, description="HTML pages longer than this are skipped and counted"
+                                " before extraction (scripts and markup make pages far longer than their text)")
     shard_size: int = Field(100_000, ge=1, description="rows per shard when the output is a folder")
     strict: bool = Field(False, description="fail at the first malformed input (with its location) instead of skipping it")
 

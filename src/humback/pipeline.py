@@ -24,6 +24,7 @@ import yaml
 
 from humback import __version__, prompts
 from humback.config import RunConfig, fingerprint
+from humback.data.extract import extractor_version
 from humback.records import file_sha256, read_jsonl
 
 
@@ -155,7 +156,8 @@ def build_stages(cfg: RunConfig, run_dir: Path, log: Callable[[str], None]) -> l
     fp_seed = fingerprint("seed", d.model_dump(include=seed_keys), cfg.seed)
     stages.append(Stage("seed", lambda: seed(d.seed_source, seed_file, d, cfg.seed, log=log),
                         fp_seed, {"seed": seed_file}, {"source": d.seed_source}))
-    fp_seg = fingerprint("segment", d.model_dump(exclude=seed_keys | {"shard_size", "strict"}), cfg.seed)
+    fp_seg = fingerprint("segment", d.model_dump(exclude=seed_keys | {"shard_size", "strict"}),
+                         extractor_version(d.extractor), cfg.seed)
     stages.append(Stage("segment", lambda: segment(d.corpus, seg_file, d, cfg.seed, log=log),
                         fp_seg, {"segments": seg_file}, {"corpus": d.corpus}))
     fp_myx = fingerprint("train:myx", cfg.model, train_fp, prompts.BACKWARD_PROMPT, fp_seed, cfg.seed)

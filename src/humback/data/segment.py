@@ -1,10 +1,15 @@
 """Unlabelled text -> segments: the candidate responses y_i of self-augmentation.
 
-Paper §2.1 / METHOD.md §3: a segment is the text under an HTML header, sub-headers included; segments of
-600-3,000 characters are kept; segments with repetitive sentences (n-gram Jaccard between sentence
-pairs), empty or all-uppercase headers, or navigation headers are dropped; duplicates are removed (the
-paper does not say how: here exact normalised hashes, then MinHash LSH for near-duplicates across the
-whole run). Plain text (JSONL, Parquet, WET, hub datasets) is cut into windows of whole paragraphs.
+Paper §2.1: a segment is the text under an HTML header, sub-headers included; segments of 600-3,000
+characters are kept; segments with repetitive sentences (n-gram Jaccard between sentence pairs), empty or
+all-uppercase headers, or navigation headers are dropped; duplicates are removed (the paper does not say
+how: here exact normalised hashes, then MinHash LSH for near-duplicates across the whole run).
+
+Web pages go through main-content extraction first (data/extract.py, `data.extractor`), then the header
+cut (data/sections.py); a section too long to keep whole becomes windows of its paragraphs under its
+header path (`data.long_sections: split`) or is dropped as the paper does (`drop`). Plain text (JSONL,
+Parquet, WET, hub datasets) is cut into windows of whole paragraphs, one line being one paragraph.
+Optional document filters from datatrove (data/quality.py) run last.
 
 One pass over the corpus, one document in memory at a time; the dedup index grows with the *kept*
 segments only, and seeded sampling to N keeps a reservoir of N.
@@ -24,11 +29,12 @@ import xxhash
 from tqdm.auto import tqdm
 
 from humback.config import DataConfig
+from humback.data.extract import extractor_version, page_blocks
+from humback.data.quality import quality_filters
 from humback.data.readers import Problems, iter_documents
+from humback.data.sections import html_sections, text_paragraphs, windows
 from humback.records import RecordError, ShardWriter
 
-HEADERS = ("h1", "h2", "h3", "h4", "h5", "h6")
-BLOCKS = ("p", "li", "pre", "blockquote", "td", "dd", "dt")
 # Paper §2.1 names "advertisement", "forum", "quick link", "free newsletter"; the rest are the same kind.
 NAV_HEADERS = (
     "advertisement", "forum", "quick link", "free newsletter", "newsletter", "related article",
@@ -48,78 +54,6 @@ SENTENCE_SPLIT = re.compile(r"(?<=[.!?])\s+|\n")
 
 def demo_corpus_path() -> Path:
     return Path(str(resources.files("humback") / "resources" / "demo" / "corpus"))
-
-
-def _clean(text: str) -> str:
-    return re.sub(r"[ \t]+", " ", re.sub(r"\s*\n\s*", "\n", text)).strip()
-
-
-def html_sections(html: str) -> Iterator[tuple[list[str], str]]:
-    """Yield (header path, text) for every header: the text under it up to the next header of the same
-    or a higher level, its sub-headers (as lines) included. Scripts, styles and list items that are
-    only a link (menus, link lists) are left out."""
-    from bs4 import BeautifulSoup
-
-    soup = BeautifulSoup(html, "html.parser")
-    for tag in soup(["script", "style", "noscript", "template"]):
-        tag.decompose()
-    body = soup.body or soup
-    blocks: list[tuple[int, str]] = []  # (header level 1-6, or 0 for body text; text)
-    for el in body.find_all(list(HEADERS) + list(BLOCKS)):
-        if el.name in HEADERS:
-            blocks.append((int(el.name[1]), _clean(el.get_text(" "))))
-        elif not el.find_parent(list(BLOCKS)):  # nested blocks are counted once, in their outermost block
-            if el.name == "li" and _only_links(el):
-                continue
-            text = _clean(el.get_text(" "))
-            if text:
-                blocks.append((0, text))
-    path: list[tuple[int, str]] = []
-    for i, (level, text) in enumerate(blocks):
-        if level == 0:
-            continue
-        path = [p for p in path if p[0] < level] + [(level, text)]
-        lines = []
-        for sub_level, sub_text in blocks[i + 1:]:
-            if 0 < sub_level <= level:
-                break
-            lines.append(sub_text)
-        yield [h for _, h in path], "\n".join(lines)
-
-
-def _only_links(el) -> bool:
-    link_text = "".join(a.get_text() for a in el.find_all("a")).strip()
-    return bool(link_text) and len(link_text) >= 0.9 * len(el.get_text().strip())
-
-
-def text_windows(text: str, max_chars: int) -> Iterator[tuple[str, int, int]]:
-    """Greedy windows of whole paragraphs up to max_chars, for corpora without HTML headers:
-    (window text, start, end), the character span of the window in `text`."""
-    window: list[str] = []
-    size = start = end = 0
-    for m in re.finditer(r"\S(?:.*?\S)??(?=[ \t]*\n\s*\n|\s*\Z)", text, re.DOTALL):  # paragraphs
-        para = m.group()
-        if window and size + len(para) > max_chars:
-            yield "\n".join(window), start, end
-            window, size = [], 0
-        if not window:
-            start = m.start()
-        window.append(para)
-        size += len(para) + 1
-        end = m.end()
-    if window:
-        yield "\n".join(window), start, end
-
-
-def strip_boilerplate(text: str) -> tuple[str, int]:
-    """Drop cookie, copyright, share and 'read more' lines; return the text and how many went."""
-    kept, removed = [], 0
-    for line in text.split("\n"):
-        if BOILERPLATE_LINE.match(line.strip()):
-            removed += 1
-        else:
-            kept.append(line)
-    return "\n".join(kept), removed
 
 
 def header_problem(header: str) -> str | None:
@@ -223,6 +157,52 @@ def segment_id(url: str, header_path: list[str], text: str) -> str:
     return hashlib.sha256(f"{url}|{'/'.join(header_path)}|{text}".encode()).hexdigest()[:16]
 
 
+def boilerplate_line(line: str) -> bool:
+    """A cookie, copyright, share or 'read more' line: removed before the windows and length filter."""
+    return bool(BOILERPLATE_LINE.match(line.strip()))
+
+
+def document_pieces(doc, cfg: DataConfig, funnel: Counter, problems: Problems
+                    ) -> Iterator[tuple[list[str], str, list[int] | None]]:
+    """(header path, text, character span in the document or None) of every candidate segment of one
+    document, before the quality filters: header sections of a page (long ones as windows under their
+    header path, or whole to be dropped, by data.long_sections), windows of paragraphs for plain text."""
+    if doc.html is not None:
+        if len(doc.html) > cfg.max_html_chars:
+            problems("document_too_large", doc.location, f"HTML page of {len(doc.html):,} characters exceeds "
+                     f"data.max_html_chars={cfg.max_html_chars:,}")
+            return
+        title, blocks = page_blocks(doc.html, cfg.extractor)
+        kept = [(level, text) for level, text in blocks if level or not boilerplate_line(text)]
+        funnel["boilerplate_lines_removed"] += len(blocks) - len(kept)
+        chars = sum(len(text) for _, text in kept)
+        if not chars:
+            funnel["pages_without_main_text"] += 1
+            return
+        if chars > cfg.max_document_chars:
+            problems("document_too_large", doc.location, f"main text of {chars:,} characters exceeds "
+                     f"data.max_document_chars={cfg.max_document_chars:,}")
+            return
+        for path, paras, whole in html_sections(title, kept, cfg.min_chars, cfg.max_chars,
+                                                  cfg.long_sections == "split"):
+            if whole:
+                yield path, "\n".join(paras), None
+            else:
+                funnel["long_sections_split"] += 1
+                for text, _, _ in windows([(p, 0, 0) for p in paras], cfg.min_chars, cfg.max_chars):
+                    yield path, text, None
+        return
+    if len(doc.text) > cfg.max_document_chars:
+        problems("document_too_large", doc.location, f"document of {len(doc.text):,} characters exceeds "
+                 f"data.max_document_chars={cfg.max_document_chars:,}")
+        return
+    paras = text_paragraphs(doc.text)
+    kept = [p for p in paras if not boilerplate_line(p[0])]
+    funnel["boilerplate_lines_removed"] += len(paras) - len(kept)
+    for text, start, end in windows(kept, cfg.min_chars, cfg.max_chars):
+        yield [], text, [start, end]
+
+
 def segment(corpus: str | Path, out: str | Path, cfg: DataConfig | None = None, seed_value: int = 0,
             log=print) -> dict:
     """Write filtered, deduplicated, optionally sampled segments to `out` (a .jsonl file, or a folder
@@ -241,10 +221,10 @@ def segment(corpus: str | Path, out: str | Path, cfg: DataConfig | None = None, 
 
         identify = py3langid.classify
 
-    def consider(doc, header_path: list[str], text: str) -> dict | None:
-        funnel["segments"] += 1
-        text, removed = strip_boilerplate(text)
-        funnel["boilerplate_lines_removed"] += removed
+    checks = quality_filters(cfg.quality_filters, cfg.segment_lang)
+
+    def filtered(header_path: list[str], text: str) -> tuple[str, str | None]:
+        """(the text to keep, the reason it is dropped or None)."""
         reason = header_problem(header_path[-1]) if header_path else None
         if reason is None and not cfg.min_chars <= len(text) <= cfg.max_chars:
             reason = "too_short" if len(text) < cfg.min_chars else "too_long"
@@ -253,13 +233,15 @@ def segment(corpus: str | Path, out: str | Path, cfg: DataConfig | None = None, 
         # The opening 500 characters tell the language as well as the whole and cost a fraction.
         if reason is None and identify is not None and identify(text[:500])[0] != cfg.segment_lang:
             reason = "language"
-        if reason is None:
-            reason = dedup.check_and_add(text)
-        if reason:
-            funnel[f"dropped_{reason}"] += 1
-            return None
-        return {"id": segment_id(doc.url, header_path, text), "text": text, "source": doc.source, "url": doc.url,
-                "header_path": header_path, "meta": {"doc_id": doc.doc_id, "location": doc.location}}
+        for name, check in checks:
+            if reason is None:
+                kept_text = check(text)
+                if kept_text is None:
+                    reason = name
+                elif kept_text != text:  # the C4 filter removes lines: the rest must still be long enough
+                    text = kept_text
+                    reason = "too_short" if len(text) < cfg.min_chars else None
+        return text, reason or dedup.check_and_add(text)
 
     kept = 0
     try:
@@ -270,21 +252,15 @@ def segment(corpus: str | Path, out: str | Path, cfg: DataConfig | None = None, 
             if not body or not body.strip():
                 funnel["empty_documents"] += 1
                 continue
-            if len(body) > cfg.max_document_chars:
-                problems("document_too_large", doc.location,
-                         f"document of {len(body):,} characters exceeds data.max_document_chars={cfg.max_document_chars:,}")
-                continue
-            if doc.html is not None:
-                pieces = [(path, text, None) for path, text in html_sections(doc.html)]
-                if not pieces:
-                    problems("html_without_headers", doc.location, "HTML page without any header")
+            for header_path, text, offsets in document_pieces(doc, cfg, funnel, problems):
+                funnel["segments"] += 1
+                text, reason = filtered(header_path, text)
+                if reason:
+                    funnel[f"dropped_{reason}"] += 1
                     continue
-            else:  # plain text windows know where they lie in the document
-                pieces = [([], w, [start, end]) for w, start, end in text_windows(doc.text, cfg.max_chars)]
-            for header_path, text, offsets in pieces:
-                row = consider(doc, header_path, text)
-                if row is None:
-                    continue
+                row = {"id": segment_id(doc.url, header_path, text), "text": text, "source": doc.source,
+                       "url": doc.url, "header_path": header_path,
+                       "meta": {"doc_id": doc.doc_id, "location": doc.location}}
                 if offsets:
                     row["meta"]["offsets"] = offsets
                 kept += 1
@@ -309,4 +285,6 @@ def segment(corpus: str | Path, out: str | Path, cfg: DataConfig | None = None, 
     finally:
         writer.close(discard=True)  # after finish() there is nothing left to discard
     funnel["kept"] = writer.rows
-    return {"rows": writer.rows, "funnel": dict(funnel), "bad_input": dict(problems.counts)}
+    return {"rows": writer.rows, "funnel": dict(funnel), "bad_input": dict(problems.counts),
+            "extractor": cfg.extractor, "extractor_version": extractor_version(cfg.extractor),
+            "long_sections": cfg.long_sections, "quality_filters": list(cfg.quality_filters)}
