@@ -38,6 +38,9 @@ SETTINGS = {
     "resiliparse, long sections split": {"extractor": "resiliparse", "long_sections": "split"},
     "trafilatura, long sections dropped": {"extractor": "trafilatura", "long_sections": "drop"},
     "trafilatura, long sections split (default)": {"extractor": "trafilatura", "long_sections": "split"},
+    "default + datatrove filters (gopher_repetition, gopher_quality, c4, fineweb)": {
+        "extractor": "trafilatura", "long_sections": "split",
+        "quality_filters": ["gopher_repetition", "gopher_quality", "c4", "fineweb"]},
 }
 BASELINE, CANDIDATE = "before (whole page, long sections dropped)", "trafilatura, long sections split (default)"
 
