@@ -360,3 +360,23 @@ def test_hub_sources_go_through_datasets(tmp_path, monkeypatch):
     stats = segment("HuggingFaceFW/fineweb", tmp_path / "g.jsonl", DataConfig(min_chars=300), log=lambda s: None)
     assert stats["rows"] == 1
     assert calls == [("OpenAssistant/oasst1", "train", False), ("HuggingFaceFW/fineweb", "train", True)]
+
+
+def test_careless_output_paths_delete_nothing(tmp_path):
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "thesis.tex").write_text("years of work")
+    with pytest.raises(RecordError, match="holds other files .*thesis.tex"):
+        segment("demo", home, log=lambda s: None)
+    assert (home / "thesis.tex").read_text() == "years of work" and not (tmp_path / "home.tmp").exists()
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "00000.jsonl").write_text(json.dumps({"id": "a", "text": PARA + "\n" + PARA2}) + "\n")
+    for out in (corpus, corpus / "segments.jsonl", tmp_path):
+        with pytest.raises(RecordError, match="overlaps the corpus"):
+            segment(corpus, out, DataConfig(min_chars=300), log=lambda s: None)
+    assert (corpus / "00000.jsonl").exists() and len(list(corpus.iterdir())) == 1
+    # A folder of earlier shards is replaced as before.
+    stats = segment("demo", tmp_path / "shards", DataConfig(shard_size=10), log=lambda s: None)
+    again = segment("demo", tmp_path / "shards", DataConfig(shard_size=10), log=lambda s: None)
+    assert again["rows"] == stats["rows"] == len(list(read_jsonl(tmp_path / "shards")))

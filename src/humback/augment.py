@@ -15,6 +15,7 @@ from humback.config import AugmentConfig
 from humback.generation.base import Generator, SamplingParams
 from humback.generation.cache import generator_stats
 from humback.records import RowWriter, read_jsonl
+from humback.prompts import BACKWARD_PROMPT
 from humback.templates import backward_messages
 
 
@@ -35,15 +36,16 @@ def clean_instruction(text: str) -> str:
 
 def augment(segments: str | Path, generator: Generator, out: str | Path, cfg: AugmentConfig,
             seed: int = 0, chunk_size: int | None = None) -> dict:
-    rows = list(read_jsonl(segments, required=("id", "text")))
-    writer = RowWriter(out)
+    rows = list(read_jsonl(segments, required=("id", "text"), unique_ids=True))
+    params = SamplingParams(cfg.temperature, cfg.top_p, cfg.max_new_tokens, seed)
+    # What a row depends on: a rerun with another model or sampling starts the partial file over.
+    writer = RowWriter(out, {"model": generator.fingerprint, "params": params.as_dict(), "prompt": BACKWARD_PROMPT})
     # Shortest first: batches of similar length waste little on padding (or, in CTranslate2, on prompt
     # tails fed token by token); the output file is put back in segment order at the end.
     todo = sorted((r for r in rows if r["id"] not in writer.done), key=lambda r: len(r["text"]))
     resumed = len(rows) - len(todo)
     empty = 0
     chunk_size = chunk_size or generator.chunk_size
-    params = SamplingParams(cfg.temperature, cfg.top_p, cfg.max_new_tokens, seed)
     try:
         with tqdm(total=len(rows), initial=resumed, desc="augment", unit="seg") as bar:
             for start in range(0, len(todo), chunk_size):

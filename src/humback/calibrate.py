@@ -20,7 +20,7 @@ from pathlib import Path
 from humback.config import SIGNALS, CurateConfig
 from humback.curate import combined_score, parse_failure_rate, score_rows, select_ids
 from humback.generation.base import Generator
-from humback.records import RecordError, read_jsonl, write_jsonl
+from humback.records import RecordError, atomic_write, read_jsonl, write_jsonl
 
 NEGATIVE_KINDS = ("mismatch", "truncated", "boilerplate")
 TRUNCATE_FRACTION = 0.3
@@ -196,7 +196,7 @@ def calibrate(data: str | Path, generator: Generator, out_dir: str | Path, cfg: 
         combined = cfg.model_copy(update={"combine": weights})
         refit = [{**s, "score": combined_score(s, weights)} for s in scored]
         result["fit"] = {"combine": weights, "in_sample": metrics(rows, refit, combined)["signals"]["score"]}
-    (out_dir / "calibration.json").write_text(json.dumps(result, indent=1))
+    atomic_write(out_dir / "calibration.json", json.dumps(result, indent=1))
     return result
 
 

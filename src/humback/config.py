@@ -54,6 +54,8 @@ class DataConfig(_Strict):
         " main text than boilerplate (BENCHMARKS.md web_extract)")
     max_document_chars: int = Field(1_000_000, ge=1, description="documents (plain text, or a page's extracted"
                                     " main text) longer than this are skipped and counted")
+    max_record_bytes: int = Field(20_000_000, ge=1, description="a JSONL line, HTML file, WARC record body or"
+                                  " JSON seed file larger than this is skipped (counted) before being read whole")
     max_html_chars: int = Field(5_000_000, ge=1, description="HTML pages longer than this are skipped and counted"
                                 " before extraction (scripts and markup make pages far longer than their text)")
     shard_size: int = Field(100_000, ge=1, description="rows per shard when the output is a folder")

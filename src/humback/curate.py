@@ -187,8 +187,12 @@ def select_ids(candidates: list[dict], scored: dict[str, dict], cfg: CurateConfi
 def curate(candidates: str | Path, generator: Generator, out_dir: str | Path, cfg: CurateConfig,
            iteration: int = 1, seed: int = 0, chunk_size: int | None = None) -> dict:
     out_dir = Path(out_dir)
-    rows = list(read_jsonl(candidates, required=("id", "instruction", "response")))
-    writer = RowWriter(out_dir / "scored.jsonl")
+    rows = list(read_jsonl(candidates, required=("id", "instruction", "response"), unique_ids=True))
+    # What a scored row depends on: a rerun with another judge or scoring method starts scored.jsonl over
+    # (selection settings only choose among scored rows).
+    scoring = cfg.model_dump(exclude={"threshold", "max_selected", "top_fraction", "near_duplicate_instructions"})
+    writer = RowWriter(out_dir / "scored.jsonl", {"judge": generator.fingerprint, "scoring": scoring,
+                                                  "prompt": CURATION_PROMPT, "seed": seed, "iteration": iteration})
     # Shortest first, for batches of similar length; scored.jsonl is put back in candidate order.
     todo = sorted((r for r in rows if r["id"] not in writer.done),
                   key=lambda r: len(r["instruction"]) + len(r["response"]))

@@ -27,7 +27,7 @@ from humback.config import EvalConfig, RunConfig
 from humback.generation.base import Generator, SamplingParams
 from humback.generation.cache import open_generator
 from humback.prompts import PAIRWISE_PREFIX, PAIRWISE_PROMPT
-from humback.records import RecordError
+from humback.records import RecordError, atomic_write
 from humback.templates import backward_messages, forward_messages
 
 
@@ -189,7 +189,7 @@ def evaluate(run_dir: str | Path, cfg: RunConfig, log=print) -> dict:
         metrics["forward"][name] = {"reference_nll": mean_nll(gen, fwd_prompts, [p["response"] for p in nll_pairs])}
         outputs[name] = answers(gen, [p["instruction"] for p in ask], ev.max_new_tokens)
         metrics["forward"][name]["mean_answer_chars"] = round(sum(map(len, outputs[name])) / max(1, len(ask)), 1)
-        (out / "answers" / f"{name}.json").write_text(json.dumps(
+        atomic_write(out / "answers" / f"{name}.json", json.dumps(
             alpaca_eval_records(ask, outputs[name], f"humback-{cfg.name}-{name}"), indent=1, ensure_ascii=False))
         gen = None
         free()
@@ -221,6 +221,6 @@ def evaluate(run_dir: str | Path, cfg: RunConfig, log=print) -> dict:
     if ev.lm_eval_tasks:
         metrics["lm_eval"] = {name: run_lm_eval(model, ev.lm_eval_tasks, ev.lm_eval_limit)
                               for name, model in forward.items() if name != "base" or Path(model).is_dir()}
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
+    atomic_write(out / "metrics.json", json.dumps(metrics, indent=1))
     return metrics
 

@@ -8,12 +8,11 @@ from, how many rows each step kept, the settings and models that made it, and th
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import yaml
 
-from humback.records import RecordError, read_jsonl, write_jsonl
+from humback.records import RecordError, atomic_write, read_jsonl, read_manifest, write_jsonl
 
 
 def curated_rows(run_dir: Path, iteration: int) -> list[dict]:
@@ -77,10 +76,7 @@ def dataset_card(manifest: dict, iteration: int, rows: int, files: list[str], li
 def export(run_dir: str | Path, out_dir: str | Path, iteration: int | None = None, fmt: str = "jsonl",
            license: str = "other", push_to_hub: str | None = None, private: bool = True) -> dict:
     run_dir, out_dir = Path(run_dir), Path(out_dir)
-    manifest_path = run_dir / "manifest.json"
-    if not manifest_path.is_file():
-        raise RecordError(f"{run_dir} is not a humback run directory (no manifest.json)")
-    manifest = json.loads(manifest_path.read_text())
+    manifest = read_manifest(run_dir)
     if iteration is None:
         done = [int(k.split(":")[1]) for k, v in manifest.get("stages", {}).items()
                 if k.startswith("curate:") and v.get("status") == "done"]
@@ -101,7 +97,7 @@ def export(run_dir: str | Path, out_dir: str | Path, iteration: int | None = Non
         write_jsonl(out_dir / name, rows)
     else:
         raise RecordError(f"unknown export format '{fmt}' (accepted: jsonl, parquet)")
-    (out_dir / "README.md").write_text(dataset_card(manifest, iteration, len(rows), [name], license, push_to_hub))
+    atomic_write(out_dir / "README.md", dataset_card(manifest, iteration, len(rows), [name], license, push_to_hub))
     result = {"rows": len(rows), "iteration": iteration, "files": [str(out_dir / name), str(out_dir / "README.md")]}
     if push_to_hub:
         result["url"] = upload(out_dir, push_to_hub, private)

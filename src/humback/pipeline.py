@@ -25,7 +25,7 @@ import yaml
 from humback import __version__, prompts
 from humback.config import RunConfig, fingerprint
 from humback.data.extract import extractor_version
-from humback.records import file_sha256, read_jsonl
+from humback.records import atomic_write, file_sha256, read_jsonl, read_manifest
 
 
 class StageError(Exception):
@@ -54,12 +54,10 @@ def _versions() -> dict:
 class Manifest:
     def __init__(self, run_dir: Path):
         self.path = run_dir / "manifest.json"
-        self.data = json.loads(self.path.read_text()) if self.path.exists() else {"stages": {}}
+        self.data = read_manifest(run_dir) if self.path.exists() else {"stages": {}}
 
     def save(self) -> None:
-        tmp = self.path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(self.data, indent=1))
-        tmp.replace(self.path)
+        atomic_write(self.path, json.dumps(self.data, indent=1))
 
     def stage(self, key: str) -> dict:
         return self.data["stages"].get(key, {})
@@ -212,7 +210,7 @@ def run_pipeline(cfg: RunConfig, run_dir: str | Path, force: str | None = None,
     manifest.data.update({"name": cfg.name, "run_dir": str(run_dir), "config": cfg.model_dump()})
     # Drop entries of stages this config no longer has (e.g. fewer iterations).
     manifest.data["stages"] = {k: v for k, v in manifest.data["stages"].items() if k in keys}
-    (run_dir / "config.yaml").write_text(yaml.safe_dump(cfg.model_dump(), sort_keys=False))
+    atomic_write(run_dir / "config.yaml", yaml.safe_dump(cfg.model_dump(), sort_keys=False))
     ran: set[str] = set()
     for stage in stages:
         # Rerun when asked, or when an upstream stage ran now: its outputs are new even if its
@@ -252,7 +250,4 @@ def _discard_partials(stage: Stage) -> None:
 
 
 def status_table(run_dir: str | Path) -> str:
-    path = Path(run_dir) / "manifest.json"
-    if not path.exists():
-        raise StageError(f"{run_dir} has no manifest.json: is it a run directory? (`humback run` makes one)")
-    return summary(json.loads(path.read_text()))
+    return summary(read_manifest(run_dir))

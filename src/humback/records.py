@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -20,8 +21,65 @@ class RecordError(Exception):
     """A row file that is missing or malformed; the message names the file and line."""
 
 
-def read_jsonl(path: str | Path, required: tuple[str, ...] = ()) -> Iterator[dict]:
-    """Yield rows of a JSONL file, or of every *.jsonl file in a folder (sorted)."""
+class BadLine(RecordError):
+    """One line that is not a usable JSON value; `kind` names the problem for counting."""
+
+    def __init__(self, kind: str, detail: str):
+        super().__init__(detail)
+        self.kind = kind
+
+
+# A \uD800-\uDFFF escape: JSON allows it, but a lone surrogate cannot be written out as UTF-8 again.
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
+
+
+def parse_json_line(raw: bytes) -> object:
+    """One JSONL line -> its value, or BadLine: invalid UTF-8, invalid JSON (including integers too long to
+    convert and nesting too deep to parse), or a lone UTF-16 surrogate in a string."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise BadLine("invalid_utf8", f"invalid UTF-8 at byte {e.start}") from None
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise BadLine("malformed_json", f"not valid JSON ({e.msg})") from None
+    except (ValueError, RecursionError) as e:  # 4,300+ digit integers; "[[[[..." deeper than the parser goes
+        raise BadLine("malformed_json", f"not valid JSON ({type(e).__name__}: {str(e)[:80]})") from None
+    if _SURROGATE_ESCAPE.search(raw):
+        try:
+            json.dumps(value, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError:
+            raise BadLine("invalid_unicode", "a lone UTF-16 surrogate (\\udXXX) in a string") from None
+    return value
+
+
+def capped_lines(f, max_bytes: int) -> Iterator[tuple[int, bytes | None]]:
+    """(line number, line) of a binary file, reading at most `max_bytes` of any line into memory; a longer
+    line is skipped through and given as None."""
+    lineno = 0
+    while True:
+        raw = f.readline(max_bytes + 1)
+        if not raw:
+            return
+        lineno += 1
+        if len(raw) > max_bytes and not raw.endswith(b"\n"):
+            while True:  # skip the rest of the line, a block at a time
+                rest = f.readline(1 << 20)
+                if not rest or rest.endswith(b"\n"):
+                    break
+            yield lineno, None
+            continue
+        yield lineno, raw
+
+
+MAX_LINE_BYTES = 64 << 20  # stage files: a row this large is not one humback wrote
+
+
+def read_jsonl(path: str | Path, required: tuple[str, ...] = (), unique_ids: bool = False) -> Iterator[dict]:
+    """Yield rows of a JSONL file, or of every *.jsonl file in a folder (sorted). A malformed line is a
+    RecordError naming file and line; with `unique_ids`, so is a second row with the same id (its row
+    would otherwise be lost: outputs are keyed by id)."""
     path = Path(path)
     if path.is_dir():
         files = sorted(path.glob("*.jsonl"))
@@ -31,21 +89,68 @@ def read_jsonl(path: str | Path, required: tuple[str, ...] = ()) -> Iterator[dic
         files = [path]
     else:
         raise RecordError(f"{path} does not exist")
+    seen: dict[str, str] = {}
     for file in files:
-        with open(file, encoding="utf-8") as f:
-            for lineno, line in enumerate(f, 1):
-                if not line.strip():
+        with open(file, "rb") as f:
+            for lineno, raw in capped_lines(f, MAX_LINE_BYTES):
+                if raw is None:
+                    raise RecordError(f"{file}:{lineno}: line longer than {MAX_LINE_BYTES:,} bytes")
+                if not raw.strip():
                     continue
                 try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as e:
-                    raise RecordError(f"{file}:{lineno}: not valid JSON ({e.msg})") from None
+                    row = parse_json_line(raw)
+                except BadLine as e:
+                    raise RecordError(f"{file}:{lineno}: {e}") from None
                 if not isinstance(row, dict):
                     raise RecordError(f"{file}:{lineno}: expected a JSON object, got {type(row).__name__}")
-                missing = [k for k in required if k not in row]
+                missing = [k for k in required if row.get(k) is None]
                 if missing:
                     raise RecordError(f"{file}:{lineno}: missing key(s) {', '.join(missing)}")
+                if unique_ids:
+                    key = str(row.get("id"))
+                    if key in seen:
+                        raise RecordError(f"{file}:{lineno}: duplicate id {key!r} (first at {seen[key]}); ids must be "
+                                          "unique: rows are matched by id")
+                    seen[key] = f"{file.name}:{lineno}"
                 yield row
+
+
+def read_manifest(run_dir: str | Path) -> dict:
+    """A run directory's manifest.json, or a RecordError saying what is wrong with it."""
+    path = Path(run_dir) / "manifest.json"
+    if not path.is_file():
+        raise RecordError(f"{run_dir} is not a humback run directory (no manifest.json; `humback run` makes one)")
+    try:
+        data = json.loads(path.read_bytes().decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError) as e:
+        raise RecordError(f"{path} is corrupt ({type(e).__name__}: {str(e)[:80]}); restore it, or delete it to "
+                          "rerun every stage (finished outputs are checked again)") from None
+    if not isinstance(data, dict) or not isinstance(data.get("stages", {}), dict):
+        raise RecordError(f"{path} is not a humback manifest (expected an object with 'stages')")
+    data.setdefault("stages", {})
+    return data
+
+
+def fsync_dir(path: Path) -> None:
+    """Make a rename in `path` durable (a crash right after it cannot bring the old name back)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def atomic_write(path: str | Path, data: str | bytes) -> None:
+    """Write a final file whole or not at all: a temp file beside it, fsync, rename, fsync the folder."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "wb") as f:
+        f.write(data.encode("utf-8") if isinstance(data, str) else data)
+        f.flush()
+        os.fsync(f.fileno())
+    tmp.replace(path)
+    fsync_dir(path.parent)
 
 
 def write_jsonl(path: str | Path, rows: Iterable[dict]) -> int:
@@ -71,16 +176,27 @@ def file_sha256(path: str | Path) -> str:
 class RowWriter:
     """Append rows to `<out>.partial`; `finish()` renames it to `<out>`.
 
-    `done` holds the ids already written by an earlier, killed run.
+    `done` holds the ids already written by an earlier, killed run. `settings` (what the rows depend on:
+    model, prompts, sampling) is kept beside the partial file; a rerun with other settings starts over
+    instead of mixing rows of the two.
     """
 
-    def __init__(self, out: str | Path):
+    def __init__(self, out: str | Path, settings: dict | None = None, log=print):
         self.out = Path(out)
         self.partial = self.out.with_name(self.out.name + ".partial")
+        self.settings_file = self.out.with_name(self.out.name + ".partial.settings.json")
         self.out.parent.mkdir(parents=True, exist_ok=True)
         self.done: set[str] = set()
+        stamp = json.dumps(settings or {}, sort_keys=True, default=str)
         if self.partial.exists():
-            self._recover()
+            old = self.settings_file.read_text(encoding="utf-8") if self.settings_file.exists() else None
+            if old is not None and old != stamp:
+                log(f"[resume] {self.partial} was written with other settings; starting it over")
+                self.partial.unlink()
+            else:
+                self._recover()
+        if not self.settings_file.exists() or self.settings_file.read_text(encoding="utf-8") != stamp:
+            atomic_write(self.settings_file, stamp)
         self._f = open(self.partial, "a", encoding="utf-8")  # noqa: SIM115 (held open across writes; closed in finish/close)
 
     def _recover(self) -> None:
@@ -89,15 +205,17 @@ class RowWriter:
         good = bytearray()
         for line in keep.splitlines(keepends=True):
             try:
-                row = json.loads(line)
-            except json.JSONDecodeError:
+                row = parse_json_line(line)
+            except BadLine:
                 break  # a garbled line can only come from a torn write; everything after it is redone
+            if not isinstance(row, dict) or row.get("id") is None:
+                break  # not a row this writer wrote: redo from here
             if row["id"] in self.done:
                 continue
             self.done.add(row["id"])
             good += line
         if len(good) != len(data):
-            self.partial.write_bytes(bytes(good))
+            atomic_write(self.partial, bytes(good))  # never a half-rewritten partial file
 
     def write(self, rows: Iterable[dict]) -> None:
         for row in rows:
@@ -119,13 +237,19 @@ class RowWriter:
                 raise RecordError(f"{self.partial}: {len(missing)} rows missing (first: {missing[0]})")
             n = write_jsonl(self.out, (rows[i] for i in order))
             self.partial.unlink()
+            self.settings_file.unlink(missing_ok=True)
             return n
         self.partial.replace(self.out)
+        fsync_dir(self.out.parent)
+        self.settings_file.unlink(missing_ok=True)
         return len(self.done)
 
     def close(self) -> None:
         if not self._f.closed:
             self._f.close()
+
+
+SHARD_NAME = re.compile(r"\d{5}\.jsonl")
 
 
 class ShardWriter:
@@ -138,6 +262,16 @@ class ShardWriter:
         self.single = self.out.suffix == ".jsonl"
         self.shard_size = shard_size
         self.tmp = self.out.with_name(self.out.name + ".tmp")
+        # finish() replaces the output folder: refuse one that holds anything but our own shards, so a
+        # careless --out (a home folder, the corpus itself) is never deleted.
+        if not self.single and self.out.is_file():
+            raise RecordError(f"output {self.out} is an existing file: give a .jsonl path or a folder for shards")
+        if not self.single and self.out.is_dir():
+            foreign = [p.name for p in self.out.iterdir() if not SHARD_NAME.fullmatch(p.name)]
+            if foreign:
+                raise RecordError(f"output folder {self.out} holds other files ({', '.join(sorted(foreign)[:3])}"
+                                  f"{', ...' if len(foreign) > 3 else ''}); it would be replaced: give a new or "
+                                  "empty folder, or a .jsonl file")
         if self.tmp.is_dir():
             shutil.rmtree(self.tmp)
         self.out.parent.mkdir(parents=True, exist_ok=True)
@@ -157,10 +291,11 @@ class ShardWriter:
         self.close()
         if self.single:
             self.tmp.replace(self.out)
-            return
-        if self.out.exists():
-            shutil.rmtree(self.out)
-        self.tmp.rename(self.out)
+        else:
+            if self.out.exists():
+                shutil.rmtree(self.out)
+            self.tmp.rename(self.out)
+        fsync_dir(self.out.parent)
 
     def close(self, discard: bool = False) -> None:
         """Close the open shard; with `discard`, also remove an unpublished `<out>.tmp` (a failed run

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from humback.records import RecordError, read_jsonl
+from humback.records import atomic_write, read_jsonl, read_manifest
 
 SECTIONS = ("Data funnel", "Curation scores", "Lengths: pool vs selected", "Training loss", "Evaluation")
 
@@ -56,7 +56,9 @@ def _funnel_plot(steps: list[tuple[str, int]], out: Path) -> str:
 
 
 def _iterations(run_dir: Path) -> list[int]:
-    return sorted(int(p.name.removeprefix("iter")) for p in run_dir.glob("iter*") if (p / "scored.jsonl").is_file())
+    # Only iter<N> folders: a user's copy such as iter1.bak is not an iteration.
+    return sorted(int(p.name[4:]) for p in run_dir.glob("iter*")
+                  if p.name[4:].isdigit() and (p / "scored.jsonl").is_file())
 
 
 def _score_plot(run_dir: Path, iterations: list[int], out: Path) -> str:
@@ -125,10 +127,7 @@ def _eval_section(metrics: dict) -> list[str]:
 def report(run_dir: str | Path) -> Path:
     """Write run_dir/report/report.md and its plots; return the report's path."""
     run_dir = Path(run_dir)
-    manifest_path = run_dir / "manifest.json"
-    if not manifest_path.is_file():
-        raise RecordError(f"{run_dir} is not a humback run directory (no manifest.json)")
-    manifest = json.loads(manifest_path.read_text())
+    manifest = read_manifest(run_dir)
     out = run_dir / "report"
     out.mkdir(exist_ok=True)
     md = [f"# humback run `{manifest.get('name', run_dir.name)}`", ""]
@@ -173,5 +172,5 @@ def report(run_dir: str | Path) -> Path:
     else:
         md += [f"(not evaluated yet: `humback eval {run_dir} --heldout FILE`)"]
     path = out / "report.md"
-    path.write_text("\n".join(md) + "\n")
+    atomic_write(path, "\n".join(md) + "\n")
     return path

@@ -164,6 +164,7 @@ def _resiliparse(html: str) -> tuple[str, list[Block]]:
     from resiliparse.parse.html import HTMLTree
 
     tree = HTMLTree.parse(html)
+    _check_depth(tree)
     title = clean(tree.title or "")
     minimal = extract_plain_text(tree, main_content=True, preserve_formatting="minimal_html", list_bullets=False,
                                  alt_texts=False)
@@ -178,6 +179,30 @@ def _resiliparse(html: str) -> tuple[str, list[Block]]:
         else:  # paragraphs, lists (one line per item), pre-formatted text and bare text between them
             blocks.extend((0, line) for line in clean(text).split("\n") if line)
     return title, [b for b in blocks if b[1] or b[0]]  # empty headers still cut (and are counted)
+
+
+class HTMLTooDeep(ValueError):
+    """Elements nested deeper than MAX_DEPTH: no real page is, and extraction time grows with depth."""
+
+
+# libxml2 (under lxml, so under trafilatura) stops at this depth too.
+MAX_DEPTH = 256
+
+
+def _check_depth(tree) -> None:
+    """Walk resiliparse's DOM once (next/parent links, no recursion); raise HTMLTooDeep past MAX_DEPTH:
+    its main-content heuristics take minutes on 100,000 nested elements."""
+    node, depth = tree.document, 0
+    while node is not None:
+        child = node.first_child
+        if child is not None:
+            node, depth = child, depth + 1
+            if depth > MAX_DEPTH:
+                raise HTMLTooDeep(f"elements nested more than {MAX_DEPTH} deep")
+            continue
+        while node is not None and node.next is None:
+            node, depth = node.parent, depth - 1
+        node = node.next if node is not None else None
 
 
 def _whole_page(html: str) -> tuple[str, list[Block]]:

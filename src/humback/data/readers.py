@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import gzip
 import io
-import json
 import re
 import zlib
 from collections import Counter
@@ -18,11 +17,14 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from humback.records import RecordError
+from humback.records import BadLine, RecordError, capped_lines, parse_json_line
 
 HTML_SUFFIXES = (".html", ".htm")
 JSONL_SUFFIXES = (".jsonl", ".jsonl.gz", ".jsonl.zst", ".json.gz", ".ndjson")
 WARC_SUFFIXES = (".warc", ".warc.gz")
+# Bytes of one record (a JSONL line, an HTML file, a WARC record, a .json file) read at most: larger ones
+# are skipped before they are held whole (data.max_record_bytes).
+MAX_RECORD_BYTES = 20_000_000
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
@@ -62,44 +64,90 @@ def _suffix(path: Path) -> str:
     return path.suffix.lower()
 
 
+class _ZstdStream(io.RawIOBase):
+    """A .zst file read frame after frame, in small steps (a highly compressed input cannot blow up in
+    memory), that raises EOFError when the last frame is cut short: zstandard's stream reader returns
+    what it has and stays silent about a truncated file."""
+
+    STEP = 2048  # compressed bytes per step: zstd's worst ratio (~32,000:1) keeps a step under 64 MB
+
+    def __init__(self, path: Path):
+        import zstandard
+
+        self._new = zstandard.ZstdDecompressor().decompressobj
+        self._raw = open(path, "rb")  # noqa: SIM115 (closed in close())
+        self._d = self._new()
+        self._buf = b""
+        self._started = False
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b) -> int:
+        while not self._buf:
+            data = self._raw.read(self.STEP)
+            if not data:
+                if self._started and not self._d.eof:
+                    raise EOFError("truncated zstd stream: the last frame is incomplete")
+                return 0
+            while data:
+                if self._d.eof:  # the next frame of a multi-frame file
+                    self._d = self._new()
+                self._started = True
+                self._buf += self._d.decompress(data)
+                data = self._d.unused_data if self._d.eof else b""
+        n = min(len(b), len(self._buf))
+        b[:n] = self._buf[:n]
+        self._buf = self._buf[n:]
+        return n
+
+    def close(self) -> None:
+        self._raw.close()
+        super().close()
+
+
 def _open_binary(path: Path):
     name = path.name.lower()
     if name.endswith(".gz"):
         return gzip.open(path, "rb")
     if name.endswith(".zst"):
-        import zstandard
-
-        return io.BufferedReader(zstandard.ZstdDecompressor().stream_reader(open(path, "rb")))
+        return io.BufferedReader(_ZstdStream(path), buffer_size=1 << 16)
     return open(path, "rb")
 
 
-def jsonl_rows(path: Path, problems: Problems) -> Iterator[tuple[str, object]]:
-    """(location, parsed line) for each line of a JSONL file (plain, .gz or .zst); undecodable lines and
-    a truncated compressed stream are reported with their line and skipped."""
+def jsonl_rows(path: Path, problems: Problems, max_bytes: int = MAX_RECORD_BYTES) -> Iterator[tuple[str, object]]:
+    """(location, parsed line) for each line of a JSONL file (plain, .gz or .zst); undecodable lines,
+    lines over `max_bytes` (skipped through, never held whole) and a truncated compressed stream are
+    reported with their line and skipped."""
     lineno = 0
     try:
         with _open_binary(path) as f:
-            for lineno, raw in enumerate(f, 1):
+            for lineno, raw in capped_lines(f, max_bytes):
+                where = f"{path}:{lineno}"
+                if raw is None:
+                    problems("document_too_large", where, f"line over {max_bytes:,} bytes (data.max_record_bytes)")
+                    continue
                 if not raw.strip():
                     continue
-                where = f"{path}:{lineno}"
                 try:
-                    row = json.loads(raw.decode("utf-8"))
-                except UnicodeDecodeError as e:
-                    problems("invalid_utf8", where, f"invalid UTF-8 at byte {e.start}")
-                    continue
-                except json.JSONDecodeError as e:
-                    problems("malformed_json", where, f"not valid JSON ({e.msg})")
+                    row = parse_json_line(raw)
+                except BadLine as e:
+                    problems(e.kind, where, str(e))
                     continue
                 yield where, row
     except (EOFError, gzip.BadGzipFile, zlib.error, OSError) as e:
         if isinstance(e, FileNotFoundError):
             raise
         problems("truncated_file", f"{path}:{lineno + 1}", f"unreadable compressed data ({type(e).__name__}: {e})")
+    except Exception as e:  # zstandard.ZstdError and other decoder errors of a damaged file
+        if type(e).__module__.split(".")[0] != "zstandard":
+            raise
+        problems("truncated_file", f"{path}:{lineno + 1}", f"damaged zstd data ({e})")
 
 
-def read_jsonl_docs(path: Path, text_field: str, problems: Problems) -> Iterator[Document]:
-    for where, row in jsonl_rows(path, problems):
+def read_jsonl_docs(path: Path, text_field: str, problems: Problems, max_bytes: int = MAX_RECORD_BYTES
+                    ) -> Iterator[Document]:
+    for where, row in jsonl_rows(path, problems, max_bytes):
         text = row.get(text_field) if isinstance(row, dict) else None
         if not isinstance(text, str):
             problems("missing_text", where, f"no string field '{text_field}' (set data.text_field)")
@@ -131,7 +179,11 @@ def read_parquet_docs(path: Path, text_field: str, problems: Problems) -> Iterat
                 yield Document(doc_id, str(path), str(urls[i] or "") if urls else "", f"{path}#row{row}", text=text)
 
 
-def read_html_doc(path: Path, problems: Problems) -> Iterator[Document]:
+def read_html_doc(path: Path, problems: Problems, max_bytes: int = MAX_RECORD_BYTES) -> Iterator[Document]:
+    size = path.stat().st_size
+    if size > max_bytes:  # checked before reading: the file is never held whole
+        problems("document_too_large", str(path), f"HTML file of {size:,} bytes exceeds data.max_record_bytes")
+        return
     try:
         html = path.read_bytes().decode("utf-8")
     except UnicodeDecodeError as e:
@@ -140,7 +192,7 @@ def read_html_doc(path: Path, problems: Problems) -> Iterator[Document]:
     yield Document(path.stem, str(path), path.name, str(path), html=html)
 
 
-def read_warc_docs(path: Path, problems: Problems) -> Iterator[Document]:
+def read_warc_docs(path: Path, problems: Problems, max_bytes: int = MAX_RECORD_BYTES) -> Iterator[Document]:
     from warcio.archiveiterator import ArchiveIterator
     from warcio.exceptions import ArchiveLoadFailed
 
@@ -155,8 +207,13 @@ def read_warc_docs(path: Path, problems: Problems) -> Iterator[Document]:
                         continue
                 elif rec.rec_type != "conversion":  # WET conversions hold already extracted plain text
                     continue
-                body = rec.content_stream().read()
+                # Read at most max_bytes + 1: a gzip-encoded body can inflate a thousandfold.
+                body = rec.content_stream().read(max_bytes + 1)
                 offset = records.get_record_offset()  # only after the body: asking first consumes it
+                if len(body) > max_bytes:
+                    problems("document_too_large", f"{path}@{offset}",
+                             f"WARC record body over {max_bytes:,} bytes (data.max_record_bytes)")
+                    continue
                 if getattr(rec.raw_stream, "limit", 0):  # bytes the header promised but the file lacks
                     problems("truncated_file", f"{path}@{offset}", "truncated WARC record")
                     continue
@@ -203,7 +260,8 @@ def files_of(path: Path) -> list[Path]:
     return [path]
 
 
-def iter_documents(corpus: str | Path, text_field: str = "text", problems: Problems | None = None) -> Iterator[Document]:
+def iter_documents(corpus: str | Path, text_field: str = "text", problems: Problems | None = None,
+                   max_bytes: int = MAX_RECORD_BYTES) -> Iterator[Document]:
     """Every document of a corpus: a file, a folder (recursively, sorted), or a hub dataset id."""
     problems = problems or Problems()
     path = Path(corpus)
@@ -219,43 +277,61 @@ def iter_documents(corpus: str | Path, text_field: str = "text", problems: Probl
     for file in files:
         kind = _suffix(file)
         if kind in HTML_SUFFIXES:
-            yield from read_html_doc(file, problems)
+            yield from read_html_doc(file, problems, max_bytes)
         elif kind in WARC_SUFFIXES:
-            yield from read_warc_docs(file, problems)
+            yield from read_warc_docs(file, problems, max_bytes)
         elif kind == ".parquet":
             yield from read_parquet_docs(file, text_field, problems)
         elif kind in JSONL_SUFFIXES:
-            yield from read_jsonl_docs(file, text_field, problems)
+            yield from read_jsonl_docs(file, text_field, problems, max_bytes)
         else:
             raise RecordError(f"{file}: unknown corpus file type; expected .html, .warc[.gz], .jsonl[.gz|.zst] or .parquet")
 
 
-def read_rows(path: Path, problems: Problems) -> Iterator[tuple[str, dict]]:
+def read_rows(path: Path, problems: Problems, max_bytes: int = MAX_RECORD_BYTES) -> Iterator[tuple[str, dict]]:
     """(location, row) for every object in a JSONL[.gz|.zst], JSON (a list), CSV or Parquet file."""
     name = path.name.lower()
     if name.endswith(".parquet"):
+        import pyarrow as pa
         import pyarrow.parquet as pq
 
         row = 0
-        for batch in pq.ParquetFile(path).iter_batches(batch_size=1024):
-            for item in batch.to_pylist():
-                row += 1
-                yield f"{path}#row{row}", item
+        try:
+            for batch in pq.ParquetFile(path).iter_batches(batch_size=1024):
+                for item in batch.to_pylist():
+                    row += 1
+                    yield f"{path}#row{row}", item
+        except (OSError, pa.ArrowException) as e:
+            raise RecordError(f"{path}#row{row + 1}: not a readable Parquet file ({str(e)[:120]})") from None
     elif name.endswith((".csv", ".csv.gz")):
         import csv
 
-        with io.TextIOWrapper(_open_binary(path), encoding="utf-8", newline="") as f:
-            for lineno, item in enumerate(csv.DictReader(f), 2):
-                yield f"{path}:{lineno}", item
+        # Python's csv refuses fields over 128 KB by default; responses can be longer, records cannot be
+        # longer than max_bytes.
+        csv.field_size_limit(max_bytes)
+        lineno = 1
+        try:
+            with io.TextIOWrapper(_open_binary(path), encoding="utf-8", newline="") as f:
+                reader = csv.DictReader(f)
+                for item in reader:
+                    lineno = reader.line_num
+                    yield f"{path}:{lineno}", item
+        except UnicodeDecodeError as e:
+            raise RecordError(f"{path}: invalid UTF-8 after line {lineno} (byte {e.start} of a block)") from None
+        except csv.Error as e:
+            raise RecordError(f"{path}:{lineno + 1}: malformed CSV ({e})") from None
     elif name.endswith((".json", ".json.gz")) and not name.endswith(".jsonl.gz"):
         with _open_binary(path) as f:
-            try:
-                data = json.loads(f.read().decode("utf-8"))
-            except (UnicodeDecodeError, json.JSONDecodeError) as e:
-                raise RecordError(f"{path}: not a valid JSON document ({e})") from None
+            raw = f.read(max_bytes + 1)
+        if len(raw) > max_bytes:
+            raise RecordError(f"{path}: JSON document over {max_bytes:,} bytes; use JSONL (one object per line)")
+        try:
+            data = parse_json_line(raw)
+        except BadLine as e:
+            raise RecordError(f"{path}: not a valid JSON document ({e})") from None
         if not isinstance(data, list):
             raise RecordError(f"{path}: expected a JSON list of objects, got {type(data).__name__}")
         for i, item in enumerate(data):
             yield f"{path}[{i}]", item
     else:
-        yield from jsonl_rows(path, problems)
+        yield from jsonl_rows(path, problems, max_bytes)

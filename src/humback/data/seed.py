@@ -108,7 +108,9 @@ def _pair_from_row(row: dict, cfg: DataConfig) -> tuple[str, str] | None:
         ins, res = row.get(cfg.instruction_field or "instruction"), row.get(cfg.response_field or "response")
         return (ins, res) if isinstance(ins, str) and isinstance(res, str) else None
     if "instruction" in row and ("output" in row or "response" in row):  # alpaca (instruction, input, output)
-        ins = row["instruction"] + (f"\n\n{row['input']}" if row.get("input") else "")
+        ins, extra = row["instruction"], row.get("input")
+        if isinstance(ins, str) and isinstance(extra, str) and extra:
+            ins += f"\n\n{extra}"
         return ins, row.get("output", row.get("response"))
     if "prompt" in row and isinstance(row["prompt"], str) and "response" in row:
         return row["prompt"], row["response"]
@@ -123,6 +125,7 @@ def _pair_from_row(row: dict, cfg: DataConfig) -> tuple[str, str] | None:
 
 def _generic_pairs(rows: Iterator[tuple[str, dict]], cfg: DataConfig, reasons: Counter, problems: Problems) -> list[dict]:
     pairs = []
+    seen: dict[str, str] = {}
     for where, row in rows:
         if not isinstance(row, dict):
             problems("not_an_object", where, "expected an object per row")
@@ -133,11 +136,16 @@ def _generic_pairs(rows: Iterator[tuple[str, dict]], cfg: DataConfig, reasons: C
                      "data.response_field, or use alpaca, sharegpt or messages style)")
             reasons["unrecognised_row"] += 1
             continue
-        ins, res = (str(x or "").strip() for x in found)
+        # null, numbers or lists where text belongs: counted as empty, never turned into text
+        ins, res = (x.strip() if isinstance(x, str) else "" for x in found)
         if not ins or not res:
             reasons["empty_text"] += 1
             continue
         pid = str(row.get("id") or hashlib.sha256(f"{ins}\x00{res}".encode()).hexdigest()[:16])
+        if pid in seen:
+            problems("duplicate_id", where, f"id {pid!r} already used at {seen[pid]}; ids must be unique")
+            continue
+        seen[pid] = where
         reasons["kept"] += 1
         pairs.append({"id": pid, "instruction": ins, "response": res, "source": "pairs",
                       "meta": {"tree_id": pid, "location": where}})
@@ -164,7 +172,7 @@ def _load(source: str, cfg: DataConfig, reasons: Counter, problems: Problems) ->
             return _oasst_pairs(trees, cfg, reasons), "oasst-messages"
         raise RecordError(f"seed source {path} not found: give an oasst tree export (*.trees.jsonl[.gz]), a message "
                           "table, a pairs file (JSONL/JSON/CSV/Parquet), a hub id such as OpenAssistant/oasst1, or 'demo'")
-    rows = read_rows(path, problems)
+    rows = read_rows(path, problems, cfg.max_record_bytes)
     fmt = cfg.seed_format
     if fmt == "auto":
         first = next(rows, None)

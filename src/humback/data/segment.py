@@ -172,7 +172,12 @@ def document_pieces(doc, cfg: DataConfig, funnel: Counter, problems: Problems
             problems("document_too_large", doc.location, f"HTML page of {len(doc.html):,} characters exceeds "
                      f"data.max_html_chars={cfg.max_html_chars:,}")
             return
-        title, blocks = page_blocks(doc.html, cfg.extractor)
+        try:
+            title, blocks = page_blocks(doc.html, cfg.extractor)
+        except Exception as e:  # noqa: BLE001 (each HTML library rejects hostile markup with its own types)
+            problems("unparseable_html", doc.location, f"{cfg.extractor} cannot parse the page "
+                     f"({type(e).__name__}: {str(e)[:100]})")
+            return
         kept = [(level, text) for level, text in blocks if level or not boilerplate_line(text)]
         funnel["boilerplate_lines_removed"] += len(blocks) - len(kept)
         chars = sum(len(text) for _, text in kept)
@@ -209,6 +214,10 @@ def segment(corpus: str | Path, out: str | Path, cfg: DataConfig | None = None, 
     of shards otherwise); return the funnel as stage stats."""
     cfg = cfg or DataConfig()
     corpus = demo_corpus_path() if str(corpus) == "demo" else corpus
+    source, target = Path(corpus).resolve(), Path(out).resolve()
+    if source.exists() and (target == source or source in target.parents or target in source.parents):
+        raise RecordError(f"output {out} overlaps the corpus {corpus}: the corpus would be overwritten; "
+                          "write the segments somewhere else")
     problems = Problems(strict=cfg.strict, log=log)
     funnel: Counter = Counter()
     dedup = Deduplicator(cfg.near_duplicate_threshold)
@@ -245,7 +254,7 @@ def segment(corpus: str | Path, out: str | Path, cfg: DataConfig | None = None, 
 
     kept = 0
     try:
-        docs = tqdm(iter_documents(corpus, cfg.text_field, problems), desc="segment", unit="doc", mininterval=2)
+        docs = tqdm(iter_documents(corpus, cfg.text_field, problems, cfg.max_record_bytes), desc="segment", unit="doc", mininterval=2)
         for doc in docs:
             funnel["documents"] += 1
             body = doc.html if doc.html is not None else doc.text
