@@ -14,8 +14,8 @@ from tqdm.auto import tqdm
 from humback.config import AugmentConfig
 from humback.generation.base import Generator, SamplingParams
 from humback.generation.cache import generator_stats
-from humback.records import RowWriter, read_jsonl
 from humback.prompts import BACKWARD_PROMPT
+from humback.records import RowWriter, read_jsonl
 from humback.templates import backward_messages
 
 

@@ -7,11 +7,20 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_serializer,
+    field_validator,
+    model_validator,
+)
 
 
 class ConfigError(Exception):
@@ -71,6 +80,34 @@ class DataConfig(_Strict):
 Backend = Literal["auto", "transformers", "ctranslate2", "vllm", "openai"]
 
 
+def redact_url(url: str | None) -> str | None:
+    """A URL without the secrets it may carry (user:password@, a query string): what may be written."""
+    if not url:
+        return url
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    netloc = f"[{host}]" if ":" in host else host
+    if parts.port:
+        netloc += f":{parts.port}"
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
+def is_loopback(url: str) -> bool:
+    """Whether a URL points at this machine (localhost, 127.0.0.0/8, ::1)."""
+    import ipaddress
+    from urllib.parse import urlsplit
+
+    host = urlsplit(url).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 class EngineConfig(_Strict):
     """Where one role's text comes from. Every key applies to the backends named in its description."""
 
@@ -96,6 +133,37 @@ class EngineConfig(_Strict):
         if self.backend == "openai" and not self.model:
             raise ValueError("the openai backend needs `model`: the name the server serves the model under")
         return self
+
+    @field_validator("base_url")
+    @classmethod
+    def _safe_url(cls, url: str | None) -> str | None:
+        if url is None:
+            return url
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"base_url {redact_url(url)!r} is not an http(s) URL with a host")
+        if parts.scheme == "http" and not is_loopback(url):
+            raise ValueError(f"base_url {redact_url(url)!r}: plain http is only accepted to this machine (the key"
+                             " and every request would cross the network unencrypted); use https")
+        if parts.username or parts.password:
+            raise ValueError("base_url must not carry credentials (user:password@): put the key in the"
+                             " variable named by api_key_env")
+        return url
+
+    @field_validator("api_key_env")
+    @classmethod
+    def _key_variable(cls, name: str) -> str:
+        # The key's endpoint is paired by the variable <PREFIX>_BASE_URL (see generation/openai_api.py), so
+        # a recipe cannot name just any secret in the environment.
+        if not re.fullmatch(r"[A-Z][A-Z0-9_]*_API_KEY", name):
+            raise ValueError(f"api_key_env {name!r}: name a variable ending in _API_KEY (e.g. OPENAI_API_KEY)")
+        return name
+
+    @field_serializer("base_url")
+    def _written_url(self, url: str | None) -> str | None:
+        return redact_url(url)  # config.yaml, the manifest and the dataset card never hold a URL's secrets
 
     def identity(self) -> dict:
         """The settings that change what is generated (not how fast): for stage fingerprints."""
@@ -128,10 +196,11 @@ class GenerationConfig(EngineConfig):
         return self
 
     def role(self, name: Literal["backward", "judge", "answerer", "referee"]) -> EngineConfig:
-        base = self.model_dump(include=set(EngineConfig.model_fields))
+        # Attributes, not model_dump: a dump redacts base_url, and the engine needs the real one.
+        base = {k: getattr(self, k) for k in EngineConfig.model_fields}
         override = getattr(self, name)
         if override is not None:
-            base.update(override.model_dump(exclude_unset=True))
+            base.update({k: getattr(override, k) for k in override.model_fields_set})
         try:
             return EngineConfig.model_validate(base)
         except ValidationError as e:

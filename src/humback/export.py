@@ -84,6 +84,15 @@ def export(run_dir: str | Path, out_dir: str | Path, iteration: int | None = Non
             raise RecordError(f"{run_dir}: no finished curation to export")
         iteration = max(done)
     rows = curated_rows(run_dir, iteration)
+    # Only a new or empty folder, or one an earlier export wrote: everything else in it would be
+    # overwritten (or, before, uploaded with it).
+    written = {"README.md", "data/train.jsonl", "data/train.parquet", "data"}
+    if out_dir.is_dir():
+        foreign = sorted(str(p.relative_to(out_dir)) for p in out_dir.rglob("*")
+                         if str(p.relative_to(out_dir)) not in written)
+        if foreign:
+            raise RecordError(f"export folder {out_dir} holds other files ({', '.join(foreign[:3])}"
+                              f"{', ...' if len(foreign) > 3 else ''}): give a new or empty folder")
     out_dir.mkdir(parents=True, exist_ok=True)
     if fmt == "parquet":
         import pyarrow as pa
@@ -100,17 +109,18 @@ def export(run_dir: str | Path, out_dir: str | Path, iteration: int | None = Non
     atomic_write(out_dir / "README.md", dataset_card(manifest, iteration, len(rows), [name], license, push_to_hub))
     result = {"rows": len(rows), "iteration": iteration, "files": [str(out_dir / name), str(out_dir / "README.md")]}
     if push_to_hub:
-        result["url"] = upload(out_dir, push_to_hub, private)
+        result["url"] = upload(out_dir, [name, "README.md"], push_to_hub, private)
     return result
 
 
-def upload(folder: Path, repo: str, private: bool) -> str:
-    """Push the exported folder (data + card) to a dataset repo on the hub; the token comes from the
-    environment (HF_TOKEN) or `huggingface-cli login`, never from humback's files."""
+def upload(folder: Path, files: list[str], repo: str, private: bool) -> str:
+    """Push the files this export wrote (data + card), and nothing else in the folder, to a dataset repo on
+    the hub; the token comes from the environment (HF_TOKEN) or `huggingface-cli login`, never from
+    humback's files."""
     from huggingface_hub import HfApi
 
     api = HfApi()
     api.create_repo(repo, repo_type="dataset", private=private, exist_ok=True)
-    info = api.upload_folder(repo_id=repo, repo_type="dataset", folder_path=str(folder),
+    info = api.upload_folder(repo_id=repo, repo_type="dataset", folder_path=str(folder), allow_patterns=files,
                              commit_message="humback export")
     return str(getattr(info, "commit_url", repo))

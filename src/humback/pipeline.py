@@ -25,7 +25,7 @@ import yaml
 from humback import __version__, prompts
 from humback.config import RunConfig, fingerprint
 from humback.data.extract import extractor_version
-from humback.records import atomic_write, file_sha256, read_jsonl, read_manifest
+from humback.records import atomic_write, file_lock, file_sha256, read_jsonl, read_manifest
 
 
 class StageError(Exception):
@@ -124,6 +124,18 @@ def summary(data: dict) -> str:
     return "\n".join(lines)
 
 
+def source_fingerprint(source: str) -> list | str:
+    """What a local seed or corpus holds, cheaply: each file's path, size and modification time (a corpus
+    edited in place makes its stage run again). Hub ids and 'demo' are their names (a hub dataset's
+    revision is the hub's to pin: give a local snapshot for a fixed input)."""
+    path = Path(source).expanduser()
+    if source == "demo" or not path.exists():
+        return source
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    return [[str(p.relative_to(path) if path.is_dir() else p.name), p.stat().st_size, p.stat().st_mtime_ns]
+            for p in files]
+
+
 def build_stages(cfg: RunConfig, run_dir: Path, log: Callable[[str], None]) -> list[Stage]:
     from humback.augment import augment
     from humback.curate import curate
@@ -151,11 +163,11 @@ def build_stages(cfg: RunConfig, run_dir: Path, log: Callable[[str], None]) -> l
     stages: list[Stage] = []
     seed_keys = {"seed_source", "seed_format", "seed_split", "instruction_field", "response_field", "min_quality",
                  "lang", "max_seed"}
-    fp_seed = fingerprint("seed", d.model_dump(include=seed_keys), cfg.seed)
+    fp_seed = fingerprint("seed", d.model_dump(include=seed_keys), source_fingerprint(d.seed_source), cfg.seed)
     stages.append(Stage("seed", lambda: seed(d.seed_source, seed_file, d, cfg.seed, log=log),
                         fp_seed, {"seed": seed_file}, {"source": d.seed_source}))
     fp_seg = fingerprint("segment", d.model_dump(exclude=seed_keys | {"shard_size", "strict"}),
-                         extractor_version(d.extractor), cfg.seed)
+                         extractor_version(d.extractor), source_fingerprint(d.corpus), cfg.seed)
     stages.append(Stage("segment", lambda: segment(d.corpus, seg_file, d, cfg.seed, log=log),
                         fp_seg, {"segments": seg_file}, {"corpus": d.corpus}))
     fp_myx = fingerprint("train:myx", cfg.model, train_fp, prompts.BACKWARD_PROMPT, fp_seed, cfg.seed)
@@ -201,7 +213,17 @@ def run_pipeline(cfg: RunConfig, run_dir: str | Path, force: str | None = None,
 
     resolve_model(cfg.model)  # an unknown model name fails now, not after the data stages
     run_dir = Path(run_dir)
+    own = {"manifest.json", "config.yaml", ".humback.lock", "cache"}  # what a run killed early may have left
+    if run_dir.is_dir() and any(p.name not in own for p in run_dir.iterdir()) and not (run_dir / "manifest.json").exists():
+        raise StageError(f"{run_dir} is a folder humback did not create (no manifest.json, not empty): give the run "
+                         "a new name or an empty folder")
     run_dir.mkdir(parents=True, exist_ok=True)
+    # One process per run folder: two would resume the same partial files and delete each other's temp output.
+    with file_lock(run_dir / ".humback.lock", wait=False, what=str(run_dir)):
+        return _run_stages(cfg, run_dir, force, log)
+
+
+def _run_stages(cfg: RunConfig, run_dir: Path, force: str | None, log: Callable[[str], None]) -> dict:
     stages = build_stages(cfg, run_dir, log)
     keys = [s.key for s in stages]
     if force is not None and force not in keys and force not in {k.split(":")[0] for k in keys}:

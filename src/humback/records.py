@@ -14,6 +14,7 @@ import os
 import re
 import shutil
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 
@@ -129,6 +130,30 @@ def read_manifest(run_dir: str | Path) -> dict:
         raise RecordError(f"{path} is not a humback manifest (expected an object with 'stages')")
     data.setdefault("stages", {})
     return data
+
+
+class Busy(RecordError):
+    """Another process holds the lock on a folder or cache entry."""
+
+
+@contextmanager
+def file_lock(path: str | Path, wait: bool = True, what: str = "it") -> Iterator[None]:
+    """An exclusive lock on `path` (created if missing) for the `with` block: two runs on one run folder,
+    or two conversions of one model, never delete each other's temporary files. With `wait=False` a held
+    lock is a Busy error naming `what`. Released when the process dies, however it dies."""
+    import fcntl
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            raise Busy(f"another humback process is using {what} (lock {path}); wait for it to finish") from None
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def fsync_dir(path: Path) -> None:

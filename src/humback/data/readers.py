@@ -266,7 +266,7 @@ def iter_documents(corpus: str | Path, text_field: str = "text", problems: Probl
     problems = problems or Problems()
     path = Path(corpus)
     if not path.exists():
-        if HUB_ID.match(str(corpus)):
+        if HUB_ID.match(str(corpus)) and not path.parent.is_dir():  # "data/crawl" with data/ here is a typo
             yield from read_hub_docs(str(corpus), text_field, problems)
             return
         raise RecordError(f"corpus {corpus} not found: give a file or folder (HTML, WARC, JSONL, Parquet), "

@@ -161,7 +161,7 @@ def _length_stats(values: list[int]) -> dict:
 def _load(source: str, cfg: DataConfig, reasons: Counter, problems: Problems) -> tuple[list[dict], str]:
     path = demo_seed_path() if source == "demo" else Path(source)
     if not path.exists():
-        if HUB_ID.match(source):
+        if HUB_ID.match(source) and not path.parent.is_dir():  # "data/seed" with data/ here is a typo
             from datasets import load_dataset
 
             try:

@@ -88,10 +88,11 @@ class CachedGenerator:
                 texts = self.inner.generate([prompts[i] for i in miss], params, [seeds[i] for i in miss])
             except GenerationError as e:
                 # Keep what did finish: the rerun starts from there.
-                self.cache.put_many({keys[miss[j]]: text for j, text in e.done.items()})
+                self.cache.put_many({keys[miss[j]]: text for j, text in e.done.items() if text})
                 raise
             new = {keys[i]: text for i, text in zip(miss, texts)}
-            self.cache.put_many(new)
+            # An empty reply is more often a server hiccup than an answer: it is asked again next time.
+            self.cache.put_many({k: text for k, text in new.items() if text})
             found.update(new)
         return [found[k] for k in keys]  # type: ignore[misc]
 

@@ -22,6 +22,7 @@ from humback.generation.base import (
     request_seeds,
 )
 from humback.models import cache_dir, load_tokenizer, model_fingerprint, resolve_model
+from humback.records import file_lock
 from humback.templates import render_prompt
 
 
@@ -34,13 +35,16 @@ def converted_path(model: str, quantization: str, fp: str) -> Path:
     out = cache_dir() / "ctranslate2" / f"{fp}-{quantization}-{ctranslate2.__version__}"
     if (out / "model.bin").is_file():
         return out
-    tmp = out.with_name(out.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    print(f"[humback] converting {model} for CTranslate2 ({quantization}) into {out} (once)", flush=True)
-    TransformersConverter(resolve_model(model), load_as_float16=False).convert(str(tmp), quantization=quantization)
-    shutil.rmtree(out, ignore_errors=True)
-    tmp.rename(out)
+    # One conversion at a time per entry: a second process waits, then finds it done.
+    with file_lock(out.with_name(out.name + ".lock")):
+        if (out / "model.bin").is_file():
+            return out
+        tmp = out.with_name(out.name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        print(f"[humback] converting {model} for CTranslate2 ({quantization}) into {out} (once)", flush=True)
+        TransformersConverter(resolve_model(model), load_as_float16=False).convert(str(tmp), quantization=quantization)
+        shutil.rmtree(out, ignore_errors=True)
+        tmp.rename(out)
     return out
 
 

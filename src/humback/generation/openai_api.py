@@ -13,6 +13,7 @@ import asyncio
 import os
 from collections.abc import Sequence
 
+from humback.config import ConfigError, is_loopback, redact_url
 from humback.generation.base import GenerationError, SamplingParams, request_seeds
 
 TOP_LOGPROBS = 20
@@ -45,27 +46,59 @@ def choice_probs(top: list[tuple[str, float]], choices: list[str]) -> dict[str, 
     return {c: m / total for c, m in mass.items()} if total > 0 else {}
 
 
+DEFAULT_ENDPOINT = "https://api.openai.com/v1"  # the openai SDK's own default
+
+
+def _origin(url: str) -> tuple[str, str, int]:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    return parts.scheme, (parts.hostname or "").lower(), parts.port or (443 if parts.scheme == "https" else 80)
+
+
+def api_key_for(base_url: str | None, api_key_env: str) -> str | None:
+    """The key to send to `base_url`, or None for a local server that gets none.
+
+    A key goes only where its owner paired it, never where a shared recipe points it: to the endpoint in
+    the variable `<PREFIX>_BASE_URL` beside `<PREFIX>_API_KEY` (the pairing the openai SDK itself reads,
+    OPENAI_API_KEY with OPENAI_BASE_URL), or, for OPENAI_API_KEY with no pairing, to OpenAI's endpoint."""
+    key = os.environ.get(api_key_env)
+    target = base_url or os.environ.get("OPENAI_BASE_URL") or DEFAULT_ENDPOINT
+    paired = os.environ.get(api_key_env.removesuffix("_API_KEY") + "_BASE_URL")
+    if paired:
+        allowed = _origin(paired) == _origin(target)
+    else:
+        allowed = api_key_env == "OPENAI_API_KEY" and _origin(target) == _origin(DEFAULT_ENDPOINT)
+    if key and allowed:
+        return key
+    if is_loopback(target):
+        return None  # a local server: it takes any key, and gets none of the user's
+    prefix = api_key_env.removesuffix("_API_KEY")
+    if not key:
+        raise ConfigError(f"the openai backend needs an API key for {redact_url(target)} in the environment variable "
+                          f"{api_key_env} (paired with it by {prefix}_BASE_URL={redact_url(target)})")
+    raise ConfigError(f"{api_key_env} is not paired with {redact_url(target)}, so it is not sent there: if that "
+                      f"server should get this key, set {prefix}_BASE_URL={redact_url(target)} in your environment "
+                      "(a recipe alone cannot send a key to a server of its choosing)")
+
+
 class OpenAIGenerator:
     def __init__(self, model: str, base_url: str | None = None, api_key_env: str = "OPENAI_API_KEY",
                  concurrency: int = 16, timeout: float = 120.0, max_retries: int = 5):
         import openai  # noqa: F401  (fail here, not mid-stage, if the SDK is missing)
 
         self.model = model
-        self.base_url = base_url
-        self.api_key_env = api_key_env
-        if base_url is None and not os.environ.get(api_key_env):
-            raise GenerationError(f"the openai backend with the default endpoint needs an API key in the"
-                                  f" environment variable {api_key_env}, or set generation.base_url to your server")
+        self.base_url = base_url or os.environ.get("OPENAI_BASE_URL") or DEFAULT_ENDPOINT
+        self._key = api_key_for(base_url, api_key_env)  # checked now, not mid-stage
         self.concurrency, self.timeout, self.max_retries = concurrency, timeout, max_retries
         self.chunk_size = concurrency * 4
-        self.fingerprint = f"openai:{base_url or 'default'}:{model}"
+        self.fingerprint = f"openai:{redact_url(self.base_url)}:{model}"
 
     def _client(self):
         import openai
 
         # Local servers take any key; the SDK insists on one being set.
-        key = os.environ.get(self.api_key_env) or "not-needed"
-        return openai.AsyncOpenAI(base_url=self.base_url, api_key=key, timeout=self.timeout,
+        return openai.AsyncOpenAI(base_url=self.base_url, api_key=self._key or "not-needed", timeout=self.timeout,
                                   max_retries=self.max_retries)
 
     def _run(self, calls: list[dict], read) -> list:
@@ -76,7 +109,7 @@ class OpenAIGenerator:
             done: dict[int, object] = {}
             gate = asyncio.Semaphore(self.concurrency)
             async with self._client() as client:
-                endpoint = str(client.base_url).rstrip("/")
+                endpoint = redact_url(str(client.base_url).rstrip("/"))
 
                 async def one(i: int, kwargs: dict):
                     async with gate:
