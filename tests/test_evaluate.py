@@ -14,6 +14,7 @@ from humback.config import load_config
 from humback.evaluate import length_controlled, parse_verdict, preferences, win_rates
 from humback.export import export
 from humback.pipeline import run_pipeline
+from humback.records import RecordError
 from humback.report import SECTIONS, report
 from humback.templates import forward_messages
 
@@ -200,3 +201,28 @@ def test_lm_eval_without_the_extra_is_a_clear_error(monkeypatch):
     monkeypatch.setattr(builtins, "__import__", no_lm_eval)
     with pytest.raises(EvalError, match=r"humback\[lm-eval\]"):
         run_lm_eval("some/model", ["hellaswag"])
+
+
+def test_export_writes_only_into_its_own_folder_and_uploads_only_its_files(tiny_run, tmp_path, monkeypatch):
+    import huggingface_hub
+
+    out = tmp_path / "ds"
+    out.mkdir()
+    (out / ".env").write_text("HF_TOKEN=secret")
+    with pytest.raises(RecordError, match=r"holds other files \(.env\)"):
+        export(tiny_run[0], out)
+    (out / ".env").unlink()
+    calls = []
+
+    class FakeApi:
+        def create_repo(self, repo, **kw):
+            calls.append(kw)
+
+        def upload_folder(self, **kw):
+            calls.append(kw)
+            return type("Info", (), {"commit_url": "https://hub.example/commit/1"})()
+
+    monkeypatch.setattr(huggingface_hub, "HfApi", FakeApi)
+    export(tiny_run[0], out, push_to_hub="me/data")
+    assert calls[1]["allow_patterns"] == ["data/train.jsonl", "README.md"]
+    export(tiny_run[0], out)  # an earlier export's folder is fine

@@ -94,8 +94,12 @@ def _generator(cfg, role: str, out: Path):
 def cmd_augment(args) -> None:
     from humback.augment import augment
 
+    from humback.records import read_jsonl
+
     cfg = _config(args, generation__backend=args.backend, generation__base_url=args.base_url,
                   generation__backward__model=args.model)
+    for _ in read_jsonl(args.segments, required=("id", "text"), unique_ids=True):
+        pass  # bad input is reported before the model loads
     gen = _generator(cfg, "backward", Path(args.out).parent)
     print(augment(args.segments, gen, args.out, cfg.augment, cfg.seed))
 

@@ -211,12 +211,12 @@ def run_pipeline(cfg: RunConfig, run_dir: str | Path, force: str | None = None,
     """Run every stage not already done with the same fingerprint. Returns the manifest data."""
     from humback.models import resolve_model
 
-    resolve_model(cfg.model)  # an unknown model name fails now, not after the data stages
     run_dir = Path(run_dir)
     own = {"manifest.json", "config.yaml", ".humback.lock", "cache"}  # what a run killed early may have left
     if run_dir.is_dir() and any(p.name not in own for p in run_dir.iterdir()) and not (run_dir / "manifest.json").exists():
         raise StageError(f"{run_dir} is a folder humback did not create (no manifest.json, not empty): give the run "
                          "a new name or an empty folder")
+    resolve_model(cfg.model)  # an unknown model name fails now, not after the data stages
     run_dir.mkdir(parents=True, exist_ok=True)
     # One process per run folder: two would resume the same partial files and delete each other's temp output.
     with file_lock(run_dir / ".humback.lock", wait=False, what=str(run_dir)):

@@ -50,6 +50,8 @@ def extractor_version(extractor: Extractor) -> str:
 
 def page_blocks(html: str, extractor: Extractor = "trafilatura") -> tuple[str, list[Block]]:
     """(title, blocks) of one page's main content, in document order."""
+    # Lone surrogates cannot reach the C parsers (or be written out later): replaced, like invalid bytes.
+    html = html.encode("utf-8", "replace").decode("utf-8")
     if extractor == "trafilatura":
         return _trafilatura(html)
     if extractor == "resiliparse":
