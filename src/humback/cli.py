@@ -93,7 +93,6 @@ def _generator(cfg, role: str, out: Path):
 
 def cmd_augment(args) -> None:
     from humback.augment import augment
-
     from humback.records import read_jsonl
 
     cfg = _config(args, generation__backend=args.backend, generation__base_url=args.base_url,
