@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import random
+import resource
 import time
 
 from record import write_record
@@ -125,7 +126,7 @@ def main() -> None:
                  "worst seconds per ~50 KB hostile page (lower is better)", round(base, 3), round(cand, 3),
                  round(base / cand, 1), documents_tried=tried,
                  worst_seconds_per_mb={k: {"seconds_per_mb": round(v[0], 3), "page": v[1]} for k, v in worst.items()},
-                 outcomes=outcomes,
+                 outcomes=outcomes, peak_rss_mb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
                  per_family_50kb={n: {"before_s": round(b, 3), "now_s": round(c, 3)}
                                   for n, b, c in zip(small, baseline_s, candidate_s)})
 

@@ -166,7 +166,8 @@ def _resiliparse(html: str) -> tuple[str, list[Block]]:
     from resiliparse.parse.html import HTMLTree
 
     tree = HTMLTree.parse(html)
-    _check_depth(tree)
+    if _may_be_deep(html):
+        _check_depth(tree)
     title = clean(tree.title or "")
     minimal = extract_plain_text(tree, main_content=True, preserve_formatting="minimal_html", list_bullets=False,
                                  alt_texts=False)
@@ -189,6 +190,28 @@ class HTMLTooDeep(ValueError):
 
 # libxml2 (under lxml, so under trafilatura) stops at this depth too.
 MAX_DEPTH = 256
+
+
+# Tags whose end the parser infers (a new <p> closes the last, <li> the last item, ...) and void tags: not
+# counted when estimating nesting from the raw markup.
+_SELF_CLOSING = frozenset("p li dt dd tr td th thead tbody tfoot option optgroup h1 h2 h3 h4 h5 h6 br hr img "
+                          "input meta link area base col embed param source track wbr rt rp".split())
+_TAG = re.compile(rb"<(/?)([a-zA-Z][a-zA-Z0-9-]*)[^>]*?(/?)>")
+
+
+def _may_be_deep(html: str) -> bool:
+    """A cheap upper bound on nesting from the raw markup (open minus close tags, leaving out tags that
+    close themselves): when it stays within MAX_DEPTH the page cannot be deeper, and the DOM walk is
+    skipped."""
+    depth = peak = 0
+    for close, name, selfclose in _TAG.findall(html.encode("utf-8", "replace")):
+        if selfclose or name.lower().decode() in _SELF_CLOSING:
+            continue
+        depth = max(0, depth - 1) if close else depth + 1
+        peak = max(peak, depth)
+        if peak > MAX_DEPTH:
+            return True
+    return False
 
 
 def _check_depth(tree) -> None:
