@@ -4,8 +4,9 @@ The paper cuts pages at HTML headers (§2.1), but a whole page also holds menus,
 and link lists under headers of their own. Main-content extraction first, by a library made for it
 (`data.extractor`), then the header cut on what is left:
 
-- `trafilatura` (Barbaresi 2021, ACL demo; https://trafilatura.readthedocs.io): the extracted body keeps
-  headings as `<head rend="hN">`, paragraphs, lists, tables and quotes.
+- `trafilatura` (Barbaresi 2021, ACL demo; https://trafilatura.readthedocs.io) decides which paragraphs,
+  list items, table rows and quotes are the main text; the page's own headers are put back among them
+  (trafilatura keeps only the headings it can place), and a header whose section kept nothing goes.
 - `resiliparse` (Bevendorff et al. 2018; https://resiliparse.chatnoir.eu): `extract_plain_text(...,
   main_content=True, preserve_formatting="minimal_html")` keeps `<h1-6>`, `<p>`, lists and `<pre>`.
 - `none`: the whole page as it is (every header, paragraph, list item and table cell), the paper's literal
@@ -20,12 +21,12 @@ import re
 from typing import Literal
 
 Extractor = Literal["trafilatura", "resiliparse", "none"]
-EXTRACTORS: tuple[str, ...] = ("trafilatura", "resiliparse", "none")
 
 HEADERS = ("h1", "h2", "h3", "h4", "h5", "h6")
 BLOCKS = ("p", "li", "pre", "blockquote", "td", "dd", "dt")
 
 MAX_HEADER_CHARS = 300
+MAX_MISSES = 64  # extracted paragraphs not found in the page text before the search gives up
 
 # A block: (header level 1-6, or 0 for body text; text). The page title is not a block: the caller
 # puts it above every header.
@@ -129,11 +130,15 @@ def _place_headers(page: str, headers: list[tuple[int, int, str]], paragraphs: l
     a header whose section (up to the next header of the same or a higher level) keeps no paragraph
     is left out: it headed menus, share boxes or footers that extraction removed."""
     events: list[tuple[int, int, int, str]] = []  # (position, 0 header / 1 paragraph, level, text)
-    cursor = 0
+    cursor = misses = 0
     for text in paragraphs:
-        found = page.find(_norm(text)[:80], cursor)
-        if found >= 0:  # else (text the extractor rewrote): where the last one was
+        # A found paragraph moves the cursor on, so those searches add up to one pass over the page; a
+        # missed one (text the extractor rewrote) scans to the end, so only the first few are looked for.
+        found = page.find(_norm(text)[:80], cursor) if misses < MAX_MISSES else -1
+        if found >= 0:
             cursor = found + 1
+        else:  # placed where the last one was
+            misses += 1
         events.append((max(cursor - 1, 0), 1, 0, text))
     events.extend((pos, 0, level, text) for pos, level, text in headers)
     events.sort(key=lambda e: (e[0], e[1]))
