@@ -1,5 +1,5 @@
 """Judge calibration on held-out data: how well each curation signal of the default model separates good
-candidates from bad ones (issue 6).
+candidates from bad ones.
 
 1. Fit: the demo seed pairs (bundled, 46) with negatives built from them (`humback calibrate --fit`):
    logistic weights over IFD, end-of-turn log-probability and the rubric's expected score.
@@ -14,7 +14,7 @@ The default model on CTranslate2 int8 (the CPU default). Every reply goes throug
 `--work`, so a killed run resumes. The record compares the paper's rubric judge (sample) with the
 default curation configuration (`configs/demo.yaml`'s combination).
 
-    .venv/bin/python bench/calibrate_judges.py --eval ../shared/eval/alpaca_eval.jsonl
+    .venv/bin/python bench/calibrate_judges.py --eval alpaca_eval.jsonl
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ Each setting runs the real `segment` stage (filters, dedup, language) over a fol
 HTML file each; every setting runs once per round, in rotating order, and pages/s is the median over
 rounds.
 
-    .venv/bin/python bench/web_extract.py --pages ../shared/data/web-eval/pages.jsonl.gz --rounds 3
+    .venv/bin/python bench/web_extract.py --pages PAGES.jsonl.gz --rounds 3
 """
 
 from __future__ import annotations
@@ -90,7 +90,7 @@ def run_reference(pages: list[dict], name: str) -> tuple[float, dict[int, str]]:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--pages", default="../shared/data/web-eval/pages.jsonl.gz")
+    ap.add_argument("--pages", required=True, help="the labelled pages, JSONL.gz (url, html, with, without)")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "web_extract.json"))
     args = ap.parse_args()

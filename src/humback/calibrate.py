@@ -5,7 +5,7 @@ bad ones are built, every row is scored exactly as the curate stage scores candi
 is measured: ROC-AUC (threshold-free: the chance a good row outranks a bad one), and precision, recall
 and F1 of the selection rule the config would apply.
 
-Negatives built from good pairs (issue 6), three per pair, each a defect the paper's rubric names:
+Negatives built from good pairs, three per pair, each a defect the paper's rubric names:
 - `mismatch`: the instruction with another pair's response (off-topic);
 - `truncated`: the response cut to its first 30 % (incomplete);
 - `boilerplate`: web navigation, cookie and share lines spliced into the response (irrelevant text).
@@ -25,7 +25,7 @@ from humback.records import RecordError, atomic_write, read_jsonl, write_jsonl
 NEGATIVE_KINDS = ("mismatch", "truncated", "boilerplate")
 TRUNCATE_FRACTION = 0.3
 
-# Lines of the kind web extraction leaves in a page's text (METHOD.md §2: the reason curation exists).
+# Lines of the kind web extraction leaves in a page's text (docs/method.md §3: the reason curation exists).
 BOILERPLATE = {
     "navigation": [
         "Home | About Us | Blog | Contact",

@@ -1,4 +1,4 @@
-"""The loop, stage by stage, in one run directory (paper §2, METHOD.md §1):
+"""The loop, stage by stage, in one run directory (paper §2, docs/method.md §1):
 
 seed -> segment -> train:myx -> augment -> train:m0 -> [curate:t (judge M_{t-1}) -> train:mt] for t = 1..T
 

@@ -5,7 +5,7 @@ this plain template is used, documented here and in the README:
 
     ### System:\\n{system}\\n\\n### User:\\n{user}\\n\\n### Assistant:\\n{target}{eos}
 
-The earlier open re-implementation trained with one template and evaluated with another (METHOD.md §9);
+The earlier open re-implementation trained with one template and evaluated with another (docs/method.md §9);
 keeping one function for both makes that impossible.
 """
 

@@ -1,6 +1,6 @@
 """Seed pairs from Open Assistant (oasst1/oasst2) or from any instruction/response file.
 
-oasst rules (paper §2.1, METHOD.md §2): only the first turn of a conversation tree, i.e. the root prompter
+oasst rules (paper §2.1, docs/method.md §2): only the first turn of a conversation tree, i.e. the root prompter
 message and an assistant reply *to it*; roles checked; the language asked for; the rank-0 reply; deleted,
 synthetic and review-failed messages dropped; optionally a minimum 'quality' label. The paper does not
 say how its 3,200 were chosen among the eligible pairs, so the rule here is explicit and recorded

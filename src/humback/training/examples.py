@@ -2,7 +2,7 @@
 
 Prompt and target are rendered by `humback.templates` (the same functions inference uses) and tokenised
 separately, so the label mask is exact by construction: every prompt token is -100, every target token
-(end-of-turn marker included) is trained. No tokenizer-specific offsets (METHOD.md §9).
+(end-of-turn marker included) is trained. No tokenizer-specific offsets (docs/method.md §9).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Supervised fine-tuning of the backward model M_yx and the forward models M0..Mt, through TRL + PEFT.
 
-Recipe facts (paper §7 / Table 18, METHOD.md §7): lr 1e-5 decaying *linearly to 9e-6* (ratio 0.9, not to
+Recipe facts (paper Table 18, docs/method.md §7): lr 1e-5 decaying *linearly to 9e-6* (ratio 0.9, not to
 zero: the earlier re-implementation applied the floor as a multiplier and decayed to ~0), weight decay
 0.1, dropout 0.1, batch 32 (8 below 3,000 examples), steps by data size.
 """
