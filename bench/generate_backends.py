@@ -24,10 +24,9 @@ from pathlib import Path
 
 from record import write_record
 
-from humback.augment import row_seed
 from humback.config import AugmentConfig, DataConfig, EngineConfig
 from humback.data.segment import segment
-from humback.generation.base import SamplingParams, load_generator
+from humback.generation.base import SamplingParams, load_generator, row_seed
 from humback.templates import backward_messages
 
 

@@ -211,7 +211,7 @@ def test_one_process_per_run_folder(tmp_path):
         assert proc.returncode == 7 and "another humback process" in proc.stdout
     with file_lock(tmp_path / ".humback.lock", wait=False):  # released: free again
         pass
-    assert issubclass(Busy, RecordError)
+    assert Busy.exit_code == 3
 
 
 def test_report_ignores_copied_iteration_folders(tmp_path):
@@ -345,3 +345,18 @@ def test_fuzz_corpus_bytes_never_escape(tmp_path_factory, chunks):
         segment(folder, folder.parent / f"{folder.name}.jsonl", DataConfig(min_chars=1), log=lambda s: None)
     except RecordError as e:
         assert "passed the filters" in str(e)  # nothing usable in random bytes is an answer, not a crash
+
+
+def test_exit_codes_follow_the_error_class():
+    from humback.errors import EnvironmentFault, HumbackError
+    from humback.evaluate import EvalError
+    from humback.generation.base import GenerationError
+    from humback.models import ModelError
+    from humback.pipeline import StageError
+    from humback.records import Busy
+    from humback.training.examples import TrainingDataError
+
+    for cls in (ConfigError, EvalError, ModelError, RecordError, StageError, TrainingDataError):
+        assert issubclass(cls, HumbackError) and cls.exit_code == 2
+    for cls in (GenerationError, Busy):
+        assert issubclass(cls, EnvironmentFault) and cls.exit_code == 3

@@ -6,23 +6,16 @@ resumes where it stopped and the final file has exactly one row per segment, in 
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 from tqdm.auto import tqdm
 
 from humback.config import AugmentConfig
-from humback.generation.base import Generator, SamplingParams
+from humback.generation.base import Generator, SamplingParams, row_seed
 from humback.generation.cache import generator_stats
 from humback.prompts import BACKWARD_PROMPT
 from humback.records import RowWriter, read_jsonl
 from humback.templates import backward_messages
-
-
-def row_seed(seed: int, row_id: str) -> int:
-    """A per-row sampling seed derived from the row's id: a resumed or reordered run asks each row's
-    request with the same seed, so the response cache answers it and per-request backends repeat it."""
-    return int(hashlib.sha256(f"{seed}:{row_id}".encode()).hexdigest()[:8], 16)
 
 
 def clean_instruction(text: str) -> str:

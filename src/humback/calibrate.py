@@ -20,7 +20,7 @@ from pathlib import Path
 from humback.config import SIGNALS, CurateConfig
 from humback.curate import combined_score, parse_failure_rate, score_rows, select_ids
 from humback.generation.base import Generator
-from humback.records import RecordError, atomic_write, read_jsonl, write_jsonl
+from humback.records import RecordError, atomic_write, read_pairs, write_jsonl
 
 NEGATIVE_KINDS = ("mismatch", "truncated", "boilerplate")
 TRUNCATE_FRACTION = 0.3
@@ -88,28 +88,6 @@ def build_negatives(pairs: list[dict], seed: int = 0) -> list[dict]:
             {**base, "id": f"{p['id']}:boilerplate", "response": splice_boilerplate(p["response"], rng),
              "label": 0, "kind": "boilerplate"},
         ]
-    return rows
-
-
-def read_pairs(path: str | Path, response_field: str = "response", limit: int | None = None) -> list[dict]:
-    """Rows of a JSONL file as {id, instruction, response[, label]}; `response_field` names the column
-    holding the response (e.g. output_gpt4 in AlpacaEval's file)."""
-    rows = []
-    for n, row in enumerate(read_jsonl(path, required=("instruction", response_field)), 1):
-        if not (isinstance(row["instruction"], str) and isinstance(row[response_field], str)):
-            raise RecordError(f"{path}:{n}: 'instruction' and '{response_field}' must be strings")
-        out = {"id": str(row.get("id", n)), "instruction": row["instruction"], "response": row[response_field]}
-        if "label" in row:
-            if row["label"] not in (0, 1, True, False):
-                raise RecordError(f"{path}:{n}: key 'label' must be 0/1 or true/false, got {row['label']!r}")
-            out["label"] = int(row["label"])
-        rows.append(out)
-        if limit and len(rows) == limit:
-            break
-    labelled = sum("label" in r for r in rows)
-    if labelled not in (0, len(rows)):
-        raise RecordError(f"{path}: {labelled} of {len(rows)} rows have a 'label': label every row, or none"
-                        " (then negatives are built from the pairs)")
     return rows
 
 

@@ -1,8 +1,9 @@
 """`humback` command line: the only place that prints errors and chooses exit codes.
 
-Exit codes: 0 success, 2 a user error (bad config, missing file, unknown model, bad data), 3 a generation
-backend failed (server down, endpoint errors; rows done so far are kept, rerun to resume), 1 anything
-unexpected (with its traceback, since that is a bug to report).
+Exit codes, decided by the error's class (humback/errors.py): 0 success, 2 a user error (bad config,
+missing file, unknown model, bad data, a refused path), 3 an environment fault (a server went away,
+another process holds the run folder; work done so far is kept, rerun to resume), 1 anything unexpected
+(with its traceback, since that is a bug to report).
 """
 
 from __future__ import annotations
@@ -14,18 +15,9 @@ import sys
 from pathlib import Path
 
 from humback.config import ConfigError, load_config
+from humback.errors import EnvironmentFault, HumbackError
 
 DEFAULT_CONFIG = "configs/demo.yaml"
-
-
-def _user_errors() -> tuple[type[Exception], ...]:
-    from humback.evaluate import EvalError
-    from humback.models import ModelError
-    from humback.pipeline import StageError
-    from humback.records import RecordError
-    from humback.training.examples import TrainingDataError
-
-    return ConfigError, EvalError, ModelError, RecordError, StageError, TrainingDataError
 
 
 def _config(args, default: str | None = None, **flags):
@@ -288,19 +280,16 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from humback.generation.base import GenerationError
-
     args = _parser().parse_args(argv)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     try:
         args.func(args)
-    except _user_errors() as e:
+    except EnvironmentFault as e:
+        print(f"humback: {e}\nWork finished so far is kept: rerun the same command to resume.", file=sys.stderr)
+        return e.exit_code
+    except HumbackError as e:
         print(f"humback: error: {e}", file=sys.stderr)
-        return 2
-    except GenerationError as e:
-        print(f"humback: generation failed: {e}\nRows finished so far are kept: rerun the same command"
-              " to resume.", file=sys.stderr)
-        return 3
+        return e.exit_code
     except KeyboardInterrupt:
         print("humback: interrupted; rerun the same command to resume", file=sys.stderr)
         return 130

@@ -22,8 +22,10 @@ from pydantic import (
     model_validator,
 )
 
+from humback.errors import HumbackError
 
-class ConfigError(Exception):
+
+class ConfigError(HumbackError):
     """An invalid recipe; the message lists every problem with its key path."""
 
 

@@ -23,9 +23,8 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from humback.augment import row_seed
 from humback.config import CurateConfig
-from humback.generation.base import Generator, SamplingParams
+from humback.generation.base import Generator, SamplingParams, row_seed
 from humback.generation.cache import generator_stats
 from humback.prompts import CURATION_PROMPT, SCORE_PREFIX
 from humback.records import RowWriter, read_jsonl, write_jsonl
@@ -164,7 +163,7 @@ def select_ids(candidates: list[dict], scored: dict[str, dict], cfg: CurateConfi
     """Ids of the candidates scoring >= cfg.threshold, best first (ties in candidate order), skipping
     any whose instruction near-duplicates one already selected, capped at cfg.max_selected and at
     cfg.top_fraction of all candidates (rounded down, at least one)."""
-    from humback.data.segment import Deduplicator
+    from humback.data.dedup import Deduplicator
 
     keep = [c for c in candidates if scored[c["id"]]["score"] is not None and scored[c["id"]]["score"] >= cfg.threshold]
     keep.sort(key=lambda c: -scored[c["id"]]["score"])

@@ -21,17 +21,17 @@ import json
 import math
 from pathlib import Path
 
-from humback.augment import row_seed
-from humback.calibrate import calibrate, read_pairs
+from humback.calibrate import calibrate
 from humback.config import EvalConfig, RunConfig
-from humback.generation.base import Generator, SamplingParams
+from humback.errors import HumbackError
+from humback.generation.base import Generator, SamplingParams, row_seed
 from humback.generation.cache import open_generator
 from humback.prompts import PAIRWISE_PREFIX, PAIRWISE_PROMPT
-from humback.records import RecordError, atomic_write
+from humback.records import RecordError, atomic_write, read_pairs
 from humback.templates import backward_messages, forward_messages
 
 
-class EvalError(Exception):
+class EvalError(HumbackError):
     """An evaluation that cannot run as asked (no held-out data, a model missing from the run)."""
 
 

@@ -16,6 +16,7 @@ import re
 import shutil
 from pathlib import Path
 
+from humback.errors import HumbackError
 from humback.records import file_lock
 
 DEFAULT_ALIASES = ("default", "smollm2-135m", "smollm2-135m-instruct")
@@ -25,7 +26,7 @@ DEFAULT_DIRNAME = "smollm2-135m-instruct"
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
-class ModelError(Exception):
+class ModelError(HumbackError):
     """A model name that cannot be resolved or loaded; the message says how to fix it."""
 
 

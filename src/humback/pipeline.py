@@ -25,10 +25,11 @@ import yaml
 from humback import __version__, prompts
 from humback.config import RunConfig, fingerprint
 from humback.data.extract import extractor_version
+from humback.errors import HumbackError
 from humback.records import atomic_write, file_lock, file_sha256, read_jsonl, read_manifest
 
 
-class StageError(Exception):
+class StageError(HumbackError):
     """A stage that cannot run as asked; the message says what to do."""
 
 

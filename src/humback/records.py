@@ -17,8 +17,10 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from humback.errors import EnvironmentFault, HumbackError
 
-class RecordError(Exception):
+
+class RecordError(HumbackError):
     """A row file that is missing or malformed; the message names the file and line."""
 
 
@@ -132,7 +134,7 @@ def read_manifest(run_dir: str | Path) -> dict:
     return data
 
 
-class Busy(RecordError):
+class Busy(EnvironmentFault):
     """Another process holds the lock on a folder or cache entry."""
 
 
@@ -176,6 +178,29 @@ def atomic_write(path: str | Path, data: str | bytes) -> None:
         os.fsync(f.fileno())
     tmp.replace(path)
     fsync_dir(path.parent)
+
+
+def read_pairs(path: str | Path, response_field: str = "response", limit: int | None = None) -> list[dict]:
+    """(instruction, response) pairs of a JSONL file as {id, instruction, response[, label]}, for calibration
+    and evaluation; `response_field` names the column holding the response (e.g. output_gpt4 in
+    AlpacaEval's file)."""
+    rows = []
+    for n, row in enumerate(read_jsonl(path, required=("instruction", response_field)), 1):
+        if not (isinstance(row["instruction"], str) and isinstance(row[response_field], str)):
+            raise RecordError(f"{path}:{n}: 'instruction' and '{response_field}' must be strings")
+        out = {"id": str(row.get("id", n)), "instruction": row["instruction"], "response": row[response_field]}
+        if "label" in row:
+            if row["label"] not in (0, 1, True, False):
+                raise RecordError(f"{path}:{n}: key 'label' must be 0/1 or true/false, got {row['label']!r}")
+            out["label"] = int(row["label"])
+        rows.append(out)
+        if limit and len(rows) == limit:
+            break
+    labelled = sum("label" in r for r in rows)
+    if labelled not in (0, len(rows)):
+        raise RecordError(f"{path}: {labelled} of {len(rows)} rows have a 'label': label every row, or none"
+                          " (then negatives are built from the pairs)")
+    return rows
 
 
 def write_jsonl(path: str | Path, rows: Iterable[dict]) -> int:

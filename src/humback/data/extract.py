@@ -199,8 +199,7 @@ MAX_DEPTH = 256
 
 # Tags whose end the parser infers (a new <p> closes the last, <li> the last item, ...) and void tags: not
 # counted when estimating nesting from the raw markup.
-_SELF_CLOSING = frozenset("p li dt dd tr td th thead tbody tfoot option optgroup h1 h2 h3 h4 h5 h6 br hr img "
-                          "input meta link area base col embed param source track wbr rt rp".split())
+_SELF_CLOSING = frozenset(["p", "li", "dt", "dd", "tr", "td", "th", "thead", "tbody", "tfoot", "option", "optgroup", "h1", "h2", "h3", "h4", "h5", "h6", "br", "hr", "img", "input", "meta", "link", "area", "base", "col", "embed", "param", "source", "track", "wbr", "rt", "rp"])
 _TAG = re.compile(rb"<(/?)([a-zA-Z][a-zA-Z0-9-]*)[^>]*?(/?)>")
 
 

@@ -8,11 +8,13 @@ batch's first request, so their samples also depend on how requests were grouped
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Protocol
 
+from humback.errors import EnvironmentFault
 from humback.models import ModelError
 from humback.templates import render_prompt, render_target
 
@@ -20,7 +22,7 @@ if TYPE_CHECKING:
     from humback.config import EngineConfig
 
 
-class GenerationError(Exception):
+class GenerationError(EnvironmentFault):
     """A backend could not produce replies (server down, bad endpoint). `done` maps request index to
     reply for the requests that did finish, so callers can keep them."""
 
@@ -66,6 +68,12 @@ class Generator(Protocol):
         Forward passes only: the reply's likelihood (IFD, reference-answer NLL) and whether the model
         would stop there (a cut-off reply ends where the model would not)."""
         ...
+
+
+def row_seed(seed: int, row_id: str) -> int:
+    """A per-row sampling seed derived from the row's id: a resumed or reordered run asks each row's
+    request with the same seed, so the response cache answers it and per-request backends repeat it."""
+    return int(hashlib.sha256(f"{seed}:{row_id}".encode()).hexdigest()[:8], 16)
 
 
 def request_seeds(params: SamplingParams, seeds: Sequence[int] | None, n: int) -> list[int]:

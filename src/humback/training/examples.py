@@ -10,12 +10,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from humback.errors import HumbackError
 from humback.templates import backward_messages, forward_messages, render_prompt, render_target
 
 Direction = Literal["forward", "backward"]
 
 
-class TrainingDataError(Exception):
+class TrainingDataError(HumbackError):
     """Training data that cannot train anything; the message says why and what to change."""
 
 
