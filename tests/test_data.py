@@ -159,15 +159,14 @@ def test_html_sections_include_subheaders_and_skip_link_lists():
     title, blocks = page_blocks(html, "none")
     assert title == "Page"
     secs = {"/".join(path): "\n".join(paras) for path, paras, _ in html_sections(title, blocks, 1, 3000, False)}
-    assert secs["Title/Part A"] == "Alpha text.\nDetail\nDetail text."
-    assert secs["Title/Part A/Detail"] == "Detail text."
-    assert secs["Title/Part B"] == "Beta text."
-    assert secs["Title"].startswith("Intro.\nPart A\nAlpha text.") and "var x" not in secs["Title"]
+    assert secs["Page/Title/Part A"] == "Alpha text.\nDetail\nDetail text."
+    assert secs["Page/Title/Part A/Detail"] == "Detail text."
+    assert secs["Page/Title/Part B"] == "Beta text."
+    assert secs["Page/Title"].startswith("Intro.\nPart A\nAlpha text.") and "var x" not in secs["Page/Title"]
     assert "Quick Links" not in "".join(secs.values()) and "Page" not in secs  # no text before the first header
-    # split: sections do not overlap; one that fits is kept whole with its sub-sections inside it.
-    split = list(html_sections(title, blocks, 1, 3000, True))
-    assert split == [(["Page"], ["Title", "Intro.", "Part A", "Alpha text.", "Detail", "Detail text.", "Part B",
-                                 "Beta text."], True)]
+    # split: the same sections while they fit, and the whole page under its title (which is not the h1).
+    split = {"/".join(path): "\n".join(paras) for path, paras, _ in html_sections(title, blocks, 1, 3000, True)}
+    assert split.pop("Page") == "Title\n" + secs["Page/Title"] and split == secs
 
 
 def test_deep_nesting_is_linear_and_stays_under_the_recursion_limit():
@@ -194,10 +193,10 @@ def test_demo_funnel_and_sampling(tmp_path):
     assert literal["dropped_navigation_header"] > 0 and literal["dropped_uppercase_header"] > 0
     assert literal["dropped_empty_header"] > 0
     # The default: the article only (menus, share boxes, comments and newsletter boxes are not main
-    # content), one segment per demo page since each article fits in 3,000 characters.
+    # content): each article under its title, and its two sections.
     stats = _funnel(tmp_path, "demo")
     f = stats["funnel"]
-    assert f["documents"] == 30 and f["kept"] == stats["rows"] == 30 and stats["extractor"] == "trafilatura"
+    assert f["documents"] == 30 and f["kept"] == stats["rows"] == 90 and stats["extractor"] == "trafilatura"
     rows = list(read_jsonl(tmp_path / "seg.jsonl"))
     assert all(600 <= len(r["text"]) <= 3000 for r in rows) and len({r["id"] for r in rows}) == len(rows)
     assert not any(r["header_path"][-1] in ("Advertisement", "Comments") for r in rows)

@@ -138,11 +138,11 @@ def html_sections(title: str, blocks: list[Block], min_chars: int, max_chars: in
 
     - `split_long=False`, the paper's literal rule: every header's section is yielded whole (nested
       sections overlap; the length filter drops the long ones), and the text before the first header.
-    - `split_long=True`: the page is cut into sections that do not overlap. A section of at most
-      `max_chars` is yielded whole (its sub-sections are inside it). A longer one yields its sub-sections
-      of at least `min_chars` as sections of their own (the same rule, recursively) and the rest of its
-      text (its own paragraphs, and sub-sections too short to stand alone, with their header lines) as
-      runs to be cut into windows under its header path (whole=False).
+    - `split_long=True`: the same sections, except that one longer than `max_chars` is not yielded whole:
+      its sub-sections of at least `min_chars` are sections of their own (the same rule, recursively) and
+      the rest of its text (its own paragraphs, and sub-sections too short to stand alone, with their
+      header lines) comes as runs to be cut into windows under its header path (whole=False). A title over
+      an h1 of the same text is not yielded twice.
     """
     n = len(blocks)
     # Where each header's section ends: the next header of the same or a higher level (one stack pass).
@@ -173,14 +173,38 @@ def html_sections(title: str, blocks: list[Block], min_chars: int, max_chars: in
         path: list[tuple[int, str]] = []
         for i in sorted(ends):
             path = [p for p in path if p[0] < blocks[i][0]] + [(blocks[i][0], blocks[i][1])]
-            yield [h for _, h in path], lines(i + 1, ends[i]), True
+            headers = [h for _, h in path]
+            # Under the page title; an h1 that repeats it adds no level.
+            yield (root + headers[1:] if root and headers[0] == title else root + headers), lines(i + 1, ends[i]), True
         return
+
+    def children(start: int, end: int) -> list[int]:
+        """The header indices directly under a section (the next header after each one's section)."""
+        found, k = [], start
+        while k < end:
+            if blocks[k][0]:
+                found.append(k)
+                k = ends[k]
+            else:
+                k += 1
+        return found
+
+    def sub_path(header_path: list[str], text: str) -> list[str]:
+        # A heading that repeats its parent (an h1 that is the page title) adds no level.
+        return header_path if header_path and text == header_path[-1] else header_path + [text]
 
     def cut(header_path: list[str], start: int, end: int) -> Iterator[tuple[list[str], list[str], bool]]:
         # Recursion goes one header level deeper each time: never more than seven deep (title, h1-h6).
+        subs = children(start, end)
         if size(start, end) <= max_chars:
-            if end > start:
+            # Whole, as the paper keeps it; its sub-sections long enough to keep are segments too (the
+            # paper's nested sections). A section that is only an h1 repeating the title is that h1's.
+            lone = len(subs) == 1 and subs[0] == start and ends[start] == end
+            if end > start and not (lone and sub_path(header_path, blocks[start][1]) == header_path):
                 yield header_path, lines(start, end), True
+            for k in subs:
+                if size(k + 1, ends[k]) >= min_chars:
+                    yield from cut(sub_path(header_path, blocks[k][1]), k + 1, ends[k])
             return
         run: list[str] = []
         k = start
@@ -195,9 +219,7 @@ def html_sections(title: str, blocks: list[Block], min_chars: int, max_chars: in
                 if run:
                     yield header_path, run, False
                     run = []
-                # A heading that repeats its parent (an h1 that is the page title) adds no level.
-                sub_path = header_path if header_path and text == header_path[-1] else header_path + [text]
-                yield from cut(sub_path, k + 1, child_end)
+                yield from cut(sub_path(header_path, text), k + 1, child_end)
             else:
                 run.extend(lines(k, child_end))
             k = child_end
