@@ -28,7 +28,7 @@ from record import write_record
 from humback.calibrate import calibrate
 from humback.config import CurateConfig, EngineConfig
 from humback.data.seed import seed
-from humback.generation.cache import open_generator
+from humback.generation import open_generator
 
 
 def main() -> None:

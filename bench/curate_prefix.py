@@ -20,11 +20,11 @@ from pathlib import Path
 from record import write_record
 
 from humback.config import DataConfig, EngineConfig
-from humback.curate import CHOICES, judge_messages
 from humback.data.seed import seed
-from humback.generation.base import load_generator
+from humback.generation import load_generator
 from humback.prompts import SCORE_PREFIX
 from humback.records import read_jsonl
+from humback.scoring import CHOICES, judge_messages
 
 
 def main() -> None:

@@ -26,7 +26,8 @@ from record import write_record
 
 from humback.config import AugmentConfig, DataConfig, EngineConfig
 from humback.data.segment import segment
-from humback.generation.base import SamplingParams, load_generator, row_seed
+from humback.generation import load_generator
+from humback.generation.base import SamplingParams, row_seed
 from humback.templates import backward_messages
 
 

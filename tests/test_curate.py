@@ -3,7 +3,7 @@ import math
 import pytest
 
 from humback.config import ConfigError, CurateConfig, load_config
-from humback.curate import combined_score, histogram, parse_score, score_rows, select_ids
+from humback.scoring import combined_score, histogram, parse_score, score_rows, select_ids
 
 # (judge reply, expected parse)
 CASES = [

@@ -11,7 +11,8 @@ import pytest
 
 from humback.augment import augment
 from humback.config import AugmentConfig, ConfigError, EngineConfig, load_config
-from humback.generation.base import GenerationError, SamplingParams, load_generator
+from humback.generation import load_generator
+from humback.generation.base import GenerationError, SamplingParams
 from humback.generation.cache import CachedGenerator, ResponseCache
 from humback.templates import backward_messages
 
@@ -191,8 +192,8 @@ def test_vllm_real_engine(tiny_model):
 def test_ctranslate2_reuses_the_rubric_prefix_without_changing_scores(ct2_float):
     """The curation rubric is read once (a cached static prompt); in float32 the distributions are the
     same as reading every prompt whole."""
-    from humback.curate import CHOICES, judge_messages
     from humback.generation.ct2 import shared_prefix
+    from humback.scoring import CHOICES, judge_messages
 
     chats = [judge_messages(f"Question {i}?", "An answer. " * (i + 1)) for i in range(5)]
     choices = [" " + c for c in CHOICES]

@@ -215,12 +215,12 @@ def test_one_process_per_run_folder(tmp_path):
 
 
 def test_report_ignores_copied_iteration_folders(tmp_path):
-    from humback.report import _iterations
+    from humback.rundir import RunDir
 
     for name in ("iter1", "iter1.bak", "iter2-old", "iterX"):
         (tmp_path / name).mkdir()
         (tmp_path / name / "scored.jsonl").write_text("")
-    assert _iterations(tmp_path) == [1]
+    assert RunDir(tmp_path).iterations() == [1]
 
 
 def test_mistyped_local_paths_are_not_hub_ids(tmp_path, monkeypatch):

@@ -166,7 +166,7 @@ def test_external_judge_and_backward_models_cut_the_dependencies(tiny_model, tmp
                                         "generation.judge.base_url=http://127.0.0.1:9/v1",
                                         f"generation.backward.model={tiny_model}"])
     ext = {s.key: s for s in build_stages(ext_cfg, tmp_path, print)}
-    assert own["curate:2"].deps == ("augment", "train:m1") and ext["curate:2"].deps == ("augment",)
+    assert set(own["curate:2"].deps) == {"augment", "train:m1"} and ext["curate:2"].deps == ("augment",)
     assert ext["curate:1"].inputs["judge"] == "judge-70b" and ext["augment"].deps == ("segment",)
     assert ext["curate:1"].fp != own["curate:1"].fp
     other = load_config(None, base + ["generation.judge.backend=openai", "generation.judge.model=judge-8b",

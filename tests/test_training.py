@@ -116,7 +116,8 @@ def test_two_process_data_parallel_on_cpu(tiny_model, tmp_path):
     assert not (out / "training_args.bin").exists() and not out.with_name("ddp.tmp").exists()
 
     from humback.config import EngineConfig
-    from humback.generation.base import SamplingParams, load_generator
+    from humback.generation import load_generator
+    from humback.generation.base import SamplingParams
 
     gen = load_generator(EngineConfig(backend="transformers", device="cpu"), str(out))
     assert len(gen.generate([[{"role": "user", "content": "Hi"}]], SamplingParams(max_new_tokens=4))) == 1

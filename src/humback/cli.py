@@ -77,10 +77,10 @@ def cmd_train(args) -> None:
 
 def _generator(cfg, role: str, out: Path):
     """The role's generator, behind the response cache kept beside the output (when enabled)."""
-    from humback.generation.cache import open_generator
+    from humback.generation import open_generator
+    from humback.rundir import RunDir
 
-    return open_generator(cfg.generation.role(role), None,
-                          out / "cache" / "responses.sqlite" if cfg.generation.cache else None)
+    return open_generator(cfg.generation.role(role), None, RunDir(out).cache_file(cfg.generation.cache))
 
 
 def cmd_augment(args) -> None:
@@ -106,14 +106,14 @@ def cmd_curate(args) -> None:
 
 def cmd_calibrate(args) -> None:
     from humback.calibrate import calibrate, report
-    from humback.generation.cache import open_generator
+    from humback.generation import open_generator
+    from humback.rundir import RunDir
 
     cfg = _config(args, generation__backend=args.backend, generation__base_url=args.base_url,
                   generation__judge__model=args.judge)
     out = Path(args.out_dir)
     # The judge named by --judge or the config's generation.judge.model, else the config's model.
-    gen = open_generator(cfg.generation.role("judge"), cfg.model,
-                         out / "cache" / "responses.sqlite" if cfg.generation.cache else None)
+    gen = open_generator(cfg.generation.role("judge"), cfg.model, RunDir(out).cache_file(cfg.generation.cache))
     fit = [s.strip() for s in args.fit.split(",")] if args.fit else None
     result = calibrate(args.data, gen, out, cfg.curate, args.response_field, args.limit, fit, cfg.seed)
     print(report(result))

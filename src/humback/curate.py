@@ -1,188 +1,26 @@
 """Self-curation (paper §2.2, Table 1): a judge scores every candidate on the 5-point rubric; candidates
-scoring at least the threshold are selected.
-
-Judge output is untrusted input. `parse_score` takes the *last* `Score: N` (the rubric asks for it on the
-last line; reasoning may quote other numbers), accepts only 1-5, and returns None otherwise; failures
-are counted, never coerced. The earlier re-implementation took the first match and let 91 through.
-
-Beyond the paper's one sampled reply (`sample`), the rubric can be read greedily (`greedy`), averaged
-over k samples (`mean-of-k`), or as the expected score under the judge's next-token distribution after
-"Score:" (`expected`: continuous, never unparseable). Two forward-pass signals come from the same model:
-IFD (Li et al. 2024, "From Quantity to Quality", arXiv 2308.12032: loss(y | x) / loss(y); >= 1 means
-the instruction does not help predict the response) and the log-probability that the reply ends where
-it does (a cut-off reply ends where the model would not). `combine` folds the signals into one score on
-the rubric's 1-5 scale, with weights `humback calibrate --fit` fits on labelled or built negatives.
+scoring at least the threshold are selected. How a candidate is scored (rubric methods, IFD, end-of-turn
+log-probability, their combination) and selected is in scoring.py; this stage runs it over a candidates
+file, kill-safe, and records the funnel.
 """
 
 from __future__ import annotations
 
-import math
-import re
 from collections import Counter
 from pathlib import Path
 
 from tqdm.auto import tqdm
 
 from humback.config import CurateConfig
-from humback.generation.base import Generator, SamplingParams, row_seed
+from humback.generation.base import Generator
 from humback.generation.cache import generator_stats
-from humback.prompts import CURATION_PROMPT, SCORE_PREFIX
+from humback.prompts import CURATION_PROMPT
 from humback.records import RowWriter, read_jsonl, write_jsonl
+from humback.rundir import SCORED, SELECTED
+from humback.scoring import histogram, mean, parse_failure_rate, score_rows, select_ids
+
 
 # "Score: 4", "score: 4.", "**Score:** 4", "Score = 5/5", "Score: **3**"
-SCORE_RE = re.compile(r"score\s*\**\s*[:=]\s*\**\s*(\d+(?:\.\d+)?)(?![\d.]*\d)", re.IGNORECASE)
-CHOICES = ["1", "2", "3", "4", "5"]
-# IFD's unconditional loss: the response as the reply to an empty user turn, so the chat format's own
-# tokens weigh the same on both sides and the ratio measures only what the instruction explains.
-NO_INSTRUCTION = [{"role": "user", "content": ""}]
-
-
-def parse_score(text: str | None) -> int | None:
-    """The last 'Score: N' in a judge reply as an int in 1..5, else None."""
-    if not text:
-        return None
-    matches = SCORE_RE.findall(text)
-    if not matches:
-        return None
-    value = float(matches[-1])
-    return int(value) if value.is_integer() and 1 <= value <= 5 else None
-
-
-def judge_messages(instruction: str, response: str) -> list[dict]:
-    return [{"role": "user", "content": CURATION_PROMPT.format(instruction=instruction, response=response)}]
-
-
-def _reasoning_before_score(text: str) -> str:
-    """The judge's reasoning, cut before any score it wrote itself (the 'expected' method reads the
-    score from the distribution instead)."""
-    cut = re.search(r"\**\s*score\s*\**\s*[:=]", text, re.IGNORECASE)
-    return (text[:cut.start()] if cut else text).rstrip()
-
-
-def expected_score(dist: dict[str, float]) -> float | None:
-    """E[score] under a distribution over '1'..'5' (keys may carry spaces); None when it is empty (a
-    server that returned none of the digits among its top tokens)."""
-    return round(sum(int(c.strip()) * p for c, p in dist.items()), 4) if dist else None
-
-
-def _mean_nll(logprobs: list[float]) -> float:
-    return -sum(logprobs) / len(logprobs) if logprobs else 0.0
-
-
-def forward_signals(generator: Generator, rows: list[dict]) -> list[dict]:
-    """IFD and the end-of-turn log-probability of each row's response, from two forward passes."""
-    replies = [r["response"] for r in rows]
-    cond = generator.reply_logprobs([[{"role": "user", "content": r["instruction"]}] for r in rows], replies)
-    bare = generator.reply_logprobs([NO_INSTRUCTION] * len(rows), replies)
-    out = []
-    for c, b in zip(cond, bare):
-        given, alone = _mean_nll(c["tokens"]), _mean_nll(b["tokens"])
-        out.append({"ifd": round(given / alone, 4) if alone > 0 else None, "nll": round(given, 4),
-                    "end_logprob": round(c["end"], 4)})
-    return out
-
-
-def judge(generator: Generator, rows: list[dict], cfg: CurateConfig, seed: int) -> list[dict]:
-    """The rubric judge's score and reasoning for each row, by cfg.method."""
-    prompts = [judge_messages(r["instruction"], r["response"]) for r in rows]
-    seeds = [row_seed(seed, r["id"]) for r in rows]
-    if cfg.method == "greedy":
-        replies = generator.generate(prompts, SamplingParams(0.0, 1.0, cfg.max_new_tokens, seed), seeds)
-        return [{"judge_score": parse_score(t), "reasoning": t} for t in replies]
-    params = SamplingParams(cfg.temperature, cfg.top_p, cfg.max_new_tokens, seed)
-    if cfg.method == "sample":
-        replies = generator.generate(prompts, params, seeds)
-        return [{"judge_score": parse_score(t), "reasoning": t} for t in replies]
-    if cfg.method == "mean-of-k":
-        # k samples per row, each with its own seed (the first is the 'sample' method's, so the cache
-        # shares it); unparseable ones are left out of the mean.
-        samples = [generator.generate(prompts, params, seeds if j == 0 else
-                                      [row_seed(seed, f"{r['id']}:{j}") for r in rows]) for j in range(cfg.k)]
-        out = []
-        for i in range(len(rows)):
-            parsed = [parse_score(s[i]) for s in samples]
-            valid = [p for p in parsed if p is not None]
-            out.append({"judge_score": round(sum(valid) / len(valid), 4) if valid else None,
-                        "samples": parsed, "reasoning": samples[0][i]})
-        return out
-    # expected: E[score] under the judge's next-token distribution after its own reasoning
-    replies = generator.generate(prompts, params, seeds) if cfg.max_new_tokens else [""] * len(rows)
-    reasoning = [_reasoning_before_score(t) for t in replies]
-    conts = [(r + "\n" if r else "") + SCORE_PREFIX for r in reasoning]
-    dists = generator.next_token_probs(prompts, conts, [" " + c for c in CHOICES])
-    return [{"judge_score": expected_score(d), "reasoning": text} for d, text in zip(dists, reasoning)]
-
-
-def combined_score(row: dict, weights: dict[str, float]) -> float | None:
-    """1 + 4 * sigmoid(bias + sum of weight x signal): P(good) under the fitted logistic model, on the
-    rubric's 1-5 scale so thresholds read the same way (4 = P(good) 0.75). None when a weighted signal
-    is missing (an unparsed judge reply)."""
-    z = weights.get("bias", 0.0)
-    for name, w in weights.items():
-        if name == "bias" or w == 0:
-            continue
-        if row.get(name) is None:
-            return None
-        z += w * row[name]
-    return round(1 + 4 / (1 + math.exp(-max(-50.0, min(50.0, z)))), 4)
-
-
-def score_rows(generator: Generator, rows: list[dict], cfg: CurateConfig, seed: int) -> list[dict]:
-    """One scored record per row, in row order: the signals cfg asks for and `score`, the value
-    selection ranks by. Rows with an empty instruction, or with IFD >= cfg.max_ifd, are not judged
-    (`skipped` says why)."""
-    out = [{"id": r["id"], "score": None} for r in rows]
-    live = [i for i, r in enumerate(rows) if r["instruction"].strip()]
-    for i in set(range(len(rows))) - set(live):
-        out[i]["skipped"] = "empty_instruction"
-    if cfg.forward_signals and live:
-        for i, sig in zip(live, forward_signals(generator, [rows[i] for i in live])):
-            out[i].update(sig)
-        if cfg.max_ifd is not None:
-            for i in live:
-                if out[i]["ifd"] is not None and out[i]["ifd"] >= cfg.max_ifd:
-                    out[i]["skipped"] = "ifd"
-            live = [i for i in live if not out[i].get("skipped")]
-    if cfg.judged and live:
-        for i, res in zip(live, judge(generator, [rows[i] for i in live], cfg, seed)):
-            out[i].update(res)
-    for i in live:
-        out[i]["score"] = combined_score(out[i], cfg.combine) if cfg.combine else out[i].get("judge_score")
-    for rec in out:
-        rec["judge"] = {"model": generator.model, "method": cfg.method}
-    return out
-
-
-def histogram(scores: list[float | None]) -> dict[str, int]:
-    """Counts per score bucket 1..5 (continuous scores rounded half up) plus 'unparsed'."""
-    counts = Counter("unparsed" if s is None else str(min(5, max(1, int(s + 0.5)))) for s in scores)
-    return {k: counts.get(k, 0) for k in CHOICES + ["unparsed"]}
-
-
-def select_ids(candidates: list[dict], scored: dict[str, dict], cfg: CurateConfig) -> list[str]:
-    """Ids of the candidates scoring >= cfg.threshold, best first (ties in candidate order), skipping
-    any whose instruction near-duplicates one already selected, capped at cfg.max_selected and at
-    cfg.top_fraction of all candidates (rounded down, at least one)."""
-    from humback.data.dedup import Deduplicator
-
-    keep = [c for c in candidates if scored[c["id"]]["score"] is not None and scored[c["id"]]["score"] >= cfg.threshold]
-    keep.sort(key=lambda c: -scored[c["id"]]["score"])
-    caps = [len(keep)]
-    if cfg.max_selected:
-        caps.append(cfg.max_selected)
-    if cfg.top_fraction:
-        caps.append(max(1, int(cfg.top_fraction * len(candidates))))
-    # Instructions are short: character 5-grams, not the word 5-grams used for segments.
-    dedup = Deduplicator(cfg.near_duplicate_instructions, char_ngrams=5) if cfg.near_duplicate_instructions else None
-    chosen: list[str] = []
-    for c in keep:
-        if len(chosen) == min(caps):
-            break
-        if dedup is None or dedup.check_and_add(c["instruction"]) is None:
-            chosen.append(c["id"])
-    return chosen
-
-
 def curate(candidates: str | Path, generator: Generator, out_dir: str | Path, cfg: CurateConfig,
            iteration: int = 1, seed: int = 0, chunk_size: int | None = None) -> dict:
     out_dir = Path(out_dir)
@@ -190,7 +28,7 @@ def curate(candidates: str | Path, generator: Generator, out_dir: str | Path, cf
     # What a scored row depends on: a rerun with another judge or scoring method starts scored.jsonl over
     # (selection settings only choose among scored rows).
     scoring = cfg.model_dump(exclude={"threshold", "max_selected", "top_fraction", "near_duplicate_instructions"})
-    writer = RowWriter(out_dir / "scored.jsonl", {"judge": generator.fingerprint, "scoring": scoring,
+    writer = RowWriter(out_dir / SCORED, {"judge": generator.fingerprint, "scoring": scoring,
                                                   "prompt": CURATION_PROMPT, "seed": seed, "iteration": iteration})
     # Shortest first, for batches of similar length; scored.jsonl is put back in candidate order.
     todo = sorted((r for r in rows if r["id"] not in writer.done),
@@ -206,23 +44,13 @@ def curate(candidates: str | Path, generator: Generator, out_dir: str | Path, cf
         writer.finish(order=[r["id"] for r in rows])
     finally:
         writer.close()
-    scored = {r["id"]: r for r in read_jsonl(out_dir / "scored.jsonl")}
+    scored = {r["id"]: r for r in read_jsonl(out_dir / SCORED)}
     by_id = {r["id"]: r for r in rows}
     selected = [by_id[i] for i in select_ids(rows, scored, cfg)]
-    write_jsonl(out_dir / "selected.jsonl", (
+    write_jsonl(out_dir / SELECTED, (
         {"id": c["id"], "instruction": c["instruction"], "response": c["response"],
          "score": scored[c["id"]]["score"], "tag": "augmented"} for c in selected))
     return curate_stats(rows, scored, selected, cfg) | {"resumed_rows": resumed, **generator_stats(generator)}
-
-
-def _mean(values: list[float]) -> float | None:
-    return round(sum(values) / len(values), 4) if values else None
-
-
-def parse_failure_rate(records: list[dict]) -> float:
-    """The share of judged (not skipped) scored records whose judge reply gave no score."""
-    judged = [r for r in records if not r.get("skipped")]
-    return round(sum(r.get("judge_score") is None for r in judged) / len(judged), 4) if judged else 0.0
 
 
 def curate_stats(rows: list[dict], scored: dict[str, dict], selected: list[dict], cfg: CurateConfig) -> dict:
@@ -237,16 +65,16 @@ def curate_stats(rows: list[dict], scored: dict[str, dict], selected: list[dict]
         judge_scores = [s.get("judge_score") for s in judged]
         stats.update(parse_failures=sum(v is None for v in judge_scores), parse_failure_rate=parse_failure_rate(judged),
                      histogram=histogram(judge_scores),
-                     mean_judge_score=_mean([v for v in judge_scores if v is not None]))
+                     mean_judge_score=mean([v for v in judge_scores if v is not None]))
         if cfg.method == "mean-of-k":
             samples = [p for s in judged for p in s["samples"]]
             stats["sample_parse_failure_rate"] = round(sum(p is None for p in samples) / len(samples), 4) if samples else 0.0
     else:
         stats.update(parse_failures=0, parse_failure_rate=0.0)
     scores = [s["score"] for s in judged if s["score"] is not None]
-    stats.update(mean_score=_mean(scores), score_histogram=histogram([s["score"] for s in judged]))
+    stats.update(mean_score=mean(scores), score_histogram=histogram([s["score"] for s in judged]))
     if cfg.forward_signals:
-        stats["mean_ifd"] = _mean([s["ifd"] for s in scored.values() if s.get("ifd") is not None])
+        stats["mean_ifd"] = mean([s["ifd"] for s in scored.values() if s.get("ifd") is not None])
 
     # Length-bias guard: judges (LLM and human) favour longer answers; a selection much longer than its
     # pool says the score is partly a length score.

@@ -24,10 +24,11 @@ from pathlib import Path
 from humback.calibrate import calibrate
 from humback.config import EvalConfig, RunConfig
 from humback.errors import HumbackError
+from humback.generation import open_generator
 from humback.generation.base import Generator, SamplingParams, row_seed
-from humback.generation.cache import open_generator
 from humback.prompts import PAIRWISE_PREFIX, PAIRWISE_PROMPT
 from humback.records import RecordError, atomic_write, read_pairs
+from humback.rundir import RunDir
 from humback.templates import backward_messages, forward_messages
 
 
@@ -148,15 +149,14 @@ def _heldout(cfg: EvalConfig) -> list[dict]:
 
 def evaluate(run_dir: str | Path, cfg: RunConfig, log=print) -> dict:
     """Evaluate a finished run into run_dir/eval/ (metrics.json, answers/*.json, calibration/)."""
-    run_dir = Path(run_dir)
-    ev, out = cfg.eval, run_dir / "eval"
+    run = RunDir(run_dir)
+    ev, out = cfg.eval, run.eval_dir
     pairs = _heldout(cfg.eval)
-    models_dir = run_dir / "models"
-    forward = {"base": cfg.model, **{f"m{t}": str(models_dir / f"m{t}") for t in range(cfg.iterations + 1)}}
-    missing = [str(models_dir / n) for n in ["myx", *list(forward)[1:]] if not (models_dir / n).is_dir()]
+    forward = {"base": cfg.model, **{f"m{t}": str(run.model(f"m{t}")) for t in range(cfg.iterations + 1)}}
+    missing = [str(run.model(n)) for n in ["myx", *list(forward)[1:]] if not run.model(n).is_dir()]
     if missing:
         raise EvalError(f"models missing from {run_dir}: {', '.join(missing)} (run `humback run` to finish it)")
-    cache = run_dir / "cache" / "responses.sqlite" if cfg.generation.cache else None
+    cache = run.cache_file(cfg.generation.cache)
     nll_pairs, ask = pairs[:ev.nll_pairs], pairs[:ev.answer_pairs]
 
     def load(role: str, model: str) -> Generator:
@@ -172,7 +172,7 @@ def evaluate(run_dir: str | Path, cfg: RunConfig, log=print) -> dict:
     back_prompts = [backward_messages(p["response"]) for p in nll_pairs]
     params = SamplingParams(cfg.augment.temperature, cfg.augment.top_p, cfg.augment.max_new_tokens, cfg.seed)
     metrics["backward"] = {}
-    for name, model in (("base", cfg.model), ("myx", str(models_dir / "myx"))):
+    for name, model in (("base", cfg.model), ("myx", str(run.model("myx")))):
         gen = load("backward", model)
         sampled = gen.generate(back_prompts, params, [row_seed(cfg.seed, p["id"]) for p in nll_pairs])
         metrics["backward"][name] = {
@@ -210,7 +210,7 @@ def evaluate(run_dir: str | Path, cfg: RunConfig, log=print) -> dict:
     # Each iteration's judge, calibrated on negatives built from the held-out pairs.
     metrics["judges"] = {}
     for t in range(1, cfg.iterations + 1):
-        name = cfg.generation.role("judge").model or str(models_dir / f"m{t - 1}")
+        name = cfg.generation.role("judge").model or str(run.model(f"m{t - 1}"))
         gen = load("judge", name)
         res = calibrate(ev.heldout, gen, out / "calibration" / f"iter{t}", cfg.curate, ev.response_field,
                         ev.calibration_pairs, seed=cfg.seed)

@@ -12,14 +12,16 @@ from pathlib import Path
 
 import yaml
 
-from humback.records import RecordError, atomic_write, read_jsonl, read_manifest, write_jsonl
+from humback.records import RecordError, atomic_write, read_jsonl, write_jsonl
+from humback.rundir import RunDir
 
 
 def curated_rows(run_dir: Path, iteration: int) -> list[dict]:
-    selected = run_dir / f"iter{iteration}" / "selected.jsonl"
+    run = RunDir(run_dir)
+    selected = run.selected(iteration)
     if not selected.is_file():
         raise RecordError(f"{selected} does not exist: run curation first (humback run) or pick --iteration")
-    segments = {s["id"]: s for s in read_jsonl(run_dir / "segments.jsonl")} if (run_dir / "segments.jsonl").is_file() else {}
+    segments = {s["id"]: s for s in read_jsonl(run.segments)} if run.segments.is_file() else {}
     rows = []
     for r in read_jsonl(selected, required=("id", "instruction", "response")):
         seg = segments.get(r["id"], {})
@@ -76,7 +78,7 @@ def dataset_card(manifest: dict, iteration: int, rows: int, files: list[str], li
 def export(run_dir: str | Path, out_dir: str | Path, iteration: int | None = None, fmt: str = "jsonl",
            license: str = "other", push_to_hub: str | None = None, private: bool = True) -> dict:
     run_dir, out_dir = Path(run_dir), Path(out_dir)
-    manifest = read_manifest(run_dir)
+    manifest = RunDir(run_dir).read_manifest()
     if iteration is None:
         done = [int(k.split(":")[1]) for k, v in manifest.get("stages", {}).items()
                 if k.startswith("curate:") and v.get("status") == "done"]

@@ -12,7 +12,6 @@ that depends on a stage that ran is rerun too, since its inputs changed.
 from __future__ import annotations
 
 import gc
-import json
 import platform
 import time
 from collections.abc import Callable
@@ -26,7 +25,8 @@ from humback import __version__, prompts
 from humback.config import RunConfig, fingerprint
 from humback.data.extract import extractor_version
 from humback.errors import HumbackError
-from humback.records import atomic_write, file_lock, file_sha256, read_jsonl, read_manifest
+from humback.records import atomic_write, file_lock, file_sha256, read_jsonl
+from humback.rundir import RunDir
 
 
 class StageError(HumbackError):
@@ -53,12 +53,12 @@ def _versions() -> dict:
 
 
 class Manifest:
-    def __init__(self, run_dir: Path):
-        self.path = run_dir / "manifest.json"
-        self.data = read_manifest(run_dir) if self.path.exists() else {"stages": {}}
+    def __init__(self, run: RunDir):
+        self.run = run
+        self.data = run.read_manifest() if run.manifest_path.exists() else {"stages": {}}
 
     def save(self) -> None:
-        atomic_write(self.path, json.dumps(self.data, indent=1))
+        self.run.write_manifest(self.data)
 
     def stage(self, key: str) -> dict:
         return self.data["stages"].get(key, {})
@@ -138,72 +138,73 @@ def source_fingerprint(source: str) -> list | str:
 
 
 def build_stages(cfg: RunConfig, run_dir: Path, log: Callable[[str], None]) -> list[Stage]:
+    """The stage graph, declared once: each stage names its own settings and its upstream stages; its
+    fingerprint is derived from both (upstream fingerprints in the order named), and its dependencies
+    are the same upstream names. An upstream of None (an external model replacing one of the run's own)
+    stands in the fingerprint as null and adds no dependency."""
     from humback.augment import augment
     from humback.curate import curate
     from humback.data.seed import seed
     from humback.data.segment import segment
-    from humback.generation.cache import open_generator
+    from humback.generation import open_generator
     from humback.training.sft import train
 
-    d, g = cfg.data, cfg.generation
-    seed_file, seg_file = run_dir / "seed.jsonl", run_dir / "segments.jsonl"
-    cand_file, models = run_dir / "candidates.jsonl", run_dir / "models"
+    d, g, run = cfg.data, cfg.generation, RunDir(run_dir)
+    stages: list[Stage] = []
+    fps: dict[str, str] = {}
+
+    def add(key: str, work: Callable[[], dict], own: tuple, upstream: tuple[str | None, ...],
+            outputs: dict[str, Path], inputs: dict[str, str]) -> None:
+        fps[key] = fingerprint(key, *own, *(fps[u] if u else None for u in upstream), cfg.seed)
+        stages.append(Stage(key, work, fps[key], outputs, inputs, tuple(u for u in upstream if u)))
 
     def generator(role, own_model: Path):
-        return open_generator(g.role(role), str(own_model), run_dir / "cache" / "responses.sqlite" if g.cache else None)
+        return open_generator(g.role(role), str(own_model), run.cache_file(g.cache))
 
     def train_stage(name: str, direction: str, data_files: list[Path]) -> Callable[[], dict]:
-        def run() -> dict:
+        def work() -> dict:
             pairs = [row for f in data_files for row in read_jsonl(f)]
-            return train(pairs, cfg.model, models / name, direction, cfg.train, seed=cfg.seed, log=log)
-        return run
+            return train(pairs, cfg.model, run.model(name), direction, cfg.train, seed=cfg.seed, log=log)
+        return work
 
     # Only what changes results: micro-batching, gradient checkpointing and how often a resumable
     # checkpoint is written trade memory or disk for time, nothing else.
     train_fp = cfg.train.model_dump(exclude={"micro_batch_size", "gradient_checkpointing", "save_steps"})
-    stages: list[Stage] = []
     seed_keys = {"seed_source", "seed_format", "seed_split", "instruction_field", "response_field", "min_quality",
                  "lang", "max_seed"}
-    fp_seed = fingerprint("seed", d.model_dump(include=seed_keys), source_fingerprint(d.seed_source), cfg.seed)
-    stages.append(Stage("seed", lambda: seed(d.seed_source, seed_file, d, cfg.seed, log=log),
-                        fp_seed, {"seed": seed_file}, {"source": d.seed_source}))
-    fp_seg = fingerprint("segment", d.model_dump(exclude=seed_keys | {"shard_size", "strict"}),
-                         extractor_version(d.extractor), source_fingerprint(d.corpus), cfg.seed)
-    stages.append(Stage("segment", lambda: segment(d.corpus, seg_file, d, cfg.seed, log=log),
-                        fp_seg, {"segments": seg_file}, {"corpus": d.corpus}))
-    fp_myx = fingerprint("train:myx", cfg.model, train_fp, prompts.BACKWARD_PROMPT, fp_seed, cfg.seed)
-    stages.append(Stage("train:myx", train_stage("myx", "backward", [seed_file]), fp_myx,
-                        {"model": models / "myx"}, {"data": str(seed_file), "base": cfg.model}, ("seed",)))
+    add("seed", lambda: seed(d.seed_source, run.seed, d, cfg.seed, log=log),
+        (d.model_dump(include=seed_keys), source_fingerprint(d.seed_source)), (),
+        {"seed": run.seed}, {"source": d.seed_source})
+    add("segment", lambda: segment(d.corpus, run.segments, d, cfg.seed, log=log),
+        (d.model_dump(exclude=seed_keys | {"shard_size", "strict"}), extractor_version(d.extractor),
+         source_fingerprint(d.corpus)), (),
+        {"segments": run.segments}, {"corpus": d.corpus})
+    add("train:myx", train_stage("myx", "backward", [run.seed]), (cfg.model, train_fp, prompts.BACKWARD_PROMPT),
+        ("seed",), {"model": run.model("myx")}, {"data": str(run.seed), "base": cfg.model})
     backward, judge_engine = g.role("backward"), g.role("judge")
-    fp_aug = fingerprint("augment", cfg.augment, prompts.BACKWARD_PROMPT, backward.identity(),
-                         None if backward.model else fp_myx, fp_seg, cfg.seed)
-    stages.append(Stage("augment", lambda: augment(seg_file, generator("backward", models / "myx"), cand_file,
-                                                   cfg.augment, cfg.seed),
-                        fp_aug, {"candidates": cand_file},
-                        {"segments": str(seg_file), "model": backward.model or str(models / "myx")},
-                        ("segment",) if backward.model else ("segment", "train:myx")))
-    fp_prev = fingerprint("train:m0", cfg.model, train_fp, prompts.SYSTEM_SEED, fp_seed, cfg.seed)
-    stages.append(Stage("train:m0", train_stage("m0", "forward", [seed_file]), fp_prev,
-                        {"model": models / "m0"}, {"data": str(seed_file), "base": cfg.model}, ("seed",)))
+    add("augment", lambda: augment(run.segments, generator("backward", run.model("myx")), run.candidates,
+                                   cfg.augment, cfg.seed),
+        (cfg.augment, prompts.BACKWARD_PROMPT, backward.identity()),
+        (None if backward.model else "train:myx", "segment"),
+        {"candidates": run.candidates},
+        {"segments": str(run.segments), "model": backward.model or str(run.model("myx"))})
+    add("train:m0", train_stage("m0", "forward", [run.seed]), (cfg.model, train_fp, prompts.SYSTEM_SEED),
+        ("seed",), {"model": run.model("m0")}, {"data": str(run.seed), "base": cfg.model})
     for t in range(1, cfg.iterations + 1):
-        judge, it_dir = models / f"m{t - 1}", run_dir / f"iter{t}"
+        judge = run.model(f"m{t - 1}")
         # The judge is M_{t-1} (paper §2.2) unless the config names an external one.
         external = judge_engine.model is not None
-        fp_cur = fingerprint(f"curate:{t}", cfg.curate, prompts.CURATION_PROMPT, judge_engine.identity(),
-                             None if external else fp_prev, fp_aug, cfg.seed)
-        stages.append(Stage(
-            f"curate:{t}",
-            lambda judge=judge, it_dir=it_dir, t=t: curate(cand_file, generator("judge", judge), it_dir, cfg.curate,
-                                                            t, cfg.seed),
-            fp_cur, {"scored": it_dir / "scored.jsonl", "selected": it_dir / "selected.jsonl"},
-            {"candidates": str(cand_file), "judge": judge_engine.model or str(judge)},
-            ("augment",) if external else ("augment", f"train:m{t - 1}")))
+        add(f"curate:{t}",
+            lambda judge=judge, t=t: curate(run.candidates, generator("judge", judge), run.iteration(t), cfg.curate,
+                                            t, cfg.seed),
+            (cfg.curate, prompts.CURATION_PROMPT, judge_engine.identity()),
+            (None if external else f"train:m{t - 1}", "augment"),
+            {"scored": run.scored(t), "selected": run.selected(t)},
+            {"candidates": str(run.candidates), "judge": judge_engine.model or str(judge)})
         # Paper §2.2: M_t is fine-tuned from the *base* model on seed + A_k^(t), not from M_{t-1}.
-        fp_prev = fingerprint(f"train:m{t}", cfg.model, train_fp, prompts.SYSTEM_AUGMENTED, fp_seed, fp_cur, cfg.seed)
-        stages.append(Stage(f"train:m{t}", train_stage(f"m{t}", "forward", [seed_file, it_dir / "selected.jsonl"]),
-                            fp_prev, {"model": models / f"m{t}"},
-                            {"data": f"{seed_file} + {it_dir / 'selected.jsonl'}", "base": cfg.model},
-                            ("seed", f"curate:{t}")))
+        add(f"train:m{t}", train_stage(f"m{t}", "forward", [run.seed, run.selected(t)]),
+            (cfg.model, train_fp, prompts.SYSTEM_AUGMENTED), ("seed", f"curate:{t}"),
+            {"model": run.model(f"m{t}")}, {"data": f"{run.seed} + {run.selected(t)}", "base": cfg.model})
     return stages
 
 
@@ -213,14 +214,15 @@ def run_pipeline(cfg: RunConfig, run_dir: str | Path, force: str | None = None,
     from humback.models import resolve_model
 
     run_dir = Path(run_dir)
-    own = {"manifest.json", "config.yaml", ".humback.lock", "cache"}  # what a run killed early may have left
-    if run_dir.is_dir() and any(p.name not in own for p in run_dir.iterdir()) and not (run_dir / "manifest.json").exists():
+    run = RunDir(run_dir)
+    own = {run.manifest_path.name, run.config_path.name, run.lock_path.name, "cache"}  # what an early kill leaves
+    if run_dir.is_dir() and any(p.name not in own for p in run_dir.iterdir()) and not run.manifest_path.exists():
         raise StageError(f"{run_dir} is a folder humback did not create (no manifest.json, not empty): give the run "
                          "a new name or an empty folder")
     resolve_model(cfg.model)  # an unknown model name fails now, not after the data stages
     run_dir.mkdir(parents=True, exist_ok=True)
     # One process per run folder: two would resume the same partial files and delete each other's temp output.
-    with file_lock(run_dir / ".humback.lock", wait=False, what=str(run_dir)):
+    with file_lock(run.lock_path, wait=False, what=str(run_dir)):
         return _run_stages(cfg, run_dir, force, log)
 
 
@@ -229,11 +231,11 @@ def _run_stages(cfg: RunConfig, run_dir: Path, force: str | None, log: Callable[
     keys = [s.key for s in stages]
     if force is not None and force not in keys and force not in {k.split(":")[0] for k in keys}:
         raise StageError(f"--force {force}: no such stage (stages: {', '.join(keys)})")
-    manifest = Manifest(run_dir)
+    manifest = Manifest(RunDir(run_dir))
     manifest.data.update({"name": cfg.name, "run_dir": str(run_dir), "config": cfg.model_dump()})
     # Drop entries of stages this config no longer has (e.g. fewer iterations).
     manifest.data["stages"] = {k: v for k, v in manifest.data["stages"].items() if k in keys}
-    atomic_write(run_dir / "config.yaml", yaml.safe_dump(cfg.model_dump(), sort_keys=False))
+    atomic_write(RunDir(run_dir).config_path, yaml.safe_dump(cfg.model_dump(), sort_keys=False))
     ran: set[str] = set()
     for stage in stages:
         # Rerun when asked, or when an upstream stage ran now: its outputs are new even if its
@@ -273,4 +275,4 @@ def _discard_partials(stage: Stage) -> None:
 
 
 def status_table(run_dir: str | Path) -> str:
-    return summary(read_manifest(run_dir))
+    return summary(RunDir(run_dir).read_manifest())

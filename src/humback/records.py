@@ -118,22 +118,6 @@ def read_jsonl(path: str | Path, required: tuple[str, ...] = (), unique_ids: boo
                 yield row
 
 
-def read_manifest(run_dir: str | Path) -> dict:
-    """A run directory's manifest.json, or a RecordError saying what is wrong with it."""
-    path = Path(run_dir) / "manifest.json"
-    if not path.is_file():
-        raise RecordError(f"{run_dir} is not a humback run directory (no manifest.json; `humback run` makes one)")
-    try:
-        data = json.loads(path.read_bytes().decode("utf-8"))
-    except (UnicodeDecodeError, ValueError, RecursionError) as e:
-        raise RecordError(f"{path} is corrupt ({type(e).__name__}: {str(e)[:80]}); restore it, or delete it to "
-                          "rerun every stage (finished outputs are checked again)") from None
-    if not isinstance(data, dict) or not isinstance(data.get("stages", {}), dict):
-        raise RecordError(f"{path} is not a humback manifest (expected an object with 'stages')")
-    data.setdefault("stages", {})
-    return data
-
-
 class Busy(EnvironmentFault):
     """Another process holds the lock on a folder or cache entry."""
 

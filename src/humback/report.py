@@ -11,7 +11,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from humback.records import atomic_write, read_jsonl, read_manifest
+from humback.records import atomic_write, read_jsonl
+from humback.rundir import RunDir
 
 SECTIONS = ("Data funnel", "Curation scores", "Lengths: pool vs selected", "Training loss", "Evaluation")
 
@@ -55,17 +56,11 @@ def _funnel_plot(steps: list[tuple[str, int]], out: Path) -> str:
     return _save(fig, out)
 
 
-def _iterations(run_dir: Path) -> list[int]:
-    # Only iter<N> folders: a user's copy such as iter1.bak is not an iteration.
-    return sorted(int(p.name[4:]) for p in run_dir.glob("iter*")
-                  if p.name[4:].isdigit() and (p / "scored.jsonl").is_file())
-
-
-def _score_plot(run_dir: Path, iterations: list[int], out: Path) -> str:
+def _score_plot(run: RunDir, iterations: list[int], out: Path) -> str:
     plt = _plt()
     fig, axes = plt.subplots(1, len(iterations), figsize=(4 * len(iterations), 3), squeeze=False)
     for ax, t in zip(axes[0], iterations):
-        scores = [r["score"] for r in read_jsonl(run_dir / f"iter{t}" / "scored.jsonl") if r.get("score") is not None]
+        scores = [r["score"] for r in read_jsonl(run.scored(t)) if r.get("score") is not None]
         ax.hist(scores, bins=[1 + 0.25 * i for i in range(17)], color="#f58518", edgecolor="white")
         ax.set_title(f"iteration {t}: {len(scores)} scored")
         ax.set_xlabel("score (1-5)")
@@ -127,8 +122,9 @@ def _eval_section(metrics: dict) -> list[str]:
 def report(run_dir: str | Path) -> Path:
     """Write run_dir/report/report.md and its plots; return the report's path."""
     run_dir = Path(run_dir)
-    manifest = read_manifest(run_dir)
-    out = run_dir / "report"
+    run = RunDir(run_dir)
+    manifest = run.read_manifest()
+    out = run.report_dir
     out.mkdir(exist_ok=True)
     md = [f"# humback run `{manifest.get('name', run_dir.name)}`", ""]
 
@@ -137,10 +133,10 @@ def report(run_dir: str | Path) -> Path:
     md += [f"![data funnel]({_funnel_plot(steps, out / 'funnel.png')})", ""] if steps else ["(no stage finished yet)", ""]
     md += _table(["step", "rows"], [[n, c] for n, c in steps]) + [""]
 
-    iterations = _iterations(run_dir)
+    iterations = run.iterations()
     md += [f"## {SECTIONS[1]}", ""]
     if iterations:
-        md += [f"![curation scores]({_score_plot(run_dir, iterations, out / 'scores.png')})", ""]
+        md += [f"![curation scores]({_score_plot(run, iterations, out / 'scores.png')})", ""]
         stats = manifest["stages"]
         keys = ("rows", "selected", "threshold", "parse_failure_rate", "mean_score", "skipped_ifd")
         rows = [[t] + [(stats.get(f"curate:{t}", {}).get("stats") or {}).get(k) for k in keys] for t in iterations]
@@ -150,8 +146,8 @@ def report(run_dir: str | Path) -> Path:
     md += ["", f"## {SECTIONS[2]}", ""]
     if iterations:
         t = iterations[-1]
-        pool = list(read_jsonl(run_dir / "candidates.jsonl"))
-        sel_file = run_dir / f"iter{t}" / "selected.jsonl"
+        pool = list(read_jsonl(run.candidates))
+        sel_file = run.selected(t)
         selected = list(read_jsonl(sel_file)) if sel_file.is_file() and sel_file.stat().st_size else []
         md += [f"Iteration {t}.", "", f"![lengths]({_length_plot(pool, selected, out / 'lengths.png')})", ""]
     else:
@@ -159,14 +155,14 @@ def report(run_dir: str | Path) -> Path:
 
     md += [f"## {SECTIONS[3]}", ""]
     curves = {}
-    for p in sorted((run_dir / "models").glob("*/humback_train.json")):
+    for p in sorted(run.models.glob("*/humback_train.json")):
         curve = json.loads(p.read_text()).get("loss_curve") or []
         if curve:
             curves[p.parent.name] = curve
     md += [f"![training loss]({_loss_plot(curves, out / 'loss.png')})", ""] if curves else ["(no model trained yet)", ""]
 
     md += [f"## {SECTIONS[4]}", ""]
-    metrics_file = run_dir / "eval" / "metrics.json"
+    metrics_file = run.eval_dir / "metrics.json"
     if metrics_file.is_file():
         md += _eval_section(json.loads(metrics_file.read_text()))
     else:

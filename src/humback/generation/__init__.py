@@ -1,0 +1,68 @@
+"""Text generation: one small protocol (base.Generator), one file per backend, and the factory that picks
+one from an engine config (a plain `if`), with the persistent response cache in front (cache.py).
+
+Backends import their helpers from base.py; only this module imports the backends, so there is no cycle.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from humback.generation.base import Generator, pick_device
+from humback.generation.cache import CachedGenerator, ResponseCache
+from humback.models import ModelError
+
+if TYPE_CHECKING:
+    from humback.config import EngineConfig
+
+
+def resolve_backend(backend: str, device: str) -> str:
+    """'auto': vLLM on a GPU when installed, else transformers there; CTranslate2 on a CPU when
+    installed (int8: 2x transformers' generate on the augmentation workload here, BENCHMARKS.md),
+    else transformers."""
+    if backend != "auto":
+        return backend
+    import importlib.util
+
+    if pick_device(device).startswith("cuda"):
+        return "vllm" if importlib.util.find_spec("vllm") else "transformers"
+    return "ctranslate2" if importlib.util.find_spec("ctranslate2") else "transformers"
+
+
+def load_generator(engine: EngineConfig, model: str | None = None) -> Generator:
+    """The generator `engine` describes, for `model` (the role's own model) unless engine.model is set."""
+    name = engine.model or model
+    if not name:
+        raise ModelError("no model given for generation: pass --model/--judge or set the role's `model` in the config")
+    backend = resolve_backend(engine.backend, engine.device)
+    # Heavy imports stay inside each backend's module.
+    if backend == "transformers":
+        from humback.generation.hf import TransformersGenerator
+
+        return TransformersGenerator(name, device=engine.device, batch_size=engine.batch_size)
+    if backend == "ctranslate2":
+        from humback.generation.ct2 import CTranslate2Generator
+
+        return CTranslate2Generator(name, device=engine.device, batch_size=engine.batch_size,
+                                    compute_type=engine.compute_type)
+    if backend == "vllm":
+        from humback.generation.vllm import VLLMGenerator
+
+        return VLLMGenerator(name, tensor_parallel_size=engine.tensor_parallel_size,
+                             gpu_memory_utilization=engine.gpu_memory_utilization)
+    if backend == "openai":
+        from humback.generation.openai_api import OpenAIGenerator
+
+        return OpenAIGenerator(name, base_url=engine.base_url, api_key_env=engine.api_key_env,
+                               concurrency=engine.concurrency, timeout=engine.timeout,
+                               max_retries=engine.max_retries)
+    raise ModelError(f"unknown generation backend '{backend}'"
+                     " (accepted: auto, transformers, ctranslate2, vllm, openai)")
+
+
+def open_generator(engine: EngineConfig, model: str | None, cache_file: Path | None) -> Generator:
+    """The generator `engine` describes (see load_generator), behind the response cache in `cache_file`
+    unless that is None."""
+    gen = load_generator(engine, model)
+    return gen if cache_file is None else CachedGenerator(gen, ResponseCache(cache_file))

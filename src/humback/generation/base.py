@@ -12,14 +12,11 @@ import hashlib
 import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 from humback.errors import EnvironmentFault
 from humback.models import ModelError
 from humback.templates import render_prompt, render_target
-
-if TYPE_CHECKING:
-    from humback.config import EngineConfig
 
 
 class GenerationError(EnvironmentFault):
@@ -135,47 +132,3 @@ def renormalise(scores: Sequence[float]) -> list[float] | None:
     weights = [math.exp(s - top) for s in scores]
     total = sum(weights)
     return [w / total for w in weights]
-
-
-def resolve_backend(backend: str, device: str) -> str:
-    """'auto': vLLM on a GPU when installed, else transformers there; CTranslate2 on a CPU when
-    installed (int8: 2x transformers' generate on the augmentation workload here, BENCHMARKS.md),
-    else transformers."""
-    if backend != "auto":
-        return backend
-    import importlib.util
-
-    if pick_device(device).startswith("cuda"):
-        return "vllm" if importlib.util.find_spec("vllm") else "transformers"
-    return "ctranslate2" if importlib.util.find_spec("ctranslate2") else "transformers"
-
-
-def load_generator(engine: EngineConfig, model: str | None = None) -> Generator:
-    """The generator `engine` describes, for `model` (the role's own model) unless engine.model is set."""
-    name = engine.model or model
-    if not name:
-        raise ModelError("no model given for generation: pass --model/--judge or set the role's `model` in the config")
-    backend = resolve_backend(engine.backend, engine.device)
-    # Heavy imports stay inside each backend's module.
-    if backend == "transformers":
-        from humback.generation.hf import TransformersGenerator
-
-        return TransformersGenerator(name, device=engine.device, batch_size=engine.batch_size)
-    if backend == "ctranslate2":
-        from humback.generation.ct2 import CTranslate2Generator
-
-        return CTranslate2Generator(name, device=engine.device, batch_size=engine.batch_size,
-                                    compute_type=engine.compute_type)
-    if backend == "vllm":
-        from humback.generation.vllm import VLLMGenerator
-
-        return VLLMGenerator(name, tensor_parallel_size=engine.tensor_parallel_size,
-                             gpu_memory_utilization=engine.gpu_memory_utilization)
-    if backend == "openai":
-        from humback.generation.openai_api import OpenAIGenerator
-
-        return OpenAIGenerator(name, base_url=engine.base_url, api_key_env=engine.api_key_env,
-                               concurrency=engine.concurrency, timeout=engine.timeout,
-                               max_retries=engine.max_retries)
-    raise ModelError(f"unknown generation backend '{backend}'"
-                     " (accepted: auto, transformers, ctranslate2, vllm, openai)")

@@ -14,12 +14,8 @@ import json
 import sqlite3
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from humback.generation.base import GenerationError, Generator, SamplingParams, load_generator, request_seeds
-
-if TYPE_CHECKING:
-    from humback.config import EngineConfig
+from humback.generation.base import GenerationError, Generator, SamplingParams, request_seeds
 
 
 class ResponseCache:
@@ -51,13 +47,6 @@ class ResponseCache:
         with self.db:
             self.db.executemany("INSERT OR REPLACE INTO replies VALUES (?, ?)",
                                 [(k, json.dumps(v, ensure_ascii=False)) for k, v in items.items()])
-
-
-def open_generator(engine: EngineConfig, model: str | None, cache_file: Path | None) -> Generator:
-    """The generator `engine` describes (see load_generator), behind the response cache in `cache_file`
-    unless that is None."""
-    gen = load_generator(engine, model)
-    return gen if cache_file is None else CachedGenerator(gen, ResponseCache(cache_file))
 
 
 def generator_stats(generator) -> dict:

@@ -1,0 +1,52 @@
+"""The house rules, checked: no import cycle among humback's modules, and no stage module imports another
+stage module (shared helpers live in modules of their own)."""
+
+import ast
+from pathlib import Path
+
+SRC = Path(__file__).resolve().parents[1] / "src" / "humback"
+# Stages of the loop: each is a plain function over files; they meet only through shared helpers.
+STAGES = {"humback.data.seed", "humback.data.segment", "humback.training.sft", "humback.augment", "humback.curate",
+          "humback.calibrate"}
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(SRC.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def imports() -> dict[str, set[str]]:
+    """Every humback module -> the humback modules it imports (at any depth of its code)."""
+    found: dict[str, set[str]] = {}
+    for path in SRC.rglob("*.py"):
+        name, deps = module_name(path), set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("humback"):
+                deps.add(node.module)
+            elif isinstance(node, ast.Import):
+                deps.update(a.name for a in node.names if a.name.startswith("humback"))
+        found[name] = deps - {name}
+    return found
+
+
+def test_no_stage_imports_another_stage():
+    graph = imports()
+    crossing = {(m, d) for m in STAGES for d in graph[m] if d in STAGES}
+    assert not crossing, crossing
+
+
+def test_no_import_cycle():
+    graph = imports()
+    state: dict[str, int] = {}  # 1 visiting, 2 done
+
+    def visit(m: str, trail: list[str]) -> None:
+        state[m] = 1
+        for d in sorted(graph.get(m, ())):
+            assert state.get(d) != 1, " -> ".join(trail + [m, d])
+            if d not in state:
+                visit(d, trail + [m])
+        state[m] = 2
+
+    for m in sorted(graph):
+        if m not in state:
+            visit(m, [])
