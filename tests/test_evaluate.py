@@ -12,9 +12,8 @@ import pytest
 
 from humback.config import load_config
 from humback.evaluate import length_controlled, parse_verdict, preferences, win_rates
-from humback.export import export
+from humback.export import ExportError, export
 from humback.pipeline import run_pipeline
-from humback.records import RecordError
 from humback.report import SECTIONS, report
 from humback.templates import forward_messages
 
@@ -209,8 +208,11 @@ def test_export_writes_only_into_its_own_folder_and_uploads_only_its_files(tiny_
     out = tmp_path / "ds"
     out.mkdir()
     (out / ".env").write_text("HF_TOKEN=secret")
-    with pytest.raises(RecordError, match=r"holds other files \(.env\)"):
+    with pytest.raises(ExportError, match=r"holds other files \(.env\)"):
         export(tiny_run[0], out)
+    with pytest.raises(ExportError, match=r"unknown export format 'csv' \(accepted: jsonl, parquet\)"):
+        export(tiny_run[0], tmp_path / "other", fmt="csv")
+    assert not (tmp_path / "other").exists()
     (out / ".env").unlink()
     calls = []
 

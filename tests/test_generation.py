@@ -12,7 +12,7 @@ import pytest
 from humback.augment import augment
 from humback.config import AugmentConfig, ConfigError, EngineConfig, load_config
 from humback.generation import load_generator
-from humback.generation.base import GenerationError, SamplingParams
+from humback.generation.base import GenerationError, SamplingParams, UnsupportedRequest
 from humback.generation.cache import CachedGenerator, ResponseCache
 from humback.templates import backward_messages
 
@@ -253,8 +253,9 @@ def test_openai_backend_says_it_cannot_score_given_replies(monkeypatch):
     from humback.generation.openai_api import OpenAIGenerator
 
     gen = OpenAIGenerator("some-model", base_url="http://127.0.0.1:9/v1")
-    with pytest.raises(GenerationError, match="local backend"):
+    with pytest.raises(UnsupportedRequest, match="local backend") as err:
         gen.reply_logprobs(CHATS[:1], ["x"])
+    assert err.value.exit_code == 2  # a setting to change, not a fault to wait out
 
 
 def test_vllm_reply_scores_read_the_tail_of_prompt_logprobs():

@@ -5,9 +5,11 @@ import ast
 from pathlib import Path
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "humback"
-# Stages of the loop: each is a plain function over files; they meet only through shared helpers.
+# Stages of the loop and its evaluation: each is a plain function over files; they meet only through
+# shared helpers (scoring, records, rundir, generation, ...). calibrate is such a helper too: a judge
+# measurement that `humback eval` applies to each iteration's judge and `humback calibrate` to any judge.
 STAGES = {"humback.data.seed", "humback.data.segment", "humback.training.sft", "humback.augment", "humback.curate",
-          "humback.calibrate"}
+          "humback.evaluate", "humback.export"}
 
 
 def module_name(path: Path) -> str:

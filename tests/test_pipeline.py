@@ -56,6 +56,11 @@ def test_every_stage_and_artefact(finished_run):
         list(read_jsonl(run_dir / "iter1" / "selected.jsonl")))
     assert manifest["stages"]["augment"]["output_files"]["candidates"]["sha256"]
     assert manifest["stages"]["seed"]["versions"]["transformers"].startswith("5.")
+    # Every stage's stats are what humback/stats.py declares (the agreement report and export read).
+    from humback.stats import stats_problem
+
+    assert [stats_problem(k, e["stats"]) for k, e in manifest["stages"].items()] == [None] * len(manifest["stages"])
+    assert stats_problem("curate:1", {**manifest["stages"]["curate:1"]["stats"], "new_key": 1})
     assert (run_dir / "config.yaml").is_file()
     table = status_table(run_dir)
     assert "curate:2" in table and "curated dataset:" in table

@@ -134,3 +134,13 @@ def test_shipped_accelerate_configs_load(name):
     assert cfg.distributed_type.value == {"multi_gpu": "MULTI_GPU", "fsdp": "FSDP"}.get(name, "DEEPSPEED")
     if name.startswith("deepspeed"):
         assert cfg.deepspeed_config["zero_stage"] == int(name[-1])
+
+
+def test_plan_keeps_examples_per_step_whatever_the_hardware():
+    from humback.training.sft import plan
+
+    cfg = TrainConfig(micro_batch_size=4)
+    assert (plan(100, cfg, 1).steps, plan(100, cfg, 1).batch) == (30, 8)  # paper Table 18, first row
+    big = plan(5000, cfg, 2)  # paper: batch 32 from 3,000 examples; 4 per micro-batch on 2 processes
+    assert (big.batch, big.micro, big.accumulate, big.processes) == (32, 4, 4, 2)
+    assert plan(5000, TrainConfig(micro_batch_size=64), 1).micro == 32  # never more than the batch

@@ -15,6 +15,7 @@ from humback.generation.base import Generator, SamplingParams, row_seed
 from humback.generation.cache import generator_stats
 from humback.prompts import BACKWARD_PROMPT
 from humback.records import RowWriter, read_jsonl
+from humback.stats import AugmentStats
 from humback.templates import backward_messages
 
 
@@ -28,7 +29,7 @@ def clean_instruction(text: str) -> str:
 
 
 def augment(segments: str | Path, generator: Generator, out: str | Path, cfg: AugmentConfig,
-            seed: int = 0, chunk_size: int | None = None) -> dict:
+            seed: int = 0) -> AugmentStats:
     rows = list(read_jsonl(segments, required=("id", "text"), unique_ids=True))
     params = SamplingParams(cfg.temperature, cfg.top_p, cfg.max_new_tokens, seed)
     # What a row depends on: a rerun with another model or sampling starts the partial file over.
@@ -38,7 +39,7 @@ def augment(segments: str | Path, generator: Generator, out: str | Path, cfg: Au
     todo = sorted((r for r in rows if r["id"] not in writer.done), key=lambda r: len(r["text"]))
     resumed = len(rows) - len(todo)
     empty = 0
-    chunk_size = chunk_size or generator.chunk_size
+    chunk_size = generator.chunk_size
     try:
         with tqdm(total=len(rows), initial=resumed, desc="augment", unit="seg") as bar:
             for start in range(0, len(todo), chunk_size):

@@ -156,18 +156,17 @@ def cmd_export(args) -> None:
                             private=not args.public), indent=1))
 
 
-def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="humback", description="Instruction backtranslation, end to end.")
-    sub = p.add_subparsers(dest="command", required=True)
+def _with_config(sp) -> None:
+    sp.add_argument("--config", "-c", help="YAML recipe whose settings apply (default: built-in defaults)")
+    sp.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key, e.g. curate.threshold=4.5")
 
-    def with_config(sp):
-        sp.add_argument("--config", "-c", help="YAML recipe whose settings apply (default: built-in defaults)")
-        sp.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key, e.g. curate.threshold=4.5")
 
-    def backend_flags(sp):
-        sp.add_argument("--backend", choices=["auto", "transformers", "ctranslate2", "vllm", "openai"])
-        sp.add_argument("--base-url", help="OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1")
+def _backend_flags(sp) -> None:
+    sp.add_argument("--backend", choices=["auto", "transformers", "ctranslate2", "vllm", "openai"])
+    sp.add_argument("--base-url", help="OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1")
 
+
+def _add_run(sub) -> None:
     sp = sub.add_parser("run", help="run the whole loop into runs/<name>")
     sp.add_argument("config", nargs="?", help=f"YAML recipe (default: {DEFAULT_CONFIG})")
     sp.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key")
@@ -175,10 +174,14 @@ def _parser() -> argparse.ArgumentParser:
     sp.add_argument("--force", metavar="STAGE", help="rerun this stage (e.g. augment, curate:1, or train for all training) and the stages that depend on it")
     sp.set_defaults(func=cmd_run)
 
+
+def _add_status(sub) -> None:
     sp = sub.add_parser("status", help="print a run directory's manifest as a table")
     sp.add_argument("run_dir")
     sp.set_defaults(func=cmd_status)
 
+
+def _add_seed(sub) -> None:
     sp = sub.add_parser("seed", help="oasst (hub, tree export, message table) or generic pairs -> seed pairs JSONL")
     sp.add_argument("--source", default="demo", help="file, hub id (OpenAssistant/oasst1), or 'demo'")
     sp.add_argument("--out", required=True)
@@ -190,9 +193,11 @@ def _parser() -> argparse.ArgumentParser:
     sp.add_argument("--max-seed", type=int)
     sp.add_argument("--strict", action="store_true", help="fail at the first malformed row, naming where")
     sp.add_argument("--seed", type=int)
-    with_config(sp)
+    _with_config(sp)
     sp.set_defaults(func=cmd_seed)
 
+
+def _add_segment(sub) -> None:
     sp = sub.add_parser("segment", help="corpus (HTML, WARC, JSONL, Parquet, hub id) -> segments")
     sp.add_argument("--corpus", default="demo", help="file, folder, hub dataset id, or 'demo'")
     sp.add_argument("--out", required=True, help="a .jsonl file, or a folder for sharded output")
@@ -206,34 +211,42 @@ def _parser() -> argparse.ArgumentParser:
                     help="a section over --max-chars: windows under its header (split, default) or dropped")
     sp.add_argument("--strict", action="store_true", help="fail at the first malformed input, naming where")
     sp.add_argument("--seed", type=int)
-    with_config(sp)
+    _with_config(sp)
     sp.set_defaults(func=cmd_segment)
 
+
+def _add_train(sub) -> None:
     sp = sub.add_parser("train", help="fine-tune a forward or backward model on pairs JSONL")
     sp.add_argument("--data", action="append", required=True, help="pairs JSONL (repeatable)")
     sp.add_argument("--direction", choices=["forward", "backward"], required=True)
     sp.add_argument("--model", help="base model (default: the config's model)")
     sp.add_argument("--out", required=True)
-    with_config(sp)
+    _with_config(sp)
     sp.set_defaults(func=cmd_train)
 
+
+def _add_augment(sub) -> None:
     sp = sub.add_parser("augment", help="segments -> candidates with a backward model")
     sp.add_argument("--model", help="backward model M_yx (or generation.backward.model in the config)")
     sp.add_argument("--segments", required=True)
     sp.add_argument("--out", required=True)
-    backend_flags(sp)
-    with_config(sp)
+    _backend_flags(sp)
+    _with_config(sp)
     sp.set_defaults(func=cmd_augment)
 
+
+def _add_curate(sub) -> None:
     sp = sub.add_parser("curate", help="score candidates with a judge and select")
     sp.add_argument("--judge", help="judge model (or generation.judge.model in the config)")
     sp.add_argument("--candidates", required=True)
     sp.add_argument("--out-dir", required=True)
     sp.add_argument("--iteration", type=int, default=1)
-    backend_flags(sp)
-    with_config(sp)
+    _backend_flags(sp)
+    _with_config(sp)
     sp.set_defaults(func=cmd_curate)
 
+
+def _add_calibrate(sub) -> None:
     sp = sub.add_parser("calibrate", help="how well a judge separates good from bad: AUC, precision, recall, F1")
     sp.add_argument("data", help="JSONL of (instruction, response, label), or of good pairs only: then a mismatched,"
                     " a truncated and a boilerplate-spliced negative is built from each")
@@ -243,10 +256,12 @@ def _parser() -> argparse.ArgumentParser:
     sp.add_argument("--fit", metavar="SIGNALS", help="fit curate.combine weights over these signals, e.g."
                     " ifd,end_logprob,judge_score")
     sp.add_argument("--out-dir", default="calibration", help="where scored.jsonl and calibration.json go")
-    backend_flags(sp)
-    with_config(sp)
+    _backend_flags(sp)
+    _with_config(sp)
     sp.set_defaults(func=cmd_calibrate)
 
+
+def _add_eval(sub) -> None:
     sp = sub.add_parser("eval", help="evaluate a run on held-out pairs: backward NLL/ROUGE-L, judge AUC, forward"
                         " NLL and win rates; writes eval/metrics.json and the report")
     sp.add_argument("run_dir")
@@ -260,13 +275,17 @@ def _parser() -> argparse.ArgumentParser:
     sp.add_argument("--backend", choices=["auto", "transformers", "ctranslate2", "vllm", "openai"],
                     help="backend of the win-rate judge")
     sp.add_argument("--base-url", help="OpenAI-compatible server for the win-rate judge")
-    with_config(sp)
+    _with_config(sp)
     sp.set_defaults(func=cmd_eval)
 
+
+def _add_report(sub) -> None:
     sp = sub.add_parser("report", help="write <run>/report/report.md with plots")
     sp.add_argument("run_dir")
     sp.set_defaults(func=cmd_report)
 
+
+def _add_export(sub) -> None:
     sp = sub.add_parser("export", help="the curated dataset as chat-messages JSONL/Parquet with a dataset card")
     sp.add_argument("run_dir")
     sp.add_argument("--out", required=True, help="output folder (data/ + README.md card)")
@@ -276,6 +295,13 @@ def _parser() -> argparse.ArgumentParser:
     sp.add_argument("--push-to-hub", metavar="REPO", help="also upload to this dataset repo (token from HF_TOKEN)")
     sp.add_argument("--public", action="store_true", help="make a new hub repo public (default: private)")
     sp.set_defaults(func=cmd_export)
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="humback", description="Instruction backtranslation, end to end.")
+    sub = p.add_subparsers(dest="command", required=True)
+    for add in (_add_run, _add_status, _add_seed, _add_segment, _add_train, _add_augment, _add_curate, _add_calibrate, _add_eval, _add_report, _add_export):
+        add(sub)
     return p
 
 

@@ -18,11 +18,11 @@ from humback.prompts import CURATION_PROMPT
 from humback.records import RowWriter, read_jsonl, write_jsonl
 from humback.rundir import SCORED, SELECTED
 from humback.scoring import histogram, mean, parse_failure_rate, score_rows, select_ids
+from humback.stats import CurateStats
 
 
-# "Score: 4", "score: 4.", "**Score:** 4", "Score = 5/5", "Score: **3**"
 def curate(candidates: str | Path, generator: Generator, out_dir: str | Path, cfg: CurateConfig,
-           iteration: int = 1, seed: int = 0, chunk_size: int | None = None) -> dict:
+           iteration: int = 1, seed: int = 0) -> CurateStats:
     out_dir = Path(out_dir)
     rows = list(read_jsonl(candidates, required=("id", "instruction", "response"), unique_ids=True))
     # What a scored row depends on: a rerun with another judge or scoring method starts scored.jsonl over
@@ -34,7 +34,7 @@ def curate(candidates: str | Path, generator: Generator, out_dir: str | Path, cf
     todo = sorted((r for r in rows if r["id"] not in writer.done),
                   key=lambda r: len(r["instruction"]) + len(r["response"]))
     resumed = len(rows) - len(todo)
-    chunk_size = chunk_size or generator.chunk_size
+    chunk_size = generator.chunk_size
     try:
         with tqdm(total=len(rows), initial=resumed, desc=f"curate (iteration {iteration})", unit="cand") as bar:
             for start in range(0, len(todo), chunk_size):
@@ -53,35 +53,34 @@ def curate(candidates: str | Path, generator: Generator, out_dir: str | Path, cf
     return curate_stats(rows, scored, selected, cfg) | {"resumed_rows": resumed, **generator_stats(generator)}
 
 
-def curate_stats(rows: list[dict], scored: dict[str, dict], selected: list[dict], cfg: CurateConfig) -> dict:
+def curate_stats(rows: list[dict], scored: dict[str, dict], selected: list[dict], cfg: CurateConfig) -> CurateStats:
     """The stage's record: the funnel, parse failures, score histograms and the length-bias guard."""
     # Candidates skipped before judging (empty instruction, IFD cut) are counted apart, not as failures.
     skipped = Counter(scored[r["id"]].get("skipped") for r in rows if scored[r["id"]].get("skipped"))
     judged = [scored[r["id"]] for r in rows if not scored[r["id"]].get("skipped")]
-    stats: dict = {"rows": len(rows), "selected": len(selected), "threshold": cfg.threshold, "method": cfg.method,
-                   "skipped_empty_instruction": skipped.get("empty_instruction", 0),
-                   "skipped_ifd": skipped.get("ifd", 0)}
-    if cfg.judged:
-        judge_scores = [s.get("judge_score") for s in judged]
-        stats.update(parse_failures=sum(v is None for v in judge_scores), parse_failure_rate=parse_failure_rate(judged),
-                     histogram=histogram(judge_scores),
-                     mean_judge_score=mean([v for v in judge_scores if v is not None]))
-        if cfg.method == "mean-of-k":
-            samples = [p for s in judged for p in s["samples"]]
-            stats["sample_parse_failure_rate"] = round(sum(p is None for p in samples) / len(samples), 4) if samples else 0.0
-    else:
-        stats.update(parse_failures=0, parse_failure_rate=0.0)
+    judge_scores = [s.get("judge_score") for s in judged] if cfg.judged else []
     scores = [s["score"] for s in judged if s["score"] is not None]
-    stats.update(mean_score=mean(scores), score_histogram=histogram([s["score"] for s in judged]))
-    if cfg.forward_signals:
-        stats["mean_ifd"] = mean([s["ifd"] for s in scored.values() if s.get("ifd") is not None])
 
     # Length-bias guard: judges (LLM and human) favour longer answers; a selection much longer than its
     # pool says the score is partly a length score.
     def mean_len(items: list[dict], key: str) -> float:
         return round(sum(len(c[key]) for c in items) / len(items), 1) if items else 0.0
 
-    stats.update(response_chars_pool=mean_len(rows, "response"), response_chars_selected=mean_len(selected, "response"),
-                 instruction_chars_pool=mean_len(rows, "instruction"),
-                 instruction_chars_selected=mean_len(selected, "instruction"))
+    stats: CurateStats = {
+        "rows": len(rows), "selected": len(selected), "threshold": cfg.threshold, "method": cfg.method,
+        "skipped_empty_instruction": skipped.get("empty_instruction", 0), "skipped_ifd": skipped.get("ifd", 0),
+        "parse_failures": sum(v is None for v in judge_scores),
+        "parse_failure_rate": parse_failure_rate(judged) if cfg.judged else 0.0,
+        "mean_score": mean(scores), "score_histogram": histogram([s["score"] for s in judged]),
+        "response_chars_pool": mean_len(rows, "response"), "response_chars_selected": mean_len(selected, "response"),
+        "instruction_chars_pool": mean_len(rows, "instruction"),
+        "instruction_chars_selected": mean_len(selected, "instruction")}
+    if cfg.judged:
+        stats["histogram"] = histogram(judge_scores)
+        stats["mean_judge_score"] = mean([v for v in judge_scores if v is not None])
+    if cfg.judged and cfg.method == "mean-of-k":
+        samples = [p for s in judged for p in s["samples"]]
+        stats["sample_parse_failure_rate"] = round(sum(p is None for p in samples) / len(samples), 4) if samples else 0.0
+    if cfg.forward_signals:
+        stats["mean_ifd"] = mean([s["ifd"] for s in scored.values() if s.get("ifd") is not None])
     return stats

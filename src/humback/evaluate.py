@@ -148,79 +148,96 @@ def _heldout(cfg: EvalConfig) -> list[dict]:
 
 
 def evaluate(run_dir: str | Path, cfg: RunConfig, log=print) -> dict:
-    """Evaluate a finished run into run_dir/eval/ (metrics.json, answers/*.json, calibration/)."""
+    """Evaluate a finished run into run_dir/eval/ (metrics.json, answers/*.json, calibration/). One model
+    in memory at a time: each part loads, uses and drops its models in turn."""
     run = RunDir(run_dir)
-    ev, out = cfg.eval, run.eval_dir
     pairs = _heldout(cfg.eval)
     forward = {"base": cfg.model, **{f"m{t}": str(run.model(f"m{t}")) for t in range(cfg.iterations + 1)}}
     missing = [str(run.model(n)) for n in ["myx", *list(forward)[1:]] if not run.model(n).is_dir()]
     if missing:
         raise EvalError(f"models missing from {run_dir}: {', '.join(missing)} (run `humback run` to finish it)")
+    unknown = {m for pair in cfg.eval.comparisons(cfg.iterations) for m in pair} - set(forward)
+    if unknown:
+        raise EvalError(f"eval.compare names unknown model(s) {', '.join(sorted(unknown))}"
+                        f" (accepted: {', '.join(forward)})")
     cache = run.cache_file(cfg.generation.cache)
-    nll_pairs, ask = pairs[:ev.nll_pairs], pairs[:ev.answer_pairs]
 
     def load(role: str, model: str) -> Generator:
         log(f"[eval] loading {model} ({role})")
         return open_generator(cfg.generation.role(role), model, cache)
 
-    def free() -> None:
-        # Called once the caller has dropped its reference: one model in memory at a time.
-        gc.collect()
-
+    ev = cfg.eval
+    nll_pairs, ask = pairs[:ev.nll_pairs], pairs[:ev.answer_pairs]
     metrics: dict = {"heldout": str(ev.heldout), "nll_pairs": len(nll_pairs), "answer_pairs": len(ask)}
-    # Backward model: base vs M_yx.
-    back_prompts = [backward_messages(p["response"]) for p in nll_pairs]
-    params = SamplingParams(cfg.augment.temperature, cfg.augment.top_p, cfg.augment.max_new_tokens, cfg.seed)
-    metrics["backward"] = {}
-    for name, model in (("base", cfg.model), ("myx", str(run.model("myx")))):
-        gen = load("backward", model)
-        sampled = gen.generate(back_prompts, params, [row_seed(cfg.seed, p["id"]) for p in nll_pairs])
-        metrics["backward"][name] = {
-            "instruction_nll": mean_nll(gen, back_prompts, [p["instruction"] for p in nll_pairs]),
-            "rouge_l": rouge_l(sampled, [p["instruction"] for p in nll_pairs])}
-        gen = None
-        free()
-    # Forward models: reference NLL and answers.
-    fwd_prompts = [forward_messages(p["instruction"], "inference") for p in nll_pairs]
-    metrics["forward"], outputs = {}, {}
-    (out / "answers").mkdir(parents=True, exist_ok=True)
-    for name, model in forward.items():
-        gen = load("answerer", model)
-        metrics["forward"][name] = {"reference_nll": mean_nll(gen, fwd_prompts, [p["response"] for p in nll_pairs])}
-        outputs[name] = answers(gen, [p["instruction"] for p in ask], ev.max_new_tokens)
-        metrics["forward"][name]["mean_answer_chars"] = round(sum(map(len, outputs[name])) / max(1, len(ask)), 1)
-        atomic_write(out / "answers" / f"{name}.json", json.dumps(
-            alpaca_eval_records(ask, outputs[name], f"humback-{cfg.name}-{name}"), indent=1, ensure_ascii=False))
-        gen = None
-        free()
-    # Win rates, both orders, by the referee (generation.referee; the base model unless one is named).
-    judge_model = cfg.generation.role("referee").model or cfg.model
-    judge = load("referee", judge_model)
-    metrics["win_rates"] = {"judge": judge_model, "method": ev.pairwise_method, "pairs": {}}
-    comparisons = ev.comparisons(cfg.iterations)
-    unknown = {m for pair in comparisons for m in pair} - set(outputs)
-    if unknown:
-        raise EvalError(f"eval.compare names unknown model(s) {', '.join(sorted(unknown))}"
-                        f" (accepted: {', '.join(outputs)})")
-    for a, b in comparisons:
-        prefs = preferences(judge, [p["instruction"] for p in ask], outputs[a], outputs[b], ev.pairwise_method)
-        metrics["win_rates"]["pairs"][f"{a} vs {b}"] = win_rates(prefs, outputs[a], outputs[b])
-    judge = None
-    free()
-    # Each iteration's judge, calibrated on negatives built from the held-out pairs.
-    metrics["judges"] = {}
-    for t in range(1, cfg.iterations + 1):
-        name = cfg.generation.role("judge").model or str(run.model(f"m{t - 1}"))
-        gen = load("judge", name)
-        res = calibrate(ev.heldout, gen, out / "calibration" / f"iter{t}", cfg.curate, ev.response_field,
-                        ev.calibration_pairs, seed=cfg.seed)
-        metrics["judges"][f"iter{t}"] = {"judge": name, "parse_failure_rate": res.get("parse_failure_rate", 0.0),
-                                         "signals": res["signals"], "selection": res["selection"]}
-        gen = None
-        free()
+    metrics["backward"] = _backward(cfg, run, nll_pairs, load)
+    metrics["forward"], outputs = _forward(cfg, forward, nll_pairs, ask, run.eval_dir, load)
+    metrics["win_rates"] = _win_rates(cfg, ask, outputs, load)
+    metrics["judges"] = _judges(cfg, run, load)
     if ev.lm_eval_tasks:
         metrics["lm_eval"] = {name: run_lm_eval(model, ev.lm_eval_tasks, ev.lm_eval_limit)
                               for name, model in forward.items() if name != "base" or Path(model).is_dir()}
-    atomic_write(out / "metrics.json", json.dumps(metrics, indent=1))
+    atomic_write(run.eval_dir / "metrics.json", json.dumps(metrics, indent=1))
     return metrics
 
+
+def _backward(cfg: RunConfig, run: RunDir, pairs: list[dict], load) -> dict:
+    """Base vs M_yx as backward models: NLL of the true instruction, ROUGE-L of sampled ones."""
+    prompts = [backward_messages(p["response"]) for p in pairs]
+    truth = [p["instruction"] for p in pairs]
+    params = SamplingParams(cfg.augment.temperature, cfg.augment.top_p, cfg.augment.max_new_tokens, cfg.seed)
+    out = {}
+    for name, model in (("base", cfg.model), ("myx", str(run.model("myx")))):
+        gen = load("backward", model)
+        sampled = gen.generate(prompts, params, [row_seed(cfg.seed, p["id"]) for p in pairs])
+        out[name] = {"instruction_nll": mean_nll(gen, prompts, truth), "rouge_l": rouge_l(sampled, truth)}
+        del gen
+        gc.collect()
+    return out
+
+
+def _forward(cfg: RunConfig, models: dict[str, str], nll_pairs: list[dict], ask: list[dict], out_dir: Path,
+             load) -> tuple[dict, dict[str, list[str]]]:
+    """Each forward model's NLL of the reference answers and its greedy answers (written in AlpacaEval's
+    format to out_dir/answers/<name>.json)."""
+    prompts = [forward_messages(p["instruction"], "inference") for p in nll_pairs]
+    metrics, outputs = {}, {}
+    (out_dir / "answers").mkdir(parents=True, exist_ok=True)
+    for name, model in models.items():
+        gen = load("answerer", model)
+        outputs[name] = answers(gen, [p["instruction"] for p in ask], cfg.eval.max_new_tokens)
+        metrics[name] = {"reference_nll": mean_nll(gen, prompts, [p["response"] for p in nll_pairs]),
+                         "mean_answer_chars": round(sum(map(len, outputs[name])) / max(1, len(ask)), 1)}
+        atomic_write(out_dir / "answers" / f"{name}.json", json.dumps(
+            alpaca_eval_records(ask, outputs[name], f"humback-{cfg.name}-{name}"), indent=1, ensure_ascii=False))
+        del gen
+        gc.collect()
+    return metrics, outputs
+
+
+def _win_rates(cfg: RunConfig, ask: list[dict], outputs: dict[str, list[str]], load) -> dict:
+    """Pairwise win rates, both orders, by the referee (generation.referee; the base model unless named)."""
+    model = cfg.generation.role("referee").model or cfg.model
+    judge = load("referee", model)
+    result: dict = {"judge": model, "method": cfg.eval.pairwise_method, "pairs": {}}
+    for a, b in cfg.eval.comparisons(cfg.iterations):
+        prefs = preferences(judge, [p["instruction"] for p in ask], outputs[a], outputs[b], cfg.eval.pairwise_method)
+        result["pairs"][f"{a} vs {b}"] = win_rates(prefs, outputs[a], outputs[b])
+    del judge
+    gc.collect()
+    return result
+
+
+def _judges(cfg: RunConfig, run: RunDir, load) -> dict:
+    """Each iteration's judge (M_{t-1} unless the config names one), calibrated on negatives built from the
+    held-out pairs with the run's curation settings."""
+    out = {}
+    for t in range(1, cfg.iterations + 1):
+        name = cfg.generation.role("judge").model or str(run.model(f"m{t - 1}"))
+        gen = load("judge", name)
+        res = calibrate(cfg.eval.heldout, gen, run.eval_dir / "calibration" / f"iter{t}", cfg.curate,
+                        cfg.eval.response_field, cfg.eval.calibration_pairs, seed=cfg.seed)
+        out[f"iter{t}"] = {"judge": name, "parse_failure_rate": res.get("parse_failure_rate", 0.0),
+                           "signals": res["signals"], "selection": res["selection"]}
+        del gen
+        gc.collect()
+    return out

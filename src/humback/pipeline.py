@@ -27,6 +27,7 @@ from humback.data.extract import extractor_version
 from humback.errors import HumbackError
 from humback.records import atomic_write, file_lock, file_sha256, read_jsonl
 from humback.rundir import RunDir
+from humback.stats import stats_problem
 
 
 class StageError(HumbackError):
@@ -256,6 +257,9 @@ def _run_stages(cfg: RunConfig, run_dir: Path, force: str | None, log: Callable[
         log(f"[{stage.key}] running")
         start = time.time()
         stats = stage.run()
+        problem = stats_problem(stage.key, stats)
+        if problem:
+            log(f"[humback] warning, please report: {problem}")
         gc.collect()  # each stage loads its own model: free the last one before the next loads
         ran.add(stage.key)
         entry.update({"status": "done", "stats": stats, "seconds": round(time.time() - start, 1),

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import gzip
 import io
-import re
 import zlib
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from humback.hub import is_hub_id
 from humback.records import BadLine, RecordError, capped_lines, parse_json_line
 
 HTML_SUFFIXES = (".html", ".htm")
@@ -25,7 +25,6 @@ WARC_SUFFIXES = (".warc", ".warc.gz")
 # Bytes of one record (a JSONL line, an HTML file, a WARC record, a .json file) read at most: larger ones
 # are skipped before they are held whole (data.max_record_bytes).
 MAX_RECORD_BYTES = 20_000_000
-HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
 @dataclass
@@ -266,7 +265,7 @@ def iter_documents(corpus: str | Path, text_field: str = "text", problems: Probl
     problems = problems or Problems()
     path = Path(corpus)
     if not path.exists():
-        if HUB_ID.match(str(corpus)) and not path.parent.is_dir():  # "data/crawl" with data/ here is a typo
+        if is_hub_id(str(corpus)):
             yield from read_hub_docs(str(corpus), text_field, problems)
             return
         raise RecordError(f"corpus {corpus} not found: give a file or folder (HTML, WARC, JSONL, Parquet), "

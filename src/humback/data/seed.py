@@ -19,8 +19,10 @@ from importlib import resources
 from pathlib import Path
 
 from humback.config import DataConfig
-from humback.data.readers import HUB_ID, Problems, read_rows
+from humback.data.readers import Problems, read_rows
+from humback.hub import is_hub_id
 from humback.records import RecordError, write_jsonl
+from humback.stats import LengthStats, SeedStats
 
 SELECTION_RULE = ("eligible pairs ordered by reply 'quality' label (highest first, missing = 0), then by "
                   "sha256(seed:tree_id); the first max_seed kept")
@@ -152,7 +154,7 @@ def _generic_pairs(rows: Iterator[tuple[str, dict]], cfg: DataConfig, reasons: C
     return pairs
 
 
-def _length_stats(values: list[int]) -> dict:
+def _length_stats(values: list[int]) -> LengthStats:
     if not values:
         return {"mean": 0.0, "std": 0.0}
     return {"mean": round(statistics.fmean(values), 1), "std": round(statistics.pstdev(values), 1)}
@@ -161,7 +163,7 @@ def _length_stats(values: list[int]) -> dict:
 def _load(source: str, cfg: DataConfig, reasons: Counter, problems: Problems) -> tuple[list[dict], str]:
     path = demo_seed_path() if source == "demo" else Path(source)
     if not path.exists():
-        if HUB_ID.match(source) and not path.parent.is_dir():  # "data/seed" with data/ here is a typo
+        if is_hub_id(source):
             from datasets import load_dataset
 
             try:
@@ -204,7 +206,7 @@ def _oasst_pairs(trees, cfg: DataConfig, reasons: Counter) -> list[dict]:
     return pairs
 
 
-def seed(source: str | Path, out: str | Path, cfg: DataConfig | None = None, seed_value: int = 0, log=print) -> dict:
+def seed(source: str | Path, out: str | Path, cfg: DataConfig | None = None, seed_value: int = 0, log=print) -> SeedStats:
     """Write seed pairs to `out`; return the stage stats (kept, drop reasons, lengths, the rule)."""
     cfg = cfg or DataConfig()
     reasons: Counter = Counter()

@@ -34,6 +34,7 @@ from humback.data.quality import quality_filters
 from humback.data.readers import Problems, iter_documents
 from humback.data.sections import html_sections, text_paragraphs, windows
 from humback.records import RecordError, ShardWriter
+from humback.stats import SegmentStats
 
 # Paper §2.1 names "advertisement", "forum", "quick link", "free newsletter"; the rest are the same kind.
 NAV_HEADERS = (
@@ -143,15 +144,76 @@ def document_pieces(doc, cfg: DataConfig, funnel: Counter, problems: Problems
         problems("document_too_large", doc.location, f"document of {len(doc.text):,} characters exceeds "
                  f"data.max_document_chars={cfg.max_document_chars:,}")
         return
-    paras = text_paragraphs(doc.text)
-    kept = [p for p in paras if not boilerplate_line(p[0])]
-    funnel["boilerplate_lines_removed"] += len(paras) - len(kept)
-    for text, start, end in windows(kept, cfg.min_chars, cfg.max_chars):
+    lines = text_paragraphs(doc.text)
+    content = [p for p in lines if not boilerplate_line(p[0])]
+    funnel["boilerplate_lines_removed"] += len(lines) - len(content)
+    for text, start, end in windows(content, cfg.min_chars, cfg.max_chars):
         yield [], text, [start, end]
 
 
+class SegmentFilter:
+    """The paper's segment filters, then language, datatrove's checks and dedup: (text to keep, why it is
+    dropped or None). Dedup runs last, so its index holds kept segments only."""
+
+    def __init__(self, cfg: DataConfig):
+        self.cfg = cfg
+        self.dedup = Deduplicator(cfg.near_duplicate_threshold)
+        self.identify = None
+        if cfg.segment_lang:
+            import py3langid
+
+            self.identify = py3langid.classify
+        self.checks = quality_filters(cfg.quality_filters, cfg.segment_lang)
+
+    def __call__(self, header_path: list[str], text: str) -> tuple[str, str | None]:
+        cfg = self.cfg
+        reason = header_problem(header_path[-1]) if header_path else None
+        if reason is None and not cfg.min_chars <= len(text) <= cfg.max_chars:
+            reason = "too_short" if len(text) < cfg.min_chars else "too_long"
+        if reason is None and repetitive(text):
+            reason = "repetitive"
+        # The opening 500 characters tell the language as well as the whole and cost a fraction.
+        if reason is None and self.identify is not None and self.identify(text[:500])[0] != cfg.segment_lang:
+            reason = "language"
+        for name, check in self.checks:
+            if reason is None:
+                kept_text = check(text)
+                if kept_text is None:
+                    reason = name
+                elif kept_text != text:  # the C4 filter removes lines: the rest must still be long enough
+                    text = kept_text
+                    reason = "too_short" if len(text) < cfg.min_chars else None
+        return text, reason or self.dedup.check_and_add(text)
+
+
+class Sampler:
+    """Seeded reservoir sampling of `size` rows from a stream (all rows when size is None), given back in
+    stream order so the output is reproducible."""
+
+    def __init__(self, size: int | None, seed_value: int):
+        self.size, self.rng = size, random.Random(seed_value)
+        self.seen = 0
+        self.reservoir: list[tuple[int, dict]] = []  # (position in the stream, row)
+
+    def offer(self, row: dict) -> dict | None:
+        """The row to write now (no sampling), else None (it may be held in the reservoir)."""
+        self.seen += 1
+        if self.size is None:
+            return row
+        if len(self.reservoir) < self.size:
+            self.reservoir.append((self.seen, row))
+        else:
+            j = self.rng.randrange(self.seen)
+            if j < self.size:
+                self.reservoir[j] = (self.seen, row)
+        return None
+
+    def held(self) -> list[dict]:
+        return [row for _, row in sorted(self.reservoir, key=lambda x: x[0])]
+
+
 def segment(corpus: str | Path, out: str | Path, cfg: DataConfig | None = None, seed_value: int = 0,
-            log=print) -> dict:
+            log=print) -> SegmentStats:
     """Write filtered, deduplicated, optionally sampled segments to `out` (a .jsonl file, or a folder
     of shards otherwise); return the funnel as stage stats."""
     cfg = cfg or DataConfig()
@@ -162,70 +224,17 @@ def segment(corpus: str | Path, out: str | Path, cfg: DataConfig | None = None, 
                           "write the segments somewhere else")
     problems = Problems(strict=cfg.strict, log=log)
     funnel: Counter = Counter()
-    dedup = Deduplicator(cfg.near_duplicate_threshold)
-    rng = random.Random(seed_value)
-    reservoir: list[tuple[int, dict]] = []
+    keep, sampler = SegmentFilter(cfg), Sampler(cfg.max_segments, seed_value)
     writer = ShardWriter(out, cfg.shard_size)
-    identify = None
-    if cfg.segment_lang:
-        import py3langid
-
-        identify = py3langid.classify
-
-    checks = quality_filters(cfg.quality_filters, cfg.segment_lang)
-
-    def filtered(header_path: list[str], text: str) -> tuple[str, str | None]:
-        """(the text to keep, the reason it is dropped or None)."""
-        reason = header_problem(header_path[-1]) if header_path else None
-        if reason is None and not cfg.min_chars <= len(text) <= cfg.max_chars:
-            reason = "too_short" if len(text) < cfg.min_chars else "too_long"
-        if reason is None and repetitive(text):
-            reason = "repetitive"
-        # The opening 500 characters tell the language as well as the whole and cost a fraction.
-        if reason is None and identify is not None and identify(text[:500])[0] != cfg.segment_lang:
-            reason = "language"
-        for name, check in checks:
-            if reason is None:
-                kept_text = check(text)
-                if kept_text is None:
-                    reason = name
-                elif kept_text != text:  # the C4 filter removes lines: the rest must still be long enough
-                    text = kept_text
-                    reason = "too_short" if len(text) < cfg.min_chars else None
-        return text, reason or dedup.check_and_add(text)
-
-    kept = 0
     try:
-        docs = tqdm(iter_documents(corpus, cfg.text_field, problems, cfg.max_record_bytes), desc="segment", unit="doc", mininterval=2)
-        for doc in docs:
-            funnel["documents"] += 1
-            body = doc.html if doc.html is not None else doc.text
-            if not body or not body.strip():
-                funnel["empty_documents"] += 1
-                continue
-            for header_path, text, offsets in document_pieces(doc, cfg, funnel, problems):
-                funnel["segments"] += 1
-                text, reason = filtered(header_path, text)
-                if reason:
-                    funnel[f"dropped_{reason}"] += 1
-                    continue
-                row = {"id": segment_id(doc.url, header_path, text), "text": text, "source": doc.source,
-                       "url": doc.url, "header_path": header_path,
-                       "meta": {"doc_id": doc.doc_id, "location": doc.location}}
-                if offsets:
-                    row["meta"]["offsets"] = offsets
-                kept += 1
-                if cfg.max_segments is None:
+        docs = iter_documents(corpus, cfg.text_field, problems, cfg.max_record_bytes)
+        for doc in tqdm(docs, desc="segment", unit="doc", mininterval=2):
+            for row in kept_segments(doc, cfg, keep, funnel, problems):
+                if sampler.offer(row) is not None:
                     writer.write(row)
-                elif len(reservoir) < cfg.max_segments:  # reservoir sampling: a uniform N of a stream
-                    reservoir.append((kept, row))
-                else:
-                    j = rng.randrange(kept)
-                    if j < cfg.max_segments:
-                        reservoir[j] = (kept, row)
         if cfg.max_segments is not None:
-            funnel["dropped_sampling"] = kept - len(reservoir)
-            for _, row in sorted(reservoir, key=lambda x: x[0]):  # stream order: output is reproducible
+            funnel["dropped_sampling"] = sampler.seen - len(sampler.reservoir)
+            for row in sampler.held():
                 writer.write(row)
         if writer.rows == 0:
             raise RecordError(
@@ -239,3 +248,23 @@ def segment(corpus: str | Path, out: str | Path, cfg: DataConfig | None = None, 
     return {"rows": writer.rows, "funnel": dict(funnel), "bad_input": dict(problems.counts),
             "extractor": cfg.extractor, "extractor_version": extractor_version(cfg.extractor),
             "long_sections": cfg.long_sections, "quality_filters": list(cfg.quality_filters)}
+
+
+def kept_segments(doc, cfg: DataConfig, keep: SegmentFilter, funnel: Counter, problems: Problems) -> Iterator[dict]:
+    """One document's segments that pass `keep`, as output rows; every step counted in `funnel`."""
+    funnel["documents"] += 1
+    body = doc.html if doc.html is not None else doc.text
+    if not body or not body.strip():
+        funnel["empty_documents"] += 1
+        return
+    for header_path, text, offsets in document_pieces(doc, cfg, funnel, problems):
+        funnel["segments"] += 1
+        text, reason = keep(header_path, text)
+        if reason:
+            funnel[f"dropped_{reason}"] += 1
+            continue
+        row = {"id": segment_id(doc.url, header_path, text), "text": text, "source": doc.source, "url": doc.url,
+               "header_path": header_path, "meta": {"doc_id": doc.doc_id, "location": doc.location}}
+        if offsets:
+            row["meta"]["offsets"] = offsets
+        yield row

@@ -29,6 +29,11 @@ class GenerationError(EnvironmentFault):
         self.status = status  # the HTTP status of a server's answer, when there was one
 
 
+class UnsupportedRequest(ModelError):
+    """The engine cannot answer this kind of request (an endpoint without log-probabilities, a chat API
+    asked to score given text): a setting to change, not a fault to wait out (exit 2)."""
+
+
 @dataclass(frozen=True)
 class SamplingParams:
     temperature: float = 0.7  # 0 = greedy
@@ -38,6 +43,19 @@ class SamplingParams:
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature <= 0
+
+    def effective(self) -> tuple[float, float]:
+        """(temperature, top_p) as sent to an engine: greedy is temperature 0 with no nucleus cut."""
+        return (0.0, 1.0) if self.greedy else (self.temperature, self.top_p)
+
+
+# How many alternatives per position engines report: OpenAI's API ceiling and vLLM's default max_logprobs.
+# A choice outside them gets probability 0.
+TOP_LOGPROBS = 20
 
 
 class Generator(Protocol):
@@ -56,7 +74,9 @@ class Generator(Protocol):
     def next_token_probs(self, prompts: list[list[dict]], continuations: list[str],
                          choices: list[str]) -> list[dict[str, float]]:
         """For each chat, with the assistant's reply begun by `continuations[i]`, the probability of each
-        of `choices` as the next token, renormalised over the choices."""
+        of `choices` as the next token, renormalised over the choices; {} when no choice has any (none
+        among an engine's top log-probabilities). Every backend agrees on this: callers count {} as an
+        unreadable answer."""
         ...
 
     def reply_logprobs(self, prompts: list[list[dict]], replies: list[str]) -> list[dict]:
@@ -91,7 +111,8 @@ def choice_targets(tokenizer, text: str, choices: list[str], model: str) -> tupl
     targets = [s[common] if len(s) > common else -1 for s in seqs]
     if -1 in targets or len(set(targets)) != len(targets):
         raise ModelError(f"the scores {choices} do not start with distinct tokens in {model}'s tokenizer,"
-                         " so the 'expected' method cannot read them: use curate.method=sample")
+                         " so the 'expected' method cannot read them: use the 'sample' method"
+                         " (curate.method for curation, eval.pairwise_method for win rates)")
     return seqs[0][:common], targets
 
 
@@ -112,6 +133,13 @@ def length_batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
     """Index batches of similar length, so little compute goes to padding."""
     order = sorted(range(len(lengths)), key=lambda i: lengths[i])
     return [order[s:s + batch_size] for s in range(0, len(order), batch_size)]
+
+
+def probabilities(choices: list[str], scores: Sequence[float]) -> dict[str, float]:
+    """Choice -> probability from the choices' log-probabilities or logits (see renormalise); {} when no
+    choice has a finite score."""
+    probs = renormalise(scores)
+    return {} if probs is None else dict(zip(choices, probs))
 
 
 def pick_device(device: str) -> str:

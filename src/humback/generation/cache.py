@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from humback.generation.base import GenerationError, Generator, SamplingParams, request_seeds
+from humback.stats import GeneratorStats
 
 
 class ResponseCache:
@@ -49,12 +50,12 @@ class ResponseCache:
                                 [(k, json.dumps(v, ensure_ascii=False)) for k, v in items.items()])
 
 
-def generator_stats(generator) -> dict:
+def generator_stats(generator) -> GeneratorStats:
     """What a stage records about where its text came from: backend, and cache hits when cached."""
-    stats = {"backend": generator.fingerprint.split(":", 1)[0]}
+    stats: GeneratorStats = {"backend": generator.fingerprint.split(":", 1)[0]}
     cache = getattr(generator, "cache", None)
     if isinstance(cache, ResponseCache):
-        stats.update(cache_hits=cache.hits, cache_misses=cache.misses)
+        stats["cache_hits"], stats["cache_misses"] = cache.hits, cache.misses
     return stats
 
 

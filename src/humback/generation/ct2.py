@@ -17,11 +17,11 @@ from humback.generation.base import (
     SamplingParams,
     choice_targets,
     pick_device,
-    renormalise,
+    probabilities,
     reply_pieces,
     request_seeds,
 )
-from humback.models import cache_dir, load_tokenizer, model_fingerprint, resolve_model
+from humback.models import ModelError, cache_dir, load_tokenizer, model_fingerprint, resolve_model
 from humback.records import file_lock
 from humback.templates import render_prompt
 
@@ -48,6 +48,15 @@ def converted_path(model: str, quantization: str, fp: str) -> Path:
     return out
 
 
+def ct2_device(device: str) -> tuple[str, int]:
+    """humback's device setting as CTranslate2's (device, device_index): it takes the GPU's index apart,
+    so "cuda:1" is ("cuda", 1), not the first GPU."""
+    kind, _, index = pick_device(device).partition(":")
+    if kind not in ("cpu", "cuda") or (index and not index.isdigit()) or (kind == "cpu" and index):
+        raise ModelError(f"device '{device}' is not one CTranslate2 runs on (accepted: auto, cpu, cuda, cuda:N)")
+    return kind, int(index or 0)
+
+
 MIN_SHARED_PREFIX = 64  # tokens: below this, reading the prefix again costs less than managing it
 
 
@@ -69,7 +78,7 @@ def shared_prefix(seqs: list[list[int]]) -> int:
 class CTranslate2Generator:
     def __init__(self, model: str, device: str = "auto", batch_size: int = 8, compute_type: str = "int8"):
         self.model = model
-        self.device = "cuda" if pick_device(device).startswith("cuda") else "cpu"
+        self.device, self.device_index = ct2_device(device)
         self.batch_size = batch_size
         # Stages hand over rows sorted by characters; a few batches per call lets this regroup them by
         # tokens (digits and code tokenise longer), see _batches.
@@ -89,8 +98,8 @@ class CTranslate2Generator:
         import ctranslate2
         import torch
 
-        return ctranslate2.Generator(str(self.path), device=self.device, compute_type=self.compute_type,
-                                     intra_threads=torch.get_num_threads())
+        return ctranslate2.Generator(str(self.path), device=self.device, device_index=self.device_index,
+                                     compute_type=self.compute_type, intra_threads=torch.get_num_threads())
 
     def _reseed(self, seed: int) -> None:
         """CTranslate2 seeds its sampling thread when the generator is built; set_random_seed alone does
@@ -117,6 +126,8 @@ class CTranslate2Generator:
         return list(dict.fromkeys(self.tokenizer.convert_ids_to_tokens(ids)))
 
     def _tokens(self, texts: list[str]) -> list[list[str]]:
+        if not texts:  # the fast tokenizer fails on an empty batch
+            return []
         ids = self.tokenizer(texts, add_special_tokens=False)["input_ids"]
         return [self.tokenizer.convert_ids_to_tokens(i) for i in ids]
 
@@ -146,19 +157,19 @@ class CTranslate2Generator:
                  seeds: Sequence[int] | None = None) -> list[str]:
         seeds = request_seeds(params, seeds, len(prompts))
         tokens = self._tokens([render_prompt(self.tokenizer, p) for p in prompts])
-        sample = params.temperature > 0
+        temperature, top_p = params.effective()
         out: list[str | None] = [None] * len(prompts)
         static, extra = self._static_prompt(tokens)
         tokens = [t[static:] for t in tokens]
         for idx in self._batches([len(t) for t in tokens]):
-            if sample:
+            if not params.greedy:
                 self._reseed(seeds[idx[0]])
             results = self.lm.generate_batch(
                 [tokens[i] for i in idx], max_length=params.max_new_tokens, include_prompt_in_result=False,
                 end_token=self.end_tokens, **extra,
-                sampling_topk=0 if sample else 1,  # 0 = the whole vocabulary, then top_p
-                sampling_topp=params.top_p if sample else 1.0,
-                sampling_temperature=params.temperature if sample else 1.0,
+                sampling_topk=1 if params.greedy else 0,  # 0 = the whole vocabulary, then top_p
+                sampling_topp=top_p,
+                sampling_temperature=1.0 if params.greedy else temperature,
             )
             for i, res in zip(idx, results):
                 out[i] = self.tokenizer.decode(res.sequences_ids[0], skip_special_tokens=True).strip()
@@ -186,7 +197,7 @@ class CTranslate2Generator:
                 include_prompt_in_result=False, return_logits_vocab=True, sampling_topk=1, **extra)
             for i, res in zip(idx, results):
                 logits = np.asarray(res.logits[0], dtype=np.float64).reshape(-1)
-                out[i] = dict(zip(choices, renormalise(logits[pieces[i][1]].tolist())))
+                out[i] = probabilities(choices, logits[pieces[i][1]].tolist())
         return out  # type: ignore[return-value]
 
     def reply_logprobs(self, prompts: list[list[dict]], replies: list[str]) -> list[dict]:

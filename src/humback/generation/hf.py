@@ -11,6 +11,7 @@ from humback.generation.base import (
     choice_targets,
     length_batches,
     pick_device,
+    probabilities,
     reply_pieces,
     request_seeds,
 )
@@ -38,7 +39,7 @@ class TransformersGenerator:
         seeds = request_seeds(params, seeds, len(prompts))
         texts = [render_prompt(self.tokenizer, p) for p in prompts]
         out: list[str | None] = [None] * len(texts)
-        sample = params.temperature > 0
+        temperature, top_p = params.effective()
         # Characters stand in for tokens when grouping: close enough, and no extra tokenizer pass.
         for idx in length_batches([len(t) for t in texts], self.batch_size):
             torch.manual_seed(seeds[idx[0]])  # one generator per batch: seeded by its first request
@@ -46,9 +47,9 @@ class TransformersGenerator:
             gen = self.lm.generate(
                 **enc,
                 max_new_tokens=params.max_new_tokens,
-                do_sample=sample,
-                temperature=params.temperature if sample else None,
-                top_p=params.top_p if sample else None,
+                do_sample=not params.greedy,
+                temperature=None if params.greedy else temperature,
+                top_p=None if params.greedy else top_p,
                 top_k=None,
                 pad_token_id=self.tokenizer.pad_token_id,
             )
@@ -76,8 +77,7 @@ class TransformersGenerator:
             # logits_to_keep=1: only the last position's logits (the full tensor is batch x length x vocab).
             logits = self._forward([ctx for ctx, _ in pieces], keep=1)[:, -1, :].float()
             for i, row, (_, targets) in zip(idx, logits, pieces):
-                probs = torch.softmax(row[targets], dim=-1).tolist()
-                out[i] = dict(zip(choices, probs))
+                out[i] = probabilities(choices, row[targets].tolist())
         return out  # type: ignore[return-value]
 
     @torch.inference_mode()

@@ -14,9 +14,13 @@ import os
 from collections.abc import Sequence
 
 from humback.config import ConfigError, is_loopback, redact_url
-from humback.generation.base import GenerationError, SamplingParams, request_seeds
-
-TOP_LOGPROBS = 20
+from humback.generation.base import (
+    TOP_LOGPROBS,
+    GenerationError,
+    SamplingParams,
+    UnsupportedRequest,
+    request_seeds,
+)
 
 
 def _describe(err: Exception) -> str:
@@ -122,6 +126,8 @@ class OpenAIGenerator:
                     for t in tasks:
                         t.cancel()
                     await asyncio.gather(*tasks, return_exceptions=True)
+                    if isinstance(e, UnsupportedRequest):
+                        raise UnsupportedRequest(f"{endpoint}: {e}") from None
                     if isinstance(e, GenerationError):
                         raise GenerationError(f"{endpoint}: {e}", dict(done)) from None  # type: ignore[arg-type]
                     raise GenerationError(f"generation request to {endpoint} (model '{self.model}') failed after"
@@ -134,9 +140,8 @@ class OpenAIGenerator:
     def generate(self, prompts: list[list[dict]], params: SamplingParams,
                  seeds: Sequence[int] | None = None) -> list[str]:
         seeds = request_seeds(params, seeds, len(prompts))
-        greedy = params.temperature <= 0
-        calls = [{"messages": p, "temperature": 0.0 if greedy else params.temperature,
-                  "top_p": 1.0 if greedy else params.top_p, "max_tokens": params.max_new_tokens, "seed": s}
+        temperature, top_p = params.effective()
+        calls = [{"messages": p, "temperature": temperature, "top_p": top_p, "max_tokens": params.max_new_tokens, "seed": s}
                  for p, s in zip(prompts, seeds)]
 
         def read(resp) -> str:
@@ -157,21 +162,21 @@ class OpenAIGenerator:
         def read(resp) -> dict[str, float]:
             content = resp.choices[0].logprobs.content if resp.choices and resp.choices[0].logprobs else None
             if not content:
-                raise GenerationError("the server returned no log-probabilities: use curate.method=sample"
-                                      " with this endpoint")
+                raise UnsupportedRequest("the server returned no log-probabilities: use the 'sample' method"
+                                         " (curate.method, eval.pairwise_method) with this endpoint")
             return choice_probs([(t.token, t.logprob) for t in content[0].top_logprobs], choices)
 
         try:
             return self._run(calls, read)
         except GenerationError as e:
             if e.status is not None and 400 <= e.status < 500:  # e.g. transformers serve rejects `logprobs`
-                raise GenerationError(f"{e} — this endpoint does not give log-probabilities, which the"
-                                      " 'expected' scoring method needs: use curate.method=sample") from None
+                raise UnsupportedRequest(f"{e} — this endpoint does not give log-probabilities, which the"
+                                      " 'expected' method needs: use the 'sample' method (curate.method, eval.pairwise_method)") from None
             raise
 
     def reply_logprobs(self, prompts: list[list[dict]], replies: list[str]) -> list[dict]:
         # The chat API returns log-probabilities of generated tokens only, not of text sent in; scoring a
         # given reply needs the model itself (or a server's non-standard prompt_logprobs).
-        raise GenerationError(f"the openai backend cannot score given replies (IFD, reference NLL): the chat API"
+        raise UnsupportedRequest(f"the openai backend cannot score given replies (IFD, reference NLL): the chat API"
                               f" has no log-probabilities for input text. Use a local backend (transformers,"
                               f" ctranslate2, vllm) for {self.model}, or set curate.ifd: false")

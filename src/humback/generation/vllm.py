@@ -11,18 +11,22 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from humback.generation.base import SamplingParams, choice_targets, renormalise, reply_pieces, request_seeds
+from humback.generation.base import (
+    TOP_LOGPROBS,
+    SamplingParams,
+    choice_targets,
+    probabilities,
+    reply_pieces,
+    request_seeds,
+)
 from humback.models import ModelError, load_tokenizer, model_fingerprint, resolve_model
 from humback.templates import render_prompt
-
-TOP_LOGPROBS = 20  # vLLM's default ceiling (max_logprobs)
 
 
 def sampling_kwargs(params: SamplingParams, seed: int) -> dict:
     """humback's sampling settings as vLLM SamplingParams keyword arguments."""
-    greedy = params.temperature <= 0
-    return {"temperature": 0.0 if greedy else params.temperature, "top_p": 1.0 if greedy else params.top_p,
-            "max_tokens": params.max_new_tokens, "seed": seed, "skip_special_tokens": True}
+    temperature, top_p = params.effective()
+    return {"temperature": temperature, "top_p": top_p, "max_tokens": params.max_new_tokens, "seed": seed, "skip_special_tokens": True}
 
 
 class VLLMGenerator:
@@ -60,8 +64,7 @@ class VLLMGenerator:
         result = []
         for out, (_, targets) in zip(outs, pieces):
             step = out.outputs[0].logprobs[0]  # top-k only: a target outside it has probability 0
-            probs = renormalise([step[t].logprob if t in step else -math.inf for t in targets])
-            result.append({} if probs is None else dict(zip(choices, probs)))
+            result.append(probabilities(choices, [step[t].logprob if t in step else -math.inf for t in targets]))
         return result
 
     def reply_logprobs(self, prompts: list[list[dict]], replies: list[str]) -> list[dict]:

@@ -12,9 +12,11 @@ import math
 import shutil
 import time
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 from humback.config import TrainConfig
+from humback.stats import Hardware, TrainStats
 from humback.training.examples import Direction, encode
 
 # Paper Table 18: (data size N, steps, batch size).
@@ -31,7 +33,7 @@ def paper_batch_size(n: int) -> int:
     return 8 if n < 3000 else 32
 
 
-def _hardware(cfg: TrainConfig) -> dict:
+def _hardware(cfg: TrainConfig) -> Hardware:
     """Precision and checkpointing by hardware: bf16 only where the GPU has it (on a CPU without native
     bf16 one step took >10 min vs 28 s in fp32); checkpointing on GPU only (on CPU it costs a third more
     time and memory is not the limit at these sizes)."""
@@ -79,6 +81,25 @@ def last_checkpoint(trainer_dir: Path, key: str) -> str | None:
     return str(max(found)[1]) if found else None
 
 
+@dataclass(frozen=True)
+class Plan:
+    """How many steps of how many examples, and how a step's batch is split over micro-batches and
+    processes (examples per step = batch, whatever the hardware)."""
+    examples: int
+    steps: int
+    batch: int
+    micro: int
+    accumulate: int
+    processes: int
+
+
+def plan(n: int, cfg: TrainConfig, processes: int) -> Plan:
+    batch = cfg.batch_size or paper_batch_size(n)
+    micro = min(cfg.micro_batch_size, batch)
+    return Plan(examples=n, steps=cfg.max_steps or paper_steps(n), batch=batch, micro=micro,
+                accumulate=max(1, math.ceil(batch / (micro * processes))), processes=processes)
+
+
 def train(
     pairs: list[dict],
     base_model: str,
@@ -88,7 +109,7 @@ def train(
     seed: int = 0,
     log=print,
     sft_overrides: dict | None = None,
-) -> dict:
+) -> TrainStats:
     """Fine-tune `base_model` on `pairs` and save a plain checkpoint (LoRA merged) to `out`.
     `sft_overrides` are extra SFTConfig arguments (advanced; the training benchmark's baseline uses it)."""
     from accelerate import PartialState
@@ -96,88 +117,34 @@ def train(
     from transformers import set_seed
     from trl import SFTConfig, SFTTrainer
 
-    from humback.models import load_model, load_tokenizer
+    from humback.models import load_tokenizer
 
     out = Path(out)
     # Under `accelerate launch` every process runs this function; files are written by the main one.
     hw = _hardware(cfg)
     # cpu=True makes a CPU launch with WORLD_SIZE > 1 data-parallel over gloo, as TrainingArguments does.
     state = PartialState(cpu=hw["device"] == "cpu")
-    main = state.is_main_process
     set_seed(seed)
     tokenizer = load_tokenizer(base_model)
     encoded = encode(tokenizer, pairs, direction, cfg.tags, cfg.max_length)
-    n = len(encoded.examples)
-    batch = cfg.batch_size or paper_batch_size(n)
-    micro = min(cfg.micro_batch_size, batch)
-    accumulate = max(1, math.ceil(batch / (micro * state.num_processes)))  # examples per step = batch
-    steps = cfg.max_steps or paper_steps(n)
-    log(f"[train {direction}] {n} examples ({encoded.dropped_too_long} dropped > {cfg.max_length} tokens), "
-        f"{steps} steps x batch {batch} ({micro} x {accumulate} accumulated x {state.num_processes} processes), {cfg.method}, "
-        f"{hw['device']} {'bf16' if hw['bf16'] else 'fp32'}, gradient checkpointing {'on' if hw['gradient_checkpointing'] else 'off'}, "
-        f"{'padding-free' if hw['padding_free'] else 'length-grouped'} batches")
-
-    attn = {"attn_implementation": "flash_attention_2"} if hw["padding_free"] else {}
-    peft_config = None
-    if cfg.method == "lora":
-        from peft import LoraConfig
-
-        model = load_model(base_model, **attn)
-        peft_config = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.dropout,
-                                 target_modules="all-linear", task_type="CAUSAL_LM")
-    else:
-        model = load_model(base_model, attention_dropout=cfg.dropout, **attn)
-
+    p = plan(len(encoded.examples), cfg, state.num_processes)
+    log(f"[train {direction}] {p.examples} examples ({encoded.dropped_too_long} dropped > {cfg.max_length} tokens), "
+        f"{p.steps} steps x batch {p.batch} ({p.micro} x {p.accumulate} accumulated x {p.processes} processes), "
+        f"{cfg.method}, {hw['device']} {'bf16' if hw['bf16'] else 'fp32'}, gradient checkpointing "
+        f"{'on' if hw['gradient_checkpointing'] else 'off'}, {'padding-free' if hw['padding_free'] else 'length-grouped'} batches")
+    model, peft_config = _model(base_model, cfg, hw)
     # The run trains in <out>.tmp and checkpoints there; a killed run with the same key resumes from its
     # last checkpoint, anything else starts over.
     tmp = out.with_name(out.name + ".tmp")
-    key = resume_key(base_model, direction, cfg, seed, encoded.examples)
-    resume = last_checkpoint(tmp / "trainer", key)
+    resume = _work_folder(tmp, resume_key(base_model, direction, cfg, seed, encoded.examples), state)
     if resume is not None:
         log(f"[train {direction}] resuming from {resume}")
-    if main:
-        if resume is None:
-            shutil.rmtree(tmp, ignore_errors=True)
-        (tmp / "trainer").mkdir(parents=True, exist_ok=True)
-        (tmp / "trainer" / "humback_resume_key").write_text(key)
-    state.wait_for_everyone()
     with warnings.catch_warnings():
         # Known-harmless library notices: transformers 5 renamed gradient_checkpointing (TRL 1.16 still
         # uses the old name); the schedule is given num_stable_steps=0 on purpose (decay from step one).
         warnings.filterwarnings("ignore", message=".*gradient_checkpointing.*deprecated")
         warnings.filterwarnings("ignore", message="Both num_training_steps and num_stable_steps")
-        settings = {
-            "output_dir": str(tmp / "trainer"),
-            "max_steps": steps,
-            "per_device_train_batch_size": micro,
-            "gradient_accumulation_steps": accumulate,
-            "learning_rate": cfg.lr,
-            "weight_decay": cfg.weight_decay,
-            "lr_scheduler_type": "warmup_stable_decay",
-            # The lr of step k (1-based) is lr * factor(k - 1): decaying over steps - 1 intervals puts the
-            # last step exactly at min_lr_ratio (paper: 1e-5 -> 9e-6 at the end).
-            "lr_scheduler_kwargs": {"num_stable_steps": 0, "num_decay_steps": max(1, steps - 1),
-                                 "decay_type": "linear", "min_lr_ratio": cfg.min_lr_ratio},
-            "warmup_steps": 0,
-            "bf16": hw["bf16"],
-            "fp16": False,
-            "gradient_checkpointing": hw["gradient_checkpointing"],
-            "use_cpu": hw["device"] == "cpu",
-            "max_length": None,  # over-length examples were already dropped and counted by encode()
-            "padding_free": hw["padding_free"],
-            "train_sampling_strategy": "group_by_length",  # batches of similar length: little padding
-            "logging_steps": 1,
-            "save_strategy": "steps",
-            "save_steps": cfg.save_steps or max(1, steps // 10),
-            "save_total_limit": 1,
-            "report_to": [],
-            "seed": seed,
-            "data_seed": seed,
-            "dataloader_num_workers": 0,
-            "ddp_find_unused_parameters": False,  # every trained parameter is used in every forward pass
-            "include_num_input_tokens_seen": "non_padding",  # effective tokens, for tokens/s in the stats
-        }
-        args = SFTConfig(**{**settings, **(sft_overrides or {})})
+        args = SFTConfig(**{**sft_settings(tmp / "trainer", p, cfg, hw, seed), **(sft_overrides or {})})
         rows = [{**ex, "length": len(ex["input_ids"])} for ex in encoded.examples]
         trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(rows),
                              processing_class=tokenizer, peft_config=peft_config)
@@ -192,18 +159,82 @@ def train(
         state.wait_for_everyone()
         curve = [{"step": e["step"], "loss": e["loss"], "lr": e.get("learning_rate")}
                  for e in trainer.state.log_history if "loss" in e]
-        stats = _stats(trainer, encoded, direction, steps, batch, cfg, seconds, resume, hw, curve)
-        if main:
+        stats = _stats(trainer, encoded, direction, p, cfg, seconds, resume, hw, curve)
+        if state.is_main_process:
             _finish(tmp, out, base_model, tokenizer, peft_config is not None, cfg, stats, curve)
     state.wait_for_everyone()
     return stats
 
 
-def _stats(trainer, encoded, direction, steps, batch, cfg, seconds, resume, hw, losses) -> dict:
+def _model(base_model: str, cfg: TrainConfig, hw: Hardware):
+    """The model to train and, for LoRA, its PEFT config (adapters on every linear layer)."""
+    from humback.models import load_model
+
+    attn = {"attn_implementation": "flash_attention_2"} if hw["padding_free"] else {}
+    if cfg.method != "lora":
+        return load_model(base_model, attention_dropout=cfg.dropout, **attn), None
+    from peft import LoraConfig
+
+    return load_model(base_model, **attn), LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.dropout,
+                                                      target_modules="all-linear", task_type="CAUSAL_LM")
+
+
+def _work_folder(tmp: Path, key: str, state) -> str | None:
+    """Prepare <out>.tmp: the checkpoint to resume from when a killed run with the same key left one;
+    otherwise (main process) the folder is cleared for a fresh start."""
+    resume = last_checkpoint(tmp / "trainer", key)
+    if state.is_main_process:
+        if resume is None:
+            shutil.rmtree(tmp, ignore_errors=True)
+        (tmp / "trainer").mkdir(parents=True, exist_ok=True)
+        (tmp / "trainer" / "humback_resume_key").write_text(key)
+    state.wait_for_everyone()
+    return resume
+
+
+def sft_settings(trainer_dir: Path, p: Plan, cfg: TrainConfig, hw: Hardware, seed: int) -> dict:
+    """SFTConfig arguments: the paper's recipe (Table 18) on this hardware."""
     return {
-        "direction": direction, "examples": len(encoded.examples), "dropped_too_long": encoded.dropped_too_long,
-        "target_tokens": encoded.target_tokens, "steps": steps, "batch_size": batch, "method": cfg.method,
-        "processes": trainer.args.world_size, "seconds": round(seconds, 1), "resumed_from": resume, **hw,
+        "output_dir": str(trainer_dir),
+        "max_steps": p.steps,
+        "per_device_train_batch_size": p.micro,
+        "gradient_accumulation_steps": p.accumulate,
+        "learning_rate": cfg.lr,
+        "weight_decay": cfg.weight_decay,
+        "lr_scheduler_type": "warmup_stable_decay",
+        # The lr of step k (1-based) is lr * factor(k - 1): decaying over steps - 1 intervals puts the
+        # last step exactly at min_lr_ratio (paper: 1e-5 -> 9e-6 at the end).
+        "lr_scheduler_kwargs": {"num_stable_steps": 0, "num_decay_steps": max(1, p.steps - 1),
+                                "decay_type": "linear", "min_lr_ratio": cfg.min_lr_ratio},
+        "warmup_steps": 0,
+        "bf16": hw["bf16"],
+        "fp16": False,
+        "gradient_checkpointing": hw["gradient_checkpointing"],
+        "use_cpu": hw["device"] == "cpu",
+        "max_length": None,  # over-length examples were already dropped and counted by encode()
+        "padding_free": hw["padding_free"],
+        "train_sampling_strategy": "group_by_length",  # batches of similar length: little padding
+        "logging_steps": 1,
+        "save_strategy": "steps",
+        "save_steps": cfg.save_steps or max(1, p.steps // 10),
+        "save_total_limit": 1,
+        "report_to": [],
+        "seed": seed,
+        "data_seed": seed,
+        "dataloader_num_workers": 0,
+        "ddp_find_unused_parameters": False,  # every trained parameter is used in every forward pass
+        "include_num_input_tokens_seen": "non_padding",  # effective tokens, for tokens/s in the stats
+    }
+
+
+def _stats(trainer, encoded, direction: str, p: Plan, cfg: TrainConfig, seconds: float, resume: str | None,
+           hw: Hardware, losses: list[dict]) -> TrainStats:
+    return {
+        "direction": direction, "examples": p.examples, "dropped_too_long": encoded.dropped_too_long,
+        "target_tokens": encoded.target_tokens, "steps": p.steps, "batch_size": p.batch, "method": cfg.method,
+        "processes": trainer.args.world_size, "seconds": round(seconds, 1), "resumed_from": resume,
+        "device": hw["device"], "bf16": hw["bf16"], "gradient_checkpointing": hw["gradient_checkpointing"],
+        "padding_free": hw["padding_free"],
         "tokens_seen": trainer.state.num_input_tokens_seen,
         # After a resume the count includes steps of the killed run: no rate then.
         "tokens_per_s": round(trainer.state.num_input_tokens_seen / seconds, 1) if seconds and not resume else None,
@@ -211,7 +242,7 @@ def _stats(trainer, encoded, direction, steps, batch, cfg, seconds, resume, hw, 
     }
 
 
-def _finish(tmp: Path, out: Path, base_model: str, tokenizer, lora: bool, cfg: TrainConfig, stats: dict,
+def _finish(tmp: Path, out: Path, base_model: str, tokenizer, lora: bool, cfg: TrainConfig, stats: TrainStats,
             curve: list[dict]) -> None:
     """Make <out>.tmp a plain checkpoint (LoRA merged, fp32 safetensors, tokenizer with its chat
     template, training config and loss curve) and rename it to <out>."""

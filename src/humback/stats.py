@@ -1,0 +1,116 @@
+"""What each stage records in the manifest (`stages.<key>.stats`): the one agreement between the stages
+that write these dicts and the pipeline, report and export that read them.
+
+Each stage function returns its TypedDict; the pipeline checks the keys (`stats_problem`) before writing
+the manifest and says so when they disagree (the tests run every stage and require agreement), so a key
+renamed in a stage shows up there, not as a silent blank in a report.
+"""
+
+from typing import Any, NotRequired, TypedDict, get_type_hints
+
+
+class LengthStats(TypedDict):
+    mean: float
+    std: float
+
+
+class SeedStats(TypedDict):
+    rows: int
+    format: str
+    read: int
+    drops: dict[str, int]  # reason -> rows dropped
+    bad_input: dict[str, int]  # problem -> records skipped
+    selection: str  # the rule choosing among oasst replies, in words
+    instruction_chars: LengthStats
+    response_chars: LengthStats
+
+
+class SegmentStats(TypedDict):
+    rows: int
+    funnel: dict[str, int]  # documents -> segments -> dropped_<reason> -> kept
+    bad_input: dict[str, int]
+    extractor: str
+    extractor_version: str
+    long_sections: str
+    quality_filters: list[str]
+
+
+class GeneratorStats(TypedDict):
+    backend: str
+    cache_hits: NotRequired[int]
+    cache_misses: NotRequired[int]
+
+
+class AugmentStats(GeneratorStats):
+    rows: int
+    resumed_rows: int
+    empty_instructions: int
+
+
+class CurateStats(TypedDict):
+    rows: int
+    selected: int
+    threshold: float
+    method: str
+    skipped_empty_instruction: int
+    skipped_ifd: int
+    parse_failures: int
+    parse_failure_rate: float
+    mean_score: float | None
+    score_histogram: dict[str, int]
+    response_chars_pool: float
+    response_chars_selected: float
+    instruction_chars_pool: float
+    instruction_chars_selected: float
+    # The stage's own record; absent when curate_stats is computed outside it (calibration, benchmarks).
+    resumed_rows: NotRequired[int]
+    backend: NotRequired[str]
+    cache_hits: NotRequired[int]
+    cache_misses: NotRequired[int]
+    histogram: NotRequired[dict[str, int]]  # judge scores, when a judge scored
+    mean_judge_score: NotRequired[float | None]
+    sample_parse_failure_rate: NotRequired[float]  # mean-of-k only
+    mean_ifd: NotRequired[float | None]  # when forward signals were computed
+
+
+class Hardware(TypedDict):
+    device: str
+    bf16: bool
+    gradient_checkpointing: bool
+    padding_free: bool
+
+
+class TrainStats(Hardware):
+    direction: str
+    examples: int
+    dropped_too_long: int
+    target_tokens: int
+    steps: int
+    batch_size: int
+    method: str
+    processes: int
+    seconds: float
+    resumed_from: str | None
+    tokens_seen: int
+    tokens_per_s: float | None
+    first_loss: float | None
+    last_loss: float | None
+
+
+# Stage key (before any ':') -> what its stats hold.
+STAGE_STATS: dict[str, Any] = {"seed": SeedStats, "segment": SegmentStats, "augment": AugmentStats,
+                                "curate": CurateStats, "train": TrainStats}
+
+
+def stats_problem(key: str, stats: dict) -> str | None:
+    """What is wrong with `stats` of stage `key` (a required key missing, an undeclared one present), or
+    None. A mismatch is a bug in humback, not in the user's input."""
+    kind = STAGE_STATS.get(key.split(":")[0])
+    if kind is None:
+        return None
+    missing = sorted(kind.__required_keys__ - set(stats))
+    extra = sorted(set(stats) - set(get_type_hints(kind)))
+    if not missing and not extra:
+        return None
+    return (f"stage {key} returned stats that do not match {kind.__name__} in humback/stats.py: missing {missing},"
+            f" undeclared {extra}")
