@@ -76,11 +76,12 @@ def cmd_train(args) -> None:
 
 
 def _generator(cfg, role: str, out: Path):
-    """The role's generator, behind the response cache kept beside the output (when enabled)."""
-    from humback.generation import open_generator
+    """The role's generator, behind the response cache kept beside the output (when enabled), or its
+    replicas on Ray (cluster.engine: ray)."""
+    from humback.generation import stage_generator
     from humback.rundir import RunDir
 
-    return open_generator(cfg.generation.role(role), None, RunDir(out).cache_file(cfg.generation.cache))
+    return stage_generator(cfg.generation.role(role), None, RunDir(out).cache_file(cfg.generation.cache), cfg.cluster)
 
 
 def cmd_augment(args) -> None:

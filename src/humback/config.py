@@ -314,6 +314,26 @@ class EvalConfig(_Strict):
         return pairs + ([(f"m{iterations}", "m0")] if iterations >= 2 else [])
 
 
+class ClusterConfig(_Strict):
+    """Where the generating stages run (augment, curate): this process, or replicas on a Ray cluster
+    (`pip install 'humback[ray]'`). README, "Running on a cluster"."""
+
+    engine: Literal["local", "ray"] = Field(
+        "local", description="'local' = this process (Ray is not imported); 'ray' = generator replicas on a Ray"
+        " cluster, rows streamed through Ray Data in shards")
+    address: str = Field(
+        "local", description="ray: 'local' starts a Ray instance in this process (and stops it after); 'auto'"
+        " joins the cluster this machine belongs to (ray start); 'ray://HOST:PORT' a remote head via Ray Client")
+    replicas: int = Field(1, ge=1, description="ray: generator replicas (model copies) per generating stage")
+    cpus_per_replica: float = Field(1.0, gt=0, description="ray: CPUs each replica reserves (and its torch threads)")
+    gpus_per_replica: float = Field(0.0, ge=0, description="ray: GPUs each replica reserves (0 = CPU replicas)")
+    shard_rows: int = Field(
+        256, ge=1, description="ray: rows per shard. Shards are fixed blocks of the input in its order; each"
+        " finished shard is saved at once and never recomputed")
+    local_cpus: int | None = Field(None, ge=1, description="ray, address 'local': CPUs the local instance may use"
+                                   " (null = all)")
+
+
 class RunConfig(_Strict):
     name: str = "demo"
     model: str = Field("default", description="'default' (embedded SmolLM2-135M-Instruct), a local checkpoint, or a hub id")
@@ -325,6 +345,7 @@ class RunConfig(_Strict):
     curate: CurateConfig = CurateConfig()
     train: TrainConfig = TrainConfig()
     eval: EvalConfig = EvalConfig()
+    cluster: ClusterConfig = ClusterConfig()
 
 
 def _accepted(loc: tuple) -> str:

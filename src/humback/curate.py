@@ -7,43 +7,41 @@ file, kill-safe, and records the funnel.
 from __future__ import annotations
 
 from collections import Counter
+from functools import partial
 from pathlib import Path
-
-from tqdm.auto import tqdm
+from typing import TYPE_CHECKING
 
 from humback.config import CurateConfig
 from humback.generation.base import Generator
 from humback.generation.cache import generator_stats
+from humback.mapping import map_rows
 from humback.prompts import CURATION_PROMPT
-from humback.records import RowWriter, read_jsonl, write_jsonl
+from humback.records import read_jsonl, write_jsonl
 from humback.rundir import SCORED, SELECTED
 from humback.scoring import histogram, mean, parse_failure_rate, score_rows, select_ids
 from humback.stats import CurateStats
 
+if TYPE_CHECKING:
+    from humback.cluster import Replicas
 
-def curate(candidates: str | Path, generator: Generator, out_dir: str | Path, cfg: CurateConfig,
+
+def judged_rows(generator: Generator, rows: list[dict], cfg: CurateConfig, seed: int, iteration: int) -> list[dict]:
+    """Each candidate row scored by the judge (and forward signals), tagged with the iteration."""
+    return [{**rec, "iteration": iteration} for rec in score_rows(generator, rows, cfg, seed)]
+
+
+def curate(candidates: str | Path, generator: Generator | Replicas, out_dir: str | Path, cfg: CurateConfig,
            iteration: int = 1, seed: int = 0) -> CurateStats:
     out_dir = Path(out_dir)
     rows = list(read_jsonl(candidates, required=("id", "instruction", "response"), unique_ids=True))
-    # What a scored row depends on: a rerun with another judge or scoring method starts scored.jsonl over
-    # (selection settings only choose among scored rows).
+    # What a scored row depends on besides the judge: a rerun with another scoring method starts
+    # scored.jsonl over (selection settings only choose among scored rows, so changing them costs no
+    # generation).
     scoring = cfg.model_dump(exclude={"threshold", "max_selected", "top_fraction", "near_duplicate_instructions"})
-    writer = RowWriter(out_dir / SCORED, {"judge": generator.fingerprint, "scoring": scoring,
-                                                  "prompt": CURATION_PROMPT, "seed": seed, "iteration": iteration})
-    # Shortest first, for batches of similar length; scored.jsonl is put back in candidate order.
-    todo = sorted((r for r in rows if r["id"] not in writer.done),
-                  key=lambda r: len(r["instruction"]) + len(r["response"]))
-    resumed = len(rows) - len(todo)
-    chunk_size = generator.chunk_size
-    try:
-        with tqdm(total=len(rows), initial=resumed, desc=f"curate (iteration {iteration})", unit="cand") as bar:
-            for start in range(0, len(todo), chunk_size):
-                chunk = todo[start:start + chunk_size]
-                writer.write({**rec, "iteration": iteration} for rec in score_rows(generator, chunk, cfg, seed))
-                bar.update(len(chunk))
-        writer.finish(order=[r["id"] for r in rows])
-    finally:
-        writer.close()
+    resumed = map_rows(rows, partial(judged_rows, cfg=cfg, seed=seed, iteration=iteration), generator,
+                       out_dir / SCORED, {"scoring": scoring, "prompt": CURATION_PROMPT, "seed": seed,
+                                          "iteration": iteration},
+                       f"curate (iteration {iteration})", lambda r: len(r["instruction"]) + len(r["response"]))
     scored = {r["id"]: r for r in read_jsonl(out_dir / SCORED)}
     by_id = {r["id"]: r for r in rows}
     selected = [by_id[i] for i in select_ids(rows, scored, cfg)]

@@ -104,6 +104,24 @@ def _note(key: str, stats: dict) -> str:
     return ""
 
 
+def _shard_note(data: dict, key: str) -> str:
+    """Progress of a generating stage that runs (or ran, and was killed) on Ray: finished shards of all."""
+    if "run_dir" not in data or not (key == "augment" or key.startswith("curate:")):
+        return ""
+    run = RunDir(data["run_dir"])
+    source, out = (run.segments, run.candidates) if key == "augment" else (run.candidates, run.scored(int(key[7:])))
+    shards = out.with_name(out.name + ".shards")
+    if not shards.is_dir():
+        return ""
+    done = sum(1 for p in shards.glob("*.jsonl") if p.stem.isdigit())
+    size = data.get("config", {}).get("cluster", {}).get("shard_rows")
+    if not size or not source.is_file():
+        return f"ray: {done} shards finished"
+    with open(source, "rb") as f:
+        total = -(-sum(1 for _ in f) // size)
+    return f"ray: {done} of {total} shards finished ({done / total:.0%})" if total else ""
+
+
 def summary(data: dict) -> str:
     """The closing summary: rows per stage, score histograms, parse failures, where things are."""
     lines = [f"\nhumback run '{data.get('name', '?')}' in {data.get('run_dir', '?')}",
@@ -114,7 +132,7 @@ def summary(data: dict) -> str:
         st = data["stages"].get(key, {"status": "pending"})
         stats = st.get("stats", {})
         rows = stats.get("rows", stats.get("examples", ""))
-        note = _note(key, stats) if st["status"] == "done" else ""
+        note = _note(key, stats) if st["status"] == "done" else _shard_note(data, key)
         lines.append(f"{key:<10} {st['status']:<8} {rows!s:>5} {st.get('seconds', '')!s:>8}  {note}")
     outs = {k: st.get("outputs", {}) for k, st in data["stages"].items() if st.get("status") == "done"}
     curated = [o["selected"] for k, o in outs.items() if k.startswith("curate")]
@@ -147,7 +165,7 @@ def build_stages(cfg: RunConfig, run_dir: Path, log: Callable[[str], None]) -> l
     from humback.curate import curate
     from humback.data.seed import seed
     from humback.data.segment import segment
-    from humback.generation import open_generator
+    from humback.generation import stage_generator
     from humback.training.sft import train
 
     d, g, run = cfg.data, cfg.generation, RunDir(run_dir)
@@ -160,7 +178,7 @@ def build_stages(cfg: RunConfig, run_dir: Path, log: Callable[[str], None]) -> l
         stages.append(Stage(key, work, fps[key], outputs, inputs, tuple(u for u in upstream if u)))
 
     def generator(role, own_model: Path):
-        return open_generator(g.role(role), str(own_model), run.cache_file(g.cache))
+        return stage_generator(g.role(role), str(own_model), run.cache_file(g.cache), cfg.cluster)
 
     def train_stage(name: str, direction: str, data_files: list[Path]) -> Callable[[], dict]:
         def work() -> dict:

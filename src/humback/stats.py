@@ -6,7 +6,9 @@ the manifest and says so when they disagree (the tests run every stage and requi
 renamed in a stage shows up there, not as a silent blank in a report.
 """
 
-from typing import Any, NotRequired, TypedDict, get_type_hints
+from typing import Any, TypedDict, get_type_hints
+
+from typing_extensions import NotRequired  # typing has it from Python 3.11
 
 
 class LengthStats(TypedDict):

@@ -52,7 +52,8 @@ class ResponseCache:
 
 def generator_stats(generator) -> GeneratorStats:
     """What a stage records about where its text came from: backend, and cache hits when cached."""
-    stats: GeneratorStats = {"backend": generator.fingerprint.split(":", 1)[0]}
+    # Ray replicas report the backend they ran; a generator's fingerprint starts with it.
+    stats: GeneratorStats = {"backend": getattr(generator, "backend", None) or generator.fingerprint.split(":", 1)[0]}
     cache = getattr(generator, "cache", None)
     if isinstance(cache, ResponseCache):
         stats["cache_hits"], stats["cache_misses"] = cache.hits, cache.misses

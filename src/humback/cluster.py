@@ -1,0 +1,241 @@
+"""Generating stages on a Ray cluster (`cluster.engine: ray`; `pip install 'humback[ray]'`).
+
+The rows of augment or curate stream through Ray Data's `map_batches` into a pool of replicas, each a
+Ray actor holding one generator (any backend: vLLM on GPU nodes, CTranslate2 or transformers on CPU
+nodes) for the whole stage. Work is cut into shards: fixed blocks of `cluster.shard_rows` input rows in
+input order, one shard per Ray Data batch. The driver saves each finished shard at once, atomically, in
+`<out>.shards/`; a killed driver followed by the same command computes only the shards that are missing,
+and a replica whose worker dies has its shard retried by Ray (the driver writes each shard once, so no
+row is repeated). The finished shards stay after the stage: they play the response cache's role on the
+cluster, so a rerun that only changes selection settings costs no generation.
+
+Each row keeps its own seed (row_seed), so backends that seed each request (vLLM, servers, and greedy
+decoding anywhere) give the rows the local engine gives; transformers and CTranslate2 sample with one
+seed per batch, so their sampled text depends on how rows were batched, which differs between engines.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from humback.config import ClusterConfig, ConfigError, EngineConfig
+from humback.errors import EnvironmentFault, HumbackError
+from humback.records import BadLine, RecordError, atomic_write, read_jsonl, write_jsonl
+
+SHARD_SUFFIX = ".shards"
+
+
+class ClusterError(EnvironmentFault):
+    """The Ray cluster cannot be reached or a replica failed for a reason outside humback's input:
+    finished shards are kept; rerun the same command to resume (exit 3)."""
+
+
+def connect(cluster: ClusterConfig) -> None:
+    """Join (or, for address 'local', start) the Ray cluster, once per process. An instance the user
+    started themselves is left as it is: humback never shuts down a Ray it did not start."""
+    try:
+        import ray
+    except ImportError:
+        raise ConfigError("cluster.engine: ray needs Ray: pip install 'humback[ray]' (or set cluster.engine:"
+                          " local)") from None
+    if ray.is_initialized():
+        return
+    from ray.data import DataContext
+
+    _check_reachable(cluster.address)
+    kwargs = {"include_dashboard": False, "log_to_driver": False, "configure_logging": False}
+    try:
+        if cluster.address == "local":
+            # An explicit 'local' starts a fresh instance even where RAY_ADDRESS points elsewhere.
+            ray.init(address="local", num_cpus=cluster.local_cpus, **kwargs)
+        else:
+            ray.init(address=cluster.address, **kwargs)
+    except (ConnectionError, TimeoutError, RuntimeError, ValueError) as e:
+        raise ClusterError(f"cannot reach the Ray cluster at '{cluster.address}' ({type(e).__name__}: {e}); start"
+                           " it (`ray start --head` on the head node) or fix cluster.address") from None
+    DataContext.get_current().enable_progress_bars = False  # humback shows one bar per stage
+
+
+def _check_reachable(address: str) -> None:
+    """Fail in seconds, naming the address, where Ray would wait a minute or more for a head that is not
+    there ('local' and 'auto' need no check: Ray answers those at once)."""
+    import socket
+    from urllib.parse import urlsplit
+
+    if address in ("local", "auto"):
+        return
+    parts = urlsplit(address if "://" in address else f"gcs://{address}")
+    try:
+        host, port = parts.hostname, parts.port
+    except ValueError:
+        host = port = None
+    if not host or not port:
+        raise ConfigError(f"cluster.address '{address}' is not 'local', 'auto', HOST:PORT or ray://HOST:PORT")
+    try:
+        socket.create_connection((host, port), timeout=5).close()
+    except OSError as e:
+        raise ClusterError(f"cannot reach the Ray cluster at '{address}' ({e.strerror or e}); start it (`ray start"
+                           " --head` on the head node) or fix cluster.address") from None
+
+
+class Replicas:
+    """Stands in for a Generator in a generating stage: the engine settings and model each replica loads,
+    and the cluster they run on. `fingerprint` identifies the outputs without loading the model here."""
+
+    def __init__(self, engine: EngineConfig, model: str, cluster: ClusterConfig):
+        from humback.models import model_fingerprint
+
+        self.engine, self.model, self.cluster = engine, model, cluster
+        weights = None if engine.backend == "openai" else model_fingerprint(model)
+        identity = json.dumps([engine.identity(), model, weights], sort_keys=True, default=str)
+        self.fingerprint = "ray:" + hashlib.sha256(identity.encode()).hexdigest()[:24]
+        self.backend: str | None = None if engine.backend == "auto" else engine.backend
+        self.chunk_size = cluster.shard_rows
+
+    def map(self, rows: list[dict], work, out: Path, settings: dict, desc: str) -> int:
+        """Write work's rows for `rows` to `out` in input order, through the shards; return the rows whose
+        shards an earlier run had finished."""
+        store = ShardStore(out, settings)
+        size = self.cluster.shard_rows
+        shards = [rows[i:i + size] for i in range(0, len(rows), size)]
+        todo = [k for k, shard in enumerate(shards) if store.ids(k) != [r["id"] for r in shard]]
+        resumed = len(rows) - sum(len(shards[k]) for k in todo)
+        if todo:
+            self._run(todo, shards, work, store, desc, resumed, len(rows))
+        write_jsonl(out, (row for k in range(len(shards)) for row in read_jsonl(store.path(k))))
+        return resumed
+
+    def _run(self, todo: list[int], shards: list[list[dict]], work, store: ShardStore, desc: str, done: int,
+             total: int) -> None:
+        connect(self.cluster)
+        import ray
+
+        items = [{"shard": k, "rows": json.dumps(shards[k], ensure_ascii=False)} for k in todo]
+        ds = ray.data.from_items(items, override_num_blocks=len(items))
+        # Ray Data restarts an actor whose process dies and retries its shard (max_restarts and
+        # max_task_retries default to -1 for actor pools); the driver writes each shard once.
+        results = ds.map_batches(
+            Replica, batch_size=1, compute=ray.data.ActorPoolStrategy(size=self.cluster.replicas),
+            num_cpus=self.cluster.cpus_per_replica, num_gpus=self.cluster.gpus_per_replica or None,
+            fn_constructor_kwargs={"engine": self.engine, "model": self.model, "work": work,
+                                   "threads": max(1, int(self.cluster.cpus_per_replica))})
+        try:
+            with tqdm(total=total, initial=done, desc=f"{desc} [ray x{self.cluster.replicas}]", unit="row") as bar:
+                for result in results.iter_rows():
+                    k = int(result["shard"])
+                    produced = json.loads(result["rows"])
+                    if [r["id"] for r in produced] != [r["id"] for r in shards[k]]:
+                        raise RecordError(f"shard {k}: the replica returned other rows than it was given")
+                    store.write(k, produced)
+                    self.backend = str(result["fingerprint"]).split(":", 1)[0]
+                    bar.update(len(produced))
+        except HumbackError:
+            raise
+        except Exception as e:  # Ray wraps a replica's error in its own types; humback's own are unwrapped
+            cause = _humback_cause(e)
+            if cause is not None:
+                raise cause from None
+            raise ClusterError(f"a Ray replica failed ({type(e).__name__}: {_first_line(e)}); the"
+                               f" {len(store.finished())} finished shards are kept in {store.folder}: rerun the"
+                               " same command to resume") from e
+
+
+class Replica:
+    """One generator for the life of the stage (a Ray Data actor); each call answers one shard."""
+
+    def __init__(self, engine: EngineConfig, model: str, work, threads: int):
+        import torch
+
+        from humback.generation import load_generator
+
+        torch.set_num_threads(threads)  # the CPUs Ray reserved for this replica, no more
+        self.generator, self.work = load_generator(engine, model), work
+
+    def __call__(self, batch: dict) -> dict:
+        import numpy as np
+
+        out = [json.dumps(self.work(self.generator, json.loads(rows)), ensure_ascii=False) for rows in batch["rows"]]
+        return {"shard": batch["shard"], "rows": np.array(out, dtype=object),
+                "fingerprint": np.array([self.generator.fingerprint] * len(out), dtype=object)}
+
+
+class ShardStore:
+    """`<out>.shards/`: settings.json (what the rows depend on) and one NNNNN.jsonl per finished shard,
+    each written atomically. Other settings than the stored ones start the folder over."""
+
+    def __init__(self, out: Path, settings: dict, log=print):
+        self.folder = out.with_name(out.name + SHARD_SUFFIX)
+        self.stamp = stamp = json.dumps(settings, sort_keys=True, default=str)
+        stamp_file = self.folder / "settings.json"
+        if self.folder.is_dir():
+            foreign = [p.name for p in self.folder.iterdir()
+                       if p.name != "settings.json" and not (p.suffix == ".jsonl" and p.stem.isdigit())
+                       and not p.name.endswith(".tmp")]
+            if foreign:
+                raise RecordError(f"{self.folder} holds files humback did not write ({', '.join(foreign[:3])}):"
+                                  " move them away")
+            if not stamp_file.is_file() or stamp_file.read_text(encoding="utf-8") != stamp:
+                log(f"[resume] {self.folder} was written with other settings; starting it over")
+                shutil.rmtree(self.folder)
+
+    def path(self, k: int) -> Path:
+        return self.folder / f"{k:05d}.jsonl"
+
+    def ids(self, k: int) -> list[str] | None:
+        """The ids a finished shard holds, or None when it is missing or unreadable."""
+        if not self.path(k).is_file():
+            return None
+        try:
+            return [r["id"] for r in read_jsonl(self.path(k), required=("id",))]
+        except (RecordError, BadLine):
+            return None
+
+    def write(self, k: int, rows: list[dict]) -> None:
+        if not self.folder.is_dir():  # created with the first shard: a stage that fails first leaves nothing
+            self.folder.mkdir(parents=True)
+            atomic_write(self.folder / "settings.json", self.stamp)
+        write_jsonl(self.path(k), rows)
+
+    def finished(self) -> list[Path]:
+        return sorted(p for p in self.folder.glob("*.jsonl") if p.stem.isdigit()) if self.folder.is_dir() else []
+
+
+def _humback_cause(e: BaseException) -> HumbackError | None:
+    """The humback error inside Ray's wrappers (a replica's ModelError, say), if there is one."""
+    seen: set[int] = set()
+    stack: list[BaseException | None] = [e]
+    while stack:
+        err = stack.pop()
+        if err is None or id(err) in seen:
+            continue
+        seen.add(id(err))
+        if isinstance(err, HumbackError):
+            return err
+        stack += [err.__cause__, err.__context__, getattr(err, "cause", None)]
+    # A replica that died in its constructor reaches the driver as text only (Ray's ActorDiedError keeps
+    # the remote traceback in its message): the last "humback.<module>.<Class>: message" line names it.
+    import importlib
+    import re
+
+    found = re.findall(r"^(humback(?:\.\w+)+)\.(\w+): (.+)$", str(e), flags=re.MULTILINE)
+    if found:
+        module, name, message = found[-1]
+        try:
+            cls = getattr(importlib.import_module(module), name)
+        except (ImportError, AttributeError):
+            return None
+        if isinstance(cls, type) and issubclass(cls, HumbackError):
+            try:
+                return cls(message)
+            except TypeError:  # an error class with other constructor arguments
+                return None
+    return None
+
+
+def _first_line(e: BaseException) -> str:
+    return (str(e).strip().splitlines() or [""])[0][:300]
