@@ -21,7 +21,7 @@ from humback.augment import augment
 from humback.cluster import ClusterError, Replicas, connect
 from humback.config import ClusterConfig, ConfigError, CurateConfig, EngineConfig, load_config
 from humback.curate import curate
-from humback.generation import stage_generator
+from humback.generation import load_generator, stage_generator
 from humback.models import ModelError
 from humback.records import read_jsonl
 
@@ -61,7 +61,7 @@ def test_ray_scores_the_rows_the_local_engine_scores(cluster, tiny_model, tmp_pa
 
 def test_a_changed_selection_setting_costs_no_generation(cluster, tiny_model, tmp_path):
     cands = write(tmp_path / "candidates.jsonl", CANDIDATES)
-    gen = Replicas(EngineConfig(backend="transformers", device="cpu"), tiny_model, cluster)
+    gen = Replicas(EngineConfig(backend="transformers", device="cpu"), tiny_model, cluster, load_generator)
     curate(cands, gen, tmp_path / "out", CurateConfig(method="expected", max_new_tokens=0, threshold=1.0))
     shards = {p: p.stat().st_mtime_ns for p in (tmp_path / "out" / "scored.jsonl.shards").glob("0*.jsonl")}
     stats = curate(cands, gen, tmp_path / "out", CurateConfig(method="expected", max_new_tokens=0, threshold=5.0))
@@ -101,7 +101,7 @@ def test_a_killed_replica_is_retried_and_every_row_comes_once(cluster, tiny_mode
     watcher.start()
     cfg = load_config(None, ["augment.max_new_tokens=48", "augment.temperature=0"])
     gen = Replicas(EngineConfig(backend="transformers", device="cpu"), tiny_model,
-                   cluster.model_copy(update={"shard_rows": 1}))
+                   cluster.model_copy(update={"shard_rows": 1}), load_generator)
     stats = augment(segments, gen, out, cfg.augment)
     watcher.join()
     assert killed, "no replica process was found to kill"
@@ -150,7 +150,7 @@ def test_an_unreachable_cluster_is_named_and_nothing_is_written(tiny_model, tmp_
 
 def test_a_replica_that_cannot_load_its_model_stops_the_stage_with_its_error(cluster, tiny_model, tmp_path):
     cands = write(tmp_path / "candidates.jsonl", CANDIDATES[:3])
-    gen = Replicas(EngineConfig(backend="ctranslate2", device="tpu"), tiny_model, cluster)
+    gen = Replicas(EngineConfig(backend="ctranslate2", device="tpu"), tiny_model, cluster, load_generator)
     with pytest.raises(ModelError, match="device 'tpu' is not one CTranslate2 runs on"):
         curate(cands, gen, tmp_path / "out", CurateConfig(method="expected", max_new_tokens=0))
     assert not (tmp_path / "out" / "scored.jsonl").exists()
@@ -186,3 +186,29 @@ def test_status_shows_the_shards_of_a_running_or_killed_stage(tmp_path):
     data = {"name": "x", "run_dir": str(tmp_path), "config": {"iterations": 1, "cluster": {"shard_rows": 3}},
             "stages": {"augment": {"status": "running"}}}
     assert "ray: 2 of 4 shards finished (50%)" in summary(data)
+
+
+def test_segment_on_ray_keeps_what_the_local_engine_keeps(cluster, tmp_path):
+    """Files extracted and filtered in parallel; dedup in corpus order on the driver: same rows, same funnel,
+    same bad-input counts, including duplicates spread over files and a malformed record."""
+    import shutil
+
+    from humback.config import DataConfig
+    from humback.data.segment import demo_corpus_path, segment
+
+    corpus = tmp_path / "corpus"
+    shutil.copytree(demo_corpus_path(), corpus)
+    pages = sorted(corpus.glob("*.html"))
+    shutil.copy(pages[3], corpus / "zz-exact-copy.html")  # a whole page again, later in corpus order
+    near = pages[5].read_text().replace("</p>", " Indeed.</p>", 1)
+    (corpus / "zz-near-copy.html").write_text(near)
+    text = " ".join(f"Sentence {i} tells how rye dough differs from wheat dough in water and time." for i in range(40))
+    (corpus / "notes.jsonl").write_text(json.dumps({"id": "n1", "text": text}) + "\n{not json\n"
+                                        + json.dumps({"id": "n2", "text": text}) + "\n")
+    cfg = DataConfig(max_segments=None)
+    local = segment(corpus, tmp_path / "local.jsonl", cfg, log=lambda s: None)
+    on_ray = segment(corpus, tmp_path / "ray.jsonl", cfg, log=lambda s: None,
+                     cluster=cluster.model_copy(update={"cpus_per_replica": 1}))
+    assert (tmp_path / "local.jsonl").read_text() == (tmp_path / "ray.jsonl").read_text()
+    assert local == on_ray
+    assert local["bad_input"] and local["funnel"]["dropped_duplicate"] and local["funnel"]["dropped_near_duplicate"]

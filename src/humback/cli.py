@@ -63,7 +63,7 @@ def cmd_segment(args) -> None:
                   data__max_segments=args.max_segments, data__text_field=args.text_field,
                   data__extractor=args.extractor, data__long_sections=args.long_sections,
                   data__strict=args.strict or None, seed=args.seed)
-    print(segment(args.corpus, args.out, cfg.data, cfg.seed))
+    print(segment(args.corpus, args.out, cfg.data, cfg.seed, cluster=cfg.cluster))
 
 
 def cmd_train(args) -> None:

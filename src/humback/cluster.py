@@ -17,9 +17,14 @@ seed per batch, so their sampled text depends on how rows were batched, which di
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import shutil
+from collections import deque
+from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
+from typing import NoReturn
 
 from tqdm.auto import tqdm
 
@@ -84,13 +89,14 @@ def _check_reachable(address: str) -> None:
 
 
 class Replicas:
-    """Stands in for a Generator in a generating stage: the engine settings and model each replica loads,
-    and the cluster they run on. `fingerprint` identifies the outputs without loading the model here."""
+    """Stands in for a Generator in a generating stage: the engine settings and model each replica loads
+    (with `load`, humback.generation.load_generator), and the cluster they run on. `fingerprint`
+    identifies the outputs without loading the model here."""
 
-    def __init__(self, engine: EngineConfig, model: str, cluster: ClusterConfig):
+    def __init__(self, engine: EngineConfig, model: str, cluster: ClusterConfig, load):
         from humback.models import model_fingerprint
 
-        self.engine, self.model, self.cluster = engine, model, cluster
+        self.engine, self.model, self.cluster, self.load = engine, model, cluster, load
         weights = None if engine.backend == "openai" else model_fingerprint(model)
         identity = json.dumps([engine.identity(), model, weights], sort_keys=True, default=str)
         self.fingerprint = "ray:" + hashlib.sha256(identity.encode()).hexdigest()[:24]
@@ -122,7 +128,7 @@ class Replicas:
         results = ds.map_batches(
             Replica, batch_size=1, compute=ray.data.ActorPoolStrategy(size=self.cluster.replicas),
             num_cpus=self.cluster.cpus_per_replica, num_gpus=self.cluster.gpus_per_replica or None,
-            fn_constructor_kwargs={"engine": self.engine, "model": self.model, "work": work,
+            fn_constructor_kwargs={"load": partial(self.load, self.engine, self.model), "work": work,
                                    "threads": max(1, int(self.cluster.cpus_per_replica))})
         try:
             with tqdm(total=total, initial=done, desc=f"{desc} [ray x{self.cluster.replicas}]", unit="row") as bar:
@@ -136,25 +142,56 @@ class Replicas:
                     bar.update(len(produced))
         except HumbackError:
             raise
-        except Exception as e:  # Ray wraps a replica's error in its own types; humback's own are unwrapped
-            cause = _humback_cause(e)
-            if cause is not None:
-                raise cause from None
-            raise ClusterError(f"a Ray replica failed ({type(e).__name__}: {_first_line(e)}); the"
-                               f" {len(store.finished())} finished shards are kept in {store.folder}: rerun the"
-                               " same command to resume") from e
+        except Exception as e:  # noqa: BLE001 (Ray wraps a replica's error in its own types; _reraise sorts them)
+            _reraise(e, f"the {len(store.finished())} finished shards are kept in {store.folder}: rerun the same"
+                        " command to resume")
+
+
+def ordered_map(fn, items: list, cluster: ClusterConfig) -> Iterator:
+    """fn(item) for every item as Ray tasks of cluster.cpus_per_replica CPUs each, results in item order.
+    A bounded number of tasks is in flight (two per CPU of the cluster), so results wait for the driver
+    without filling its memory; a worker that dies has its task retried by Ray."""
+    connect(cluster)
+    import ray
+
+    task = ray.remote(num_cpus=cluster.cpus_per_replica)(_apply)
+    window = max(2, int(2 * ray.cluster_resources().get("CPU", 1) / cluster.cpus_per_replica))
+    queue = iter(items)
+    pending = deque(task.remote(fn, item) for item in itertools.islice(queue, window))
+    while pending:
+        ref = pending.popleft()
+        try:
+            result = ray.get(ref)
+        except Exception as e:  # noqa: BLE001 (as above)
+            for other in pending:
+                ray.cancel(other)
+            _reraise(e, "nothing was written: rerun the same command")
+        for item in itertools.islice(queue, 1):
+            pending.append(task.remote(fn, item))
+        yield result
+
+
+def _apply(fn, item):
+    return fn(item)
+
+
+def _reraise(e: BaseException, kept: str) -> NoReturn:
+    """A worker's failure as humback's own error when it is one (a replica's ModelError, a --strict
+    RecordError), else as a ClusterError saying what was kept."""
+    cause = _humback_cause(e)
+    if cause is not None:
+        raise cause from None
+    raise ClusterError(f"a Ray worker failed ({type(e).__name__}: {_first_line(e)}); {kept}") from e
 
 
 class Replica:
     """One generator for the life of the stage (a Ray Data actor); each call answers one shard."""
 
-    def __init__(self, engine: EngineConfig, model: str, work, threads: int):
+    def __init__(self, load, work, threads: int):
         import torch
 
-        from humback.generation import load_generator
-
         torch.set_num_threads(threads)  # the CPUs Ray reserved for this replica, no more
-        self.generator, self.work = load_generator(engine, model), work
+        self.generator, self.work = load(), work
 
     def __call__(self, batch: dict) -> dict:
         import numpy as np

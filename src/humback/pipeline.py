@@ -194,7 +194,7 @@ def build_stages(cfg: RunConfig, run_dir: Path, log: Callable[[str], None]) -> l
     add("seed", lambda: seed(d.seed_source, run.seed, d, cfg.seed, log=log),
         (d.model_dump(include=seed_keys), source_fingerprint(d.seed_source)), (),
         {"seed": run.seed}, {"source": d.seed_source})
-    add("segment", lambda: segment(d.corpus, run.segments, d, cfg.seed, log=log),
+    add("segment", lambda: segment(d.corpus, run.segments, d, cfg.seed, log=log, cluster=cfg.cluster),
         (d.model_dump(exclude=seed_keys | {"shard_size", "strict"}), extractor_version(d.extractor),
          source_fingerprint(d.corpus)), (),
         {"segments": run.segments}, {"corpus": d.corpus})

@@ -54,6 +54,30 @@ class Problems:
         elif self.counts[kind] == self.max_warnings + 1:
             self.log(f"[segment] warning: more '{kind}' problems; counting them silently")
 
+    def merge(self, counts: dict[str, int], warnings: list[tuple[str, str]]) -> None:
+        """Add another reader's counts (a Ray worker's, for one file) and show its warnings as if they were
+        this one's: the first few of each kind."""
+        shown: Counter = Counter()
+        for kind, message in warnings:
+            if self.counts[kind] + shown[kind] < self.max_warnings:
+                self.log(message)
+            shown[kind] += 1
+        self.counts.update(counts)
+
+
+class CollectedProblems(Problems):
+    """Problems of one file read away from the driver: counted, the first warnings of each kind kept for
+    the driver to show (Problems.merge)."""
+
+    def __init__(self, strict: bool, max_warnings: int = 5):
+        super().__init__(strict, log=lambda message: None, max_warnings=max_warnings)
+        self.warnings: list[tuple[str, str]] = []
+
+    def __call__(self, kind: str, location: str, detail: str) -> None:
+        super().__call__(kind, location, detail)  # raises when strict
+        if self.counts[kind] <= self.max_warnings:
+            self.warnings.append((kind, f"[segment] warning: {location}: {detail}; skipped"))
+
 
 def _suffix(path: Path) -> str:
     name = path.name.lower()
@@ -270,21 +294,32 @@ def iter_documents(corpus: str | Path, text_field: str = "text", problems: Probl
             return
         raise RecordError(f"corpus {corpus} not found: give a file or folder (HTML, WARC, JSONL, Parquet), "
                           "a hub dataset id, or 'demo'")
+    for file in corpus_files(path):
+        yield from file_documents(file, text_field, problems, max_bytes)
+
+
+def corpus_files(path: Path) -> list[Path]:
+    """The files of a local corpus (a file, or a folder's files recursively, sorted): its order."""
     files = files_of(path)
     if not files:
         raise RecordError(f"corpus folder {path} holds no .html, .warc[.gz], .jsonl[.gz|.zst] or .parquet files")
-    for file in files:
-        kind = _suffix(file)
-        if kind in HTML_SUFFIXES:
-            yield from read_html_doc(file, problems, max_bytes)
-        elif kind in WARC_SUFFIXES:
-            yield from read_warc_docs(file, problems, max_bytes)
-        elif kind == ".parquet":
-            yield from read_parquet_docs(file, text_field, problems)
-        elif kind in JSONL_SUFFIXES:
-            yield from read_jsonl_docs(file, text_field, problems, max_bytes)
-        else:
-            raise RecordError(f"{file}: unknown corpus file type; expected .html, .warc[.gz], .jsonl[.gz|.zst] or .parquet")
+    return files
+
+
+def file_documents(file: Path, text_field: str, problems: Problems, max_bytes: int = MAX_RECORD_BYTES
+                   ) -> Iterator[Document]:
+    """Every document of one corpus file, by its type."""
+    kind = _suffix(file)
+    if kind in HTML_SUFFIXES:
+        yield from read_html_doc(file, problems, max_bytes)
+    elif kind in WARC_SUFFIXES:
+        yield from read_warc_docs(file, problems, max_bytes)
+    elif kind == ".parquet":
+        yield from read_parquet_docs(file, text_field, problems)
+    elif kind in JSONL_SUFFIXES:
+        yield from read_jsonl_docs(file, text_field, problems, max_bytes)
+    else:
+        raise RecordError(f"{file}: unknown corpus file type; expected .html, .warc[.gz], .jsonl[.gz|.zst] or .parquet")
 
 
 def read_rows(path: Path, problems: Problems, max_bytes: int = MAX_RECORD_BYTES) -> Iterator[tuple[str, dict]]:

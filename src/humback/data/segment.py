@@ -22,16 +22,17 @@ import random
 import re
 from collections import Counter
 from collections.abc import Iterator
+from functools import partial
 from importlib import resources
 from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from humback.config import DataConfig
+from humback.config import ClusterConfig, DataConfig
 from humback.data.dedup import Deduplicator
 from humback.data.extract import extractor_version, page_blocks
 from humback.data.quality import quality_filters
-from humback.data.readers import Problems, iter_documents
+from humback.data.readers import CollectedProblems, Problems, corpus_files, file_documents, iter_documents
 from humback.data.sections import html_sections, text_paragraphs, windows
 from humback.records import RecordError, ShardWriter
 from humback.stats import SegmentStats
@@ -152,12 +153,12 @@ def document_pieces(doc, cfg: DataConfig, funnel: Counter, problems: Problems
 
 
 class SegmentFilter:
-    """The paper's segment filters, then language, datatrove's checks and dedup: (text to keep, why it is
-    dropped or None). Dedup runs last, so its index holds kept segments only."""
+    """The paper's segment filters, then language and datatrove's checks: (text to keep, why it is
+    dropped or None). Dedup comes after, in corpus order (segment), so its index holds kept segments only
+    and a parallel run decides as a serial one does."""
 
     def __init__(self, cfg: DataConfig):
         self.cfg = cfg
-        self.dedup = Deduplicator(cfg.near_duplicate_threshold)
         self.identify = None
         if cfg.segment_lang:
             import py3langid
@@ -183,7 +184,7 @@ class SegmentFilter:
                 elif kept_text != text:  # the C4 filter removes lines: the rest must still be long enough
                     text = kept_text
                     reason = "too_short" if len(text) < cfg.min_chars else None
-        return text, reason or self.dedup.check_and_add(text)
+        return text, reason
 
 
 class Sampler:
@@ -213,9 +214,11 @@ class Sampler:
 
 
 def segment(corpus: str | Path, out: str | Path, cfg: DataConfig | None = None, seed_value: int = 0,
-            log=print) -> SegmentStats:
+            log=print, cluster: ClusterConfig | None = None) -> SegmentStats:
     """Write filtered, deduplicated, optionally sampled segments to `out` (a .jsonl file, or a folder
-    of shards otherwise); return the funnel as stage stats."""
+    of shards otherwise); return the funnel as stage stats. With cluster.engine 'ray', a local corpus's
+    files are extracted and filtered in parallel on the cluster; dedup, sampling and writing stay here, in
+    corpus order, so the output and the funnel are the local engine's."""
     cfg = cfg or DataConfig()
     corpus = demo_corpus_path() if str(corpus) == "demo" else corpus
     source, target = Path(corpus).resolve(), Path(out).resolve()
@@ -224,13 +227,15 @@ def segment(corpus: str | Path, out: str | Path, cfg: DataConfig | None = None, 
                           "write the segments somewhere else")
     problems = Problems(strict=cfg.strict, log=log)
     funnel: Counter = Counter()
-    keep, sampler = SegmentFilter(cfg), Sampler(cfg.max_segments, seed_value)
+    dedup, sampler = Deduplicator(cfg.near_duplicate_threshold), Sampler(cfg.max_segments, seed_value)
     writer = ShardWriter(out, cfg.shard_size)
     try:
-        docs = iter_documents(corpus, cfg.text_field, problems, cfg.max_record_bytes)
-        for doc in tqdm(docs, desc="segment", unit="doc", mininterval=2):
-            for row in kept_segments(doc, cfg, keep, funnel, problems):
-                if sampler.offer(row) is not None:
+        for rows in _filtered_rows(corpus, cfg, funnel, problems, cluster):
+            for row in rows:
+                reason = dedup.check_and_add(row["text"])
+                if reason:
+                    funnel[f"dropped_{reason}"] += 1
+                elif sampler.offer(row) is not None:
                     writer.write(row)
         if cfg.max_segments is not None:
             funnel["dropped_sampling"] = sampler.seen - len(sampler.reservoir)
@@ -248,6 +253,36 @@ def segment(corpus: str | Path, out: str | Path, cfg: DataConfig | None = None, 
     return {"rows": writer.rows, "funnel": dict(funnel), "bad_input": dict(problems.counts),
             "extractor": cfg.extractor, "extractor_version": extractor_version(cfg.extractor),
             "long_sections": cfg.long_sections, "quality_filters": list(cfg.quality_filters)}
+
+
+def _filtered_rows(corpus: str | Path, cfg: DataConfig, funnel: Counter, problems: Problems,
+                   cluster: ClusterConfig | None) -> Iterator[list[dict]]:
+    """The segments that pass the filters (before dedup), a document's or a file's at a time, in corpus
+    order; the funnel and bad-input counts as they go."""
+    if cluster is None or cluster.engine == "local" or not Path(corpus).exists():
+        # A hub dataset streams here: its files are the hub's to hand out.
+        keep = SegmentFilter(cfg)
+        docs = iter_documents(corpus, cfg.text_field, problems, cfg.max_record_bytes)
+        for doc in tqdm(docs, desc="segment", unit="doc", mininterval=2):
+            yield list(kept_segments(doc, cfg, keep, funnel, problems))
+        return
+    from humback.cluster import ordered_map
+
+    files = corpus_files(Path(corpus))
+    for result in tqdm(ordered_map(partial(file_segments, cfg=cfg), files, cluster), total=len(files),
+                       desc=f"segment [ray, {len(files)} files]", unit="file"):
+        funnel.update(result["funnel"])
+        problems.merge(result["bad_input"], result["warnings"])
+        yield result["rows"]
+
+
+def file_segments(file: Path, cfg: DataConfig) -> dict:
+    """One corpus file's filtered segments (before dedup) with its funnel and bad-input counts: the part
+    of the stage a Ray worker does."""
+    keep, funnel, problems = SegmentFilter(cfg), Counter(), CollectedProblems(cfg.strict)
+    rows = [row for doc in file_documents(file, cfg.text_field, problems, cfg.max_record_bytes)
+            for row in kept_segments(doc, cfg, keep, funnel, problems)]
+    return {"rows": rows, "funnel": dict(funnel), "bad_input": dict(problems.counts), "warnings": problems.warnings}
 
 
 def kept_segments(doc, cfg: DataConfig, keep: SegmentFilter, funnel: Counter, problems: Problems) -> Iterator[dict]:

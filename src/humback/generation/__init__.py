@@ -79,4 +79,4 @@ def stage_generator(engine: EngineConfig, model: str | None, cache_file: Path | 
     name = engine.model or model
     if not name:
         raise ModelError("no model given for generation: pass --model/--judge or set the role's `model` in the config")
-    return Replicas(engine, name, cluster)
+    return Replicas(engine, name, cluster, load_generator)
