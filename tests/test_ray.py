@@ -212,3 +212,23 @@ def test_segment_on_ray_keeps_what_the_local_engine_keeps(cluster, tmp_path):
     assert (tmp_path / "local.jsonl").read_text() == (tmp_path / "ray.jsonl").read_text()
     assert local == on_ray
     assert local["bad_input"] and local["funnel"]["dropped_duplicate"] and local["funnel"]["dropped_near_duplicate"]
+
+
+def test_ray_train_runs_two_cpu_workers_and_saves_a_model_the_next_stage_loads(cluster, tiny_model, tmp_path):
+    from functools import partial
+
+    from humback.cluster import train_on_ray
+    from humback.config import TrainConfig
+    from humback.generation.base import SamplingParams
+    from humback.training.sft import train
+
+    pairs = [{"instruction": f"Name bread number {i}.", "response": f"Bread {i} is a rye loaf with seeds."}
+             for i in range(16)]
+    out = tmp_path / "m0"
+    cfg = TrainConfig(method="full", lr=3e-3, batch_size=4, micro_batch_size=2, max_steps=3, max_length=256)
+    stats = train_on_ray(partial(train, pairs, tiny_model, out, "forward", cfg, seed=0, log=print), out,
+                         cluster.model_copy(update={"train_workers": 2}))
+    assert stats["processes"] == 2 and stats["steps"] == 3 and stats["first_loss"] is not None
+    assert not out.with_name("m0.tmp").exists() and not out.with_name("m0.ray").exists()
+    gen = load_generator(EngineConfig(backend="transformers", device="cpu"), str(out))
+    assert len(gen.generate([[{"role": "user", "content": "Hi"}]], SamplingParams(max_new_tokens=4))) == 1

@@ -184,6 +184,39 @@ def _reraise(e: BaseException, kept: str) -> NoReturn:
     raise ClusterError(f"a Ray worker failed ({type(e).__name__}: {_first_line(e)}); {kept}") from e
 
 
+def train_on_ray(train, out: Path, cluster: ClusterConfig) -> dict:
+    """Run `train` (training.sft.train bound to its arguments) in cluster.train_workers Ray Train workers:
+    TorchTrainer sets up the process group (gloo on CPUs, NCCL on GPUs) and accelerate and the Trainer
+    take it from there, data-parallel as under `accelerate launch`. The main worker saves the model to
+    `out`, which every worker and this driver must reach (shared storage across nodes); returns the stats
+    it saved beside the model. A killed run resumes from its last checkpoint, as a local one does."""
+    connect(cluster)
+    from ray.train import FailureConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+
+    gpus = cluster.train_gpus_per_worker
+    trainer = TorchTrainer(
+        _train_loop, train_loop_config={"train": train, "threads": max(1, int(cluster.train_cpus_per_worker))},
+        scaling_config=ScalingConfig(num_workers=cluster.train_workers, use_gpu=gpus > 0,
+                                     resources_per_worker={"CPU": cluster.train_cpus_per_worker,
+                                                           **({"GPU": gpus} if gpus else {})}),
+        run_config=RunConfig(name=out.name, storage_path=str(out.with_name(out.name + ".ray").resolve()),
+                             failure_config=FailureConfig(max_failures=0)))
+    try:
+        trainer.fit()
+    except Exception as e:  # noqa: BLE001 (Ray Train wraps a worker's error; _reraise sorts them)
+        _reraise(e, "rerun the same command: training resumes from its last checkpoint")
+    shutil.rmtree(out.with_name(out.name + ".ray"), ignore_errors=True)  # Ray Train's run records
+    return json.loads((out / "humback_train.json").read_text(encoding="utf-8"))["stats"]
+
+
+def _train_loop(config: dict) -> None:
+    import torch
+
+    torch.set_num_threads(config["threads"])
+    config["train"]()
+
+
 class Replica:
     """One generator for the life of the stage (a Ray Data actor); each call answers one shard."""
 

@@ -332,6 +332,11 @@ class ClusterConfig(_Strict):
         " finished shard is saved at once and never recomputed")
     local_cpus: int | None = Field(None, ge=1, description="ray, address 'local': CPUs the local instance may use"
                                    " (null = all)")
+    train_workers: int = Field(
+        0, ge=0, description="ray: training processes for the train stages through Ray Train (DDP: gloo on CPUs,"
+        " NCCL on GPUs); 0 = train in this process. The run folder must be on storage every node reaches")
+    train_cpus_per_worker: float = Field(1.0, gt=0, description="ray: CPUs each training worker reserves")
+    train_gpus_per_worker: float = Field(0.0, ge=0, description="ray: GPUs each training worker reserves (0 = CPU)")
 
 
 class RunConfig(_Strict):

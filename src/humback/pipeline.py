@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from functools import partial
 from pathlib import Path
 
 import yaml
@@ -183,6 +184,11 @@ def build_stages(cfg: RunConfig, run_dir: Path, log: Callable[[str], None]) -> l
     def train_stage(name: str, direction: str, data_files: list[Path]) -> Callable[[], dict]:
         def work() -> dict:
             pairs = [row for f in data_files for row in read_jsonl(f)]
+            if cfg.cluster.engine == "ray" and cfg.cluster.train_workers:
+                from humback.cluster import train_on_ray
+
+                return train_on_ray(partial(train, pairs, cfg.model, run.model(name), direction, cfg.train,
+                                            seed=cfg.seed, log=print), run.model(name), cfg.cluster)
             return train(pairs, cfg.model, run.model(name), direction, cfg.train, seed=cfg.seed, log=log)
         return work
 
