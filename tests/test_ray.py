@@ -232,3 +232,27 @@ def test_ray_train_runs_two_cpu_workers_and_saves_a_model_the_next_stage_loads(c
     assert not out.with_name("m0.tmp").exists() and not out.with_name("m0.ray").exists()
     gen = load_generator(EngineConfig(backend="transformers", device="cpu"), str(out))
     assert len(gen.generate([[{"role": "user", "content": "Hi"}]], SamplingParams(max_new_tokens=4))) == 1
+
+
+def test_the_loop_with_engine_ray_gives_the_local_engine_rows(cluster, tiny_model, tmp_path):
+    """`humback run` with cluster.engine: ray (segment, augment and curate on the cluster, greedy
+    instructions): the same segments, candidates and scored ids, in the same order, as engine: local."""
+    from humback.pipeline import run_pipeline
+
+    base = ["model=" + tiny_model, "data.max_segments=6", "train.max_steps=1", "train.batch_size=4",
+            "train.micro_batch_size=4", "train.max_length=1536", "augment.max_new_tokens=8", "augment.temperature=0",
+            "curate.method=expected", "curate.max_new_tokens=0", "curate.threshold=1.0", "iterations=1",
+            "generation.batch_size=4"]
+    runs = {}
+    for engine in ("local", "ray"):
+        cfg = load_config(None, base + [f"cluster.engine={engine}", "cluster.replicas=2", "cluster.shard_rows=2"])
+        runs[engine] = (tmp_path / engine, run_pipeline(cfg, tmp_path / engine, log=lambda s: None))
+    (local, a), (ray_dir, b) = runs["local"], runs["ray"]
+    for name in ("segments.jsonl", "candidates.jsonl"):  # candidates name their run's own M_yx
+        assert (local / name).read_text().replace(str(local), "RUN") == \
+            (ray_dir / name).read_text().replace(str(ray_dir), "RUN"), name
+    ids = [[r["id"] for r in read_jsonl(d / "iter1" / "scored.jsonl")] for d in (local, ray_dir)]
+    assert ids[0] == ids[1] and len(ids[0]) == 6
+    assert {k: s["stats"]["rows"] for k, s in a["stages"].items() if "rows" in s["stats"]} == \
+        {k: s["stats"]["rows"] for k, s in b["stages"].items() if "rows" in s["stats"]}
+    assert (ray_dir / "candidates.jsonl.shards").is_dir() and not (local / "candidates.jsonl.shards").exists()
