@@ -89,6 +89,25 @@ def test_report_before_eval_says_so(tiny_run, tmp_path):
     assert all(f"## {s}" in text for s in SECTIONS) and "not evaluated yet" in text
 
 
+def test_html_report_is_one_self_contained_page_with_escaped_rows(tiny_run, tmp_path):
+    """report/index.html opens from disk with nothing to fetch: plots inline, no script, run text escaped."""
+    import re
+    import shutil
+
+    run_dir, _ = tiny_run
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir, copy, ignore=shutil.ignore_patterns("eval", "report", "cache"))
+    rows = [json.loads(line) for line in (copy / "candidates.jsonl").read_text().splitlines()]
+    hostile = '<script>alert(1)</script><img src="http://evil.example/x.png" onerror="alert(2)">'
+    rows[0]["response"] = hostile  # a segment is untrusted web text
+    (copy / "candidates.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    report(copy)
+    page = (copy / "report" / "index.html").read_text()
+    assert "data:image/png;base64," in page and "<script" not in page
+    assert all(url.startswith("data:") for url in re.findall(r'(?:src|href)="([^"]*)"', page))
+    assert "default-src 'none'" in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+
+
 @pytest.mark.parametrize("fmt", ["jsonl", "parquet"])
 def test_export_messages_and_card(tiny_run, tmp_path, fmt):
     run_dir, _ = tiny_run

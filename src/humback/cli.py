@@ -157,6 +157,17 @@ def cmd_export(args) -> None:
                             private=not args.public), indent=1))
 
 
+def cmd_view(args) -> None:
+    try:
+        from humback.viewer.server import serve
+    except ImportError as e:
+        raise ConfigError(f"humback view needs its extra ({e.name} is missing): pip install 'humback[view]'") from None
+    if args.host not in ("127.0.0.1", "localhost", "::1"):
+        print(f"[humback] warning: serving on {args.host}: anyone who reaches this address can read the run",
+              file=sys.stderr)
+    serve(args.run_dir, args.host, args.port)
+
+
 def _with_config(sp) -> None:
     sp.add_argument("--config", "-c", help="YAML recipe whose settings apply (default: built-in defaults)")
     sp.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key, e.g. curate.threshold=4.5")
@@ -298,10 +309,18 @@ def _add_export(sub) -> None:
     sp.set_defaults(func=cmd_export)
 
 
+def _add_view(sub) -> None:
+    sp = sub.add_parser("view", help="browse a run in the browser: funnel, candidates, scores, iteration diff, eval")
+    sp.add_argument("run_dir")
+    sp.add_argument("--port", type=int, default=8765)
+    sp.add_argument("--host", default="127.0.0.1", help="address to bind (default: this machine only)")
+    sp.set_defaults(func=cmd_view)
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="humback", description="Instruction backtranslation, end to end.")
     sub = p.add_subparsers(dest="command", required=True)
-    for add in (_add_run, _add_status, _add_seed, _add_segment, _add_train, _add_augment, _add_curate, _add_calibrate, _add_eval, _add_report, _add_export):
+    for add in (_add_run, _add_status, _add_seed, _add_segment, _add_train, _add_augment, _add_curate, _add_calibrate, _add_eval, _add_report, _add_export, _add_view):
         add(sub)
     return p
 

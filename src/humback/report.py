@@ -1,5 +1,6 @@
 """`humback report`: one Markdown page per run, with plots, from what the run directory already holds
-(manifest stats, scored/selected rows, training loss curves, eval/metrics.json when `humback eval` ran).
+(manifest stats, scored/selected rows, training loss curves, eval/metrics.json when `humback eval` ran),
+and the same as one self-contained report/index.html (plots inlined, a sample of rows; no request leaves it).
 
 Sections: the data funnel, curation score histograms per iteration, instruction and response lengths of
 the pool vs what was selected, training loss curves, and the evaluation metrics. Plots are PNG files
@@ -169,4 +170,59 @@ def report(run_dir: str | Path) -> Path:
         md += [f"(not evaluated yet: `humback eval {run_dir} --heldout FILE`)"]
     path = out / "report.md"
     atomic_write(path, "\n".join(md) + "\n")
+    atomic_write(out / "index.html", html_page(manifest.get("name", run_dir.name), "\n".join(md), out,
+                                               _sample_rows(run, iterations)))
     return path
+
+
+def _sample_rows(run: RunDir, iterations: list[int], n: int = 15) -> list[dict]:
+    """The last iteration's n best and n worst scored candidates, for a look at what curation kept."""
+    if not iterations:
+        return []
+    t = iterations[-1]
+    texts = {r["id"]: r for r in read_jsonl(run.candidates)}
+    scored = [r for r in read_jsonl(run.scored(t)) if r.get("score") is not None and r["id"] in texts]
+    scored.sort(key=lambda r: r["score"], reverse=True)
+    picks = scored[:n] + [r for r in scored[-n:] if r not in scored[:n]]
+    return [{"id": r["id"], "score": r["score"], "instruction": texts[r["id"]]["instruction"],
+             "response": texts[r["id"]]["response"][:600], "iteration": t} for r in picks]
+
+
+# Nothing leaves the page: no script, no request; images are inline data.
+_HTML_CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
+
+
+def html_page(name: str, md: str, folder: Path, rows: list[dict]) -> str:
+    """One self-contained HTML file: the Markdown report rendered (python-markdown), its plots inlined as
+    data URIs, and a sample of rows. Every text from the run is escaped: segments are untrusted web text."""
+    import base64
+    import html
+    import re
+
+    import markdown
+
+    # The report's own Markdown holds run text only inside code spans and table cells; escaping it first
+    # keeps any markup in it inert, and python-markdown leaves the escaped entities as they are.
+    body = markdown.markdown(html.escape(md, quote=False), extensions=["tables", "fenced_code"])
+
+    def inline(match: re.Match) -> str:
+        png = folder / match.group(2)
+        if not png.is_file() or "/" in match.group(2):
+            return match.group(0)
+        data = base64.b64encode(png.read_bytes()).decode()
+        return f'<img alt="{match.group(1)}" src="data:image/png;base64,{data}"'
+
+    body = re.sub(r'<img alt="([^"]*)" src="([^"]+\.png)"', inline, body)
+    cells = "".join(
+        f"<tr><td>{html.escape(str(r['score']))}</td><td>{html.escape(r['instruction'])}</td>"
+        f"<td>{html.escape(r['response'])}</td></tr>" for r in rows)
+    sample = (f"<h2>Sample of rows (iteration {rows[0]['iteration']}: highest and lowest scores)</h2><table>"
+              f"<tr><th>score</th><th>instruction</th><th>response (segment, first 600 characters)</th></tr>{cells}"
+              "</table>") if rows else ""
+    style = ("body{font:14px/1.45 system-ui,sans-serif;max-width:1100px;margin:24px auto;padding:0 16px;color:#222}"
+             "table{border-collapse:collapse;margin:8px 0 16px}td,th{border:1px solid #ccc;padding:4px 6px;"
+             "vertical-align:top;white-space:pre-wrap}img{max-width:100%}code{background:#f3f3f3}")
+    return (f'<!doctype html><html lang="en"><head><meta charset="utf-8">'
+            f'<meta http-equiv="Content-Security-Policy" content="{_HTML_CSP}">'
+            f"<title>humback run {html.escape(name)}</title><style>{style}</style></head>"
+            f"<body>{body}{sample}</body></html>\n")

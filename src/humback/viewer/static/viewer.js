@@ -1,0 +1,187 @@
+// humback viewer: every server text goes into the page as text (textContent), never as HTML: segments
+// are untrusted web text and instructions are model output.
+"use strict";
+
+const state = { offset: 0, limit: 50, total: 0, iterations: [] };
+
+function el(tag, text, cls) {
+  const node = document.createElement(tag);
+  if (text !== undefined && text !== null) node.textContent = String(text);
+  if (cls) node.className = cls;
+  return node;
+}
+
+function fmt(v) {
+  if (v === null || v === undefined) return "–";
+  if (typeof v === "number") return Number.isInteger(v) ? String(v) : v.toFixed(3);
+  if (typeof v === "boolean") return v ? "✓" : "";
+  return String(v);
+}
+
+async function api(path) {
+  const res = await fetch(path);
+  const body = await res.json();
+  if (!res.ok) throw new Error(body.error || res.statusText);
+  return body;
+}
+
+function showTab(name) {
+  document.querySelectorAll("nav button").forEach(b => b.classList.toggle("active", b.dataset.tab === name));
+  document.querySelectorAll(".tab").forEach(s => s.classList.toggle("active", s.id === name));
+  if (name === "diff") loadDiff();
+  if (name === "eval") loadEval();
+}
+
+async function loadFunnel() {
+  const f = await api("/api/funnel");
+  state.iterations = f.iterations;
+  document.getElementById("title").textContent = "humback run " + (f.name || "");
+  const body = document.querySelector("#funnel-table tbody");
+  body.replaceChildren();
+  for (const s of f.steps) {
+    const tr = el("tr");
+    tr.append(el("td", s.step), el("td", fmt(s.rows), "num"),
+              el("td", s.dropped ? Object.entries(s.dropped).map(([k, v]) => k + " " + v).join(", ") : ""));
+    body.append(tr);
+  }
+  for (const id of ["iteration", "diff-iteration"]) {
+    const sel = document.getElementById(id);
+    sel.replaceChildren();
+    for (const t of (id === "diff-iteration" ? f.iterations.slice(1) : f.iterations)) sel.append(new Option(String(t), String(t)));
+    if (sel.options.length) sel.value = sel.options[sel.options.length - 1].value;
+  }
+  const sort = document.getElementById("sort");
+  sort.replaceChildren(new Option("id", "id"), new Option("response length", "response_chars"));
+  for (const t of f.iterations) for (const n of ["score", "judge", "ifd", "nll", "end"]) sort.append(new Option(`iter ${t} ${n}`, `s${t}_${n}`));
+  const hist = document.getElementById("histograms");
+  hist.replaceChildren();
+  for (const t of f.iterations) {
+    const h = await api(`/api/histogram/${t}?signal=score`);
+    if (!h.all.length) continue;
+    hist.append(el("h3", `iteration ${t}: ${fmt(h.edges[0])} … ${fmt(h.edges[h.edges.length - 1])}`));
+    const bars = el("div", null, "bars");
+    const top = Math.max(1, ...h.all);
+    h.all.forEach((n, i) => {
+      const bar = el("div", null, "bar");
+      bar.style.height = (100 * n / top) + "%";
+      bar.title = `${fmt(h.edges[i])}–${fmt(h.edges[i + 1])}: ${n} candidates, ${h.selected[i]} selected`;
+      const sel = el("div", null, "sel");
+      sel.style.height = (n ? 100 * h.selected[i] / n : 0) + "%";
+      bar.append(sel);
+      bars.append(bar);
+    });
+    hist.append(bars);
+  }
+}
+
+function query() {
+  const p = new URLSearchParams({ offset: state.offset, limit: state.limit });
+  const val = id => document.getElementById(id).value;
+  if (val("iteration")) p.set("iteration", val("iteration"));
+  if (val("min-score")) p.set("min_score", val("min-score"));
+  if (val("max-score")) p.set("max_score", val("max-score"));
+  if (val("selected")) p.set("selected", val("selected"));
+  if (val("search")) p.set("q", val("search"));
+  p.set("sort", val("sort") || "id");
+  if (document.getElementById("desc").checked) p.set("desc", "true");
+  return p;
+}
+
+async function loadTable() {
+  const page = await api("/api/candidates?" + query());
+  state.total = page.total;
+  document.getElementById("count").textContent = `${page.total} candidates match`;
+  document.getElementById("page").textContent =
+    page.total ? `${page.offset + 1}–${Math.min(page.offset + page.limit, page.total)} of ${page.total}` : "";
+  const t = page.iteration;
+  const head = document.querySelector("#table thead");
+  const cols = ["id", "instruction", "response", "response_chars"];
+  if (t !== null) cols.push(`s${t}_score`, `s${t}_judge`, `s${t}_ifd`, `sel${t}`, `s${t}_skipped`);
+  const hr = el("tr");
+  cols.forEach(c => hr.append(el("th", c)));
+  head.replaceChildren(hr);
+  const body = document.querySelector("#table tbody");
+  body.replaceChildren();
+  for (const r of page.rows) {
+    const tr = el("tr", null, "row");
+    tr.dataset.id = r.id;
+    cols.forEach(c => tr.append(el("td", fmt(r[c]), c === "instruction" || c === "response" ? "text" : "num")));
+    tr.addEventListener("click", () => openRow(r.id));
+    body.append(tr);
+  }
+}
+
+async function openRow(id) {
+  const r = await api("/api/candidates/" + encodeURIComponent(id));
+  const box = document.getElementById("detail-body");
+  box.replaceChildren(el("h2", "candidate " + r.id), el("h3", "instruction"), el("pre", r.instruction),
+                      el("h3", "response (the segment)"), el("pre", r.response));
+  for (const t of state.iterations) {
+    box.append(el("h3", `iteration ${t}: score ${fmt(r[`s${t}_score`])}, judge ${fmt(r[`s${t}_judge`])},` +
+                        ` IFD ${fmt(r[`s${t}_ifd`])}, NLL ${fmt(r[`s${t}_nll`])}, end ${fmt(r[`s${t}_end`])},` +
+                        ` ${r[`sel${t}`] ? "selected" : "not selected"}${r[`s${t}_skipped`] ? " (skipped: " + r[`s${t}_skipped`] + ")" : ""}`));
+    if (r[`s${t}_reasoning`]) box.append(el("pre", r[`s${t}_reasoning`]));
+  }
+  if (r.segment) {
+    box.append(el("h3", "source"), el("p", (r.segment.url || "") + "  " + (r.segment.header_path || []).join(" › ")));
+  }
+  document.getElementById("detail").hidden = false;
+}
+
+async function loadDiff() {
+  const t = document.getElementById("diff-iteration").value;
+  const box = document.getElementById("diff-body");
+  box.replaceChildren();
+  if (!t) { box.append(el("p", "The iteration diff needs two iterations.")); return; }
+  const d = await api(`/api/diff/${t}`);
+  for (const [name, label] of [["gained", `selected in iteration ${t}, not in ${t - 1}`], ["lost", `selected in ${t - 1}, not in ${t}`]]) {
+    box.append(el("h3", `${label}: ${d[name].length}`));
+    const table = el("table");
+    for (const r of d[name]) {
+      const tr = el("tr", null, "row");
+      tr.append(el("td", r.id), el("td", r.instruction, "text"), el("td", fmt(r.before), "num"), el("td", fmt(r.after), "num"));
+      tr.addEventListener("click", () => { showTab("candidates"); openRow(r.id); });
+      table.append(tr);
+    }
+    box.append(table);
+  }
+}
+
+async function loadEval() {
+  const e = await api("/api/eval");
+  const box = document.getElementById("eval-body");
+  box.replaceChildren();
+  if (!e.metrics) { box.append(el("p", "No evaluation yet: run `humback eval RUN --heldout FILE`.")); return; }
+  const wins = (e.metrics.win_rates || {}).pairs || {};
+  box.append(el("h3", "win rates (referee " + ((e.metrics.win_rates || {}).judge || "") + ")"));
+  const wt = el("table");
+  for (const [pair, w] of Object.entries(wins)) {
+    const tr = el("tr");
+    tr.append(el("td", pair), el("td", "win rate " + fmt(w.win_rate)), el("td", "length-controlled " + fmt(w.lc_win_rate)));
+    wt.append(tr);
+  }
+  box.append(wt, el("h3", "answers side by side"));
+  const table = el("table", null, "answers");
+  const hr = el("tr");
+  ["instruction", ...e.models].forEach(m => hr.append(el("th", m)));
+  table.append(hr);
+  for (const a of e.answers) {
+    const tr = el("tr");
+    tr.append(el("td", a.instruction, "text"));
+    e.models.forEach(m => tr.append(el("td", a[m], "text")));
+    table.append(tr);
+  }
+  box.append(table);
+}
+
+document.addEventListener("DOMContentLoaded", async () => {
+  document.querySelectorAll("nav button").forEach(b => b.addEventListener("click", () => showTab(b.dataset.tab)));
+  document.getElementById("filters").addEventListener("submit", ev => { ev.preventDefault(); state.offset = 0; loadTable(); });
+  document.getElementById("prev").addEventListener("click", () => { state.offset = Math.max(0, state.offset - state.limit); loadTable(); });
+  document.getElementById("next").addEventListener("click", () => { if (state.offset + state.limit < state.total) { state.offset += state.limit; loadTable(); } });
+  document.getElementById("close").addEventListener("click", () => { document.getElementById("detail").hidden = true; });
+  document.getElementById("diff-iteration").addEventListener("change", loadDiff);
+  await loadFunnel();
+  await loadTable();
+  document.body.dataset.ready = "true";
+});
