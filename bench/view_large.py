@@ -1,9 +1,11 @@
 """`humback view` on a generated run of 500k candidates (2 iterations): how soon the page is ready and
-how fast a filtered query answers, with DuckDB reading the run's JSONL once into memory (the viewer) vs
+how fast a filtered query answers, with DuckDB reading the run's JSONL once into a database (the viewer) vs
 DuckDB querying the JSONL files on every request (the baseline), side by side in one run.
 
 Measured in-process through the app's HTTP interface (FastAPI's TestClient; no network):
-- ready: from creating the app (loading the run) to the page, the funnel and the first table page served;
+- paint and ready: from creating the app to the page's HTML, and to the funnel and the first table page
+  served; on the first open of the run (its JSONL read into the viewer's database in humback's cache
+  folder) and on a reopen (that database reused);
 - filtered query: score range + selected + a full-text search, median of `--repeats` (after one warm-up),
   for both engines.
 
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import statistics
 import tempfile
@@ -51,7 +54,7 @@ def baseline_query(root: Path, params: dict) -> int:
     import duckdb
 
     src = lambda p: f"read_json_auto('{p}', format='newline_delimited')"
-    return duckdb.sql(
+    return duckdb.execute(
         f"SELECT count(*) FROM {src(root / 'candidates.jsonl')} c JOIN {src(root / 'iter2/scored.jsonl')} s USING (id)"
         f" JOIN {src(root / 'iter2/selected.jsonl')} e USING (id) WHERE s.score BETWEEN {params['min_score']} AND"
         f" {params['max_score']} AND (c.instruction ILIKE '%{params['q']}%' OR c.response ILIKE '%{params['q']}%')"
@@ -75,14 +78,21 @@ def main() -> None:
     size_mb = sum(p.stat().st_size for p in root.rglob("*.jsonl")) / 1e6
     print(f"generated {args.candidates} candidates ({size_mb:.0f} MB) in {time.perf_counter() - start:.0f} s", flush=True)
 
-    start = time.perf_counter()
-    client = TestClient(create_app(root))
-    loaded = time.perf_counter() - start
-    client.get("/")
-    client.get("/api/funnel")
-    first = client.get("/api/candidates", params={"limit": 50}).json()
-    ready = time.perf_counter() - start
-    assert first["total"] == args.candidates
+    os.environ["HUMBACK_CACHE"] = str(root / "cache")  # a cold start: no copy of this run read before
+
+    def open_run() -> tuple[TestClient, float, float]:
+        """(client, seconds to the page's HTML, seconds to the page ready: funnel and first table page)."""
+        start = time.perf_counter()
+        client = TestClient(create_app(root))
+        client.get("/")
+        paint = time.perf_counter() - start
+        client.get("/api/funnel")
+        first = client.get("/api/candidates", params={"limit": 50}).json()
+        assert first["total"] == args.candidates
+        return client, paint, time.perf_counter() - start
+
+    _, first_paint, first_ready = open_run()  # reads the JSONL into the viewer's database (once per run)
+    client, paint, ready = open_run()  # the same run again: the database is reused
 
     params = {"iteration": 2, "min_score": 4.6, "max_score": 4.9, "selected": True, "q": "oven crust", "limit": 50}
     timings = {"candidate": [], "baseline": []}
@@ -105,7 +115,8 @@ def main() -> None:
         sorted_ms.append((time.perf_counter() - t0) * 1000)
     write_record(args.out, "view_large", "filtered query ms (lower is better)", round(med["baseline"], 1),
                  round(med["candidate"], 1), round(med["baseline"] / med["candidate"], 1),
-                 candidates=args.candidates, run_mb=round(size_mb), load_s=round(loaded, 2), ready_s=round(ready, 2),
+                 candidates=args.candidates, run_mb=round(size_mb), first_open_paint_s=round(first_paint, 3),
+                 first_open_ready_s=round(first_ready, 2), reopen_paint_s=round(paint, 3), reopen_ready_s=round(ready, 3),
                  matches=matches["candidate"], sorted_page_ms=round(statistics.median(sorted_ms), 1),
                  query=params, repeats=args.repeats)
 

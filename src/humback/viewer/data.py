@@ -1,6 +1,8 @@
-"""A run's rows for the viewer, queried with DuckDB: read once into memory, never written back.
+"""A run's rows for the viewer, queried with DuckDB: read once into a database file in humback's cache
+folder (not the run's: the run folder is only read), keyed by the run files' paths, sizes and modification
+times, so reopening an unchanged run is immediate and a changed one is read again.
 
-Tables (all in an in-memory DuckDB database; the run folder is only read):
+Tables:
 - `cand`: one row per candidate (id, instruction, response, segment_id) with, per iteration t, the
   judge's numbers (`s<t>_score`, `s<t>_judge`, `s<t>_ifd`, `s<t>_nll`, `s<t>_end`), why it was skipped
   (`s<t>_skipped`) and whether M_{t-1}'s curation selected it (`sel<t>`);
@@ -29,20 +31,49 @@ def _json_source(path: Path) -> str:
     return "read_json_auto('" + str(path).replace("'", "''") + "', format='newline_delimited', sample_size=-1)"
 
 
+SCHEMA = 1  # bump when the tables change: older cached databases are then rebuilt
+
+
 class RunData:
     def __init__(self, run_dir: str | Path):
         import duckdb
+
+        from humback.models import cache_dir
+        from humback.records import file_lock
 
         self.run = RunDir(run_dir)
         if not self.run.candidates.is_file():
             raise ViewerError(f"{run_dir}: no candidates.jsonl yet (run `humback run` at least to augmentation)")
         self.iterations = self.run.iterations()
-        self.db = duckdb.connect(":memory:")
+        path = cache_dir() / "view" / f"{self._key()}.duckdb"
+        if not path.is_file():
+            with file_lock(path.with_name(path.name + ".lock"), what=f"the viewer's copy of {run_dir}"):
+                if not path.is_file():
+                    tmp = path.with_name(path.name + ".tmp")
+                    tmp.unlink(missing_ok=True)
+                    self.db = duckdb.connect(str(tmp))
+                    self._build()
+                    self.db.close()
+                    tmp.rename(path)
+        self.db = duckdb.connect(str(path), read_only=True)
+
+    def _key(self) -> str:
+        import hashlib
+
+        files = [self.run.candidates, self.run.segments] + [f(t) for t in self.iterations
+                                                            for f in (self.run.scored, self.run.selected)]
+        stamp = [[str(p.resolve()), p.stat().st_size, p.stat().st_mtime_ns] for p in files if p.is_file()]
+        return hashlib.sha256(json.dumps([SCHEMA, stamp]).encode()).hexdigest()[:24]
+
+    def _build(self) -> None:
         self.db.execute(f"CREATE TABLE cand AS SELECT id::VARCHAR AS id, instruction::VARCHAR AS instruction,"
                         f" response::VARCHAR AS response, segment_id::VARCHAR AS segment_id"
                         f" FROM {_json_source(self.run.candidates)}")
         for t in self.iterations:
             self._add_iteration(t)
+        self._add_segments()
+
+    def _add_segments(self) -> None:
         if self.run.segments.is_file():
             cols = self._columns(self.run.segments)
             url = "url::VARCHAR" if "url" in cols else "NULL::VARCHAR"
@@ -77,6 +108,11 @@ class RunData:
 
     # -- queries -----------------------------------------------------------------------------------
 
+    def _sql(self, query: str, params: list | None = None):
+        # A cursor per query: requests are answered from several threads, and a DuckDB connection is not
+        # to be shared between threads; cursors of one connection are.
+        return self.db.cursor().execute(query, params or [])
+
     def sortable(self) -> list[str]:
         return ["id", "instruction_chars", "response_chars"] + [f"s{t}_{n}" for t in self.iterations for n in SIGNALS]
 
@@ -110,13 +146,13 @@ class RunData:
             params += [like, like]
         cond = " AND ".join(where).replace("ILIKE ?", "ILIKE ? ESCAPE '\\'")
         order = {"instruction_chars": "length(instruction)", "response_chars": "length(response)"}.get(sort, sort)
-        total = self.db.execute(f"SELECT count(*) FROM cand WHERE {cond}", params).fetchone()[0]
+        total = self._sql(f"SELECT count(*) FROM cand WHERE {cond}", params).fetchone()[0]
         limit = max(1, min(PAGE_MAX, limit))
         cols = ["id", "left(instruction, 300) AS instruction", "left(response, 300) AS response",
                 "length(response) AS response_chars"]
         cols += [f"s{i}_{n}" for i in self.iterations for n in ("score", "judge", "ifd")]
         cols += [f"sel{i}" for i in self.iterations] + [f"s{i}_skipped" for i in self.iterations]
-        rows = self.db.execute(
+        rows = self._sql(
             f"SELECT {', '.join(cols)} FROM cand WHERE {cond} ORDER BY {order} {'DESC' if descending else 'ASC'}"
             f" NULLS LAST, id LIMIT ? OFFSET ?", [*params, limit, max(0, offset)])
         names = [d[0] for d in rows.description]
@@ -125,12 +161,12 @@ class RunData:
 
     def row(self, row_id: str) -> dict:
         """One candidate in full: texts, every iteration's numbers and reasoning, its segment."""
-        cur = self.db.execute("SELECT * FROM cand WHERE id = ?", [row_id])
+        cur = self._sql("SELECT * FROM cand WHERE id = ?", [row_id])
         found = cur.fetchone()
         if found is None:
             raise ViewerError(f"no candidate with id {row_id!r}")
         row = dict(zip([d[0] for d in cur.description], found))
-        seg = self.db.execute("SELECT text, url, header_path FROM seg WHERE id = ?", [row["segment_id"] or row_id]).fetchone()
+        seg = self._sql("SELECT text, url, header_path FROM seg WHERE id = ?", [row["segment_id"] or row_id]).fetchone()
         row["segment"] = None if seg is None else {"text": seg[0], "url": seg[1],
                                                    "header_path": json.loads(seg[2]) if seg[2] else None}
         return row
@@ -141,7 +177,7 @@ class RunData:
             raise ViewerError(f"iteration diff needs iterations {t - 1} and {t} (this run has {self.iterations})")
         out = {}
         for name, cond in (("gained", f"sel{t} AND NOT sel{t - 1}"), ("lost", f"sel{t - 1} AND NOT sel{t}")):
-            cur = self.db.execute(f"SELECT id, left(instruction, 300) AS instruction, s{t - 1}_score AS before,"
+            cur = self._sql(f"SELECT id, left(instruction, 300) AS instruction, s{t - 1}_score AS before,"
                                   f" s{t}_score AS after FROM cand WHERE {cond} ORDER BY id")
             out[name] = [dict(zip([d[0] for d in cur.description], r)) for r in cur.fetchall()]
         return out
@@ -154,13 +190,13 @@ class RunData:
         steps = [{"step": "documents", "rows": seg.get("funnel", {}).get("documents")},
                  {"step": "segments kept", "rows": seg.get("rows"),
                   "dropped": {k[8:]: v for k, v in seg.get("funnel", {}).items() if k.startswith("dropped_")}},
-                 {"step": "candidates", "rows": self.db.execute("SELECT count(*) FROM cand").fetchone()[0]}]
+                 {"step": "candidates", "rows": self._sql("SELECT count(*) FROM cand").fetchone()[0]}]
         for t in self.iterations:
             cur = stats.get(f"curate:{t}", {})
-            skipped = self.db.execute(f"SELECT s{t}_skipped, count(*) FROM cand WHERE s{t}_skipped IS NOT NULL"
+            skipped = self._sql(f"SELECT s{t}_skipped, count(*) FROM cand WHERE s{t}_skipped IS NOT NULL"
                                       f" GROUP BY 1").fetchall()
             steps.append({"step": f"selected, iteration {t}",
-                          "rows": self.db.execute(f"SELECT count(*) FROM cand WHERE sel{t}").fetchone()[0],
+                          "rows": self._sql(f"SELECT count(*) FROM cand WHERE sel{t}").fetchone()[0],
                           "threshold": cur.get("threshold"), "dropped": dict(skipped)})
         return {"name": manifest.get("name"), "iterations": self.iterations, "steps": steps}
 
@@ -169,11 +205,11 @@ class RunData:
         if t not in self.iterations or signal not in SIGNALS:
             raise ViewerError(f"no {signal} for iteration {t}")
         col = f"s{t}_{signal}"
-        lo, hi = self.db.execute(f"SELECT min({col}), max({col}) FROM cand").fetchone()
+        lo, hi = self._sql(f"SELECT min({col}), max({col}) FROM cand").fetchone()
         if lo is None:
             return {"edges": [], "all": [], "selected": []}
         width = (hi - lo) / bins or 1.0
-        counts = self.db.execute(
+        counts = self._sql(
             f"SELECT least(CAST(floor(({col} - ?) / ?) AS INTEGER), ?) AS b, count(*), count(*) FILTER (WHERE sel{t})"
             f" FROM cand WHERE {col} IS NOT NULL GROUP BY 1 ORDER BY 1", [lo, width, bins - 1]).fetchall()
         every, chosen = [0] * bins, [0] * bins

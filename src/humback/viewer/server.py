@@ -9,9 +9,12 @@ Policy that allows no script but the page's own.
 
 from __future__ import annotations
 
+import threading
 from importlib import resources
 from pathlib import Path
 
+from humback.errors import HumbackError
+from humback.rundir import RunDir
 from humback.viewer.data import RunData, ViewerError
 
 # The page's own script only; no inline handlers, no remote anything.
@@ -23,7 +26,25 @@ def create_app(run_dir: str | Path):
     from fastapi import FastAPI, HTTPException, Query
     from fastapi.responses import FileResponse, JSONResponse
 
-    data = RunData(run_dir)
+    # The run is read in the background (the first time, a large run takes seconds): the page is served
+    # at once and every API request waits for the data.
+    loaded, holder = threading.Event(), {}
+
+    def load() -> None:
+        try:
+            holder["data"] = RunData(run_dir)
+        except Exception as e:  # noqa: BLE001 (shown to every request instead)
+            holder["error"] = e
+        loaded.set()
+
+    threading.Thread(target=load, daemon=True).start()
+
+    def data() -> RunData:
+        loaded.wait()
+        if "error" in holder:
+            raise holder["error"]
+        return holder["data"]
+
     static = Path(str(resources.files("humback.viewer") / "static"))
     app = FastAPI(title="humback viewer", docs_url=None, redoc_url=None, openapi_url=None)
 
@@ -35,9 +56,9 @@ def create_app(run_dir: str | Path):
         response.headers["Referrer-Policy"] = "no-referrer"
         return response
 
-    @app.exception_handler(ViewerError)
-    async def not_here(request, exc: ViewerError):
-        return JSONResponse({"error": str(exc)}, status_code=404)
+    @app.exception_handler(HumbackError)
+    async def not_here(request, exc: HumbackError):
+        return JSONResponse({"error": str(exc)}, status_code=404 if isinstance(exc, ViewerError) else 500)
 
     @app.get("/")
     def page():
@@ -52,30 +73,30 @@ def create_app(run_dir: str | Path):
 
     @app.get("/api/funnel")
     def funnel():
-        return data.funnel()
+        return data().funnel()
 
     @app.get("/api/candidates")
     def candidates(iteration: int | None = None, sort: str = "id", desc: bool = False,
                    min_score: float | None = None, max_score: float | None = None, selected: bool | None = None,
                    skipped: str | None = None, q: str | None = Query(None, max_length=200), offset: int = 0,
                    limit: int = 50):
-        return data.page(iteration, sort, desc, min_score, max_score, selected, skipped, q, offset, limit)
+        return data().page(iteration, sort, desc, min_score, max_score, selected, skipped, q, offset, limit)
 
     @app.get("/api/candidates/{row_id}")
     def candidate(row_id: str):
-        return data.row(row_id)
+        return data().row(row_id)
 
     @app.get("/api/diff/{iteration}")
     def diff(iteration: int):
-        return data.diff(iteration)
+        return data().diff(iteration)
 
     @app.get("/api/histogram/{iteration}")
     def histogram(iteration: int, signal: str = "score"):
-        return data.histogram(iteration, signal)
+        return data().histogram(iteration, signal)
 
     @app.get("/api/eval")
     def evaluation():
-        return data.evaluation()
+        return data().evaluation()
 
     return app
 
@@ -83,6 +104,7 @@ def create_app(run_dir: str | Path):
 def serve(run_dir: str | Path, host: str = "127.0.0.1", port: int = 8765) -> None:
     import uvicorn
 
+    RunDir(run_dir).read_manifest()  # not a run folder: say so now, not in the browser
     app = create_app(run_dir)
     print(f"[humback] viewing {run_dir} at http://{host}:{port}/ (Ctrl-C to stop)", flush=True)
     uvicorn.run(app, host=host, port=port, log_level="warning")
