@@ -95,3 +95,27 @@ def test_detail_diff_histogram_funnel(client):
     assert [s["rows"] for s in funnel["steps"]] == [40, 120, 120, len(sel[1]), len(sel[2])]
     assert funnel["steps"][1]["dropped"] == {"too_short": 9}
     assert client.get("/api/eval").json() == {"metrics": None, "answers": []}
+
+
+def test_the_viewers_copy_is_reused_and_follows_changes_to_the_run(tmp_path, monkeypatch):
+    from humback.viewer.data import RunData
+
+    monkeypatch.setenv("HUMBACK_CACHE", str(tmp_path / "cache"))
+    run = make_run(tmp_path / "run", n=20)
+    assert RunData(run).page()["total"] == 20
+    copies = list((tmp_path / "cache" / "view").glob("*.duckdb"))
+    assert len(copies) == 1 and not list(run.rglob("*.duckdb"))
+    stamp = copies[0].stat().st_mtime_ns
+    assert RunData(run).page()["total"] == 20 and copies[0].stat().st_mtime_ns == stamp  # reused, not rebuilt
+    with open(run / "candidates.jsonl", "a") as f:
+        f.write(json.dumps({"id": "new", "instruction": "Another?", "response": "Yes.", "segment_id": "new"}) + "\n")
+    assert RunData(run).page()["total"] == 21  # the run changed: read again
+
+
+def test_view_of_a_folder_that_is_no_run_is_a_clear_error(tmp_path):
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "humback.cli", "view", str(tmp_path)], capture_output=True,
+                          text=True, timeout=120, check=False)
+    assert done.returncode == 2 and "not a humback run directory" in done.stderr and "Traceback" not in done.stderr
