@@ -33,6 +33,11 @@ def make_run(root: Path, n: int = 120) -> Path:
         scored[3] = {"id": segs[3]["id"], "skipped": "empty_instruction", "score": None, "judge_score": None, "iteration": t}
         jsonl(root / f"iter{t}" / "scored.jsonl", scored)
         jsonl(root / f"iter{t}" / "selected.jsonl", [{"id": s["id"]} for s in scored if (s["score"] or 0) >= 4])
+    (root / "models" / "m0").mkdir(parents=True)
+    (root / "models" / "m0" / "humback_train.json").write_text(json.dumps(
+        {"loss_curve": [{"step": k, "loss": 2.0 - 0.1 * k, "lr": 1e-5} for k in range(1, 6)]}))
+    jsonl(root / "eval" / "calibration" / "iter1" / "scored.jsonl",
+          [{"id": f"h{i}", "score": float(i % 7), "ifd": 0.3 + (i % 3) / 10, "label": int(i % 7 > 2)} for i in range(30)])
     (root / "manifest.json").write_text(json.dumps({"name": "viewer-test", "stages": {
         "segment": {"status": "done", "stats": {"rows": n, "funnel": {"documents": 40, "dropped_too_short": 9}}},
         "curate:1": {"status": "done", "stats": {"threshold": 4.0}}}}))
@@ -119,3 +124,15 @@ def test_view_of_a_folder_that_is_no_run_is_a_clear_error(tmp_path):
     done = subprocess.run([sys.executable, "-m", "humback.cli", "view", str(tmp_path)], capture_output=True,
                           text=True, timeout=120, check=False)
     assert done.returncode == 2 and "not a humback run directory" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_lengths_loss_and_roc_curves(client):
+    lengths = client.get("/api/lengths/1").json()
+    assert sum(lengths["all"]) == 120 and 0 < sum(lengths["selected"]) < 120
+    curves = client.get("/api/curves").json()
+    assert curves["loss"]["m0"] == [[k, pytest.approx(2.0 - 0.1 * k)] for k in range(1, 6)]
+    roc = curves["roc"]["iter1"]
+    assert set(roc) == {"score", "ifd"} and roc["score"][0] == [0.0, 0.0] and roc["score"][-1] == [1.0, 1.0]
+    assert [0.0, 1.0] in roc["score"]  # the score separates the labels perfectly here
+    assert client.get("/api/lengths/9").status_code == 404
+

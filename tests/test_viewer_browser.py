@@ -72,6 +72,7 @@ def count_text(driver) -> str:
 def test_table_filters_search_detail_diff_and_eval_tabs(browser, viewer, tmp_path):
     browser.get(viewer)
     wait(browser, lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-ready") == "true")
+    assert browser.find_elements(By.CSS_SELECTOR, "#plots svg polyline")  # the loss curve, drawn in the page
     browser.save_screenshot(str(tmp_path / "funnel.png"))
     browser.find_element(By.CSS_SELECTOR, "nav button[data-tab=candidates]").click()
     assert count_text(browser) == "120 candidates match"

@@ -228,3 +228,45 @@ class RunData:
         answers = [{"instruction": rows[0]["instruction"], **{n: by_model[n][i]["output"] for n in names}}
                    for i, rows in enumerate(zip(*by_model.values()))] if by_model else []
         return {"metrics": metrics, "models": names, "answers": answers}
+
+    def lengths(self, t: int, bins: int = 20) -> dict:
+        """Response lengths (characters) of all candidates vs those iteration t selected: a selection much
+        longer than its pool says the score partly rewards length."""
+        if t not in self.iterations:
+            raise ViewerError(f"no iteration {t} in this run (iterations: {self.iterations})")
+        hi = self._sql("SELECT max(length(response)) FROM cand").fetchone()[0] or 1
+        width = hi / bins
+        counts = self._sql(f"SELECT least(CAST(floor(length(response) / ?) AS INTEGER), ?) AS b, count(*),"
+                           f" count(*) FILTER (WHERE sel{t}) FROM cand GROUP BY 1 ORDER BY 1", [width, bins - 1]).fetchall()
+        every, chosen = [0] * bins, [0] * bins
+        for b, n, c in counts:
+            every[b], chosen[b] = n, c
+        return {"edges": [i * width for i in range(bins + 1)], "all": every, "selected": chosen}
+
+    def curves(self) -> dict:
+        """Training loss per model (models/*/humback_train.json) and, after `humback eval`, each iteration's
+        judge ROC curve per signal (eval/calibration/iter<t>/scored.jsonl: labelled good and bad rows)."""
+        loss = {}
+        for p in sorted(self.run.models.glob("*/humback_train.json")):
+            curve = json.loads(p.read_text(encoding="utf-8")).get("loss_curve") or []
+            loss[p.parent.name] = [[e["step"], e["loss"]] for e in curve if e.get("loss") is not None]
+        roc: dict[str, dict] = {}
+        for p in sorted(self.run.eval_dir.glob("calibration/iter*/scored.jsonl")):
+            rows = [json.loads(line) for line in p.read_text(encoding="utf-8").splitlines() if line.strip()]
+            roc[p.parent.name] = {name: _roc([r["label"] for r in rows], [sign * r[name] if r.get(name) is not None
+                                                                          else None for r in rows])
+                                  for name, sign in (("score", 1), ("ifd", -1), ("end_logprob", 1))
+                                  if any(r.get(name) is not None for r in rows)}
+        return {"loss": loss, "roc": roc}
+
+
+def _roc(labels: list[int], scores: list[float | None]) -> list[list[float]]:
+    """ROC points (false positive rate, true positive rate); unscored rows ranked last, as selection does."""
+    from sklearn.metrics import roc_curve
+
+    if len(set(labels)) < 2:
+        return []
+    low = min((s for s in scores if s is not None), default=0.0) - 1.0
+    fpr, tpr, _ = roc_curve(labels, [low if s is None else s for s in scores])
+    return [[round(float(a), 4), round(float(b), 4)] for a, b in zip(fpr, tpr)]
+

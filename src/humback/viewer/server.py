@@ -94,6 +94,14 @@ def create_app(run_dir: str | Path):
     def histogram(iteration: int, signal: str = "score"):
         return data().histogram(iteration, signal)
 
+    @app.get("/api/lengths/{iteration}")
+    def lengths(iteration: int):
+        return data().lengths(iteration)
+
+    @app.get("/api/curves")
+    def curves():
+        return data().curves()
+
     @app.get("/api/eval")
     def evaluation():
         return data().evaluation()

@@ -32,6 +32,60 @@ function showTab(name) {
   if (name === "eval") loadEval();
 }
 
+const SVG = "http://www.w3.org/2000/svg";
+const COLORS = ["#1d3557", "#e63946", "#2a9d8f", "#f4a261", "#6a4c93", "#8d99ae"];
+
+function svgEl(tag, attrs) {
+  const node = document.createElementNS(SVG, tag);
+  for (const [k, v] of Object.entries(attrs || {})) node.setAttribute(k, String(v));
+  return node;
+}
+
+// Lines of [x, y] points, scaled to the box; names go in a legend as text.
+function lineChart(series, xLabel, yLabel, fixed) {
+  const W = 520, H = 260, P = 36;
+  const pts = Object.values(series).flat();
+  if (!pts.length) return el("p", "(nothing to plot)");
+  const xs = pts.map(p => p[0]), ys = pts.map(p => p[1]);
+  const [x0, x1] = fixed ? [0, 1] : [Math.min(...xs), Math.max(...xs)];
+  const [y0, y1] = fixed ? [0, 1] : [Math.min(...ys), Math.max(...ys)];
+  const sx = x => P + (W - 2 * P) * (x1 > x0 ? (x - x0) / (x1 - x0) : 0.5);
+  const sy = y => H - P - (H - 2 * P) * (y1 > y0 ? (y - y0) / (y1 - y0) : 0.5);
+  const svg = svgEl("svg", { width: W, height: H, viewBox: `0 0 ${W} ${H}`, class: "chart" });
+  svg.append(svgEl("rect", { x: P, y: P, width: W - 2 * P, height: H - 2 * P, fill: "none", stroke: "#ccc" }));
+  const label = (x, y, text, anchor) => { const t = svgEl("text", { x, y, "font-size": 11, "text-anchor": anchor || "middle" }); t.textContent = text; return t; };
+  svg.append(label(W / 2, H - 6, xLabel), label(4, P - 8, yLabel, "start"),
+             label(P, H - P + 14, fmt(x0)), label(W - P, H - P + 14, fmt(x1)),
+             label(P - 4, H - P, fmt(y0), "end"), label(P - 4, P + 4, fmt(y1), "end"));
+  const legend = el("p");
+  Object.entries(series).forEach(([name, line], i) => {
+    const color = COLORS[i % COLORS.length];
+    svg.append(svgEl("polyline", { fill: "none", stroke: color, "stroke-width": 2,
+                                   points: line.map(p => `${sx(p[0]).toFixed(1)},${sy(p[1]).toFixed(1)}`).join(" ") }));
+    const key = el("span", "■ " + name + "  ");
+    key.style.color = color;
+    legend.append(key);
+  });
+  const box = el("div");
+  box.append(svg, legend);
+  return box;
+}
+
+function bars(h, what) {
+  const node = el("div", null, "bars");
+  const top = Math.max(1, ...h.all);
+  h.all.forEach((n, i) => {
+    const bar = el("div", null, "bar");
+    bar.style.height = (100 * n / top) + "%";
+    bar.title = `${fmt(h.edges[i])}–${fmt(h.edges[i + 1])}: ${n} ${what}, ${h.selected[i]} selected`;
+    const sel = el("div", null, "sel");
+    sel.style.height = (n ? 100 * h.selected[i] / n : 0) + "%";
+    bar.append(sel);
+    node.append(bar);
+  });
+  return node;
+}
+
 async function loadFunnel() {
   const f = await api("/api/funnel");
   state.iterations = f.iterations;
@@ -58,20 +112,23 @@ async function loadFunnel() {
   for (const t of f.iterations) {
     const h = await api(`/api/histogram/${t}?signal=score`);
     if (!h.all.length) continue;
-    hist.append(el("h3", `iteration ${t}: ${fmt(h.edges[0])} … ${fmt(h.edges[h.edges.length - 1])}`));
-    const bars = el("div", null, "bars");
-    const top = Math.max(1, ...h.all);
-    h.all.forEach((n, i) => {
-      const bar = el("div", null, "bar");
-      bar.style.height = (100 * n / top) + "%";
-      bar.title = `${fmt(h.edges[i])}–${fmt(h.edges[i + 1])}: ${n} candidates, ${h.selected[i]} selected`;
-      const sel = el("div", null, "sel");
-      sel.style.height = (n ? 100 * h.selected[i] / n : 0) + "%";
-      bar.append(sel);
-      bars.append(bar);
-    });
-    hist.append(bars);
+    hist.append(el("h3", `iteration ${t}: score ${fmt(h.edges[0])} … ${fmt(h.edges[h.edges.length - 1])}`), bars(h, "candidates"));
   }
+  const last = f.iterations[f.iterations.length - 1];
+  const plots = document.getElementById("plots");
+  plots.replaceChildren();
+  if (last !== undefined) {
+    const h = await api(`/api/lengths/${last}`);
+    plots.append(el("h3", `response characters, pool vs selected (iteration ${last}): 0 … ${fmt(h.edges[h.edges.length - 1])}`), bars(h, "candidates"));
+  }
+  const c = await api("/api/curves");
+  plots.append(el("h3", "training loss"), lineChart(c.loss, "step", "loss", false));
+  state.roc = c.roc;
+  const reasons = new Set();
+  f.steps.forEach(s => { if (s.step.startsWith("selected")) Object.keys(s.dropped || {}).forEach(k => reasons.add(k)); });
+  const skip = document.getElementById("skipped");
+  skip.replaceChildren(new Option("any", ""));
+  reasons.forEach(r => skip.append(new Option(r, r)));
 }
 
 function query() {
@@ -82,6 +139,7 @@ function query() {
   if (val("max-score")) p.set("max_score", val("max-score"));
   if (val("selected")) p.set("selected", val("selected"));
   if (val("search")) p.set("q", val("search"));
+  if (val("skipped")) p.set("skipped", val("skipped"));
   p.set("sort", val("sort") || "id");
   if (document.getElementById("desc").checked) p.set("desc", "true");
   return p;
@@ -172,6 +230,9 @@ async function loadEval() {
     table.append(tr);
   }
   box.append(table);
+  for (const [it, signals] of Object.entries(state.roc || {})) {
+    box.append(el("h3", `judge of ${it}: ROC on held-out pairs vs built negatives`), lineChart(signals, "false positive rate", "true positive rate", true));
+  }
 }
 
 document.addEventListener("DOMContentLoaded", async () => {
