@@ -6,7 +6,10 @@ bundled demo corpus's (90 after filtering), cycled to N. The work is cut into sl
 every backend in turn, the order rotating per slice (rows sorted by length first, as `augment` does), so a machine that speeds up or slows down affects all
 sides alike. Reported: generated tokens/s (tokens of the decoded replies, counted with the model's
 tokenizer, so every backend is counted the same way) and segments/s, per backend; the ratio to the
-baseline over the whole run and the median of per-slice ratios.
+baseline over the whole run and the median of per-slice ratios. The machine's ceiling for this token mix
+is measured in the same run (bench/cpu_ceiling.py: fp32 and int8 matmuls at the model's shapes), and each
+backend's processed tokens/s (prompt + generated) is reported as a fraction of it (int8 backends against
+the int8 limit, the others against fp32).
 
     .venv/bin/python bench/generate_backends.py                 # writes bench/results/generate_backends.json
     .venv/bin/python bench/generate_backends.py --segments 32 --candidates ctranslate2:int8:8 ctranslate2:int8:16
@@ -22,13 +25,14 @@ import tempfile
 import time
 from pathlib import Path
 
+from cpu_ceiling import ceiling
 from record import write_record
 
 from humback.config import AugmentConfig, DataConfig, EngineConfig
 from humback.data.segment import segment
 from humback.generation import load_generator
 from humback.generation.base import SamplingParams, row_seed
-from humback.templates import backward_messages
+from humback.templates import backward_messages, render_prompt
 
 
 def demo_segments(n: int) -> list[dict]:
@@ -67,6 +71,8 @@ def main() -> None:
     size = -(-len(rows) // args.slices)
     slices = [rows[i:i + size] for i in range(0, len(rows), size)]
     per = {s: {"seconds": [], "tokens": [], "replies": 0, "empty": 0} for s in specs}
+    prompt_tokens = {r["id"]: len(tokenizer(render_prompt(tokenizer, backward_messages(r["text"])),
+                                            add_special_tokens=False)["input_ids"]) for r in rows}
     for k, part in enumerate(slices):
         prompts = [backward_messages(r["text"]) for r in part]
         seeds = [row_seed(0, r["id"]) for r in part]
@@ -83,10 +89,21 @@ def main() -> None:
             print(f"slice {k + 1}/{len(slices)} {spec:<24} {seconds:7.1f} s {tokens:6d} tokens "
                   f"{tokens / seconds:7.1f} tok/s", flush=True)
 
+    # The ceiling, measured in the same run (bench/cpu_ceiling.py) for this workload's token mix: generated
+    # tokens as the baseline produced them (every backend gets the same prompts, and about as many).
+    mean_prompt = sum(prompt_tokens.values()) / len(rows)
+    mean_generated = sum(per[args.baseline]["tokens"]) / len(rows)
+    limit = ceiling(mean_prompt, mean_generated)
+    print(json.dumps(limit, indent=1), flush=True)
+
     def summary(spec: str) -> dict:
         p = per[spec]
         secs, toks = sum(p["seconds"]), sum(p["tokens"])
+        processed = (sum(prompt_tokens.values()) + toks) / secs  # prompt + generated tokens per second
+        precision = "int8" if spec.startswith("ctranslate2:int8") else "fp32"
         return {"seconds": round(secs, 1), "tokens": toks, "tokens_per_s": round(toks / secs, 2),
+                "processed_tokens_per_s": round(processed, 1), "limit_precision": precision,
+                "fraction_of_limit": round(processed / limit[precision]["processed_tokens_per_s"], 3),
                 "segments_per_s": round(p["replies"] / secs, 3), "empty_replies": p["empty"],
                 "slice_tokens_per_s": [round(t / s, 2) for t, s in zip(p["tokens"], p["seconds"])]}
 
@@ -105,7 +122,7 @@ def main() -> None:
                  workload={"segments": len(rows), "slices": len(slices), "max_new_tokens": cfg.max_new_tokens,
                            "temperature": cfg.temperature, "top_p": cfg.top_p,
                            "model": "default (SmolLM2-135M-Instruct)"},
-                 details=results)
+                 details=results, limit=limit)
 
 
 if __name__ == "__main__":

@@ -79,7 +79,7 @@ class DataConfig(_Strict):
         return self
 
 
-Backend = Literal["auto", "transformers", "ctranslate2", "vllm", "openai"]
+Backend = Literal["auto", "transformers", "ctranslate2", "llamacpp", "vllm", "openai"]
 
 
 def redact_url(url: str | None) -> str | None:

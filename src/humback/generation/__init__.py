@@ -46,6 +46,10 @@ def load_generator(engine: EngineConfig, model: str | None = None) -> Generator:
 
         return CTranslate2Generator(name, device=engine.device, batch_size=engine.batch_size,
                                     compute_type=engine.compute_type)
+    if backend == "llamacpp":
+        from humback.generation.llamacpp import LlamaCppGenerator
+
+        return LlamaCppGenerator(name)
     if backend == "vllm":
         from humback.generation.vllm import VLLMGenerator
 
@@ -58,7 +62,7 @@ def load_generator(engine: EngineConfig, model: str | None = None) -> Generator:
                                concurrency=engine.concurrency, timeout=engine.timeout,
                                max_retries=engine.max_retries)
     raise ModelError(f"unknown generation backend '{backend}'"
-                     " (accepted: auto, transformers, ctranslate2, vllm, openai)")
+                     " (accepted: auto, transformers, ctranslate2, llamacpp, vllm, openai)")
 
 
 def open_generator(engine: EngineConfig, model: str | None, cache_file: Path | None) -> Generator:

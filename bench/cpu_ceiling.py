@@ -1,0 +1,108 @@
+"""This machine's ceiling for the default model: matrix-multiply throughput at the model's own shapes,
+fp32 and int8, measured in one run, turned into the most tokens/s any engine could process.
+
+For each precision the transformer's matmuls (q, k, v, o, gate, up, down of one layer; the LM head for a
+generated token) are timed with torch on all cores: fp32 with `torch.mm` (oneDNN/MKL), int8 with
+`torch._int_mm` (int8 x int8 -> int32, the kernel class int8 engines use). Two shapes per matmul:
+prompt reading (256 token rows at once) and decoding (a batch of 8 rows). Per token:
+- prompt token: one layer's matmuls at 256 rows / 256, times the layers, plus attention over the context
+  (2 x 2 x context x hidden FLOPs per layer, at the measured fp32 rate);
+- generated token: the same at 8 rows / 8, plus the LM head (every generated token needs its logits).
+The workload limit mixes them as the augmentation workload does (its prompt and generated tokens per
+segment), in processed tokens/s (prompt + generated) and generated tokens/s. Nothing else is counted
+(norms, softmax, sampling, tokenisation, Python): a real engine stays below this line.
+
+    .venv/bin/python bench/cpu_ceiling.py            # prints the ceiling; generate_backends.py uses it
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+PROMPT_ROWS, DECODE_ROWS = 256, 8
+
+
+def model_shapes(model: str = "default") -> dict:
+    from humback.models import resolve_model
+
+    cfg = json.loads((Path(resolve_model(model)) / "config.json").read_text())
+    h, inter = cfg["hidden_size"], cfg["intermediate_size"]
+    kv = h * cfg["num_key_value_heads"] // cfg["num_attention_heads"]
+    return {"hidden": h, "layers": cfg["num_hidden_layers"], "vocab": cfg["vocab_size"],
+            # (in, out) of each matmul of one layer: q, k, v, o, gate, up, down
+            "layer": [(h, h), (h, kv), (h, kv), (h, h), (h, inter), (h, inter), (inter, h)]}
+
+
+def _seconds(fn, repeats: int) -> float:
+    fn()  # warm-up: first calls pick kernels and touch memory
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def matmul_seconds(rows: int, shapes: list[tuple[int, int]], precision: str, repeats: int = 7) -> float:
+    """Seconds for one pass of `rows` token rows through the matmuls of `shapes`."""
+    if precision == "fp32":
+        pairs = [(torch.randn(rows, k), torch.randn(k, n)) for k, n in shapes]
+        op = torch.mm
+    else:
+        # torch._int_mm wants more than 16 rows: decoding's 8 rows are padded, as int8 kernels pad them.
+        rows = max(rows, 17)
+        pairs = [(torch.randint(-127, 127, (rows, k), dtype=torch.int8),
+                  torch.randint(-127, 127, (k, n), dtype=torch.int8)) for k, n in shapes]
+        op = torch._int_mm
+    return _seconds(lambda: [op(a, b) for a, b in pairs], repeats)
+
+
+def ceiling(prompt_tokens: float, generated_tokens: float, model: str = "default") -> dict:
+    """The limit for a workload of `prompt_tokens` and `generated_tokens` per request (averages)."""
+    s = model_shapes(model)
+    out = {"threads": torch.get_num_threads(), "shapes": s["layer"], "layers": s["layers"],
+           "prompt_tokens_per_request": round(prompt_tokens, 1), "generated_tokens_per_request": generated_tokens}
+    flops_layer = sum(2 * k * n for k, n in s["layer"])
+    fp32_rate = PROMPT_ROWS * flops_layer / matmul_seconds(PROMPT_ROWS, s["layer"], "fp32")
+    # Attention reads the whole context: on average half the prompt while reading it, the prompt plus
+    # half the reply while generating; 2 matmuls (scores, mix) of 2 x context x hidden FLOPs each.
+    attn_prompt = s["layers"] * 4 * (prompt_tokens / 2) * s["hidden"] / fp32_rate
+    attn_decode = s["layers"] * 4 * (prompt_tokens + generated_tokens / 2) * s["hidden"] / fp32_rate
+    for precision in ("fp32", "int8"):
+        prompt_s = s["layers"] * matmul_seconds(PROMPT_ROWS, s["layer"], precision) / PROMPT_ROWS + attn_prompt
+        decode_s = (s["layers"] * matmul_seconds(DECODE_ROWS, s["layer"], precision)
+                    + matmul_seconds(DECODE_ROWS, [(s["hidden"], s["vocab"])], precision)) / DECODE_ROWS + attn_decode
+        request_s = prompt_tokens * prompt_s + generated_tokens * decode_s
+        out[precision] = {
+            "gemm_gflops_prompt_shapes": round(PROMPT_ROWS * flops_layer / matmul_seconds(PROMPT_ROWS, s["layer"], precision) / 1e9, 1),
+            "prompt_tokens_per_s": round(1 / prompt_s, 1), "generated_tokens_per_s": round(1 / decode_s, 1),
+            "processed_tokens_per_s": round((prompt_tokens + generated_tokens) / request_s, 1),
+            "workload_generated_tokens_per_s": round(generated_tokens / request_s, 1)}
+    return out
+
+
+def augmentation_prompt_tokens(n: int = 48) -> float:
+    """Mean prompt tokens of the augmentation workload: the backward prompt over demo segments."""
+    from generate_backends import demo_segments
+
+    from humback.models import load_tokenizer
+    from humback.templates import backward_messages, render_prompt
+
+    tok = load_tokenizer("default")
+    rows = demo_segments(n)
+    return statistics.fmean(len(tok(render_prompt(tok, backward_messages(r["text"])), add_special_tokens=False)
+                                ["input_ids"]) for r in rows)
+
+
+if __name__ == "__main__":
+    import argparse
+
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--generated", type=float, default=60.0, help="generated tokens per request")
+    args = ap.parse_args()
+    print(json.dumps(ceiling(augmentation_prompt_tokens(), args.generated), indent=1))
