@@ -35,6 +35,17 @@ from humback.records import BadLine, RecordError, atomic_write, read_jsonl, writ
 SHARD_SUFFIX = ".shards"
 
 
+def shard_folder(out: Path) -> Path:
+    """Where the finished shards of the stage output `out` are kept: `<out>.shards/`."""
+    return out.with_name(out.name + SHARD_SUFFIX)
+
+
+def finished_shards(out: Path) -> list[Path]:
+    """The finished shard files of the stage output `out`, in shard order."""
+    folder = shard_folder(out)
+    return sorted(p for p in folder.glob("*.jsonl") if p.stem.isdigit()) if folder.is_dir() else []
+
+
 class ClusterError(EnvironmentFault):
     """The Ray cluster cannot be reached or a replica failed for a reason outside humback's input:
     finished shards are kept; rerun the same command to resume (exit 3)."""
@@ -239,7 +250,7 @@ class ShardStore:
     each written atomically. Other settings than the stored ones start the folder over."""
 
     def __init__(self, out: Path, settings: dict, log=print):
-        self.folder = out.with_name(out.name + SHARD_SUFFIX)
+        self.out, self.folder = out, shard_folder(out)
         self.stamp = stamp = json.dumps(settings, sort_keys=True, default=str)
         stamp_file = self.folder / "settings.json"
         if self.folder.is_dir():
@@ -272,7 +283,7 @@ class ShardStore:
         write_jsonl(self.path(k), rows)
 
     def finished(self) -> list[Path]:
-        return sorted(p for p in self.folder.glob("*.jsonl") if p.stem.isdigit()) if self.folder.is_dir() else []
+        return finished_shards(self.out)
 
 
 def _humback_cause(e: BaseException) -> HumbackError | None:

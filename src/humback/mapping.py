@@ -34,9 +34,10 @@ def map_rows(rows: list[dict], work: Work, generator, out: Path, settings: dict,
     other settings starts over. `length` orders rows for batching (local engine)."""
     from humback.cluster import Replicas
 
+    settings = {**settings, "model": generator.fingerprint}
     if isinstance(generator, Replicas):
-        return generator.map(rows, work, out, {**settings, "model": generator.fingerprint}, desc)
-    writer = RowWriter(out, {**settings, "model": generator.fingerprint})
+        return generator.map(rows, work, out, settings, desc)
+    writer = RowWriter(out, settings)
     # Shortest first: batches of similar length waste little on padding (or, in CTranslate2, on prompt
     # tails fed token by token); the file is put back in input order at the end.
     todo = sorted((r for r in rows if r["id"] not in writer.done), key=length)

@@ -109,12 +109,13 @@ def _shard_note(data: dict, key: str) -> str:
     """Progress of a generating stage that runs (or ran, and was killed) on Ray: finished shards of all."""
     if "run_dir" not in data or not (key == "augment" or key.startswith("curate:")):
         return ""
+    from humback.cluster import finished_shards, shard_folder
+
     run = RunDir(data["run_dir"])
     source, out = (run.segments, run.candidates) if key == "augment" else (run.candidates, run.scored(int(key[7:])))
-    shards = out.with_name(out.name + ".shards")
-    if not shards.is_dir():
+    if not shard_folder(out).is_dir():
         return ""
-    done = sum(1 for p in shards.glob("*.jsonl") if p.stem.isdigit())
+    done = len(finished_shards(out))
     size = data.get("config", {}).get("cluster", {}).get("shard_rows")
     if not size or not source.is_file():
         return f"ray: {done} shards finished"

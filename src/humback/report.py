@@ -145,6 +145,7 @@ def report(run_dir: str | Path) -> Path:
     else:
         md += ["(no curation yet)"]
     md += ["", f"## {SECTIONS[2]}", ""]
+    pool: list[dict] = []
     if iterations:
         t = iterations[-1]
         pool = list(read_jsonl(run.candidates))
@@ -171,16 +172,17 @@ def report(run_dir: str | Path) -> Path:
     path = out / "report.md"
     atomic_write(path, "\n".join(md) + "\n")
     atomic_write(out / "index.html", html_page(manifest.get("name", run_dir.name), "\n".join(md), out,
-                                               _sample_rows(run, iterations)))
+                                               _sample_rows(run, iterations, pool)))
     return path
 
 
-def _sample_rows(run: RunDir, iterations: list[int], n: int = 15) -> list[dict]:
-    """The last iteration's n best and n worst scored candidates, for a look at what curation kept."""
+def _sample_rows(run: RunDir, iterations: list[int], pool: list[dict], n: int = 15) -> list[dict]:
+    """The last iteration's n best and n worst scored candidates (from `pool`, the candidates), for a
+    look at what curation kept."""
     if not iterations:
         return []
     t = iterations[-1]
-    texts = {r["id"]: r for r in read_jsonl(run.candidates)}
+    texts = {r["id"]: r for r in pool}
     scored = [r for r in read_jsonl(run.scored(t)) if r.get("score") is not None and r["id"] in texts]
     scored.sort(key=lambda r: r["score"], reverse=True)
     picks = scored[:n] + [r for r in scored[-n:] if r not in scored[:n]]

@@ -50,9 +50,13 @@ class Problems:
             raise RecordError(f"{location}: {detail} (--strict stops at the first bad input; drop it to skip and count)")
         self.counts[kind] += 1
         if self.counts[kind] <= self.max_warnings:
-            self.log(f"[segment] warning: {location}: {detail}; skipped")
+            self.log(self.warning(location, detail))
         elif self.counts[kind] == self.max_warnings + 1:
             self.log(f"[segment] warning: more '{kind}' problems; counting them silently")
+
+    @staticmethod
+    def warning(location: str, detail: str) -> str:
+        return f"[segment] warning: {location}: {detail}; skipped"
 
     def merge(self, counts: dict[str, int], warnings: list[tuple[str, str]]) -> None:
         """Add another reader's counts (a Ray worker's, for one file) and show its warnings as if they were
@@ -76,7 +80,7 @@ class CollectedProblems(Problems):
     def __call__(self, kind: str, location: str, detail: str) -> None:
         super().__call__(kind, location, detail)  # raises when strict
         if self.counts[kind] <= self.max_warnings:
-            self.warnings.append((kind, f"[segment] warning: {location}: {detail}; skipped"))
+            self.warnings.append((kind, self.warning(location, detail)))
 
 
 def _suffix(path: Path) -> str:

@@ -66,45 +66,48 @@ class RunData:
         return hashlib.sha256(json.dumps([SCHEMA, stamp]).encode()).hexdigest()[:24]
 
     def _build(self) -> None:
-        self.db.execute(f"CREATE TABLE cand AS SELECT id::VARCHAR AS id, instruction::VARCHAR AS instruction,"
+        # Each file is read once (DuckDB infers the schema over the whole file, then loads it); the
+        # candidates meet every iteration's scores and selection in one join.
+        self.db.execute(f"CREATE TEMP TABLE c0 AS SELECT id::VARCHAR AS id, instruction::VARCHAR AS instruction,"
                         f" response::VARCHAR AS response, segment_id::VARCHAR AS segment_id"
                         f" FROM {_json_source(self.run.candidates)}")
+        cols, joins = ["c0.*"], []
         for t in self.iterations:
             self._add_iteration(t)
+            cols += [f"sc{t}.s{t}_{n}" for n in SIGNALS] + [f"sc{t}.s{t}_skipped", f"sc{t}.s{t}_reasoning",
+                                                             f"(se{t}.id IS NOT NULL) AS sel{t}"]
+            joins += [f"LEFT JOIN sc{t} ON sc{t}.id = c0.id", f"LEFT JOIN se{t} ON se{t}.id = c0.id"]
+        self.db.execute(f"CREATE TABLE cand AS SELECT {', '.join(cols)} FROM c0 {' '.join(joins)}")
         self._add_segments()
+
+    def _load(self, name: str, path: Path) -> set[str]:
+        """`path` read once into the temporary table `name`; its column names."""
+        self.db.execute(f"CREATE TEMP TABLE {name} AS SELECT * FROM {_json_source(path)}")
+        return {r[0] for r in self.db.execute(f"DESCRIBE {name}").fetchall()}
 
     def _add_segments(self) -> None:
         if self.run.segments.is_file():
-            cols = self._columns(self.run.segments)
+            cols = self._load("seg_raw", self.run.segments)
             url = "url::VARCHAR" if "url" in cols else "NULL::VARCHAR"
             path = "to_json(header_path)::VARCHAR" if "header_path" in cols else "NULL::VARCHAR"
             self.db.execute(f"CREATE TABLE seg AS SELECT id::VARCHAR AS id, text::VARCHAR AS text, {url} AS url,"
-                            f" {path} AS header_path FROM {_json_source(self.run.segments)}")
+                            f" {path} AS header_path FROM seg_raw")
         else:
             self.db.execute("CREATE TABLE seg (id VARCHAR, text VARCHAR, url VARCHAR, header_path VARCHAR)")
 
-    def _columns(self, path: Path) -> set[str]:
-        return {r[0] for r in self.db.execute(f"DESCRIBE SELECT * FROM {_json_source(path)}").fetchall()}
-
     def _add_iteration(self, t: int) -> None:
-        scored = self.run.scored(t)
-        cols = self._columns(scored)
+        cols = self._load(f"raw{t}", self.run.scored(t))
         picks = ", ".join(f"{('TRY_CAST(' + src + ' AS DOUBLE)') if src in cols else 'NULL::DOUBLE'} AS s{t}_{name}"
                           for name, src in SIGNALS.items())
         skipped = "skipped::VARCHAR" if "skipped" in cols else "NULL::VARCHAR"
         reasoning = "reasoning::VARCHAR" if "reasoning" in cols else "NULL::VARCHAR"
-        self.db.execute(f"CREATE TABLE sc{t} AS SELECT id::VARCHAR AS id, {picks}, {skipped} AS s{t}_skipped,"
-                        f" {reasoning} AS s{t}_reasoning FROM {_json_source(scored)}")
+        self.db.execute(f"CREATE TEMP TABLE sc{t} AS SELECT id::VARCHAR AS id, {picks}, {skipped} AS s{t}_skipped,"
+                        f" {reasoning} AS s{t}_reasoning FROM raw{t}")
         selected = self.run.selected(t)
         if selected.is_file() and selected.stat().st_size:
-            self.db.execute(f"CREATE TABLE se{t} AS SELECT DISTINCT id::VARCHAR AS id FROM {_json_source(selected)}")
+            self.db.execute(f"CREATE TEMP TABLE se{t} AS SELECT DISTINCT id::VARCHAR AS id FROM {_json_source(selected)}")
         else:
-            self.db.execute(f"CREATE TABLE se{t} (id VARCHAR)")
-        self.db.execute(f"CREATE TABLE j AS SELECT c.*, {', '.join(f's.s{t}_{n}' for n in SIGNALS)}, s.s{t}_skipped,"
-                        f" s.s{t}_reasoning, (e.id IS NOT NULL) AS sel{t} FROM cand c LEFT JOIN sc{t} s USING (id)"
-                        f" LEFT JOIN se{t} e USING (id)")
-        self.db.execute("DROP TABLE cand")
-        self.db.execute("ALTER TABLE j RENAME TO cand")
+            self.db.execute(f"CREATE TEMP TABLE se{t} (id VARCHAR)")
 
     # -- queries -----------------------------------------------------------------------------------
 
@@ -208,13 +211,18 @@ class RunData:
         lo, hi = self._sql(f"SELECT min({col}), max({col}) FROM cand").fetchone()
         if lo is None:
             return {"edges": [], "all": [], "selected": []}
+        return self._bins(col, t, lo, hi, bins)
+
+    def _bins(self, expr: str, t: int, lo: float, hi: float, bins: int) -> dict:
+        """Counts of `expr` over all candidates and over those iteration t selected, in `bins` equal-width
+        bins from lo to hi (the top one closed)."""
         width = (hi - lo) / bins or 1.0
         counts = self._sql(
-            f"SELECT least(CAST(floor(({col} - ?) / ?) AS INTEGER), ?) AS b, count(*), count(*) FILTER (WHERE sel{t})"
-            f" FROM cand WHERE {col} IS NOT NULL GROUP BY 1 ORDER BY 1", [lo, width, bins - 1]).fetchall()
+            f"SELECT least(CAST(floor(({expr} - ?) / ?) AS INTEGER), ?) AS b, count(*), count(*) FILTER (WHERE sel{t})"
+            f" FROM cand WHERE {expr} IS NOT NULL GROUP BY 1 ORDER BY 1", [lo, width, bins - 1]).fetchall()
         every, chosen = [0] * bins, [0] * bins
-        for b, n, s in counts:
-            every[b], chosen[b] = n, s
+        for b, n, c in counts:
+            every[b], chosen[b] = n, c
         return {"edges": [lo + i * width for i in range(bins + 1)], "all": every, "selected": chosen}
 
     def evaluation(self) -> dict:
@@ -235,13 +243,7 @@ class RunData:
         if t not in self.iterations:
             raise ViewerError(f"no iteration {t} in this run (iterations: {self.iterations})")
         hi = self._sql("SELECT max(length(response)) FROM cand").fetchone()[0] or 1
-        width = hi / bins
-        counts = self._sql(f"SELECT least(CAST(floor(length(response) / ?) AS INTEGER), ?) AS b, count(*),"
-                           f" count(*) FILTER (WHERE sel{t}) FROM cand GROUP BY 1 ORDER BY 1", [width, bins - 1]).fetchall()
-        every, chosen = [0] * bins, [0] * bins
-        for b, n, c in counts:
-            every[b], chosen[b] = n, c
-        return {"edges": [i * width for i in range(bins + 1)], "all": every, "selected": chosen}
+        return self._bins("length(response)", t, 0, hi, bins)
 
     def curves(self) -> dict:
         """Training loss per model (models/*/humback_train.json) and, after `humback eval`, each iteration's
