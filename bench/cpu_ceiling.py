@@ -4,10 +4,12 @@ fp32 and int8, measured in one run, turned into the most tokens/s any engine cou
 For each precision the transformer's matmuls (q, k, v, o, gate, up, down of one layer; the LM head for a
 generated token) are timed with torch on all cores: fp32 with `torch.mm` (oneDNN/MKL), int8 with
 `torch._int_mm` (int8 x int8 -> int32, the kernel class int8 engines use). Two shapes per matmul:
-prompt reading (256 token rows at once) and decoding (a batch of 8 rows). Per token:
+prompt reading (256 token rows at once) and decoding (`decode_rows` rows in flight: an engine's batch size
+times the batches it runs side by side; 8 by default). Per token:
 - prompt token: one layer's matmuls at 256 rows / 256, times the layers, plus attention over the context
   (2 x 2 x context x hidden FLOPs per layer, at the measured fp32 rate);
-- generated token: the same at 8 rows / 8, plus the LM head (every generated token needs its logits).
+- generated token: the same at decode_rows rows / decode_rows, plus the LM head (every generated token
+  needs its logits).
 The workload limit mixes them as the augmentation workload does (its prompt and generated tokens per
 segment), in processed tokens/s (prompt + generated) and generated tokens/s. Nothing else is counted
 (norms, softmax, sampling, tokenisation, Python): a real engine stays below this line.
@@ -54,7 +56,7 @@ def matmul_seconds(rows: int, shapes: list[tuple[int, int]], precision: str, rep
         pairs = [(torch.randn(rows, k), torch.randn(k, n)) for k, n in shapes]
         op = torch.mm
     else:
-        # torch._int_mm wants more than 16 rows: decoding's 8 rows are padded, as int8 kernels pad them.
+        # torch._int_mm wants more than 16 rows: decoding's 8 or 16 rows are padded, as int8 kernels pad them.
         rows = max(rows, 17)
         pairs = [(torch.randint(-127, 127, (rows, k), dtype=torch.int8),
                   torch.randint(-127, 127, (k, n), dtype=torch.int8)) for k, n in shapes]
@@ -62,10 +64,12 @@ def matmul_seconds(rows: int, shapes: list[tuple[int, int]], precision: str, rep
     return _seconds(lambda: [op(a, b) for a, b in pairs], repeats)
 
 
-def ceiling(prompt_tokens: float, generated_tokens: float, model: str = "default") -> dict:
-    """The limit for a workload of `prompt_tokens` and `generated_tokens` per request (averages)."""
+def ceiling(prompt_tokens: float, generated_tokens: float, model: str = "default",
+            decode_rows: int = DECODE_ROWS) -> dict:
+    """The limit for a workload of `prompt_tokens` and `generated_tokens` per request (averages), decoding
+    `decode_rows` rows at a time."""
     s = model_shapes(model)
-    out = {"threads": torch.get_num_threads(), "shapes": s["layer"], "layers": s["layers"],
+    out = {"threads": torch.get_num_threads(), "decode_rows": decode_rows, "shapes": s["layer"], "layers": s["layers"],
            "prompt_tokens_per_request": round(prompt_tokens, 1), "generated_tokens_per_request": generated_tokens}
     flops_layer = sum(2 * k * n for k, n in s["layer"])
     fp32_rate = PROMPT_ROWS * flops_layer / matmul_seconds(PROMPT_ROWS, s["layer"], "fp32")
@@ -75,8 +79,8 @@ def ceiling(prompt_tokens: float, generated_tokens: float, model: str = "default
     attn_decode = s["layers"] * 4 * (prompt_tokens + generated_tokens / 2) * s["hidden"] / fp32_rate
     for precision in ("fp32", "int8"):
         prompt_s = s["layers"] * matmul_seconds(PROMPT_ROWS, s["layer"], precision) / PROMPT_ROWS + attn_prompt
-        decode_s = (s["layers"] * matmul_seconds(DECODE_ROWS, s["layer"], precision)
-                    + matmul_seconds(DECODE_ROWS, [(s["hidden"], s["vocab"])], precision)) / DECODE_ROWS + attn_decode
+        decode_s = (s["layers"] * matmul_seconds(decode_rows, s["layer"], precision)
+                    + matmul_seconds(decode_rows, [(s["hidden"], s["vocab"])], precision)) / decode_rows + attn_decode
         request_s = prompt_tokens * prompt_s + generated_tokens * decode_s
         out[precision] = {
             "gemm_gflops_prompt_shapes": round(PROMPT_ROWS * flops_layer / matmul_seconds(PROMPT_ROWS, s["layer"], precision) / 1e9, 1),

@@ -7,12 +7,13 @@ every backend in turn, the order rotating per slice (rows sorted by length first
 sides alike. Reported: generated tokens/s (tokens of the decoded replies, counted with the model's
 tokenizer, so every backend is counted the same way) and segments/s, per backend; the ratio to the
 baseline over the whole run and the median of per-slice ratios. The machine's ceiling for this token mix
-is measured in the same run (bench/cpu_ceiling.py: fp32 and int8 matmuls at the model's shapes), and each
-backend's processed tokens/s (prompt + generated) is reported as a fraction of it (int8 backends against
-the int8 limit, the others against fp32).
+is measured in the same run (bench/cpu_ceiling.py: fp32 and int8 matmuls at the model's shapes, decoding
+as many rows at once as the backend that keeps the most in flight), and each backend's processed tokens/s
+(prompt + generated) is reported as a fraction of it (int8 backends against the int8 limit, the others
+against fp32).
 
     .venv/bin/python bench/generate_backends.py                 # writes bench/results/generate_backends.json
-    .venv/bin/python bench/generate_backends.py --segments 32 --candidates ctranslate2:int8:8 ctranslate2:int8:16
+    .venv/bin/python bench/generate_backends.py --segments 32 --candidates ctranslate2:int8:8 ctranslate2:int8:8:1:0
 """
 
 from __future__ import annotations
@@ -44,12 +45,15 @@ def demo_segments(n: int) -> list[dict]:
 
 
 def engine(spec: str) -> EngineConfig:
-    """'transformers:8', 'ctranslate2:int8:16' (backend, [compute type,] batch size) or 'llamacpp'."""
+    """'transformers:8' (backend, batch size), 'llamacpp', or 'ctranslate2:int8:8[:workers[:top_k]]' (compute
+    type, batch size, then optionally workers and sampling_top_k; the config's defaults when left out)."""
     parts = spec.split(":")
     if parts[0] == "llamacpp":
         return EngineConfig(backend="llamacpp")
     if parts[0] == "ctranslate2":
-        return EngineConfig(backend="ctranslate2", compute_type=parts[1], batch_size=int(parts[2]), device="cpu")
+        extra = dict(zip(("workers", "sampling_top_k"), map(int, parts[3:])))
+        return EngineConfig(backend="ctranslate2", compute_type=parts[1], batch_size=int(parts[2]), device="cpu",
+                            **extra)
     return EngineConfig(backend=parts[0], batch_size=int(parts[1]), device="cpu")
 
 
@@ -93,9 +97,12 @@ def main() -> None:
 
     # The ceiling, measured in the same run (bench/cpu_ceiling.py) for this workload's token mix: generated
     # tokens as the baseline produced them (every backend gets the same prompts, and about as many).
+    # Decoding's limit depends on the rows decoded at once: every backend is held against the limit at the
+    # most rows in flight any of them keeps (batch size x batches side by side), the machine's best here.
     mean_prompt = sum(prompt_tokens.values()) / len(rows)
     mean_generated = sum(per[args.baseline]["tokens"]) / len(rows)
-    limit = ceiling(mean_prompt, mean_generated)
+    rows_in_flight = {s: getattr(g, "batch_size", 1) * getattr(g, "workers", 1) for s, g in gens.items()}
+    limit = ceiling(mean_prompt, mean_generated, decode_rows=max(rows_in_flight.values()))
     print(json.dumps(limit, indent=1), flush=True)
 
     def summary(spec: str) -> dict:
@@ -104,7 +111,8 @@ def main() -> None:
         processed = (sum(prompt_tokens.values()) + toks) / secs  # prompt + generated tokens per second
         # Quantised engines against the int8 limit (llama.cpp's Q4_1 dot products run on int8 too).
         precision = "int8" if spec.startswith(("ctranslate2:int8", "llamacpp")) else "fp32"
-        return {"seconds": round(secs, 1), "tokens": toks, "tokens_per_s": round(toks / secs, 2),
+        return {"rows_in_flight": rows_in_flight[spec],
+                "seconds": round(secs, 1), "tokens": toks, "tokens_per_s": round(toks / secs, 2),
                 "processed_tokens_per_s": round(processed, 1), "limit_precision": precision,
                 "fraction_of_limit": round(processed / limit[precision]["processed_tokens_per_s"], 3),
                 "segments_per_s": round(p["replies"] / secs, 3), "empty_replies": p["empty"],

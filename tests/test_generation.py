@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import shutil
 
 import pytest
+import torch
 
 from humback.augment import augment
 from humback.config import AugmentConfig, ConfigError, EngineConfig, load_config
@@ -266,3 +268,33 @@ def test_vllm_reply_scores_read_the_tail_of_prompt_logprobs():
     seq = [5, 6, 7, 8, 9]  # 2 prompt tokens, 2 reply tokens, 1 end token
     lp = [None] + [{t: SimpleNamespace(logprob=-float(t)), 1: SimpleNamespace(logprob=-0.1)} for t in seq[1:]]
     assert reply_scores(lp, seq, 2, 1) == {"tokens": [-7.0, -8.0], "end": -9.0}
+
+
+def test_ctranslate2_workers_sample_what_one_worker_samples(tiny_model):
+    """Batches run side by side on two generators, each seeded by its batch's first request: the replies
+    must not depend on how many workers there are or which one ran a batch (the cache key leaves them out)."""
+    chats = [[{"role": "user", "content": f"{w} number {i}"}] for i in range(6) for w in ("tell", "write")]
+    params = SamplingParams(temperature=1.0, top_p=0.95, max_new_tokens=12)
+    seeds = list(range(100, 100 + len(chats)))
+    threads = torch.get_num_threads()
+    one, two = (load_generator(EngineConfig(backend="ctranslate2", compute_type="float32", batch_size=2, workers=w),
+                               tiny_model) for w in (1, 2))
+    # CTranslate2's one-thread workers must not leave torch (training, scoring) on one thread.
+    assert torch.get_num_threads() == threads
+    assert (one.workers, two.workers, one.fingerprint) == (1, 2, two.fingerprint)
+    expected = one.generate(chats, params, seeds)
+    for _ in range(3):  # thread timing differs between runs; the replies must not
+        assert two.generate(chats, params, seeds) == expected
+    assert two.next_token_probs(chats, ["Score:"] * len(chats), [" 1", " 2"]) == \
+        one.next_token_probs(chats, ["Score:"] * len(chats), [" 1", " 2"])
+    assert torch.get_num_threads() == threads
+
+
+def test_ctranslate2_runs_two_workers_only_where_two_copies_fit():
+    from humback.generation.ct2 import auto_workers
+
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    assert auto_workers("cpu", 100 * 2**20, cores=2) == 2
+    assert auto_workers("cpu", memory // 10, cores=8) == 1  # two copies would take a fifth of the memory
+    assert auto_workers("cpu", 100 * 2**20, cores=1) == 1
+    assert auto_workers("cuda", 100 * 2**20, cores=16) == 1

@@ -122,6 +122,15 @@ class EngineConfig(_Strict):
     batch_size: int = Field(8, ge=1, description="transformers, ctranslate2: requests per forward batch")
     device: str = Field("auto", description="transformers, ctranslate2: 'auto', 'cpu', 'cuda', 'cuda:1' ...")
     compute_type: str = Field("int8", description="ctranslate2: weight precision (int8, int8_float32, float32, ...)")
+    sampling_top_k: int = Field(
+        1000, ge=0, description="ctranslate2: sample from the k most probable tokens, then apply top_p within"
+        " them; 0 = the whole vocabulary (exact top_p, but every step sorts it: about 2x slower decoding). On"
+        " the augmentation workload the default model's nucleus (T 0.7, top_p 0.9) never held more than 232"
+        " tokens in 4,468 steps, so 1000 cuts nothing there (bench/nucleus_size.py)")
+    workers: int = Field(
+        0, ge=0, description="ctranslate2: batches run side by side, each worker a copy of the model with"
+        " cores / workers threads; 0 = 2 on a CPU with 2+ cores when two copies take under an eighth of the"
+        " memory, else 1")
     tensor_parallel_size: int = Field(1, ge=1, description="vllm: GPUs per model")
     gpu_memory_utilization: float = Field(0.9, gt=0.0, le=1.0, description="vllm: fraction of GPU memory to use")
     base_url: str | None = Field(None, description="openai: the server, e.g. http://127.0.0.1:8000/v1")

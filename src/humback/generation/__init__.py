@@ -45,7 +45,8 @@ def load_generator(engine: EngineConfig, model: str | None = None) -> Generator:
         from humback.generation.ct2 import CTranslate2Generator
 
         return CTranslate2Generator(name, device=engine.device, batch_size=engine.batch_size,
-                                    compute_type=engine.compute_type)
+                                    compute_type=engine.compute_type, sampling_top_k=engine.sampling_top_k,
+                                    workers=engine.workers)
     if backend == "llamacpp":
         from humback.generation.llamacpp import LlamaCppGenerator
 

@@ -1,16 +1,22 @@
 """The fast CPU path: CTranslate2 (int8 by default), converted once from the checkpoint and cached.
 
-CTranslate2 runs decoder-only models with its own C++ kernels; on this project's 2-core CPU it decodes
-about 3x faster than transformers' generate for the default model and reads prompts 1.4x faster, 2x
-overall on the augmentation workload (BENCHMARKS.md, generate_backends).
+CTranslate2 runs decoder-only models with its own C++ kernels. Two settings carry most of its speed on
+the augmentation workload (BENCHMARKS.md, generate_backends): sampling from the `sampling_top_k` most
+probable tokens before the top_p cut instead of sorting the whole vocabulary at every step, and `workers`
+generators running batches side by side on one core each (small models' decoding steps do not keep two
+threads busy).
 Prompts are rendered and tokenised by the model's own tokenizer, exactly as for transformers, so the two
 backends see the same text.
 """
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from humback.generation.base import (
@@ -75,22 +81,49 @@ def shared_prefix(seqs: list[list[int]]) -> int:
     return n if n >= MIN_SHARED_PREFIX else 0
 
 
+def auto_workers(device: str, model_bytes: int, cores: int) -> int:
+    """Generators to run side by side: two on a CPU with two or more cores when two copies of the weights
+    take under an eighth of the memory (each worker holds its own copy: CTranslate2 shares weights only
+    between the workers of one generator, whose sampling cannot be seeded per batch); one otherwise."""
+    if device != "cpu" or cores < 2:
+        return 1
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    return 2 if 2 * model_bytes < memory / 8 else 1
+
+
+# One sampled batch's generator is seeded at a time (see CTranslate2Generator._seeded).
+_SEEDING = threading.Lock()
+
+
 class CTranslate2Generator:
-    def __init__(self, model: str, device: str = "auto", batch_size: int = 8, compute_type: str = "int8"):
+    def __init__(self, model: str, device: str = "auto", batch_size: int = 8, compute_type: str = "int8",
+                 sampling_top_k: int = 1000, workers: int = 0):
         self.model = model
         self.device, self.device_index = ct2_device(device)
         self.batch_size = batch_size
-        # Stages hand over rows sorted by characters; a few batches per call lets this regroup them by
-        # tokens (digits and code tokenise longer), see _batches.
-        self.chunk_size = batch_size * 4
+        self.sampling_top_k = sampling_top_k
         self.tokenizer = load_tokenizer(model)
         # Weights are stored in the compute type's storage precision (int8_float32 -> int8): CTranslate2
         # converts between them at load time, so one converted copy serves e.g. int8 and int8_float32.
         storage = compute_type.split("_")[0] if compute_type not in ("auto", "default") else "float32"
         weights = model_fingerprint(model)
         self.path, self.compute_type = converted_path(model, storage, weights), compute_type
-        self.lm = self._load()
-        self.fingerprint = f"ctranslate2:{compute_type}:{weights}"
+        import torch
+
+        cores = torch.get_num_threads()
+        self.workers = workers or auto_workers(self.device, (self.path / "model.bin").stat().st_size, cores)
+        self.threads = max(1, cores // self.workers)
+        # Stages hand over rows sorted by characters; a few batches per call lets this regroup them by
+        # tokens (digits and code tokenise longer), see _batches. Four per worker: a call ends when its
+        # slowest batch does, and meanwhile the other workers idle.
+        self.chunk_size = batch_size * 4 * self.workers
+        self.lms = [self._load() for _ in range(self.workers)]
+        # CTranslate2 refuses a top-k above the vocabulary: a cut that keeps everything is its 0.
+        vocabulary = len(json.loads((self.path / "vocabulary.json").read_text()))
+        self.topk = sampling_top_k if 0 < sampling_top_k < vocabulary else 0
+        # The top-k cut changes which replies are sampled, so it is part of the cache key; workers are not
+        # (each batch is seeded on its own, whichever worker runs it).
+        self.fingerprint = f"ctranslate2:{compute_type}:k{self.topk}:{weights}"
         self.reuse_prefix = True
         self.end_tokens = self._end_tokens(model)
 
@@ -98,18 +131,54 @@ class CTranslate2Generator:
         import ctranslate2
         import torch
 
-        return ctranslate2.Generator(str(self.path), device=self.device, device_index=self.device_index,
-                                     compute_type=self.compute_type, intra_threads=torch.get_num_threads())
+        # CTranslate2 sets the calling thread's OpenMP thread count to intra_threads, which is torch's too:
+        # without putting it back, one-thread workers would leave training and scoring in this process
+        # (and the next generator's default) on one core.
+        threads = torch.get_num_threads()
+        try:
+            return ctranslate2.Generator(str(self.path), device=self.device, device_index=self.device_index,
+                                         compute_type=self.compute_type, intra_threads=self.threads)
+        finally:
+            torch.set_num_threads(threads)
 
-    def _reseed(self, seed: int) -> None:
-        """CTranslate2 seeds its sampling thread when the generator is built; set_random_seed alone does
-        not reach a running one (upstream issue OpenNMT/CTranslate2#1757). Rebuilding costs ~0.1 s for
-        the default model, small next to a sampled batch, and makes sampling reproducible."""
+    def _seeded(self, worker: int, seed: int) -> None:
+        """Give `worker` a generator whose sampling starts from `seed`, reproducibly even with workers side
+        by side. CTranslate2 draws samples from a generator per thread, seeded from its global seed
+        (set_random_seed) the first time the thread samples; set_random_seed alone does not reach a thread
+        that already sampled (upstream issue OpenNMT/CTranslate2#1757). So: a fresh generator (a new
+        thread, ~0.1 s for the default model), and one sample drawn from a one-token prompt while the
+        global seed is still this batch's; the lock keeps another worker from setting its seed meanwhile."""
         import ctranslate2
 
-        ctranslate2.set_random_seed(seed)
-        del self.lm
-        self.lm = self._load()
+        with _SEEDING:
+            ctranslate2.set_random_seed(seed)
+            self.lms[worker] = None  # free the old copy before building the new one
+            self.lms[worker] = self._load()
+            self.lms[worker].generate_batch([[self.tokenizer.convert_ids_to_tokens(0)]], max_length=1,
+                                            sampling_topk=2, include_prompt_in_result=False)
+
+    def _each_batch(self, batches: list[list[int]], run: Callable[[int, list[int]], None]) -> None:
+        """`run(worker, batch)` for every batch, on `workers` generators side by side. CTranslate2 releases
+        the GIL while it computes, so Python threads are enough; `run` writes its own results."""
+        if self.workers == 1 or len(batches) < 2:
+            for idx in batches:
+                run(0, idx)
+            return
+        free = list(range(self.workers))
+        lock = threading.Lock()
+
+        def task(idx: list[int]) -> None:
+            with lock:
+                worker = free.pop()
+            try:
+                run(worker, idx)
+            finally:
+                with lock:
+                    free.append(worker)
+
+        with ThreadPoolExecutor(self.workers) as pool:
+            for done in [pool.submit(task, idx) for idx in batches]:
+                done.result()  # a worker's exception is raised here
 
     def _end_tokens(self, model: str) -> list[str]:
         """The turn's end as the model's generation config defines it (often several ids), else EOS."""
@@ -158,22 +227,26 @@ class CTranslate2Generator:
         seeds = request_seeds(params, seeds, len(prompts))
         tokens = self._tokens([render_prompt(self.tokenizer, p) for p in prompts])
         temperature, top_p = params.effective()
-        out: list[str | None] = [None] * len(prompts)
+        replies: list[list[int]] = [[] for _ in prompts]  # token ids; decoded here, not in the workers
         static, extra = self._static_prompt(tokens)
         tokens = [t[static:] for t in tokens]
-        for idx in self._batches([len(t) for t in tokens]):
+
+        def run(worker: int, idx: list[int]) -> None:
             if not params.greedy:
-                self._reseed(seeds[idx[0]])
-            results = self.lm.generate_batch(
+                self._seeded(worker, seeds[idx[0]])  # one seed per batch: its first request's
+            results = self.lms[worker].generate_batch(
                 [tokens[i] for i in idx], max_length=params.max_new_tokens, include_prompt_in_result=False,
                 end_token=self.end_tokens, **extra,
-                sampling_topk=1 if params.greedy else 0,  # 0 = the whole vocabulary, then top_p
+                # top-k first (0 = the whole vocabulary), then the top_p cut within it
+                sampling_topk=1 if params.greedy else self.topk,
                 sampling_topp=top_p,
                 sampling_temperature=1.0 if params.greedy else temperature,
             )
             for i, res in zip(idx, results):
-                out[i] = self.tokenizer.decode(res.sequences_ids[0], skip_special_tokens=True).strip()
-        return out  # type: ignore[return-value]
+                replies[i] = res.sequences_ids[0]
+
+        self._each_batch(self._batches([len(t) for t in tokens]), run)
+        return [self.tokenizer.decode(ids, skip_special_tokens=True).strip() for ids in replies]
 
     def next_token_probs(self, prompts: list[list[dict]], continuations: list[str],
                          choices: list[str]) -> list[dict[str, float]]:
@@ -190,25 +263,31 @@ class CTranslate2Generator:
         # Only prompts of one length share a batch: in a mixed batch CTranslate2 feeds the longer prompts'
         # tail through its decoding loop, and the first step's logits would be a prompt position's.
         batches = [g[s:s + self.batch_size] for g in by_length.values() for s in range(0, len(g), self.batch_size)]
-        for idx in batches:
+
+        def run(worker: int, idx: list[int]) -> None:
             # One greedy step with the vocabulary's logits of that step.
-            results = self.lm.generate_batch(
+            results = self.lms[worker].generate_batch(
                 [self.tokenizer.convert_ids_to_tokens(pieces[i][0]) for i in idx], max_length=1,
                 include_prompt_in_result=False, return_logits_vocab=True, sampling_topk=1, **extra)
             for i, res in zip(idx, results):
                 logits = np.asarray(res.logits[0], dtype=np.float64).reshape(-1)
                 out[i] = probabilities(choices, logits[pieces[i][1]].tolist())
+
+        self._each_batch(batches, run)
         return out  # type: ignore[return-value]
 
     def reply_logprobs(self, prompts: list[list[dict]], replies: list[str]) -> list[dict]:
         pieces = [reply_pieces(self.tokenizer, p, r) for p, r in zip(prompts, replies)]
         seqs = [self.tokenizer.convert_ids_to_tokens(a + b + c) for a, b, c in pieces]
         out: list[dict | None] = [None] * len(seqs)
-        for idx in self._batches([len(s) for s in seqs]):
+
+        def run(worker: int, idx: list[int]) -> None:
             # score_batch returns the log-probability of every token after the first; 0 = no truncation.
-            results = self.lm.score_batch([seqs[i] for i in idx], max_input_length=0)
+            results = self.lms[worker].score_batch([seqs[i] for i in idx], max_input_length=0)
             for i, res in zip(idx, results):
                 _, reply, end = pieces[i]
                 lp = list(res.log_probs)[-(len(reply) + len(end)):] if reply or end else []
                 out[i] = {"tokens": lp[:len(reply)], "end": sum(lp[len(reply):])}
+
+        self._each_batch(self._batches([len(s) for s in seqs]), run)
         return out  # type: ignore[return-value]
