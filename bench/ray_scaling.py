@@ -49,14 +49,16 @@ def main() -> None:
     import ray
 
     ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
-    engine = EngineConfig(backend="ctranslate2", compute_type="int8", batch_size=8, device="cpu")
+    # One worker: "local, N threads" is one model on N threads, as in the recorded runs.
+    engine = EngineConfig(backend="ctranslate2", compute_type="int8", batch_size=8, device="cpu", workers=1)
     cfg = AugmentConfig(max_new_tokens=args.max_new_tokens)
     tmp = Path(tempfile.mkdtemp(prefix="ray-scaling-"))
     local = load_generator(engine, "default")  # loaded once, outside the timing, as a local run holds it
 
     def run_local(segments: Path, threads: int) -> float:
         torch.set_num_threads(threads)
-        local.lm = local._load()  # CTranslate2 takes its thread count when the model is loaded
+        local.threads = threads
+        local.lms = [local._load()]  # CTranslate2 takes its thread count when the model is loaded
         start = time.perf_counter()
         augment(segments, local, tmp / f"local-{time.monotonic_ns()}.jsonl", cfg)
         return time.perf_counter() - start

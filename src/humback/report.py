@@ -185,7 +185,7 @@ def _sample_rows(run: RunDir, iterations: list[int], pool: list[dict], n: int = 
     texts = {r["id"]: r for r in pool}
     scored = [r for r in read_jsonl(run.scored(t)) if r.get("score") is not None and r["id"] in texts]
     scored.sort(key=lambda r: r["score"], reverse=True)
-    picks = scored[:n] + [r for r in scored[-n:] if r not in scored[:n]]
+    picks = scored[:n] + scored[max(n, len(scored) - n):]  # best n, then worst n not already shown
     return [{"id": r["id"], "score": r["score"], "instruction": texts[r["id"]]["instruction"],
              "response": texts[r["id"]]["response"][:600], "iteration": t} for r in picks]
 

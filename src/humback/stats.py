@@ -8,7 +8,7 @@ renamed in a stage shows up there, not as a silent blank in a report.
 
 from typing import Any, TypedDict, get_type_hints
 
-from typing_extensions import NotRequired  # typing has it from Python 3.11
+from typing_extensions import NotRequired  # typing has it only from 3.11; humback runs on 3.10
 
 
 class LengthStats(TypedDict):

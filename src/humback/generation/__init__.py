@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
 def resolve_backend(backend: str, device: str) -> str:
     """'auto': vLLM on a GPU when installed, else transformers there; CTranslate2 on a CPU when
-    installed (int8: 1.6-2x transformers' generate on the augmentation workload here, BENCHMARKS.md),
+    installed (int8: 3.8x transformers' generate on the augmentation workload here, BENCHMARKS.md),
     else transformers."""
     if backend != "auto":
         return backend

@@ -101,7 +101,6 @@ class CTranslate2Generator:
         self.model = model
         self.device, self.device_index = ct2_device(device)
         self.batch_size = batch_size
-        self.sampling_top_k = sampling_top_k
         self.tokenizer = load_tokenizer(model)
         # Weights are stored in the compute type's storage precision (int8_float32 -> int8): CTranslate2
         # converts between them at load time, so one converted copy serves e.g. int8 and int8_float32.

@@ -16,6 +16,7 @@ import json
 from pathlib import Path
 
 from humback.errors import HumbackError
+from humback.records import file_lock, read_jsonl
 from humback.rundir import RunDir
 
 SIGNALS = {"score": "score", "judge": "judge_score", "ifd": "ifd", "nll": "nll", "end": "end_logprob"}
@@ -39,7 +40,6 @@ class RunData:
         import duckdb
 
         from humback.models import cache_dir
-        from humback.records import file_lock
 
         self.run = RunDir(run_dir)
         if not self.run.candidates.is_file():
@@ -254,7 +254,7 @@ class RunData:
             loss[p.parent.name] = [[e["step"], e["loss"]] for e in curve if e.get("loss") is not None]
         roc: dict[str, dict] = {}
         for p in sorted(self.run.eval_dir.glob("calibration/iter*/scored.jsonl")):
-            rows = [json.loads(line) for line in p.read_text(encoding="utf-8").splitlines() if line.strip()]
+            rows = list(read_jsonl(p))
             roc[p.parent.name] = {name: _roc([r["label"] for r in rows], [sign * r[name] if r.get(name) is not None
                                                                           else None for r in rows])
                                   for name, sign in (("score", 1), ("ifd", -1), ("end_logprob", 1))
