@@ -83,7 +83,7 @@ def main() -> None:
     def open_run() -> tuple[TestClient, float, float]:
         """(client, seconds to the page's HTML, seconds to the page ready: funnel and first table page)."""
         start = time.perf_counter()
-        client = TestClient(create_app(root))
+        client = TestClient(create_app(root), base_url="http://127.0.0.1")
         client.get("/")
         paint = time.perf_counter() - start
         client.get("/api/funnel")

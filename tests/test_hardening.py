@@ -4,6 +4,7 @@ with one clear line). Fixtures are written here for the project."""
 import gzip
 import io
 import json
+import os
 import random
 import subprocess
 import sys
@@ -201,15 +202,16 @@ def test_corrupt_manifest_and_foreign_folders(tmp_path):
 
 
 def test_one_process_per_run_folder(tmp_path):
-    from humback.records import Busy, file_lock
+    from humback.files import Busy, folder_lock
 
-    with file_lock(tmp_path / ".humback.lock", wait=False, what="run"):
-        code = ("import sys; from humback.records import Busy, file_lock\n"
-                f"try:\n    file_lock({str(tmp_path / '.humback.lock')!r}, wait=False).__enter__()\n"
+    with folder_lock(tmp_path / ".humback.lock", wait=False, what="run"):
+        code = ("import sys; from humback.files import Busy, folder_lock\n"
+                f"try:\n    folder_lock({str(tmp_path / '.humback.lock')!r}, wait=False).__enter__()\n"
                 "except Busy as e:\n    print(e); sys.exit(7)\n")
         proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
         assert proc.returncode == 7 and "another humback process" in proc.stdout
-    with file_lock(tmp_path / ".humback.lock", wait=False):  # released: free again
+        assert f"pid {os.getpid()}" in proc.stdout  # the holder is named
+    with folder_lock(tmp_path / ".humback.lock", wait=False):  # released: free again
         pass
     assert Busy.exit_code == 3
 
@@ -350,10 +352,10 @@ def test_fuzz_corpus_bytes_never_escape(tmp_path_factory, chunks):
 def test_exit_codes_follow_the_error_class():
     from humback.errors import EnvironmentFault, HumbackError
     from humback.evaluate import EvalError
+    from humback.files import Busy
     from humback.generation.base import GenerationError
     from humback.models import ModelError
     from humback.pipeline import StageError
-    from humback.records import Busy
     from humback.training.examples import TrainingDataError
 
     for cls in (ConfigError, EvalError, ModelError, RecordError, StageError, TrainingDataError):

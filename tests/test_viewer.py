@@ -48,7 +48,7 @@ def make_run(root: Path, n: int = 120) -> Path:
 def client(tmp_path_factory):
     run = make_run(tmp_path_factory.mktemp("run"))
     before = {p: p.stat().st_mtime_ns for p in run.rglob("*")}
-    yield TestClient(create_app(run))
+    yield TestClient(create_app(run), base_url="http://127.0.0.1")
     assert {p: p.stat().st_mtime_ns for p in run.rglob("*")} == before  # nothing written into the run
 
 

@@ -41,9 +41,14 @@ def instructions(generator: Generator, rows: list[dict], params: SamplingParams,
             for r, text, s in zip(rows, texts, seeds)]
 
 
+def read_segments(segments: str | Path) -> list[dict]:
+    """augment's input, checked whole (ids, texts) before any model loads."""
+    return list(read_jsonl(segments, required=("id", "text"), unique_ids=True, strings=("text",)))
+
+
 def augment(segments: str | Path, generator: Generator | Replicas, out: str | Path, cfg: AugmentConfig,
             seed: int = 0) -> AugmentStats:
-    rows = list(read_jsonl(segments, required=("id", "text"), unique_ids=True))
+    rows = read_segments(segments)
     params = SamplingParams(cfg.temperature, cfg.top_p, cfg.max_new_tokens, seed)
     # What a row depends on besides the model: a rerun with other sampling starts the partial file over.
     resumed = map_rows(rows, partial(instructions, params=params, seed=seed), generator, Path(out),

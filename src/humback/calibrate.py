@@ -18,8 +18,9 @@ import random
 from pathlib import Path
 
 from humback.config import SIGNALS, CurateConfig
+from humback.files import atomic_write
 from humback.generation.base import Generator
-from humback.records import RecordError, atomic_write, read_pairs, write_jsonl
+from humback.records import RecordError, read_pairs, write_jsonl
 from humback.scoring import combined_score, parse_failure_rate, score_rows, select_ids
 
 NEGATIVE_KINDS = ("mismatch", "truncated", "boilerplate")

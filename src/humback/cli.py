@@ -9,6 +9,7 @@ another process holds the run folder; work done so far is kept, rerun to resume)
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import os
 import sys
@@ -16,6 +17,7 @@ from pathlib import Path
 
 from humback.config import ConfigError, load_config
 from humback.errors import EnvironmentFault, HumbackError
+from humback.rundir import RunDir, writer_lock
 
 DEFAULT_CONFIG = "configs/demo.yaml"
 
@@ -53,7 +55,8 @@ def cmd_seed(args) -> None:
     cfg = _config(args, data__lang=args.lang, data__max_seed=args.max_seed, data__seed_format=args.format,
                   data__instruction_field=args.instruction_field, data__response_field=args.response_field,
                   data__min_quality=args.min_quality, data__strict=args.strict or None, seed=args.seed)
-    print(seed(args.source, args.out, cfg.data, cfg.seed))
+    with writer_lock(args.out):
+        print(seed(args.source, args.out, cfg.data, cfg.seed))
 
 
 def cmd_segment(args) -> None:
@@ -63,7 +66,8 @@ def cmd_segment(args) -> None:
                   data__max_segments=args.max_segments, data__text_field=args.text_field,
                   data__extractor=args.extractor, data__long_sections=args.long_sections,
                   data__strict=args.strict or None, seed=args.seed)
-    print(segment(args.corpus, args.out, cfg.data, cfg.seed, cluster=cfg.cluster))
+    with writer_lock(args.out):
+        print(segment(args.corpus, args.out, cfg.data, cfg.seed, cluster=cfg.cluster))
 
 
 def cmd_train(args) -> None:
@@ -71,52 +75,54 @@ def cmd_train(args) -> None:
     from humback.training.sft import train
 
     cfg = _config(args)
-    pairs = [row for f in args.data for row in read_jsonl(f, required=("instruction", "response"))]
-    print(train(pairs, args.model or cfg.model, args.out, args.direction, cfg.train, seed=cfg.seed))
+    pairs = [row for f in args.data for row in read_jsonl(f, required=("instruction", "response"),
+                                                          strings=("instruction", "response"))]
+    with writer_lock(args.out):
+        print(train(pairs, args.model or cfg.model, args.out, args.direction, cfg.train, seed=cfg.seed))
 
 
 def _generator(cfg, role: str, out: Path):
     """The role's generator, behind the response cache kept beside the output (when enabled), or its
     replicas on Ray (cluster.engine: ray)."""
     from humback.generation import stage_generator
-    from humback.rundir import RunDir
 
     return stage_generator(cfg.generation.role(role), None, RunDir(out).cache_file(cfg.generation.cache), cfg.cluster)
 
 
 def cmd_augment(args) -> None:
-    from humback.augment import augment
-    from humback.records import read_jsonl
+    from humback.augment import augment, read_segments
 
     cfg = _config(args, generation__backend=args.backend, generation__base_url=args.base_url,
                   generation__backward__model=args.model)
-    for _ in read_jsonl(args.segments, required=("id", "text"), unique_ids=True):
-        pass  # bad input is reported before the model loads
-    gen = _generator(cfg, "backward", Path(args.out).parent)
-    print(augment(args.segments, gen, args.out, cfg.augment, cfg.seed))
+    read_segments(args.segments)  # bad input is reported before the model loads
+    with writer_lock(args.out):
+        gen = _generator(cfg, "backward", Path(args.out).parent)
+        print(augment(args.segments, gen, args.out, cfg.augment, cfg.seed))
 
 
 def cmd_curate(args) -> None:
-    from humback.curate import curate
+    from humback.curate import curate, read_candidates
 
     cfg = _config(args, generation__backend=args.backend, generation__base_url=args.base_url,
                   generation__judge__model=args.judge)
-    gen = _generator(cfg, "judge", Path(args.out_dir))
-    print(curate(args.candidates, gen, args.out_dir, cfg.curate, args.iteration, cfg.seed))
+    read_candidates(args.candidates)  # bad input is reported before the model loads
+    with writer_lock(args.out_dir):
+        gen = _generator(cfg, "judge", Path(args.out_dir))
+        print(curate(args.candidates, gen, args.out_dir, cfg.curate, args.iteration, cfg.seed))
 
 
 def cmd_calibrate(args) -> None:
     from humback.calibrate import calibrate, report
     from humback.generation import open_generator
-    from humback.rundir import RunDir
 
     cfg = _config(args, generation__backend=args.backend, generation__base_url=args.base_url,
                   generation__judge__model=args.judge)
     out = Path(args.out_dir)
-    # The judge named by --judge or the config's generation.judge.model, else the config's model.
-    gen = open_generator(cfg.generation.role("judge"), cfg.model, RunDir(out).cache_file(cfg.generation.cache))
     fit = [s.strip() for s in args.fit.split(",")] if args.fit else None
-    result = calibrate(args.data, gen, out, cfg.curate, args.response_field, args.limit, fit, cfg.seed)
+    with writer_lock(out):
+        # The judge named by --judge or the config's generation.judge.model, else the config's model.
+        gen = open_generator(cfg.generation.role("judge"), cfg.model, RunDir(out).cache_file(cfg.generation.cache))
+        result = calibrate(args.data, gen, out, cfg.curate, args.response_field, args.limit, fit, cfg.seed)
     print(report(result))
     print(f"[humback] scored rows: {out / 'scored.jsonl'}; metrics: {out / 'calibration.json'}")
 
@@ -139,22 +145,25 @@ def cmd_eval(args) -> None:
                   eval__calibration_pairs=args.calibration_pairs, eval__max_new_tokens=args.max_new_tokens,
                   generation__referee__model=args.judge, generation__referee__backend=args.backend,
                   generation__referee__base_url=args.base_url)
-    metrics = evaluate(args.run_dir, cfg)
-    print(json.dumps({k: metrics[k] for k in ("backward", "forward", "win_rates")}, indent=1))
-    print(f"[humback] metrics: {Path(args.run_dir) / 'eval' / 'metrics.json'}; report: {report(args.run_dir)}")
+    with writer_lock(RunDir(args.run_dir).eval_dir, what=args.run_dir):
+        metrics = evaluate(args.run_dir, cfg)
+        print(json.dumps({k: metrics[k] for k in ("backward", "forward", "win_rates")}, indent=1))
+        print(f"[humback] metrics: {Path(args.run_dir) / 'eval' / 'metrics.json'}; report: {report(args.run_dir)}")
 
 
 def cmd_report(args) -> None:
     from humback.report import report
 
-    print(f"[humback] report: {report(args.run_dir)}")
+    with writer_lock(RunDir(args.run_dir).report_dir, what=args.run_dir):
+        print(f"[humback] report: {report(args.run_dir)}")
 
 
 def cmd_export(args) -> None:
     from humback.export import export
 
-    print(json.dumps(export(args.run_dir, args.out, args.iteration, args.format, args.license, args.push_to_hub,
-                            private=not args.public), indent=1))
+    with writer_lock(args.out):
+        print(json.dumps(export(args.run_dir, args.out, args.iteration, args.format, args.license,
+                                args.push_to_hub, private=not args.public), indent=1))
 
 
 def cmd_view(args) -> None:
@@ -336,6 +345,13 @@ def main(argv: list[str] | None = None) -> int:
     except HumbackError as e:
         print(f"humback: error: {e}", file=sys.stderr)
         return e.exit_code
+    except OSError as e:
+        if e.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        # A write that did not pass through humback's writers (a library's save): still one line, exit 3.
+        print(f"humback: no space left on the device{f' writing {e.filename}' if e.filename else ''}: free some"
+              " space and rerun the same command (finished work is kept)", file=sys.stderr)
+        return 3
     except KeyboardInterrupt:
         print("humback: interrupted; rerun the same command to resume", file=sys.stderr)
         return 130

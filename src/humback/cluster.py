@@ -30,7 +30,8 @@ from tqdm.auto import tqdm
 
 from humback.config import ClusterConfig, ConfigError, EngineConfig
 from humback.errors import EnvironmentFault, HumbackError
-from humback.records import BadLine, RecordError, atomic_write, read_jsonl, write_jsonl
+from humback.files import atomic_write, ensure_dir, make_owned_dir, remove_owned
+from humback.records import BadLine, RecordError, read_jsonl, write_jsonl
 
 SHARD_SUFFIX = ".shards"
 
@@ -206,18 +207,19 @@ def train_on_ray(train, out: Path, cluster: ClusterConfig) -> dict:
     from ray.train.torch import TorchTrainer
 
     gpus = cluster.train_gpus_per_worker
+    records = make_owned_dir(out.with_name(out.name + ".ray"))  # Ray Train's run records, removed after
     trainer = TorchTrainer(
         _train_loop, train_loop_config={"train": train, "threads": max(1, int(cluster.train_cpus_per_worker))},
         scaling_config=ScalingConfig(num_workers=cluster.train_workers, use_gpu=gpus > 0,
                                      resources_per_worker={"CPU": cluster.train_cpus_per_worker,
                                                            **({"GPU": gpus} if gpus else {})}),
-        run_config=RunConfig(name=out.name, storage_path=str(out.with_name(out.name + ".ray").resolve()),
+        run_config=RunConfig(name=out.name, storage_path=str(records.resolve()),
                              failure_config=FailureConfig(max_failures=0)))
     try:
         trainer.fit()
     except Exception as e:  # noqa: BLE001 (Ray Train wraps a worker's error; _reraise sorts them)
         _reraise(e, "rerun the same command: training resumes from its last checkpoint")
-    shutil.rmtree(out.with_name(out.name + ".ray"), ignore_errors=True)  # Ray Train's run records
+    remove_owned(records)
     return json.loads((out / "humback_train.json").read_text(encoding="utf-8"))["stats"]
 
 
@@ -278,7 +280,7 @@ class ShardStore:
 
     def write(self, k: int, rows: list[dict]) -> None:
         if not self.folder.is_dir():  # created with the first shard: a stage that fails first leaves nothing
-            self.folder.mkdir(parents=True)
+            ensure_dir(self.folder)
             atomic_write(self.folder / "settings.json", self.stamp)
         write_jsonl(self.path(k), rows)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import reprlib
 from pathlib import Path
 from typing import Any, Literal
 
@@ -30,7 +31,8 @@ class ConfigError(HumbackError):
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    # No NaN or infinity anywhere: a NaN weight would make every combined score 5.0 (min(50, nan) is 50).
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
 class DataConfig(_Strict):
@@ -352,7 +354,7 @@ class RunConfig(_Strict):
     name: str = "demo"
     model: str = Field("default", description="'default' (embedded SmolLM2-135M-Instruct), a local checkpoint, or a hub id")
     iterations: int = Field(2, ge=1, le=10, description="curation/training rounds after M0 (paper: 2)")
-    seed: int = 0
+    seed: int = Field(0, ge=0, lt=2**32, description="the run's random seed (torch and numpy take 0 .. 2**32-1)")
     data: DataConfig = DataConfig()
     generation: GenerationConfig = GenerationConfig()
     augment: AugmentConfig = AugmentConfig()
@@ -373,6 +375,18 @@ def _accepted(loc: tuple) -> str:
     return ", ".join(model.model_fields)
 
 
+_EXCERPT = reprlib.Repr()  # keyword arguments only from Python 3.12
+_EXCERPT.maxlevel, _EXCERPT.maxstring, _EXCERPT.maxother, _EXCERPT.maxlong = 3, 80, 80, 40
+_EXCERPT.maxtuple = _EXCERPT.maxlist = _EXCERPT.maxdict = _EXCERPT.maxset = 4
+
+
+def excerpt(value: Any) -> str:
+    """A bad value as the error shows it: a bounded repr (nesting, items and string lengths capped), so a
+    YAML alias bomb or a huge value is never expanded into the message."""
+    text = _EXCERPT.repr(value)
+    return text if len(text) <= 300 else text[:300] + "..."
+
+
 def _format(err: ValidationError) -> str:
     lines = []
     for e in err.errors():
@@ -381,7 +395,7 @@ def _format(err: ValidationError) -> str:
             lines.append(f"  {key}: unknown key (accepted here: {_accepted(e['loc'])})")
         else:
             msg = e["msg"].removeprefix("Value error, ")
-            got = "" if e["type"] == "value_error" else f" (got {e.get('input')!r})"
+            got = "" if e["type"] == "value_error" else f" (got {excerpt(e.get('input'))})"
             lines.append(f"  {key}: {msg}{got}")
     return "\n".join(lines)
 
@@ -390,10 +404,20 @@ def _set_dotted(data: dict, dotted: str, value: Any) -> None:
     *parents, leaf = dotted.split(".")
     node = data
     for p in parents:
-        node = node.setdefault(p, {})
+        if node.get(p) is None:  # a section saved as null (e.g. `referee: null`) takes keys set under it
+            node[p] = {}
+        node = node[p]
         if not isinstance(node, dict):
             raise ConfigError(f"--set {dotted}: '{p}' is not a section")
     node[leaf] = value
+
+
+def _yaml_problem(e: yaml.YAMLError) -> str:
+    """The parser's complaint in one bounded line (its problem and where), without the echoed source."""
+    problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+    mark = getattr(e, "problem_mark", None)
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    return str(problem)[:200] + where
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> RunConfig:
@@ -406,14 +430,19 @@ def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Ru
         try:
             data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
         except yaml.YAMLError as e:
-            raise ConfigError(f"{path}: not valid YAML ({e})") from None
+            raise ConfigError(f"{path}: not valid YAML ({_yaml_problem(e)})") from None
         if not isinstance(data, dict):
             raise ConfigError(f"{path}: the top level must be a mapping of keys, got {type(data).__name__}")
     for item in overrides:
         key, sep, raw = item.partition("=")
         if not sep or not key:
             raise ConfigError(f"--set {item!r}: expected key=value, e.g. --set curate.threshold=4.5")
-        _set_dotted(data, key.strip(), yaml.safe_load(raw) if raw.strip() else None)
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else None
+        except yaml.YAMLError as e:
+            raise ConfigError(f"--set {excerpt(item)}: the value is not valid YAML ({_yaml_problem(e)}); quote a"
+                              " string, e.g. --set name='\"my run\"'") from None
+        _set_dotted(data, key.strip(), value)
     try:
         return RunConfig.model_validate(data)
     except ValidationError as e:

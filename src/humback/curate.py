@@ -30,10 +30,16 @@ def judged_rows(generator: Generator, rows: list[dict], cfg: CurateConfig, seed:
     return [{**rec, "iteration": iteration} for rec in score_rows(generator, rows, cfg, seed)]
 
 
+def read_candidates(candidates: str | Path) -> list[dict]:
+    """curate's input, checked whole (ids, instruction and response strings) before any model loads."""
+    return list(read_jsonl(candidates, required=("id", "instruction", "response"), unique_ids=True,
+                           strings=("instruction", "response")))
+
+
 def curate(candidates: str | Path, generator: Generator | Replicas, out_dir: str | Path, cfg: CurateConfig,
            iteration: int = 1, seed: int = 0) -> CurateStats:
     out_dir = Path(out_dir)
-    rows = list(read_jsonl(candidates, required=("id", "instruction", "response"), unique_ids=True))
+    rows = read_candidates(candidates)
     # What a scored row depends on besides the judge: a rerun with another scoring method starts
     # scored.jsonl over (selection settings only choose among scored rows, so changing them costs no
     # generation).

@@ -24,10 +24,11 @@ from pathlib import Path
 from humback.calibrate import calibrate
 from humback.config import EvalConfig, RunConfig
 from humback.errors import HumbackError
+from humback.files import atomic_write, ensure_dir
 from humback.generation import open_generator
 from humback.generation.base import Generator, SamplingParams, row_seed
 from humback.prompts import PAIRWISE_PREFIX, PAIRWISE_PROMPT
-from humback.records import RecordError, atomic_write, read_pairs
+from humback.records import RecordError, read_pairs
 from humback.rundir import RunDir
 from humback.templates import backward_messages, forward_messages
 
@@ -201,7 +202,7 @@ def _forward(cfg: RunConfig, models: dict[str, str], nll_pairs: list[dict], ask:
     format to out_dir/answers/<name>.json)."""
     prompts = [forward_messages(p["instruction"], "inference") for p in nll_pairs]
     metrics, outputs = {}, {}
-    (out_dir / "answers").mkdir(parents=True, exist_ok=True)
+    ensure_dir(out_dir / "answers")
     for name, model in models.items():
         gen = load("answerer", model)
         outputs[name] = answers(gen, [p["instruction"] for p in ask], cfg.eval.max_new_tokens)

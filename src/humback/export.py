@@ -8,12 +8,15 @@ from, how many rows each step kept, the settings and models that made it, and th
 
 from __future__ import annotations
 
+import html
+import re
 from pathlib import Path
 
 import yaml
 
 from humback.errors import HumbackError
-from humback.records import atomic_write, read_jsonl, write_jsonl
+from humback.files import atomic_write, ensure_dir, write_via
+from humback.records import read_jsonl, write_jsonl
 from humback.rundir import RunDir
 
 FORMATS = ("jsonl", "parquet")
@@ -22,6 +25,12 @@ FORMATS = ("jsonl", "parquet")
 class ExportError(HumbackError):
     """An export that cannot run as asked: nothing curated yet, an unknown format, a folder holding
     files humback did not write."""
+
+
+def _leftover(path: Path) -> bool:
+    """A temporary file a killed export left (`.train.jsonl.<random>.tmp`): its own, not a foreign file."""
+    return path.is_file() and any(path.name.startswith(f".{Path(w).name}.") and path.name.endswith(".tmp")
+                                  for w in ("README.md", "train.jsonl", "train.parquet"))
 
 
 def curated_rows(run_dir: Path, iteration: int) -> list[dict]:
@@ -40,42 +49,74 @@ def curated_rows(run_dir: Path, iteration: int) -> list[dict]:
     return rows
 
 
+def _get(data, *keys):
+    """data[k1][k2]... or None when any level is missing or not an object (a hand-edited manifest)."""
+    for k in keys:
+        if not isinstance(data, dict):
+            return None
+        data = data.get(k)
+    return data
+
+
+def _text(value, limit: int = 200) -> str:
+    """A free-text value (a run name, a corpus path, a model id) as inert Markdown: one line, HTML escaped,
+    the marks that open emphasis, links, images, code spans and tables backslash-escaped, so none can form
+    (the value never starts a line, so list and heading marks are inert)."""
+    flat = " ".join(str(value).split())[:limit]
+    return re.sub(r"([\\`*_{}\[\]()#!|~])", r"\\\1", html.escape(flat, quote=True))
+
+
+def _fence(block: str) -> str:
+    """A code fence longer than any backtick run inside `block` (a value holding ``` cannot close it)."""
+    longest = max((len(m) for m in re.findall(r"`+", block)), default=0)
+    return "`" * max(3, longest + 1)
+
+
+LICENSE = re.compile(r"[A-Za-z0-9][A-Za-z0-9.+-]{0,63}")  # hub licence ids: apache-2.0, cc-by-4.0, other
+
+
 def dataset_card(manifest: dict, iteration: int, rows: int, files: list[str], license: str, repo: str | None) -> str:
-    cfg = manifest.get("config", {})
+    cfg = manifest.get("config") or {}
     stats = {k: v.get("stats") or {} for k, v in manifest.get("stages", {}).items()}
-    cur = stats.get(f"curate:{iteration}", {})
+    lang = _get(cfg, "data", "lang")
     meta = {
         "license": license,
-        "language": [cfg.get("data", {}).get("lang", "en")],
+        "language": [lang if isinstance(lang, str) and re.fullmatch(r"[A-Za-z]{2,3}(-[A-Za-z0-9]{1,8})*", lang)
+                     else "und"],
         "task_categories": ["text-generation"],
         "tags": ["instruction-backtranslation", "humback", "synthetic-instructions"],
         "size_categories": ["n<1K" if rows < 1000 else "1K<n<10K" if rows < 10_000 else "10K<n<100K"
                             if rows < 100_000 else "100K<n<1M" if rows < 1_000_000 else "n>1M"],
         "configs": [{"config_name": "default", "data_files": [{"split": "train", "path": f} for f in files]}],
     }
-    funnel = stats.get("segment", {}).get("funnel", {})
+
+    def stat(stage: str, *keys):
+        return _text(_get(stats, stage, *keys))
+
+    cur = f"curate:{iteration}"
     title = repo or f"humback-{manifest.get('name', 'run')}"
+    settings = yaml.safe_dump({k: cfg.get(k) for k in ("augment", "curate", "generation")}, sort_keys=False).rstrip()
+    fence = _fence(settings)
     lines = [
-        "---", yaml.safe_dump(meta, sort_keys=False).rstrip(), "---", "",
-        f"# {title}", "",
+        "---", yaml.safe_dump(meta, sort_keys=False, width=10_000).rstrip(), "---", "",
+        f"# {_text(title)}", "",
         "Instruction-response pairs made by instruction backtranslation (Li et al. 2023, \"Self-Alignment with",
         "Instruction Backtranslation\") with the humback toolkit: a backward model",
         "wrote an instruction for each human-written web segment, and a judge kept the best pairs.", "",
         "## Sources", "",
-        f"- seed data: `{cfg.get('data', {}).get('seed_source')}` ({stats.get('seed', {}).get('rows')} pairs)",
-        (f"- unlabelled corpus: `{cfg.get('data', {}).get('corpus')}` ({funnel.get('documents')} documents,"
-         f" {stats.get('segment', {}).get('rows')} segments kept)"),
-        f"- base model: `{cfg.get('model')}`", "",
+        f"- seed data: {_text(_get(cfg, 'data', 'seed_source'))} ({stat('seed', 'rows')} pairs)",
+        (f"- unlabelled corpus: {_text(_get(cfg, 'data', 'corpus'))} ({stat('segment', 'funnel', 'documents')}"
+         f" documents, {stat('segment', 'rows')} segments kept)"),
+        f"- base model: {_text(cfg.get('model'))}", "",
         "The responses are text from the corpus: its licence and terms apply to them. Set `license` above to",
         "match (`humback export --license`).", "",
         "## Counts", "",
-        f"- candidates (one generated instruction per segment): {stats.get('augment', {}).get('rows')}",
-        f"- selected in iteration {iteration}: {cur.get('selected')} (exported: {rows})",
-        (f"- curation: method `{cur.get('method')}`, threshold {cur.get('threshold')}, parse failures"
-         f" {cur.get('parse_failure_rate')}, mean response chars pool {cur.get('response_chars_pool')} vs selected"
-         f" {cur.get('response_chars_selected')}"), "",
-        "## Settings", "", "```yaml", yaml.safe_dump({k: cfg.get(k) for k in ("augment", "curate", "generation")},
-                                                       sort_keys=False).rstrip(), "```", "",
+        f"- candidates (one generated instruction per segment): {stat('augment', 'rows')}",
+        f"- selected in iteration {iteration}: {stat(cur, 'selected')} (exported: {rows})",
+        (f"- curation: method {stat(cur, 'method')}, threshold {stat(cur, 'threshold')}, parse failures"
+         f" {stat(cur, 'parse_failure_rate')}, mean response chars pool {stat(cur, 'response_chars_pool')} vs"
+         f" selected {stat(cur, 'response_chars_selected')}"), "",
+        "## Settings", "", fence + "yaml", settings, fence, "",
         "## Format", "",
         "JSON rows: `id`, `messages` (user instruction, assistant response), `score` (the curation score),",
         "`source` (`segment_id`, `url`).", "",
@@ -88,6 +129,8 @@ def export(run_dir: str | Path, out_dir: str | Path, iteration: int | None = Non
     run_dir, out_dir = Path(run_dir), Path(out_dir)
     if fmt not in FORMATS:
         raise ExportError(f"unknown export format '{fmt}' (accepted: {', '.join(FORMATS)})")
+    if not LICENSE.fullmatch(license):
+        raise ExportError(f"--license {license[:80]!r}: give a licence id such as apache-2.0, cc-by-4.0 or other")
     manifest = RunDir(run_dir).read_manifest()
     if iteration is None:
         done = [int(k.split(":")[1]) for k, v in manifest.get("stages", {}).items()
@@ -100,19 +143,21 @@ def export(run_dir: str | Path, out_dir: str | Path, iteration: int | None = Non
     # overwritten (or, before, uploaded with it).
     written = {"README.md", "data/train.jsonl", "data/train.parquet", "data"}
     if out_dir.is_dir():
-        foreign = sorted(str(p.relative_to(out_dir)) for p in out_dir.rglob("*")
-                         if str(p.relative_to(out_dir)) not in written)
+        # A link (a `data` pointing at another folder) is never one of ours: it is refused like a foreign file.
+        foreign = sorted(str(p.relative_to(out_dir)) + (" (a symbolic link)" if p.is_symlink() else "")
+                         for p in out_dir.rglob("*")
+                         if (str(p.relative_to(out_dir)) not in written and not _leftover(p)) or p.is_symlink())
         if foreign:
             raise ExportError(f"export folder {out_dir} holds other files ({', '.join(foreign[:3])}"
                               f"{', ...' if len(foreign) > 3 else ''}): give a new or empty folder")
-    out_dir.mkdir(parents=True, exist_ok=True)
+    ensure_dir(out_dir / "data")
     if fmt == "parquet":
         import pyarrow as pa
         import pyarrow.parquet as pq
 
         name = "data/train.parquet"
-        (out_dir / "data").mkdir(exist_ok=True)
-        pq.write_table(pa.Table.from_pylist(rows), out_dir / name)
+        table = pa.Table.from_pylist(rows)
+        write_via(out_dir / name, lambda tmp: pq.write_table(table, tmp))
     else:
         name = "data/train.jsonl"
         write_jsonl(out_dir / name, rows)

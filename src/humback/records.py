@@ -14,10 +14,22 @@ import os
 import re
 import shutil
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
-from humback.errors import EnvironmentFault, HumbackError
+from humback.errors import HumbackError
+from humback.files import (
+    OWNED,
+    atomic_write,
+    disk_errors,
+    ensure_dir,
+    open_append,
+    publish,
+    refuse_link,
+    temp_path,
+)
+from humback.files import (
+    discard as discard_tmp,
+)
 
 
 class RecordError(HumbackError):
@@ -79,10 +91,12 @@ def capped_lines(f, max_bytes: int) -> Iterator[tuple[int, bytes | None]]:
 MAX_LINE_BYTES = 64 << 20  # stage files: a row this large is not one humback wrote
 
 
-def read_jsonl(path: str | Path, required: tuple[str, ...] = (), unique_ids: bool = False) -> Iterator[dict]:
+def read_jsonl(path: str | Path, required: tuple[str, ...] = (), unique_ids: bool = False,
+               strings: tuple[str, ...] = ()) -> Iterator[dict]:
     """Yield rows of a JSONL file, or of every *.jsonl file in a folder (sorted). A malformed line is a
-    RecordError naming file and line; with `unique_ids`, so is a second row with the same id (its row
-    would otherwise be lost: outputs are keyed by id)."""
+    RecordError naming file and line; so is a key of `strings` that holds no string; with `unique_ids`, an
+    id that is not a string or integer, and a second row with the same id (its row would otherwise be lost:
+    outputs are keyed by id)."""
     path = Path(path)
     if path.is_dir():
         files = sorted(path.glob("*.jsonl"))
@@ -109,7 +123,14 @@ def read_jsonl(path: str | Path, required: tuple[str, ...] = (), unique_ids: boo
                 missing = [k for k in required if row.get(k) is None]
                 if missing:
                     raise RecordError(f"{file}:{lineno}: missing key(s) {', '.join(missing)}")
+                wrong = [k for k in strings if k in row and not isinstance(row[k], str)]
+                if wrong:
+                    raise RecordError(f"{file}:{lineno}: key '{wrong[0]}' must be a string, got "
+                                      f"{type(row[wrong[0]]).__name__}")
                 if unique_ids:
+                    if not isinstance(row.get("id"), (str, int)) or isinstance(row.get("id"), bool):
+                        raise RecordError(f"{file}:{lineno}: key 'id' must be a string or an integer, got "
+                                          f"{type(row.get('id')).__name__}")
                     key = str(row.get("id"))
                     if key in seen:
                         raise RecordError(f"{file}:{lineno}: duplicate id {key!r} (first at {seen[key]}); ids must be "
@@ -118,50 +139,25 @@ def read_jsonl(path: str | Path, required: tuple[str, ...] = (), unique_ids: boo
                 yield row
 
 
-class Busy(EnvironmentFault):
-    """Another process holds the lock on a folder or cache entry."""
-
-
-@contextmanager
-def file_lock(path: str | Path, wait: bool = True, what: str = "it") -> Iterator[None]:
-    """An exclusive lock on `path` (created if missing) for the `with` block: two runs on one run folder,
-    or two conversions of one model, never delete each other's temporary files. With `wait=False` a held
-    lock is a Busy error naming `what`. Released when the process dies, however it dies."""
-    import fcntl
-
+def read_json(path: str | Path, keys: tuple[str, ...] = (), fix: str = "") -> object:
+    """A JSON file humback wrote (metrics, a training record), or a RecordError naming the file and what is
+    wrong: unreadable, not JSON, or (with `keys`) not an object holding each of them. `fix` says how to
+    make it again."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as f:
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
-        except BlockingIOError:
-            raise Busy(f"another humback process is using {what} (lock {path}); wait for it to finish") from None
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
-
-
-def fsync_dir(path: Path) -> None:
-    """Make a rename in `path` durable (a crash right after it cannot bring the old name back)."""
-    fd = os.open(path, os.O_RDONLY)
+    hint = f"; {fix}" if fix else ""
     try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def atomic_write(path: str | Path, data: str | bytes) -> None:
-    """Write a final file whole or not at all: a temp file beside it, fsync, rename, fsync the folder."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as f:
-        f.write(data.encode("utf-8") if isinstance(data, str) else data)
-        f.flush()
-        os.fsync(f.fileno())
-    tmp.replace(path)
-    fsync_dir(path.parent)
+        value = json.loads(path.read_bytes().decode("utf-8"))
+    except OSError as e:
+        raise RecordError(f"{path}: cannot be read ({e.strerror}){hint}") from None
+    except (UnicodeDecodeError, ValueError, RecursionError) as e:
+        raise RecordError(f"{path}: not valid JSON ({type(e).__name__}: {str(e)[:80]}){hint}") from None
+    if keys:
+        if not isinstance(value, dict):
+            raise RecordError(f"{path}: expected a JSON object, got {type(value).__name__}{hint}")
+        missing = [k for k in keys if k not in value]
+        if missing:
+            raise RecordError(f"{path}: missing key(s) {', '.join(missing)}{hint}")
+    return value
 
 
 def read_pairs(path: str | Path, response_field: str = "response", limit: int | None = None) -> list[dict]:
@@ -219,7 +215,9 @@ class RowWriter:
         self.out = Path(out)
         self.partial = self.out.with_name(self.out.name + ".partial")
         self.settings_file = self.out.with_name(self.out.name + ".partial.settings.json")
-        self.out.parent.mkdir(parents=True, exist_ok=True)
+        ensure_dir(self.out.parent)
+        for path in (self.out, self.partial, self.settings_file):
+            refuse_link(path)
         self.done: set[str] = set()
         stamp = json.dumps(settings or {}, sort_keys=True, default=str)
         if self.partial.exists():
@@ -231,7 +229,7 @@ class RowWriter:
                 self._recover()
         if not self.settings_file.exists() or self.settings_file.read_text(encoding="utf-8") != stamp:
             atomic_write(self.settings_file, stamp)
-        self._f = open(self.partial, "a", encoding="utf-8")  # noqa: SIM115 (held open across writes; closed in finish/close)
+        self._f = open_append(self.partial)  # held open across writes; closed in finish/close
 
     def _recover(self) -> None:
         data = self.partial.read_bytes()
@@ -255,10 +253,12 @@ class RowWriter:
         for row in rows:
             if row["id"] in self.done:
                 continue
-            self._f.write(json.dumps(row, ensure_ascii=False) + "\n")
+            with disk_errors(self.partial):
+                self._f.write(json.dumps(row, ensure_ascii=False) + "\n")
             self.done.add(row["id"])
-        self._f.flush()
-        os.fsync(self._f.fileno())
+        with disk_errors(self.partial):
+            self._f.flush()
+            os.fsync(self._f.fileno())
 
     def finish(self, order: list[str] | None = None) -> int:
         """Close and publish. With `order`, rows are rewritten in that id order (so a resumed run's
@@ -273,14 +273,16 @@ class RowWriter:
             self.partial.unlink()
             self.settings_file.unlink(missing_ok=True)
             return n
-        self.partial.replace(self.out)
-        fsync_dir(self.out.parent)
+        publish(self.partial, self.out)
         self.settings_file.unlink(missing_ok=True)
         return len(self.done)
 
     def close(self) -> None:
         if not self._f.closed:
-            self._f.close()
+            try:
+                self._f.close()
+            except OSError:
+                pass  # a full disk: the rows that did reach the file are recovered by the rerun
 
 
 SHARD_NAME = re.compile(r"\d{5}\.jsonl")
@@ -288,58 +290,65 @@ SHARD_NAME = re.compile(r"\d{5}\.jsonl")
 
 class ShardWriter:
     """Rows to one `.jsonl` file, or to a folder of numbered shards (`00000.jsonl` ...) of `shard_size`
-    rows when `out` is not a .jsonl path. Written under `<out>.tmp` and renamed by `finish()`, so the
-    output is either complete or absent."""
+    rows when `out` is not a .jsonl path. Written under a fresh temporary name beside `out` and renamed by
+    `finish()`, so the output is either complete or absent."""
 
     def __init__(self, out: str | Path, shard_size: int = 100_000):
         self.out = Path(out)
         self.single = self.out.suffix == ".jsonl"
         self.shard_size = shard_size
-        self.tmp = self.out.with_name(self.out.name + ".tmp")
+        self._check_out()
+        self.tmp = temp_path(self.out, folder=not self.single)
+        self.rows = 0
+        self._f = open(self.tmp, "w", encoding="utf-8") if self.single else None  # noqa: SIM115 (closed in finish/close)
+
+    def _check_out(self) -> None:
         # finish() replaces the output folder: refuse one that holds anything but our own shards, so a
         # careless --out (a home folder, the corpus itself) is never deleted.
+        refuse_link(self.out)
         if not self.single and self.out.is_file():
             raise RecordError(f"output {self.out} is an existing file: give a .jsonl path or a folder for shards")
+        if self.single and self.out.is_dir():
+            raise RecordError(f"output {self.out} is a folder: give a new .jsonl path")
         if not self.single and self.out.is_dir():
-            foreign = [p.name for p in self.out.iterdir() if not SHARD_NAME.fullmatch(p.name)]
+            foreign = [p.name for p in self.out.iterdir() if not SHARD_NAME.fullmatch(p.name) and p.name != OWNED]
             if foreign:
                 raise RecordError(f"output folder {self.out} holds other files ({', '.join(sorted(foreign)[:3])}"
                                   f"{', ...' if len(foreign) > 3 else ''}); it would be replaced: give a new or "
                                   "empty folder, or a .jsonl file")
-        if self.tmp.is_dir():
-            shutil.rmtree(self.tmp)
-        self.out.parent.mkdir(parents=True, exist_ok=True)
-        if not self.single:
-            self.tmp.mkdir()
-        self.rows = 0
-        self._f = open(self.tmp, "w", encoding="utf-8") if self.single else None  # noqa: SIM115 (closed in finish/close)
 
     def write(self, row: dict) -> None:
-        if not self.single and self.rows % self.shard_size == 0:
-            self.close()
-            self._f = open(self.tmp / f"{self.rows // self.shard_size:05d}.jsonl", "w", encoding="utf-8")  # noqa: SIM115
-        self._f.write(json.dumps(row, ensure_ascii=False) + "\n")
+        path = self.tmp
+        with disk_errors(path):
+            if not self.single and self.rows % self.shard_size == 0:
+                self.close()
+                path = self.tmp / f"{self.rows // self.shard_size:05d}.jsonl"
+                self._f = open(path, "x", encoding="utf-8")  # noqa: SIM115 (a new file in our own temp folder)
+            self._f.write(json.dumps(row, ensure_ascii=False) + "\n")
         self.rows += 1
 
     def finish(self) -> None:
-        self.close()
-        if self.single:
-            self.tmp.replace(self.out)
-        else:
-            if self.out.exists():
-                shutil.rmtree(self.out)
-            self.tmp.rename(self.out)
-        fsync_dir(self.out.parent)
+        with disk_errors(self.tmp):
+            self.close()
+        self._check_out()  # again: the folder may have changed while the rows were written
+        if not self.single and self.out.is_dir():
+            shutil.rmtree(self.out)  # our shards only (checked just above)
+        publish(self.tmp, self.out)
 
     def close(self, discard: bool = False) -> None:
-        """Close the open shard; with `discard`, also remove an unpublished `<out>.tmp` (a failed run
-        leaves no half-written output behind)."""
+        """Close the open shard; with `discard`, also remove the unpublished temporary output (a failed run
+        leaves no half-written output behind, a full disk included)."""
         if self._f is not None and not self._f.closed:
-            self._f.flush()
-            os.fsync(self._f.fileno())
-            self._f.close()
-        if discard and self.tmp.exists():
-            if self.tmp.is_dir():
-                shutil.rmtree(self.tmp)
-            else:
-                self.tmp.unlink()
+            try:
+                self._f.flush()
+                os.fsync(self._f.fileno())
+                self._f.close()
+            except OSError:
+                if not discard:
+                    raise
+                try:
+                    self._f.close()
+                except OSError:
+                    pass
+        if discard and (self.tmp.exists() or self.tmp.is_symlink()):
+            discard_tmp(self.tmp)

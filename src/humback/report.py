@@ -10,9 +10,11 @@ the pool vs what was selected, training loss curves, and the evaluation metrics.
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
-from humback.records import atomic_write, read_jsonl
+from humback.files import atomic_write, ensure_dir, write_via
+from humback.records import RecordError, read_json, read_jsonl
 from humback.rundir import RunDir
 
 SECTIONS = ("Data funnel", "Curation scores", "Lengths: pool vs selected", "Training loss", "Evaluation")
@@ -29,7 +31,8 @@ def _plt():
 
 def _save(fig, path: Path) -> str:
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    # Through a fresh temp file: a link planted at report/<name>.png is refused, never written through.
+    write_via(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
     _plt().close(fig)
     return path.name
 
@@ -96,6 +99,13 @@ def _table(header: list[str], rows: list[list]) -> list[str]:
         ["| " + " | ".join("–" if v is None else str(v) for v in row) + " |" for row in rows]
 
 
+METRICS = ("heldout", "nll_pairs", "answer_pairs", "backward", "forward", "win_rates", "judges")  # what humback eval writes
+
+
+def _number(x) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
 def _eval_section(metrics: dict) -> list[str]:
     lines = [(f"Held-out data: `{metrics['heldout']}` ({metrics['nll_pairs']} pairs for NLL,"
              f" {metrics['answer_pairs']} instructions for win rates)."), "", "**Backward model** (instruction given response):", ""]
@@ -126,7 +136,7 @@ def report(run_dir: str | Path) -> Path:
     run = RunDir(run_dir)
     manifest = run.read_manifest()
     out = run.report_dir
-    out.mkdir(exist_ok=True)
+    ensure_dir(out)
     md = [f"# humback run `{manifest.get('name', run_dir.name)}`", ""]
 
     md += [f"## {SECTIONS[0]}", ""]
@@ -148,9 +158,11 @@ def report(run_dir: str | Path) -> Path:
     pool: list[dict] = []
     if iterations:
         t = iterations[-1]
-        pool = list(read_jsonl(run.candidates))
+        text = ("instruction", "response")
+        pool = list(read_jsonl(run.candidates, required=text, strings=text))
         sel_file = run.selected(t)
-        selected = list(read_jsonl(sel_file)) if sel_file.is_file() and sel_file.stat().st_size else []
+        selected = (list(read_jsonl(sel_file, required=text, strings=text))
+                    if sel_file.is_file() and sel_file.stat().st_size else [])
         md += [f"Iteration {t}.", "", f"![lengths]({_length_plot(pool, selected, out / 'lengths.png')})", ""]
     else:
         md += ["(no curation yet)", ""]
@@ -158,7 +170,10 @@ def report(run_dir: str | Path) -> Path:
     md += [f"## {SECTIONS[3]}", ""]
     curves = {}
     for p in sorted(run.models.glob("*/humback_train.json")):
-        curve = json.loads(p.read_text()).get("loss_curve") or []
+        curve = read_json(p, keys=("loss_curve",), fix="retrain the model (humback run --force train)")["loss_curve"]
+        if not isinstance(curve, list) or not all(isinstance(e, dict) and _number(e.get("step"))
+                                                  and _number(e.get("loss")) for e in curve):
+            raise RecordError(f"{p}: key 'loss_curve' must be a list of {{step, loss}} numbers")
         if curve:
             curves[p.parent.name] = curve
     md += [f"![training loss]({_loss_plot(curves, out / 'loss.png')})", ""] if curves else ["(no model trained yet)", ""]
@@ -166,7 +181,13 @@ def report(run_dir: str | Path) -> Path:
     md += [f"## {SECTIONS[4]}", ""]
     metrics_file = run.eval_dir / "metrics.json"
     if metrics_file.is_file():
-        md += _eval_section(json.loads(metrics_file.read_text()))
+        metrics = read_json(metrics_file, keys=METRICS, fix=f"rerun humback eval {run_dir}")
+        try:
+            md += _eval_section(metrics)
+        except (KeyError, TypeError, AttributeError, ValueError) as e:  # a hand-edited file of the wrong shape
+            where = f"key {e}" if isinstance(e, KeyError) else f"{type(e).__name__}: {str(e)[:80]}"
+            raise RecordError(f"{metrics_file}: not the shape humback eval writes ({where}); rerun humback eval"
+                              f" {run_dir}") from None
     else:
         md += [f"(not evaluated yet: `humback eval {run_dir} --heldout FILE`)"]
     path = out / "report.md"

@@ -15,10 +15,14 @@ read a finished run (status, eval, report, export) open a run directory.
 from __future__ import annotations
 
 import json
+import os
+import re
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
-from humback.records import RecordError, atomic_write
+from humback.files import atomic_write, folder_lock
+from humback.records import RecordError
 
 SCORED, SELECTED = "scored.jsonl", "selected.jsonl"  # what curation writes into its folder
 
@@ -101,7 +105,66 @@ class RunDir:
         if not isinstance(data, dict) or not isinstance(data.get("stages", {}), dict):
             raise RecordError(f"{path} is not a humback manifest (expected an object with 'stages')")
         data.setdefault("stages", {})
+        problem = manifest_problem(data)
+        if problem:
+            raise RecordError(f"{path}: {problem}; restore the file, or delete it to rerun every stage (finished"
+                              " outputs are checked again)")
         return data
 
     def write_manifest(self, data: dict) -> None:
         atomic_write(self.manifest_path, json.dumps(data, indent=1))
+
+
+STAGE_KEY = re.compile(r"seed|segment|augment|train:(myx|m\d+)|curate:[1-9]\d*")
+_SHAPES = {"status": str, "stats": dict, "outputs": dict, "output_files": dict, "inputs": dict, "fingerprint": str,
+           "seconds": (int, float), "versions": dict}
+
+
+def manifest_problem(data: dict) -> str | None:
+    """What makes a manifest's contents unusable (a hand edit, another tool's file), naming the key, or None.
+    (A stage's stats are shown as far as they go: older versions recorded fewer keys.)"""
+    for key in ("config", "name", "run_dir"):
+        want = dict if key == "config" else str
+        if key in data and not isinstance(data[key], want):
+            return f"key '{key}' must be {'an object' if want is dict else 'a string'}, got {_kind(data[key])}"
+    for section, value in (data.get("config") or {}).items():
+        if section in ("data", "generation", "augment", "curate", "train", "eval", "cluster") and not isinstance(value, dict):
+            return f"key 'config.{section}' must be an object, got {_kind(value)}"
+    for key, stage in data["stages"].items():
+        if not STAGE_KEY.fullmatch(key):
+            return f"'stages.{key}' is not a stage (stages: seed, segment, train:myx, augment, train:m<t>, curate:<t>)"
+        if not isinstance(stage, dict):
+            return f"'stages.{key}' must be an object, got {_kind(stage)}"
+        if "status" not in stage:
+            return f"'stages.{key}' has no 'status'"
+        for field, want in _SHAPES.items():
+            if field in stage and not (isinstance(stage[field], want) and not isinstance(stage[field], bool)):
+                return f"'stages.{key}.{field}' has the wrong type ({_kind(stage[field])})"
+    return None
+
+
+def _kind(value) -> str:
+    return "null" if value is None else type(value).__name__
+
+
+def run_root(path: str | Path) -> Path | None:
+    """The run directory `path` lies in (a folder holding manifest.json, or config.yaml beside the run's lock
+    while the first stage starts), or None."""
+    for folder in Path(path).absolute().parents:
+        run = RunDir(folder)
+        if run.manifest_path.is_file() or (run.config_path.is_file() and run.lock_path.is_file()):
+            return folder
+    return None
+
+
+def writer_lock(out: str | Path, what: str | None = None):
+    """The lock a command takes before writing `out` (a file or folder): the run's own lock, the one
+    `humback run` holds, when `out` lies in a run directory; else `.humback.lock` in `out`'s folder. Two
+    commands writing one output never interleave: the second is a Busy error (exit 3) naming the first.
+    Under a distributed launch (`accelerate launch`, torchrun) only rank 0 takes it: the others write nothing."""
+    if os.environ.get("RANK", "0") != "0":
+        return nullcontext()
+    out = Path(out)
+    root = run_root(out)
+    lock = RunDir(root).lock_path if root is not None else out.absolute().parent / ".humback.lock"
+    return folder_lock(lock, wait=False, what=what or str(root or out))

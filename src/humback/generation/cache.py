@@ -12,21 +12,49 @@ from __future__ import annotations
 import hashlib
 import json
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
+from humback.errors import EnvironmentFault, HumbackError
+from humback.files import ensure_dir, refuse_link
 from humback.generation.base import GenerationError, Generator, SamplingParams, request_seeds
 from humback.stats import GeneratorStats
+
+
+class CacheError(HumbackError):
+    """The response cache file is not a readable SQLite database (corrupt, truncated, not one humback made)."""
+
+
+class CacheUnavailable(EnvironmentFault):
+    """The response cache cannot be used right now (locked too long, disk full, an I/O error)."""
+
+
+@contextmanager
+def _sqlite(path: Path) -> Iterator[None]:
+    """SQLite's errors as humback's, naming the file: corruption is the file's (exit 2: move it aside, the
+    run recomputes what it held), a lock, a full disk or an I/O error is the machine's (exit 3: rerun)."""
+    try:
+        yield
+    except sqlite3.OperationalError as e:
+        raise CacheUnavailable(f"response cache {path}: {e}") from None
+    except sqlite3.DatabaseError as e:
+        raise CacheError(f"response cache {path} is damaged ({e}): move it aside (e.g. mv {path} {path}.bad) and"
+                         " rerun; the replies it held are asked again, everything else is kept") from None
 
 
 class ResponseCache:
     def __init__(self, path: str | Path):
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.db = sqlite3.connect(self.path, timeout=60)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("CREATE TABLE IF NOT EXISTS replies (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
-        self.db.commit()
+        ensure_dir(self.path.parent)
+        for p in (self.path, self.path.with_name(self.path.name + "-wal"), self.path.with_name(self.path.name + "-shm")):
+            refuse_link(p)  # SQLite would write through a planted link
+        with _sqlite(self.path):
+            self.db = sqlite3.connect(self.path, timeout=60)
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("CREATE TABLE IF NOT EXISTS replies (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+            self.db.execute("SELECT key, value FROM replies LIMIT 1").fetchall()
+            self.db.commit()
         self.hits = self.misses = 0
 
     @staticmethod
@@ -38,14 +66,19 @@ class ResponseCache:
         for start in range(0, len(keys), 500):  # SQLite's bound-parameter limit
             part = keys[start:start + 500]
             marks = ",".join("?" * len(part))
-            for k, v in self.db.execute(f"SELECT key, value FROM replies WHERE key IN ({marks})", part):
-                found[k] = json.loads(v)
+            with _sqlite(self.path):
+                rows = self.db.execute(f"SELECT key, value FROM replies WHERE key IN ({marks})", part).fetchall()
+            for k, v in rows:
+                try:
+                    found[k] = json.loads(v)
+                except (TypeError, ValueError, RecursionError):
+                    continue  # a damaged entry: asked again, and replaced
         self.hits += len(found)
         self.misses += len(set(keys)) - len(found)
         return found
 
     def put_many(self, items: dict[str, object]) -> None:
-        with self.db:
+        with _sqlite(self.path), self.db:
             self.db.executemany("INSERT OR REPLACE INTO replies VALUES (?, ?)",
                                 [(k, json.dumps(v, ensure_ascii=False)) for k, v in items.items()])
 

@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from humback.files import discard, folder_lock, publish, temp_path
 from humback.generation.base import (
     SamplingParams,
     choice_targets,
@@ -28,7 +28,6 @@ from humback.generation.base import (
     request_seeds,
 )
 from humback.models import ModelError, cache_dir, load_tokenizer, model_fingerprint, resolve_model
-from humback.records import file_lock
 from humback.templates import render_prompt
 
 
@@ -42,15 +41,18 @@ def converted_path(model: str, quantization: str, fp: str) -> Path:
     if (out / "model.bin").is_file():
         return out
     # One conversion at a time per entry: a second process waits, then finds it done.
-    with file_lock(out.with_name(out.name + ".lock")):
+    with folder_lock(out.with_name(out.name + ".lock")):
         if (out / "model.bin").is_file():
             return out
-        tmp = out.with_name(out.name + ".tmp")
-        shutil.rmtree(tmp, ignore_errors=True)
+        tmp = temp_path(out, folder=True)
         print(f"[humback] converting {model} for CTranslate2 ({quantization}) into {out} (once)", flush=True)
-        TransformersConverter(resolve_model(model), load_as_float16=False).convert(str(tmp), quantization=quantization)
-        shutil.rmtree(out, ignore_errors=True)
-        tmp.rename(out)
+        try:
+            TransformersConverter(resolve_model(model), load_as_float16=False).convert(
+                str(tmp), quantization=quantization, force=True)  # force: into our own fresh folder
+            publish(tmp, out, also=("config.json",))  # an unfinished copy in humback's own cache
+        except BaseException:
+            discard(tmp)
+            raise
     return out
 
 

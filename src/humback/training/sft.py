@@ -16,8 +16,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from humback.config import TrainConfig
+from humback.files import atomic_write, check_replaceable, ensure_dir, make_owned_dir, publish, remove_owned
 from humback.stats import Hardware, TrainStats
 from humback.training.examples import Direction, encode
+
+TRAINED = "humback_train.json"  # in every checkpoint humback trains: its config, stats and loss curve
+RESUME_KEY = "trainer/humback_resume_key"  # in <out>.tmp: what the checkpoints there were trained on
 
 # Paper Table 18: (data size N, steps, batch size).
 TABLE18 = [(100, 30, 8), (800, 300, 8), (1600, 600, 8), (3200, 500, 32), (6400, 600, 32),
@@ -68,7 +72,7 @@ def resume_key(base_model: str, direction: str, cfg: TrainConfig, seed: int, exa
 def last_checkpoint(trainer_dir: Path, key: str) -> str | None:
     """The newest complete checkpoint left by a killed run with the same resume key, else None. The
     Trainer writes trainer_state.json last, so a checkpoint the kill cut short lacks a readable one."""
-    marker = trainer_dir / "humback_resume_key"
+    marker = trainer_dir / Path(RESUME_KEY).name
     if not marker.is_file() or marker.read_text() != key:
         return None
     found = []
@@ -120,6 +124,10 @@ def train(
     from humback.models import load_tokenizer
 
     out = Path(out)
+    tmp = out.with_name(out.name + ".tmp")
+    # Refused now, not after hours of training: an --out that is someone's folder is never replaced.
+    check_replaceable(out, also=(TRAINED,))
+    check_replaceable(tmp, also=(RESUME_KEY,))
     # Under `accelerate launch` every process runs this function; files are written by the main one.
     hw = _hardware(cfg)
     # cpu=True makes a CPU launch with WORLD_SIZE > 1 data-parallel over gloo, as TrainingArguments does.
@@ -135,7 +143,6 @@ def train(
     model, peft_config = _model(base_model, cfg, hw)
     # The run trains in <out>.tmp and checkpoints there; a killed run with the same key resumes from its
     # last checkpoint, anything else starts over.
-    tmp = out.with_name(out.name + ".tmp")
     resume = _work_folder(tmp, resume_key(base_model, direction, cfg, seed, encoded.examples), state)
     if resume is not None:
         log(f"[train {direction}] resuming from {resume}")
@@ -185,9 +192,10 @@ def _work_folder(tmp: Path, key: str, state) -> str | None:
     resume = last_checkpoint(tmp / "trainer", key)
     if state.is_main_process:
         if resume is None:
-            shutil.rmtree(tmp, ignore_errors=True)
-        (tmp / "trainer").mkdir(parents=True, exist_ok=True)
-        (tmp / "trainer" / "humback_resume_key").write_text(key)
+            remove_owned(tmp, also=(RESUME_KEY,))
+        make_owned_dir(tmp, also=(RESUME_KEY,))
+        ensure_dir(tmp / "trainer")
+        atomic_write(tmp / RESUME_KEY, key)
     state.wait_for_everyone()
     return resume
 
@@ -259,7 +267,5 @@ def _finish(tmp: Path, out: Path, base_model: str, tokenizer, lora: bool, cfg: T
     (tmp / "training_args.bin").unlink(missing_ok=True)  # a pickle: checkpoints here hold none
     tokenizer.save_pretrained(tmp)
     shutil.rmtree(tmp / "trainer", ignore_errors=True)
-    (tmp / "humback_train.json").write_text(json.dumps({"config": cfg.model_dump(), "stats": stats,
-                                                        "loss_curve": curve}, indent=1))
-    shutil.rmtree(out, ignore_errors=True)
-    tmp.rename(out)
+    atomic_write(tmp / TRAINED, json.dumps({"config": cfg.model_dump(), "stats": stats, "loss_curve": curve}, indent=1))
+    publish(tmp, out, also=(TRAINED,))

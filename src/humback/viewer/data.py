@@ -13,10 +13,13 @@ Every query is parameterised; sort columns come from a fixed list.
 from __future__ import annotations
 
 import json
+import math
+import re
 from pathlib import Path
 
 from humback.errors import HumbackError
-from humback.records import file_lock, read_jsonl
+from humback.files import folder_lock
+from humback.records import read_jsonl
 from humback.rundir import RunDir
 
 SIGNALS = {"score": "score", "judge": "judge_score", "ifd": "ifd", "nll": "nll", "end": "end_logprob"}
@@ -27,9 +30,24 @@ class ViewerError(HumbackError):
     """The run folder cannot be shown (no candidates yet) or a request asks for something it lacks."""
 
 
+class RunFileError(ViewerError):
+    """A run file the viewer cannot read (malformed JSON, a wrong shape); the message names it."""
+
+
 def _json_source(path: Path) -> str:
-    # DuckDB reads newline-delimited JSON itself; the path is passed as a literal, so quote it.
-    return "read_json_auto('" + str(path).replace("'", "''") + "', format='newline_delimited', sample_size=-1)"
+    # DuckDB reads newline-delimited JSON itself. It takes the path as a glob pattern, so the pattern
+    # characters are bracketed to stand for themselves (a run folder named `run?` must not also match
+    # `runA`), and quoted as an SQL string literal.
+    literal = re.sub(r"([*?\[])", r"[\1]", str(path)).replace("'", "''")
+    return "read_json_auto('" + literal + "', format='newline_delimited', sample_size=-1)"
+
+
+def _read_json(path: Path):
+    """A small JSON file of the run (metrics, a model's training record), or a ViewerError naming it."""
+    try:
+        return json.loads(path.read_bytes().decode("utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as e:
+        raise ViewerError(f"{path}: not readable JSON ({type(e).__name__}: {str(e)[:120]})") from None
 
 
 SCHEMA = 1  # bump when the tables change: older cached databases are then rebuilt
@@ -47,7 +65,7 @@ class RunData:
         self.iterations = self.run.iterations()
         path = cache_dir() / "view" / f"{self._key()}.duckdb"
         if not path.is_file():
-            with file_lock(path.with_name(path.name + ".lock"), what=f"the viewer's copy of {run_dir}"):
+            with folder_lock(path.with_name(path.name + ".lock"), what=f"the viewer's copy of {run_dir}"):
                 if not path.is_file():
                     tmp = path.with_name(path.name + ".tmp")
                     tmp.unlink(missing_ok=True)
@@ -66,11 +84,29 @@ class RunData:
         return hashlib.sha256(json.dumps([SCHEMA, stamp]).encode()).hexdigest()[:24]
 
     def _build(self) -> None:
+        import duckdb
+
+        try:
+            self._tables()
+        except duckdb.Error as e:
+            raise RunFileError(f"{self._reading}: cannot be read as JSON rows of the expected shape"
+                               f" ({str(e).splitlines()[0][:200]})") from None
+
+    def _tables(self) -> None:
         # Each file is read once (DuckDB infers the schema over the whole file, then loads it); the
         # candidates meet every iteration's scores and selection in one join.
-        self.db.execute(f"CREATE TEMP TABLE c0 AS SELECT id::VARCHAR AS id, instruction::VARCHAR AS instruction,"
-                        f" response::VARCHAR AS response, segment_id::VARCHAR AS segment_id"
-                        f" FROM {_json_source(self.run.candidates)}")
+        if self.run.candidates.stat().st_size == 0:
+            self.db.execute("CREATE TEMP TABLE c0 (id VARCHAR, instruction VARCHAR, response VARCHAR,"
+                            " segment_id VARCHAR)")
+        else:
+            self._reading = self.run.candidates
+            cols = self._load("c0_raw", self.run.candidates)
+            missing = {"id", "instruction", "response"} - cols
+            if missing:
+                raise RunFileError(f"{self.run.candidates}: rows lack key(s) {', '.join(sorted(missing))}")
+            seg = "segment_id::VARCHAR" if "segment_id" in cols else "NULL::VARCHAR"
+            self.db.execute(f"CREATE TEMP TABLE c0 AS SELECT id::VARCHAR AS id, instruction::VARCHAR AS"
+                            f" instruction, response::VARCHAR AS response, {seg} AS segment_id FROM c0_raw")
         cols, joins = ["c0.*"], []
         for t in self.iterations:
             self._add_iteration(t)
@@ -82,11 +118,15 @@ class RunData:
 
     def _load(self, name: str, path: Path) -> set[str]:
         """`path` read once into the temporary table `name`; its column names."""
+        self._reading = path  # named by the error if DuckDB cannot read it
         self.db.execute(f"CREATE TEMP TABLE {name} AS SELECT * FROM {_json_source(path)}")
-        return {r[0] for r in self.db.execute(f"DESCRIBE {name}").fetchall()}
+        cols = {r[0] for r in self.db.execute(f"DESCRIBE {name}").fetchall()}
+        if "id" not in cols:
+            raise RunFileError(f"{path}: rows have no 'id' key")
+        return cols
 
     def _add_segments(self) -> None:
-        if self.run.segments.is_file():
+        if self.run.segments.is_file() and self.run.segments.stat().st_size:
             cols = self._load("seg_raw", self.run.segments)
             url = "url::VARCHAR" if "url" in cols else "NULL::VARCHAR"
             path = "to_json(header_path)::VARCHAR" if "header_path" in cols else "NULL::VARCHAR"
@@ -96,7 +136,11 @@ class RunData:
             self.db.execute("CREATE TABLE seg (id VARCHAR, text VARCHAR, url VARCHAR, header_path VARCHAR)")
 
     def _add_iteration(self, t: int) -> None:
-        cols = self._load(f"raw{t}", self.run.scored(t))
+        if not self.run.scored(t).stat().st_size:
+            self.db.execute(f"CREATE TEMP TABLE raw{t} (id VARCHAR)")
+            cols = {"id"}
+        else:
+            cols = self._load(f"raw{t}", self.run.scored(t))
         picks = ", ".join(f"{('TRY_CAST(' + src + ' AS DOUBLE)') if src in cols else 'NULL::DOUBLE'} AS s{t}_{name}"
                           for name, src in SIGNALS.items())
         skipped = "skipped::VARCHAR" if "skipped" in cols else "NULL::VARCHAR"
@@ -105,7 +149,8 @@ class RunData:
                         f" {reasoning} AS s{t}_reasoning FROM raw{t}")
         selected = self.run.selected(t)
         if selected.is_file() and selected.stat().st_size:
-            self.db.execute(f"CREATE TEMP TABLE se{t} AS SELECT DISTINCT id::VARCHAR AS id FROM {_json_source(selected)}")
+            self._load(f"se_raw{t}", selected)
+            self.db.execute(f"CREATE TEMP TABLE se{t} AS SELECT DISTINCT id::VARCHAR AS id FROM se_raw{t}")
         else:
             self.db.execute(f"CREATE TEMP TABLE se{t} (id VARCHAR)")
 
@@ -208,7 +253,8 @@ class RunData:
         if t not in self.iterations or signal not in SIGNALS:
             raise ViewerError(f"no {signal} for iteration {t}")
         col = f"s{t}_{signal}"
-        lo, hi = self._sql(f"SELECT min({col}), max({col}) FROM cand").fetchone()
+        # NaN and infinities (a hand-edited or foreign scored file) have no bin: they are left out.
+        lo, hi = self._sql(f"SELECT min({col}), max({col}) FROM cand WHERE isfinite({col})").fetchone()
         if lo is None:
             return {"edges": [], "all": [], "selected": []}
         return self._bins(col, t, lo, hi, bins)
@@ -216,26 +262,17 @@ class RunData:
     def _bins(self, expr: str, t: int, lo: float, hi: float, bins: int) -> dict:
         """Counts of `expr` over all candidates and over those iteration t selected, in `bins` equal-width
         bins from lo to hi (the top one closed)."""
-        width = (hi - lo) / bins or 1.0
+        # Each term divided first: hi - lo overflows for values near the float limits (+-1e308).
+        width = (hi / bins - lo / bins) or 1.0
         counts = self._sql(
-            f"SELECT least(CAST(floor(({expr} - ?) / ?) AS INTEGER), ?) AS b, count(*), count(*) FILTER (WHERE sel{t})"
-            f" FROM cand WHERE {expr} IS NOT NULL GROUP BY 1 ORDER BY 1", [lo, width, bins - 1]).fetchall()
+            f"SELECT greatest(0, least(CAST(floor({expr} / ? - ? / ?) AS INTEGER), ?)) AS b, count(*),"
+            f" count(*) FILTER (WHERE sel{t}) FROM cand WHERE isfinite({expr}) GROUP BY 1 ORDER BY 1",
+            [width, lo, width, bins - 1]).fetchall()
         every, chosen = [0] * bins, [0] * bins
         for b, n, c in counts:
             every[b], chosen[b] = n, c
-        return {"edges": [lo + i * width for i in range(bins + 1)], "all": every, "selected": chosen}
-
-    def evaluation(self) -> dict:
-        """humback eval's metrics and each model's answers side by side, when the run was evaluated."""
-        ev = self.run.eval_dir
-        if not (ev / "metrics.json").is_file():
-            return {"metrics": None, "answers": []}
-        metrics = json.loads((ev / "metrics.json").read_text(encoding="utf-8"))
-        by_model = {p.stem: json.loads(p.read_text(encoding="utf-8")) for p in sorted((ev / "answers").glob("*.json"))}
-        names = list(by_model)
-        answers = [{"instruction": rows[0]["instruction"], **{n: by_model[n][i]["output"] for n in names}}
-                   for i, rows in enumerate(zip(*by_model.values()))] if by_model else []
-        return {"metrics": metrics, "models": names, "answers": answers}
+        edges = [lo + i * width for i in range(bins + 1)]
+        return {"edges": [e if math.isfinite(e) else hi for e in edges], "all": every, "selected": chosen}
 
     def lengths(self, t: int, bins: int = 20) -> dict:
         """Response lengths (characters) of all candidates vs those iteration t selected: a selection much
@@ -245,21 +282,62 @@ class RunData:
         hi = self._sql("SELECT max(length(response)) FROM cand").fetchone()[0] or 1
         return self._bins("length(response)", t, 0, hi, bins)
 
-    def curves(self) -> dict:
-        """Training loss per model (models/*/humback_train.json) and, after `humback eval`, each iteration's
-        judge ROC curve per signal (eval/calibration/iter<t>/scored.jsonl: labelled good and bad rows)."""
-        loss = {}
-        for p in sorted(self.run.models.glob("*/humback_train.json")):
-            curve = json.loads(p.read_text(encoding="utf-8")).get("loss_curve") or []
-            loss[p.parent.name] = [[e["step"], e["loss"]] for e in curve if e.get("loss") is not None]
-        roc: dict[str, dict] = {}
-        for p in sorted(self.run.eval_dir.glob("calibration/iter*/scored.jsonl")):
-            rows = list(read_jsonl(p))
-            roc[p.parent.name] = {name: _roc([r["label"] for r in rows], [sign * r[name] if r.get(name) is not None
-                                                                          else None for r in rows])
-                                  for name, sign in (("score", 1), ("ifd", -1), ("end_logprob", 1))
-                                  if any(r.get(name) is not None for r in rows)}
-        return {"loss": loss, "roc": roc}
+
+
+def evaluation(run: RunDir) -> dict:
+    """humback eval's metrics and each model's answers side by side, when the run was evaluated. Reads only
+    eval/ (not the run's rows): a bad candidates file leaves this tab working."""
+    ev = run.eval_dir
+    if not (ev / "metrics.json").is_file():
+        return {"metrics": None, "answers": []}
+    metrics = _read_json(ev / "metrics.json")
+    if not isinstance(metrics, dict):
+        raise RunFileError(f"{ev / 'metrics.json'}: expected a JSON object of metrics, got {type(metrics).__name__}")
+    by_model = {}
+    for p in sorted((ev / "answers").glob("*.json")):
+        rows = _read_json(p)
+        if not (isinstance(rows, list) and all(isinstance(r, dict) and isinstance(r.get("instruction"), str)
+                                               and "output" in r for r in rows)):
+            raise RunFileError(f"{p}: expected a list of {{instruction, output}} objects")
+        by_model[p.stem] = rows
+    names = list(by_model)
+    answers = [{"instruction": rows[0]["instruction"], **{n: by_model[n][i]["output"] for n in names}}
+               for i, rows in enumerate(zip(*by_model.values()))] if by_model else []
+    return {"metrics": metrics, "models": names, "answers": answers}
+
+
+def curves(run: RunDir) -> dict:
+    """Training loss per model (models/*/humback_train.json) and, after `humback eval`, each iteration's
+    judge ROC curve per signal (eval/calibration/iter<t>/scored.jsonl: labelled good and bad rows). A file
+    that cannot be read is listed under `problems` and the rest is still drawn."""
+    loss, problems = {}, []
+    for p in sorted(run.models.glob("*/humback_train.json")):
+        try:
+            record = _read_json(p)
+            curve = record.get("loss_curve") if isinstance(record, dict) else None
+            if not isinstance(curve, list):
+                raise RunFileError(f"{p}: no 'loss_curve' list")
+        except RunFileError as e:
+            problems.append(str(e))
+            continue
+        loss[p.parent.name] = [[e["step"], e["loss"]] for e in curve
+                               if isinstance(e, dict) and _number(e.get("step")) and _number(e.get("loss"))]
+    roc: dict[str, dict] = {}
+    for p in sorted(run.eval_dir.glob("calibration/iter*/scored.jsonl")):
+        try:
+            rows = [r for r in read_jsonl(p) if r.get("label") in (0, 1)]
+        except HumbackError as e:
+            problems.append(str(e))
+            continue
+        roc[p.parent.name] = {name: _roc([r["label"] for r in rows], [sign * r[name] if _number(r.get(name))
+                                                                      else None for r in rows])
+                              for name, sign in (("score", 1), ("ifd", -1), ("end_logprob", 1))
+                              if any(_number(r.get(name)) for r in rows)}
+    return {"loss": loss, "roc": roc, "problems": problems}
+
+
+def _number(x) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
 
 
 def _roc(labels: list[int], scores: list[float | None]) -> list[list[float]]:

@@ -14,17 +14,35 @@ from importlib import resources
 from pathlib import Path
 
 from humback.errors import HumbackError
+from humback.records import RecordError
 from humback.rundir import RunDir
-from humback.viewer.data import RunData, ViewerError
+from humback.viewer.data import RunData, RunFileError, ViewerError
+from humback.viewer.data import curves as run_curves
+from humback.viewer.data import evaluation as run_evaluation
 
 # The page's own script only; no inline handlers, no remote anything.
 CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self';"
        " base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
 
 
-def create_app(run_dir: str | Path):
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+BIG = 2**62  # offsets and limits past this are no request a page makes
+
+
+def allowed_hosts(host: str) -> list[str]:
+    """Host headers the viewer answers: the names of the address it is bound to. Any other name (a web page
+    that rebinds its own domain to 127.0.0.1) is refused, so no site can read the run through the browser."""
+    if host in ("0.0.0.0", "::", ""):  # every interface: the user chose to serve the network (warned)
+        return ["*"]
+    names = list(LOOPBACK) if host in LOOPBACK else [host]
+    return names + [f"[{n}]" for n in names if ":" in n]
+
+
+def create_app(run_dir: str | Path, host: str = "127.0.0.1"):
     from fastapi import FastAPI, HTTPException, Query
+    from fastapi import Path as Path_
     from fastapi.responses import FileResponse, JSONResponse
+    from starlette.middleware.trustedhost import TrustedHostMiddleware
 
     # The run is read in the background (the first time, a large run takes seconds): the page is served
     # at once and every API request waits for the data.
@@ -47,6 +65,7 @@ def create_app(run_dir: str | Path):
 
     static = Path(str(resources.files("humback.viewer") / "static"))
     app = FastAPI(title="humback viewer", docs_url=None, redoc_url=None, openapi_url=None)
+    app.add_middleware(TrustedHostMiddleware, allowed_hosts=allowed_hosts(host))
 
     @app.middleware("http")
     async def headers(request, call_next):
@@ -58,7 +77,9 @@ def create_app(run_dir: str | Path):
 
     @app.exception_handler(HumbackError)
     async def not_here(request, exc: HumbackError):
-        return JSONResponse({"error": str(exc)}, status_code=404 if isinstance(exc, ViewerError) else 500)
+        # A run file that cannot be read is the run's problem, not the server's: 422 naming the file.
+        status = 422 if isinstance(exc, (RunFileError, RecordError)) else 404 if isinstance(exc, ViewerError) else 500
+        return JSONResponse({"error": str(exc)}, status_code=status)
 
     @app.get("/")
     def page():
@@ -76,10 +97,11 @@ def create_app(run_dir: str | Path):
         return data().funnel()
 
     @app.get("/api/candidates")
-    def candidates(iteration: int | None = None, sort: str = "id", desc: bool = False,
-                   min_score: float | None = None, max_score: float | None = None, selected: bool | None = None,
-                   skipped: str | None = None, q: str | None = Query(None, max_length=200), offset: int = 0,
-                   limit: int = 50):
+    def candidates(iteration: int | None = Query(None, ge=0, le=1000), sort: str = "id", desc: bool = False,
+                   min_score: float | None = Query(None, ge=-1e300, le=1e300),
+                   max_score: float | None = Query(None, ge=-1e300, le=1e300), selected: bool | None = None,
+                   skipped: str | None = Query(None, max_length=100), q: str | None = Query(None, max_length=200),
+                   offset: int = Query(0, ge=0, le=BIG), limit: int = Query(50, ge=1, le=BIG)):
         return data().page(iteration, sort, desc, min_score, max_score, selected, skipped, q, offset, limit)
 
     @app.get("/api/candidates/{row_id}")
@@ -87,24 +109,25 @@ def create_app(run_dir: str | Path):
         return data().row(row_id)
 
     @app.get("/api/diff/{iteration}")
-    def diff(iteration: int):
+    def diff(iteration: int = Path_(ge=0, le=1000)):
         return data().diff(iteration)
 
     @app.get("/api/histogram/{iteration}")
-    def histogram(iteration: int, signal: str = "score"):
+    def histogram(iteration: int = Path_(ge=0, le=1000), signal: str = "score"):
         return data().histogram(iteration, signal)
 
     @app.get("/api/lengths/{iteration}")
-    def lengths(iteration: int):
+    def lengths(iteration: int = Path_(ge=0, le=1000)):
         return data().lengths(iteration)
 
+    # These two read their own files, not the run's rows: they work while the rows cannot be read.
     @app.get("/api/curves")
     def curves():
-        return data().curves()
+        return run_curves(RunDir(run_dir))
 
     @app.get("/api/eval")
     def evaluation():
-        return data().evaluation()
+        return run_evaluation(RunDir(run_dir))
 
     return app
 
@@ -113,6 +136,6 @@ def serve(run_dir: str | Path, host: str = "127.0.0.1", port: int = 8765) -> Non
     import uvicorn
 
     RunDir(run_dir).read_manifest()  # not a run folder: say so now, not in the browser
-    app = create_app(run_dir)
+    app = create_app(run_dir, host)
     print(f"[humback] viewing {run_dir} at http://{host}:{port}/ (Ctrl-C to stop)", flush=True)
     uvicorn.run(app, host=host, port=port, log_level="warning")

@@ -25,11 +25,21 @@ async function api(path) {
   return body;
 }
 
+// A part of the run that cannot be read (the server names the file) is said in its own tab, as text; the
+// other tabs keep working.
+function guarded(tab, load) {
+  return async (...args) => {
+    const section = document.getElementById(tab);
+    section.querySelectorAll(":scope > p.error").forEach(p => p.remove());
+    try { await load(...args); } catch (err) { section.prepend(el("p", "Could not load this part of the run: " + err.message, "error")); }
+  };
+}
+
 function showTab(name) {
   document.querySelectorAll("nav button").forEach(b => b.classList.toggle("active", b.dataset.tab === name));
   document.querySelectorAll(".tab").forEach(s => s.classList.toggle("active", s.id === name));
-  if (name === "diff") loadDiff();
-  if (name === "eval") loadEval();
+  if (name === "diff") guarded("diff", loadDiff)();
+  if (name === "eval") guarded("eval", loadEval)();
 }
 
 const SVG = "http://www.w3.org/2000/svg";
@@ -237,12 +247,13 @@ async function loadEval() {
 
 document.addEventListener("DOMContentLoaded", async () => {
   document.querySelectorAll("nav button").forEach(b => b.addEventListener("click", () => showTab(b.dataset.tab)));
-  document.getElementById("filters").addEventListener("submit", ev => { ev.preventDefault(); state.offset = 0; loadTable(); });
-  document.getElementById("prev").addEventListener("click", () => { state.offset = Math.max(0, state.offset - state.limit); loadTable(); });
-  document.getElementById("next").addEventListener("click", () => { if (state.offset + state.limit < state.total) { state.offset += state.limit; loadTable(); } });
+  const table = guarded("candidates", loadTable);
+  document.getElementById("filters").addEventListener("submit", ev => { ev.preventDefault(); state.offset = 0; table(); });
+  document.getElementById("prev").addEventListener("click", () => { state.offset = Math.max(0, state.offset - state.limit); table(); });
+  document.getElementById("next").addEventListener("click", () => { if (state.offset + state.limit < state.total) { state.offset += state.limit; table(); } });
   document.getElementById("close").addEventListener("click", () => { document.getElementById("detail").hidden = true; });
-  document.getElementById("diff-iteration").addEventListener("change", loadDiff);
-  await loadFunnel();
-  await loadTable();
+  document.getElementById("diff-iteration").addEventListener("change", guarded("diff", loadDiff));
+  await guarded("funnel", loadFunnel)();
+  await table();
   document.body.dataset.ready = "true";
 });
