@@ -30,7 +30,7 @@ from tqdm.auto import tqdm
 
 from humback.config import ClusterConfig, ConfigError, EngineConfig
 from humback.errors import EnvironmentFault, HumbackError
-from humback.files import atomic_write, ensure_dir, make_owned_dir, remove_owned
+from humback.files import atomic_write, ensure_dir, make_owned_dir, refuse_link, remove_owned
 from humback.records import BadLine, RecordError, read_jsonl, write_jsonl
 
 SHARD_SUFFIX = ".shards"
@@ -255,6 +255,7 @@ class ShardStore:
         self.out, self.folder = out, shard_folder(out)
         self.stamp = stamp = json.dumps(settings, sort_keys=True, default=str)
         stamp_file = self.folder / "settings.json"
+        refuse_link(self.folder)
         if self.folder.is_dir():
             foreign = [p.name for p in self.folder.iterdir()
                        if p.name != "settings.json" and not (p.suffix == ".jsonl" and p.stem.isdigit())

@@ -38,10 +38,12 @@ def curated_rows(run_dir: Path, iteration: int) -> list[dict]:
     selected = run.selected(iteration)
     if not selected.is_file():
         raise ExportError(f"{selected} does not exist: run curation first (humback run) or pick --iteration")
-    segments = {s["id"]: s for s in read_jsonl(run.segments)} if run.segments.is_file() else {}
+    segments = ({str(s["id"]): s for s in read_jsonl(run.segments, required=("id",), unique_ids=True)}
+                if run.segments.is_file() else {})
     rows = []
-    for r in read_jsonl(selected, required=("id", "instruction", "response")):
-        seg = segments.get(r["id"], {})
+    text = ("instruction", "response")
+    for r in read_jsonl(selected, required=("id", *text), unique_ids=True, strings=text):
+        seg = segments.get(str(r["id"]), {})
         rows.append({"id": r["id"],
                      "messages": [{"role": "user", "content": r["instruction"]},
                                   {"role": "assistant", "content": r["response"]}],

@@ -47,7 +47,7 @@ def _read_json(path: Path):
     try:
         return json.loads(path.read_bytes().decode("utf-8"))
     except (OSError, UnicodeDecodeError, ValueError, RecursionError) as e:
-        raise ViewerError(f"{path}: not readable JSON ({type(e).__name__}: {str(e)[:120]})") from None
+        raise RunFileError(f"{path}: not readable JSON ({type(e).__name__}: {str(e)[:120]})") from None
 
 
 SCHEMA = 1  # bump when the tables change: older cached databases are then rebuilt

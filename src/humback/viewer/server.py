@@ -9,6 +9,7 @@ Policy that allows no script but the page's own.
 
 from __future__ import annotations
 
+import math
 import threading
 from importlib import resources
 from pathlib import Path
@@ -38,11 +39,27 @@ def allowed_hosts(host: str) -> list[str]:
     return names + [f"[{n}]" for n in names if ":" in n]
 
 
+def finite(value):
+    """`value` with NaN and infinities as null: JSON has no such numbers (a hand-edited or foreign run file
+    may hold them), and a response must never fail to serialise."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite(v) for v in value]
+    return value
+
+
 def create_app(run_dir: str | Path, host: str = "127.0.0.1"):
     from fastapi import FastAPI, HTTPException, Query
     from fastapi import Path as Path_
     from fastapi.responses import FileResponse, JSONResponse
     from starlette.middleware.trustedhost import TrustedHostMiddleware
+
+    class FiniteJSON(JSONResponse):
+        def render(self, content) -> bytes:
+            return super().render(finite(content))
 
     # The run is read in the background (the first time, a large run takes seconds): the page is served
     # at once and every API request waits for the data.
@@ -64,7 +81,8 @@ def create_app(run_dir: str | Path, host: str = "127.0.0.1"):
         return holder["data"]
 
     static = Path(str(resources.files("humback.viewer") / "static"))
-    app = FastAPI(title="humback viewer", docs_url=None, redoc_url=None, openapi_url=None)
+    app = FastAPI(title="humback viewer", docs_url=None, redoc_url=None, openapi_url=None,
+                  default_response_class=FiniteJSON)
     app.add_middleware(TrustedHostMiddleware, allowed_hosts=allowed_hosts(host))
 
     @app.middleware("http")
