@@ -25,11 +25,26 @@ PAIRS = [{"id": str(i), "instruction": f"How do I do task {i}?",
          for i in range(5)]
 
 
+PER_PAIR = ["positive", "mismatch", "truncated", "boilerplate", "copy", "copy", "meta", "stacked", "injected"]
+
+
 def test_negatives_are_one_of_each_kind_per_pair():
+    from humback.gates import gate
+    from humback.untrusted import neutralise
+
     rows = build_negatives(PAIRS, seed=3)
-    assert len(rows) == 20 and [r["kind"] for r in rows[:4]] == ["positive", "mismatch", "truncated", "boilerplate"]
-    assert sum(r["label"] for r in rows) == 5 and len({r["id"] for r in rows}) == 20
-    for pair, (pos, mis, trunc, boiler) in zip(PAIRS, zip(*[iter(rows)] * 4)):
+    n = len(PER_PAIR)
+    assert len(rows) == 5 * n and [r["kind"] for r in rows[:n]] == PER_PAIR
+    assert sum(r["label"] for r in rows) == 5 and len({r["id"] for r in rows}) == 5 * n
+    for pair, group in zip(PAIRS, zip(*[iter(rows)] * n)):
+        pos, mis, trunc, boiler, copy, repeat, meta, stacked, injected = group
+        assert copy["instruction"] == copy["response"] == pair["response"]
+        assert repeat["instruction"].startswith("Repeat this text: ") and repeat["response"] == pair["response"]
+        assert gate(meta["instruction"], meta["response"]) in ("meta", "echo")  # one meta wording echoes the prompt
+        assert stacked["instruction"].split("\n")[0] == pair["instruction"] and len(stacked["instruction"].split("\n")) == 3
+        assert len(set(stacked["instruction"].split("\n"))) == 3  # two other pairs' instructions
+        assert neutralise(injected["response"]) == (pair["response"], True) or neutralise(injected["response"])[1]
+        assert all(part in injected["response"] for part in pair["response"].split("\n\n"))
         assert pos["response"] == pair["response"] and {pos["instruction"], mis["instruction"]} == {pair["instruction"]}
         assert mis["response"] != pair["response"] and mis["response"] in [p["response"] for p in PAIRS]
         assert pair["response"].startswith(trunc["response"]) and len(trunc["response"]) <= 0.3 * len(pair["response"])
@@ -102,13 +117,20 @@ def test_calibrate_command_end_to_end(tiny_model, tmp_path):
     res = _humback(*args, "--fit", "ifd,end_logprob", cwd=tmp_path)
     assert res.returncode == 0, res.stderr
     out = json.loads((tmp_path / "cal" / "calibration.json").read_text())
-    assert (out["positives"], out["negatives"], out["negatives_built"]) == (5, 15, True)
-    assert set(out["signals"]) == {"score", "judge_score", "ifd", "nll", "end_logprob"}
-    assert set(out["signals"]["ifd"]) == {"auc", "auc_mismatch", "auc_truncated", "auc_boilerplate"}
+    assert (out["positives"], out["negatives"], out["negatives_built"]) == (5, 40, True)
+    assert set(out["signals"]) == {"score", "judge_score", "ifd", "nll", "end_logprob", "overlap"}
+    assert set(out["signals"]["ifd"]) == {"auc"} | {f"auc_{k}" for k in set(PER_PAIR) - {"positive"}}
+    # Copies, meta and stacked instructions are gated, injected answers skipped: none is selected.
+    assert set(out["selected_share"]) == set(PER_PAIR)
+    assert all(out["selected_share"][k] == 0 for k in ("copy", "meta", "stacked", "injected"))
+    skipped = out["skipped"]
+    # (the "Repeat this text:" copies are gated on responses of 50+ words; these answers are shorter)
+    assert skipped["copy"] == 5 and skipped.get("meta", 0) + skipped.get("echo", 0) == 5
+    assert skipped["stacked"] == 5 and skipped["judge_directed"] == 5
     assert out["parse_failure_rate"] == 0.0 and set(out["fit"]["combine"]) == {"bias", "ifd", "end_logprob"}
     assert "ifd" in res.stdout and "fitted weights" in res.stdout
     scored = [json.loads(line) for line in (tmp_path / "cal" / "scored.jsonl").read_text().splitlines()]
-    assert len(scored) == 20 and all(s["ifd"] > 0 and s["end_logprob"] < 0 for s in scored)
+    assert len(scored) == 45 and all(s["ifd"] > 0 and s["end_logprob"] < 0 for s in scored if not s.get("skipped"))
     # a rerun is answered from the cache and gives the same numbers
     again = _humback(*args, "--fit", "ifd,end_logprob", cwd=tmp_path)
     assert again.returncode == 0 and json.loads((tmp_path / "cal" / "calibration.json").read_text()) == out

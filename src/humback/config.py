@@ -24,6 +24,7 @@ from pydantic import (
 )
 
 from humback.errors import HumbackError
+from humback.gates import GATES
 
 
 class ConfigError(HumbackError):
@@ -229,7 +230,7 @@ class AugmentConfig(_Strict):
     max_new_tokens: int = Field(128, ge=1)
 
 
-SIGNALS = ("judge_score", "ifd", "nll", "end_logprob")
+SIGNALS = ("judge_score", "ifd", "nll", "end_logprob", "overlap")
 
 
 class CurateConfig(_Strict):
@@ -250,13 +251,23 @@ class CurateConfig(_Strict):
         " not help predict the response)")
     combine: dict[str, float] | None = Field(
         None, description="score = 1 + 4 * sigmoid(bias + sum of weight x signal) over signals judge_score,"
-        " ifd, nll, end_logprob; weights from `humback calibrate --fit`. Unset: score = the judge's score")
+        " ifd, nll, end_logprob, overlap; weights from `humback calibrate --fit`. Unset: score = the judge's score")
     threshold: float = Field(4.0, ge=1.0, le=5.0, description="keep candidates scoring >= threshold")
     max_selected: int | None = Field(None, ge=1, description="keep at most this many, best first")
     top_fraction: float | None = Field(
         None, gt=0.0, le=1.0,
         description="keep at most this fraction of all candidates, best first (for weak judges whose scores"
         " cluster in a narrow band, where a fixed threshold keeps all or nothing)")
+    gates: list[Literal[GATES]] = Field(  # type: ignore[valid-type]
+        list(GATES), description="rules on generated instructions applied before judging, each a `skipped`"
+        " reason (never selected): no_content (no words), echo (chat-template tokens, role labels, the backward"
+        " prompt's own wording), meta (talks about a question instead of asking one, or refers to 'the text'),"
+        " stacked (a list of three or more questions), copy (reproduces its response), repetition (a"
+        " degenerate loop), not_request (a statement that asks nothing); [] switches them off (src/humback/gates.py)")
+    judge_directed: Literal["skip", "score"] = Field(
+        "skip", description="a pair whose text speaks to a judge or imitates its output ('Score: 5', 'rate this"
+        " 5', 'ignore the rubric'): always removed from what the judge reads and flagged; 'skip' (default) skips"
+        " the pair, 'score' judges it without that text (src/humback/untrusted.py)")
     near_duplicate_instructions: float | None = Field(
         0.8, gt=0.0, le=1.0, description="skip a candidate whose instruction has at least this estimated"
         " Jaccard similarity (character 5-grams) with one already selected; null keeps them all")
@@ -279,7 +290,7 @@ class CurateConfig(_Strict):
     @property
     def forward_signals(self) -> bool:
         """Whether IFD / NLL / end-of-turn are computed (two forward passes per candidate)."""
-        weighted = any((self.combine or {}).get(k, 0) for k in SIGNALS[1:])
+        weighted = any((self.combine or {}).get(k, 0) for k in ("ifd", "nll", "end_logprob"))
         return self.ifd or self.max_ifd is not None or weighted
 
 

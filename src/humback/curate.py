@@ -59,7 +59,7 @@ def curate(candidates: str | Path, generator: Generator | Replicas, out_dir: str
 
 def curate_stats(rows: list[dict], scored: dict[str, dict], selected: list[dict], cfg: CurateConfig) -> CurateStats:
     """The stage's record: the funnel, parse failures, score histograms and the length-bias guard."""
-    # Candidates skipped before judging (empty instruction, IFD cut) are counted apart, not as failures.
+    # Candidates skipped before judging (empty instruction, a gate, IFD cut) are counted apart, not as failures.
     skipped = Counter(scored[r["id"]].get("skipped") for r in rows if scored[r["id"]].get("skipped"))
     judged = [scored[r["id"]] for r in rows if not scored[r["id"]].get("skipped")]
     judge_scores = [s.get("judge_score") for s in judged] if cfg.judged else []
@@ -73,6 +73,8 @@ def curate_stats(rows: list[dict], scored: dict[str, dict], selected: list[dict]
     stats: CurateStats = {
         "rows": len(rows), "selected": len(selected), "threshold": cfg.threshold, "method": cfg.method,
         "skipped_empty_instruction": skipped.get("empty_instruction", 0), "skipped_ifd": skipped.get("ifd", 0),
+        "skipped": dict(sorted(skipped.items())),
+        "judge_directed": sum(bool(scored[r["id"]].get("judge_directed")) for r in rows),
         "parse_failures": sum(v is None for v in judge_scores),
         "parse_failure_rate": parse_failure_rate(judged) if cfg.judged else 0.0,
         "mean_score": mean(scores), "score_histogram": histogram([s["score"] for s in judged]),

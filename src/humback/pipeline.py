@@ -89,8 +89,10 @@ def _engine_note(stats: dict) -> str:
 
 def _note(key: str, stats: dict) -> str:
     if key.startswith("curate"):
-        ifd = f", {stats['skipped_ifd']} cut by IFD" if stats.get("skipped_ifd") else ""
-        return (f"selected {stats['selected']} (score >= {stats['threshold']}{ifd}), parse failures "
+        cut = ", ".join(f"{n} {reason}" for reason, n in (stats.get("skipped") or {}).items())
+        ifd = f"; skipped: {cut}" if cut else ""
+        directed = f", {stats['judge_directed']} judge-directed" if stats.get("judge_directed") else ""
+        return (f"selected {stats['selected']} (score >= {stats['threshold']}{ifd}{directed}), parse failures "
                 f"{stats['parse_failure_rate']:.0%}, mean score {stats['mean_score']}, histogram "
                 f"{stats['score_histogram']}" + _engine_note(stats))
     if key.startswith("train"):
@@ -141,8 +143,8 @@ def summary(data: dict) -> str:
             note = f"(stats incomplete: {e})"
         lines.append(f"{key:<10} {st['status']:<8} {rows!s:>5} {st.get('seconds', '')!s:>8}  {note}")
     outs = {k: st.get("outputs", {}) for k, st in data["stages"].items() if st.get("status") == "done"}
-    curated = [o["selected"] for k, o in outs.items() if k.startswith("curate")]
-    models = [o["model"] for k, o in outs.items() if k.startswith("train")]
+    curated = [o["selected"] for k, o in outs.items() if k.startswith("curate") and "selected" in o]
+    models = [o["model"] for k, o in outs.items() if k.startswith("train") and "model" in o]
     if curated:
         lines.append(f"curated dataset: {curated[-1]}")
     if models:

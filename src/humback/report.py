@@ -149,9 +149,14 @@ def report(run_dir: str | Path) -> Path:
     if iterations:
         md += [f"![curation scores]({_score_plot(run, iterations, out / 'scores.png')})", ""]
         stats = manifest["stages"]
-        keys = ("rows", "selected", "threshold", "parse_failure_rate", "mean_score", "skipped_ifd")
-        rows = [[t] + [(stats.get(f"curate:{t}", {}).get("stats") or {}).get(k) for k in keys] for t in iterations]
-        md += _table(["iteration", "candidates", "selected", "threshold", "parse failures", "mean score", "cut by IFD"], rows)
+        keys = ("rows", "selected", "threshold", "parse_failure_rate", "mean_score", "judge_directed")
+        rows = []
+        for t in iterations:
+            st = stats.get(f"curate:{t}", {}).get("stats") or {}
+            skipped = st.get("skipped") if isinstance(st.get("skipped"), dict) else {}
+            rows.append([t] + [st.get(k) for k in keys] + [", ".join(f"{r} {n}" for r, n in skipped.items()) or "-"])
+        md += _table(["iteration", "candidates", "selected", "threshold", "parse failures", "mean score",
+                      "judge-directed", "skipped before judging"], rows)
     else:
         md += ["(no curation yet)"]
     md += ["", f"## {SECTIONS[2]}", ""]

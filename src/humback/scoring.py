@@ -22,8 +22,10 @@ import re
 from collections import Counter
 
 from humback.config import CurateConfig
+from humback.gates import LONG_RESPONSE, gate, overlap, words
 from humback.generation.base import Generator, SamplingParams, row_seed
 from humback.prompts import CURATION_PROMPT, SCORE_PREFIX
+from humback.untrusted import judge_view
 
 # "Score: 4", "score: 4.", "**Score:** 4", "Score = 5/5", "Score: **3**"
 SCORE_RE = re.compile(r"score\s*\**\s*[:=]\s*\**\s*(\d+(?:\.\d+)?)(?![\d.]*\d)", re.IGNORECASE)
@@ -112,7 +114,7 @@ def judge(generator: Generator, rows: list[dict], cfg: CurateConfig, seed: int) 
 def combined_score(row: dict, weights: dict[str, float]) -> float | None:
     """1 + 4 * sigmoid(bias + sum of weight x signal): P(good) under the fitted logistic model, on the
     rubric's 1-5 scale so thresholds read the same way (4 = P(good) 0.75). None when a weighted signal
-    is missing (an unparsed judge reply)."""
+    is missing (an unparsed judge reply) or not a number (NaN)."""
     z = weights.get("bias", 0.0)
     for name, w in weights.items():
         if name == "bias" or w == 0:
@@ -120,17 +122,47 @@ def combined_score(row: dict, weights: dict[str, float]) -> float | None:
         if row.get(name) is None:
             return None
         z += w * row[name]
+    if math.isnan(z):  # a NaN signal would pass min(50, nan) as 50: a 5.0 for nothing
+        return None
     return round(1 + 4 / (1 + math.exp(-max(-50.0, min(50.0, z)))), 4)
+
+
+FREE_OVERLAP = 0.2  # the share of a response an instruction may reproduce before its score is discounted
+
+
+def copy_discount(score: float | None, overlap: float, response: str) -> float | None:
+    """`score` (1-5) discounted as the instruction reproduces more of its response: unchanged up to
+    FREE_OVERLAP, falling linearly to the minimum, 1, for a copy. IFD and the end-of-turn log-probability
+    reward a copy most of all (nothing predicts a response better than the response), so without this a
+    copy outscores every real pair; with it the score cannot rise as overlap rises past the free share
+    (docs/method.md §11). Short responses (a one-line answer may quote its instruction) are left alone."""
+    if score is None or overlap <= FREE_OVERLAP or len(words(response)) < LONG_RESPONSE:
+        return score
+    return round(1 + (score - 1) * (1 - overlap) / (1 - FREE_OVERLAP), 4)
 
 
 def score_rows(generator: Generator, rows: list[dict], cfg: CurateConfig, seed: int) -> list[dict]:
     """One scored record per row, in row order: the signals cfg asks for and `score`, the value
-    selection ranks by. Rows with an empty instruction, or with IFD >= cfg.max_ifd, are not judged
-    (`skipped` says why)."""
+    selection ranks by. Rows with an empty instruction, failing a gate (humback/gates.py), holding
+    judge-directed text with cfg.judge_directed 'skip', or with IFD >= cfg.max_ifd, are not judged
+    (`skipped` says why). Judges and forward passes read each pair neutralised (humback/untrusted.py)."""
     out = [{"id": r["id"], "score": None} for r in rows]
     live = [i for i, r in enumerate(rows) if r["instruction"].strip()]
     for i in set(range(len(rows))) - set(live):
         out[i]["skipped"] = "empty_instruction"
+    views = {}
+    for i in live:
+        out[i]["overlap"] = overlap(rows[i]["instruction"], rows[i]["response"])
+        reason = gate(rows[i]["instruction"], rows[i]["response"], tuple(cfg.gates))
+        views[i], directed = judge_view(rows[i])
+        if directed:
+            out[i]["judge_directed"] = True
+        if reason is None and directed and cfg.judge_directed == "skip":
+            reason = "judge_directed"
+        if reason is not None:
+            out[i]["skipped"] = reason
+    live = [i for i in live if not out[i].get("skipped")]
+    rows = [views.get(i, r) for i, r in enumerate(rows)]  # from here on, what the judge reads
     if cfg.forward_signals and live:
         for i, sig in zip(live, forward_signals(generator, [rows[i] for i in live])):
             out[i].update(sig)
@@ -143,7 +175,8 @@ def score_rows(generator: Generator, rows: list[dict], cfg: CurateConfig, seed: 
         for i, res in zip(live, judge(generator, [rows[i] for i in live], cfg, seed)):
             out[i].update(res)
     for i in live:
-        out[i]["score"] = combined_score(out[i], cfg.combine) if cfg.combine else out[i].get("judge_score")
+        score = combined_score(out[i], cfg.combine) if cfg.combine else out[i].get("judge_score")
+        out[i]["score"] = copy_discount(score, out[i]["overlap"], rows[i]["response"])
     for rec in out:
         rec["judge"] = {"model": generator.model, "method": cfg.method}
     return out

@@ -56,6 +56,8 @@ class CurateStats(TypedDict):
     method: str
     skipped_empty_instruction: int
     skipped_ifd: int
+    skipped: dict[str, int]  # every reason a candidate was not judged (gates, IFD, judge-directed text), counted
+    judge_directed: int  # pairs whose text spoke to the judge: neutralised for the judge, scored or skipped
     parse_failures: int
     parse_failure_rate: float
     mean_score: float | None
