@@ -82,6 +82,20 @@ def test_shard_writer_ignores_old_temp_names_and_refuses_a_linked_output(tmp_pat
         ShardWriter(tmp_path / "linked")
 
 
+def test_a_killed_writers_temp_files_are_swept_and_nothing_else(tmp_path):
+    from humback.files import temp_path
+
+    out = tmp_path / "segments.jsonl"
+    stale_file, stale_dir = temp_path(out), temp_path(tmp_path / "shards", folder=True)
+    (stale_dir / "00000.jsonl").write_text("{}\n")
+    mine = [tmp_path / ".segments.jsonl.notes.tmp", tmp_path / ".segments.jsonl.ABCDEFGH.tmp.bak"]
+    for p in mine:
+        p.write_text("mine")
+    write_jsonl(out, [{"id": "1"}])
+    ShardWriter(tmp_path / "shards").finish()
+    assert not stale_file.exists() and not stale_dir.exists() and all(p.read_text() == "mine" for p in mine)
+
+
 def test_row_writer_refuses_links_at_partial_settings_and_output(tmp_path, victim):
     for name in ("scored.jsonl.partial", "scored.jsonl.partial.settings.json", "scored.jsonl"):
         d = tmp_path / name.replace(".", "_")

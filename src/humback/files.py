@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -27,6 +28,8 @@ from pathlib import Path
 from humback.errors import EnvironmentFault, HumbackError
 
 OWNED = ".humback-owned"  # marker in every folder humback made and may remove or replace
+_UMASK = os.umask(0o022)  # read once (the only way to read it), and put back at once
+os.umask(_UMASK)
 
 
 class UnsafePath(HumbackError):
@@ -98,11 +101,36 @@ def temp_path(target: Path, folder: bool = False) -> Path:
     with disk_errors(target.parent):
         if folder:
             tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp"))
+            tmp.chmod(0o777 & ~_UMASK)  # mkdtemp makes it private; outputs get the usual permissions
             mark_owned(tmp)
             return tmp
         fd, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    os.close(fd)
+    try:
+        os.fchmod(fd, 0o666 & ~_UMASK)  # as open() would have made it
+    finally:
+        os.close(fd)
     return Path(name)
+
+
+def sweep_temps(target: Path) -> int:
+    """Remove the temporary files and folders an earlier, killed writer of `target` left beside it (the
+    names temp_path makes: `.<name>.<8 random characters>.tmp`; folders only with humback's marker), so a
+    killed 10 GB segment pass does not stay on disk. Call it holding the output's lock. Returns the count."""
+    pattern = re.compile(rf"\.{re.escape(target.name)}\.[A-Za-z0-9_]{{8}}\.tmp")
+    removed = 0
+    if not target.parent.is_dir():
+        return 0
+    for p in target.parent.iterdir():
+        if not pattern.fullmatch(p.name) or p.is_symlink():
+            continue
+        if p.is_file():
+            p.unlink(missing_ok=True)
+        elif p.is_dir() and is_owned(p):
+            shutil.rmtree(p, ignore_errors=True)
+        else:
+            continue
+        removed += 1
+    return removed
 
 
 def discard(tmp: Path) -> None:

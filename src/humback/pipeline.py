@@ -246,6 +246,8 @@ def run_pipeline(cfg: RunConfig, run_dir: str | Path, force: str | None = None,
     from humback.models import resolve_model
 
     run_dir = Path(run_dir)
+    if run_dir.is_symlink():  # the run folder you named (e.g. a link to a larger disk): followed once, here
+        run_dir = run_dir.resolve()
     run = RunDir(run_dir)
     own = {run.manifest_path.name, run.config_path.name, run.lock_path.name, "cache"}  # what an early kill leaves
     if run_dir.is_dir() and any(p.name not in own for p in run_dir.iterdir()) and not run.manifest_path.exists():

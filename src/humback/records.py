@@ -25,6 +25,7 @@ from humback.files import (
     open_append,
     publish,
     refuse_link,
+    sweep_temps,
     temp_path,
 )
 from humback.files import (
@@ -298,6 +299,7 @@ class ShardWriter:
         self.single = self.out.suffix == ".jsonl"
         self.shard_size = shard_size
         self._check_out()
+        sweep_temps(self.out)  # what a killed writer of this output left
         self.tmp = temp_path(self.out, folder=not self.single)
         self.rows = 0
         self._f = open(self.tmp, "w", encoding="utf-8") if self.single else None  # noqa: SIM115 (closed in finish/close)
