@@ -19,7 +19,7 @@ from __future__ import annotations
 import re
 import zlib
 
-GATES = ("no_content", "echo", "meta", "stacked", "copy", "repetition", "not_request")
+GATES = ("no_content", "copy", "echo", "meta", "stacked", "repetition", "not_request")  # checked in this order
 
 _WORD = re.compile(r"[^\W_]+(?:['’][^\W_]+)?", re.UNICODE)
 
@@ -80,7 +80,7 @@ _REQUEST_CUE = re.compile(
 _STATEMENT = re.compile(r"\W*(the|this|that|these|those|it|there|they|he|she|we|our|my|its|their|a|an)\b[^?]*?"
                         r"\b(is|are|was|were|has|have|had|will|can|does|do)\b", re.IGNORECASE)
 _CLAUSE = re.compile(r"[.!?;:\n]+\s*|,\s+")
-_LIST_MARK = re.compile(r"^\s*(\d+[.)]|[-*•])\s+", re.MULTILINE)
+_LIST_MARK = re.compile(r"^[ \t]*(\d+[.)]|[-*•])[ \t]+", re.MULTILINE)
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n+")
 
 
@@ -134,13 +134,21 @@ def _is_request(text: str) -> bool:
 
 
 def _stacked(text: str) -> bool:
-    """Three or more questions making up most of the instruction: a list of questions, not one request
-    with its context (two related parts, "What is X, and how do I apply it?", pass)."""
+    """Several requests stacked: three or more questions making up most of the instruction, or three or
+    more lines that are each a request of their own (a question or an imperative) making up most of its
+    lines. One request with its context, or two related parts ("What is X, and how do I apply it?"),
+    passes."""
     text = _LIST_MARK.sub("", text)
     sentences = [s for s in _SENTENCE_END.split(text.strip()) if words(s)]
     questions = [s for s in sentences if s.rstrip().endswith("?") or (words(s)[0] in _QUESTION_START
                                                                       and not s.rstrip().endswith("."))]
-    return len(questions) >= 3 and len(questions) >= 0.6 * len(sentences) and len(words(text)) <= 80
+    if len(questions) >= 3 and len(questions) >= 0.6 * len(sentences) and len(words(text)) <= 80:
+        return True
+    if re.search(r"\n\s*\n", text.strip()):
+        return False  # a blank line sets a request apart from the text it is about
+    lines = [line for line in text.splitlines() if words(line)]
+    asks = [line for line in lines if len(words(line)) <= 60 and _is_request(line)]
+    return len(asks) >= 3 and len(asks) >= 0.75 * len(lines)
 
 
 def gate(instruction: str, response: str, enabled: tuple[str, ...] = GATES) -> str | None:
@@ -151,14 +159,14 @@ def gate(instruction: str, response: str, enabled: tuple[str, ...] = GATES) -> s
     on = set(enabled)
     if "no_content" in on and (sum(c.isalpha() for c in text) < 2 or not [x for x in w if not x.isdigit()]):
         return "no_content"
+    if "copy" in on and _copy(w, words(response), text, response):
+        return "copy"
     if "echo" in on and (_TEMPLATE.search(text) or _PROMPT_ECHO.search(text)):
         return "echo"
     if "meta" in on and (_META.search(text) or (len(w) <= 40 and _DANGLING.search(text))):
         return "meta"
     if "stacked" in on and _stacked(text):
         return "stacked"
-    if "copy" in on and _copy(w, words(response), text, response):
-        return "copy"
     if "repetition" in on and _degenerate(text, w):
         return "repetition"
     if "not_request" in on and not _is_request(text):
@@ -167,6 +175,9 @@ def gate(instruction: str, response: str, enabled: tuple[str, ...] = GATES) -> s
 
 
 LONG_RESPONSE = 50  # words
+# A request to reproduce text ("Repeat this text:", "Copy the following"): with the response's own text
+# after it, the pair teaches copying.
+_REPRODUCE = re.compile(r"\W*(please\s+)?(repeat|copy|echo|reproduce|recite|retype|transcribe)\b", re.IGNORECASE)
 
 
 def _copy(iw: list[str], rw: list[str], instruction: str, response: str) -> bool:
@@ -179,6 +190,8 @@ def _copy(iw: list[str], rw: list[str], instruction: str, response: str) -> bool
     ni, nr = " ".join(iw), " ".join(rw)
     if ni == nr or (len(rw) >= LONG_RESPONSE and nr in ni):
         return True
+    if _REPRODUCE.match(instruction) and shared(instruction, response)[1] >= 0.25:
+        return True  # "Repeat this text: <a part of the response>", whatever the response's length
     if len(iw) < 10 or len(rw) < LONG_RESPONSE:
         return False
     of_instruction, of_response = shared(instruction, response)
