@@ -22,7 +22,9 @@ CAUGHT = {
     "meta": ["What is the most likely question to ask about the aurora borealis?",
              "What is the most likely question to ask a beginner about the three goals of a good opening?",
              "What would the user ask about volcanoes?", "What is the main idea of the text?",
-             "According to the passage, why do volcanoes erupt?", "Write a question for this text about volcanoes."],
+             "According to the passage, why do volcanoes erupt?", "Write a question for this text about volcanoes.",
+             "What did the author say about the eruption?", "The answer to the question is: Is lava hot?",
+             "How to answer:\n\nVolcanoes erupt when magma rises."],
     "stacked": ["Why use them?\nWhat's the best way to install Python?\nHow to install Python and pip?",
                 "1. What is lava?\n2. Why do volcanoes erupt?\n3. Where are volcanoes found?",
                 "What is magma? Why is it hot? Where does it come from?"],
@@ -46,6 +48,7 @@ LEGITIMATE = [
     "why do volcanoes erupt", "Summarize the main causes of the French Revolution in three bullet points.",
     "My tomato plants have yellow leaves. What am I doing wrong?", "Volcano safety tips for hikers",
     "Compare basaltic and rhyolitic eruptions.", "How does a volcano form, and why do some erupt explosively?",
+    "Who is the author of Dune?", "How do I answer a job interview question about weaknesses?",
 ]
 
 

@@ -37,6 +37,7 @@ _META = re.compile(
     r"\s+(to ask|to which|that (the|this)|for which|would|could|for (this|the|that) (text|passage|answer|response|article))"
     r"|\b(question|instruction|query|prompt)s?\s+(to which|that (the|this) (text|passage|answer)|would (be|have) (answered|produced))"
     r"|\b(what|how) (would|might|will|does|do) the user\b|\bthe user('s)? (question|request|instruction)\b"
+    r"|\b(the|this) answer to (the|this) question\b|\bhow to answer\b\s*[:?]"
     r"|^(write|generate|create|formulate|produce|come up with|suggest|give)\s+(me\s+)?(a|an|the|one)\s+(question|instruction|query|prompt)\s+"
     r"(for|to which|that|about (this|the) (text|passage|answer))", re.IGNORECASE | re.MULTILINE)
 # "the text" with nothing attached: a generated instruction never carries the text it would refer to. Only
@@ -45,7 +46,10 @@ _DANGLING = re.compile(
     r"\b(according to|based on|in|from|of|about|summari[sz]e|with)\s+(the|this|that)\s+(given\s+|above\s+|following\s+)?"
     r"(text|passage|excerpt|article|paragraph)\b(?!\s+(file|editor|message|box|field|format|in|of|to)\b)"
     r"|\b(the|this|given|above|following|provided)\s+(text|passage|excerpt|article|paragraph)\s*(above|below|provided|given)?"
-    r"\s*(says|describes|discusses|mentions|explains|is about)\b", re.IGNORECASE)
+    r"\s*(says|describes|discusses|mentions|explains|is about)\b"
+    r"|\b(according to|did|does|do) the (author|writer|narrator)\b(?!\s+of\b)"
+    r"|\bthe (author|writer|narrator) (say|says|said|think|thinks|mean|means|argue|argues|suggest|suggests|claim|claims)\b",
+    re.IGNORECASE)
 # A request: a question, an imperative, or one of the ways people phrase a need without either.
 _QUESTION_START = {"what", "how", "why", "when", "where", "who", "whom", "which", "whose", "is", "are", "am",
                    "was", "were", "can", "could", "do", "does", "did", "should", "would", "will", "shall", "may",
