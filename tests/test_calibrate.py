@@ -124,8 +124,7 @@ def test_calibrate_command_end_to_end(tiny_model, tmp_path):
     assert set(out["selected_share"]) == set(PER_PAIR)
     assert all(out["selected_share"][k] == 0 for k in ("copy", "meta", "stacked", "injected"))
     skipped = out["skipped"]
-    # (the "Repeat this text:" copies are gated on responses of 50+ words; these answers are shorter)
-    assert skipped["copy"] == 5 and skipped.get("meta", 0) + skipped.get("echo", 0) == 5
+    assert skipped["copy"] == 10 and skipped.get("meta", 0) + skipped.get("echo", 0) == 5
     assert skipped["stacked"] == 5 and skipped["judge_directed"] == 5
     assert out["parse_failure_rate"] == 0.0 and set(out["fit"]["combine"]) == {"bias", "ifd", "end_logprob"}
     assert "ifd" in res.stdout and "fitted weights" in res.stdout

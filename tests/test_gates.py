@@ -48,7 +48,7 @@ LEGITIMATE = [
     "why do volcanoes erupt", "Summarize the main causes of the French Revolution in three bullet points.",
     "My tomato plants have yellow leaves. What am I doing wrong?", "Volcano safety tips for hikers",
     "Compare basaltic and rhyolitic eruptions.", "How does a volcano form, and why do some erupt explosively?",
-    "Who is the author of Dune?", "How do I answer a job interview question about weaknesses?",
+    "Who is the author of Dune?", "Say hi.", "How do I answer a job interview question about weaknesses?",
 ]
 
 

@@ -70,7 +70,8 @@ _IMPERATIVE = {
     "schedule", "categorize", "categorise", "rate", "take", "phrase", "need", "come", "think", "read", "curate",
     "publish", "be", "do", "get", "reword", "detail", "highlight", "mention", "offer", "recite",
     "sketch", "tweet", "email", "cite", "quote", "spell", "count", "match", "group", "label", "ask",
-    "repeat", "copy", "paste", "print", "indicate", "enter", "include", "decide", "structure", "look", "search", "discover", "learn", "practice",
+    "repeat", "copy", "paste", "print", "indicate", "enter", "include", "decide", "structure", "look", "search",
+    "discover", "learn", "practice", "say", "greet", "thank", "wish",
 }
 _REQUEST_CUE = re.compile(
     r"\?|\b(can|could|would|will) you\b|\bplease\b|\bi(['’]d| would) (like|love|appreciate)\b|\bi (want|need|wish)\b"
