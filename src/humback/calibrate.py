@@ -183,7 +183,7 @@ def metrics(rows: list[dict], scored: list[dict], cfg: CurateConfig) -> dict:
     result["selection"] = selection_metrics(labels, [r["id"] in chosen for r in rows])
     # The share of each kind that the configured selection keeps (positives: its recall).
     by_kind: dict[str, list[bool]] = {}
-    for r, s in zip(rows, scored):
+    for r in rows:
         by_kind.setdefault(r.get("kind") or ("positive" if r["label"] else "negative"), []).append(r["id"] in chosen)
     result["selected_share"] = {k: round(sum(v) / len(v), 4) for k, v in sorted(by_kind.items())}
     result["skipped"] = dict(sorted(Counter(s["skipped"] for s in scored if s.get("skipped")).items()))
