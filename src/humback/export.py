@@ -15,7 +15,7 @@ from pathlib import Path
 import yaml
 
 from humback.errors import HumbackError
-from humback.files import atomic_write, ensure_dir, write_via
+from humback.files import atomic_write, ensure_dir, is_temp_of, write_via
 from humback.records import read_jsonl, write_jsonl
 from humback.rundir import RunDir
 
@@ -29,8 +29,7 @@ class ExportError(HumbackError):
 
 def _leftover(path: Path) -> bool:
     """A temporary file a killed export left (`.train.jsonl.<random>.tmp`): its own, not a foreign file."""
-    return path.is_file() and any(path.name.startswith(f".{Path(w).name}.") and path.name.endswith(".tmp")
-                                  for w in ("README.md", "train.jsonl", "train.parquet"))
+    return path.is_file() and any(is_temp_of(path.name, w) for w in ("README.md", "train.jsonl", "train.parquet"))
 
 
 def curated_rows(run_dir: Path, iteration: int) -> list[dict]:

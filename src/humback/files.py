@@ -112,16 +112,21 @@ def temp_path(target: Path, folder: bool = False) -> Path:
     return Path(name)
 
 
+def is_temp_of(name: str, target_name: str) -> bool:
+    """Whether `name` is one of temp_path's names for a target called `target_name`
+    (`.<target_name>.<8 random characters>.tmp`)."""
+    return re.fullmatch(rf"\.{re.escape(target_name)}\.[A-Za-z0-9_]{{8}}\.tmp", name) is not None
+
+
 def sweep_temps(target: Path) -> int:
     """Remove the temporary files and folders an earlier, killed writer of `target` left beside it (the
     names temp_path makes: `.<name>.<8 random characters>.tmp`; folders only with humback's marker), so a
     killed 10 GB segment pass does not stay on disk. Call it holding the output's lock. Returns the count."""
-    pattern = re.compile(rf"\.{re.escape(target.name)}\.[A-Za-z0-9_]{{8}}\.tmp")
     removed = 0
     if not target.parent.is_dir():
         return 0
     for p in target.parent.iterdir():
-        if not pattern.fullmatch(p.name) or p.is_symlink():
+        if not is_temp_of(p.name, target.name) or p.is_symlink():
             continue
         if p.is_file():
             p.unlink(missing_ok=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import re
 import shutil
@@ -159,6 +160,11 @@ def read_json(path: str | Path, keys: tuple[str, ...] = (), fix: str = "") -> ob
         if missing:
             raise RecordError(f"{path}: missing key(s) {', '.join(missing)}{hint}")
     return value
+
+
+def is_number(x) -> bool:
+    """A finite int or float (not a bool): what a hand-edited JSON value must be to be plotted or ranked."""
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
 
 
 def read_pairs(path: str | Path, response_field: str = "response", limit: int | None = None) -> list[dict]:

@@ -10,11 +10,10 @@ the pool vs what was selected, training loss curves, and the evaluation metrics.
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 
 from humback.files import atomic_write, ensure_dir, write_via
-from humback.records import RecordError, read_json, read_jsonl
+from humback.records import RecordError, is_number, read_json, read_jsonl
 from humback.rundir import RunDir
 
 SECTIONS = ("Data funnel", "Curation scores", "Lengths: pool vs selected", "Training loss", "Evaluation")
@@ -102,10 +101,6 @@ def _table(header: list[str], rows: list[list]) -> list[str]:
 METRICS = ("heldout", "nll_pairs", "answer_pairs", "backward", "forward", "win_rates", "judges")  # what humback eval writes
 
 
-def _number(x) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
-
-
 def _eval_section(metrics: dict) -> list[str]:
     lines = [(f"Held-out data: `{metrics['heldout']}` ({metrics['nll_pairs']} pairs for NLL,"
              f" {metrics['answer_pairs']} instructions for win rates)."), "", "**Backward model** (instruction given response):", ""]
@@ -176,8 +171,8 @@ def report(run_dir: str | Path) -> Path:
     curves = {}
     for p in sorted(run.models.glob("*/humback_train.json")):
         curve = read_json(p, keys=("loss_curve",), fix="retrain the model (humback run --force train)")["loss_curve"]
-        if not isinstance(curve, list) or not all(isinstance(e, dict) and _number(e.get("step"))
-                                                  and _number(e.get("loss")) for e in curve):
+        if not isinstance(curve, list) or not all(isinstance(e, dict) and is_number(e.get("step"))
+                                                  and is_number(e.get("loss")) for e in curve):
             raise RecordError(f"{p}: key 'loss_curve' must be a list of {{step, loss}} numbers")
         if curve:
             curves[p.parent.name] = curve

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from humback.errors import HumbackError
 from humback.files import folder_lock
-from humback.records import read_jsonl
+from humback.records import RecordError, is_number, read_json, read_jsonl
 from humback.rundir import RunDir
 
 SIGNALS = {"score": "score", "judge": "judge_score", "ifd": "ifd", "nll": "nll", "end": "end_logprob"}
@@ -41,13 +41,6 @@ def _json_source(path: Path) -> str:
     literal = re.sub(r"([*?\[])", r"[\1]", str(path)).replace("'", "''")
     return "read_json_auto('" + literal + "', format='newline_delimited', sample_size=-1)"
 
-
-def _read_json(path: Path):
-    """A small JSON file of the run (metrics, a model's training record), or a ViewerError naming it."""
-    try:
-        return json.loads(path.read_bytes().decode("utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as e:
-        raise RunFileError(f"{path}: not readable JSON ({type(e).__name__}: {str(e)[:120]})") from None
 
 
 SCHEMA = 1  # bump when the tables change: older cached databases are then rebuilt
@@ -99,7 +92,6 @@ class RunData:
             self.db.execute("CREATE TEMP TABLE c0 (id VARCHAR, instruction VARCHAR, response VARCHAR,"
                             " segment_id VARCHAR)")
         else:
-            self._reading = self.run.candidates
             cols = self._load("c0_raw", self.run.candidates)
             missing = {"id", "instruction", "response"} - cols
             if missing:
@@ -290,12 +282,12 @@ def evaluation(run: RunDir) -> dict:
     ev = run.eval_dir
     if not (ev / "metrics.json").is_file():
         return {"metrics": None, "answers": []}
-    metrics = _read_json(ev / "metrics.json")
+    metrics = read_json(ev / "metrics.json")
     if not isinstance(metrics, dict):
         raise RunFileError(f"{ev / 'metrics.json'}: expected a JSON object of metrics, got {type(metrics).__name__}")
     by_model = {}
     for p in sorted((ev / "answers").glob("*.json")):
-        rows = _read_json(p)
+        rows = read_json(p)
         if not (isinstance(rows, list) and all(isinstance(r, dict) and isinstance(r.get("instruction"), str)
                                                and "output" in r for r in rows)):
             raise RunFileError(f"{p}: expected a list of {{instruction, output}} objects")
@@ -313,15 +305,15 @@ def curves(run: RunDir) -> dict:
     loss, problems = {}, []
     for p in sorted(run.models.glob("*/humback_train.json")):
         try:
-            record = _read_json(p)
+            record = read_json(p)
             curve = record.get("loss_curve") if isinstance(record, dict) else None
             if not isinstance(curve, list):
                 raise RunFileError(f"{p}: no 'loss_curve' list")
-        except RunFileError as e:
+        except (RecordError, RunFileError) as e:
             problems.append(str(e))
             continue
         loss[p.parent.name] = [[e["step"], e["loss"]] for e in curve
-                               if isinstance(e, dict) and _number(e.get("step")) and _number(e.get("loss"))]
+                               if isinstance(e, dict) and is_number(e.get("step")) and is_number(e.get("loss"))]
     roc: dict[str, dict] = {}
     for p in sorted(run.eval_dir.glob("calibration/iter*/scored.jsonl")):
         try:
@@ -329,15 +321,11 @@ def curves(run: RunDir) -> dict:
         except HumbackError as e:
             problems.append(str(e))
             continue
-        roc[p.parent.name] = {name: _roc([r["label"] for r in rows], [sign * r[name] if _number(r.get(name))
+        roc[p.parent.name] = {name: _roc([r["label"] for r in rows], [sign * r[name] if is_number(r.get(name))
                                                                       else None for r in rows])
                               for name, sign in (("score", 1), ("ifd", -1), ("end_logprob", 1))
-                              if any(_number(r.get(name)) for r in rows)}
+                              if any(is_number(r.get(name)) for r in rows)}
     return {"loss": loss, "roc": roc, "problems": problems}
-
-
-def _number(x) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
 
 
 def _roc(labels: list[int], scores: list[float | None]) -> list[list[float]]:
