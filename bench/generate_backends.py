@@ -45,9 +45,12 @@ def demo_segments(n: int) -> list[dict]:
 
 
 def engine(spec: str) -> EngineConfig:
-    """'transformers:8' (backend, batch size), 'llamacpp', or 'ctranslate2:int8:8[:workers[:top_k]]' (compute
-    type, batch size, then optionally workers and sampling_top_k; the config's defaults when left out)."""
+    """'transformers:8' (backend, batch size), 'llamacpp', 'ctranslate2:int8:8[:workers[:top_k]]' (compute
+    type, batch size, then optionally workers and sampling_top_k; the config's defaults when left out), or
+    'openvino:int8:16' (weights, sequences decoded side by side)."""
     parts = spec.split(":")
+    if parts[0] == "openvino":
+        return EngineConfig(backend="openvino", compute_type=parts[1], batch_size=int(parts[2]))
     if parts[0] == "llamacpp":
         return EngineConfig(backend="llamacpp")
     if parts[0] == "ctranslate2":
@@ -110,7 +113,7 @@ def main() -> None:
         secs, toks = sum(p["seconds"]), sum(p["tokens"])
         processed = (sum(prompt_tokens.values()) + toks) / secs  # prompt + generated tokens per second
         # Quantised engines against the int8 limit (llama.cpp's Q4_1 dot products run on int8 too).
-        precision = "int8" if spec.startswith(("ctranslate2:int8", "llamacpp")) else "fp32"
+        precision = "int8" if spec.startswith(("ctranslate2:int8", "llamacpp", "openvino:int8")) else "fp32"
         return {"rows_in_flight": rows_in_flight[spec],
                 "seconds": round(secs, 1), "tokens": toks, "tokens_per_s": round(toks / secs, 2),
                 "processed_tokens_per_s": round(processed, 1), "limit_precision": precision,

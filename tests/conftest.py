@@ -41,16 +41,18 @@ def build_tokenizer(chat_template: str | None = CHATML):
     return fast
 
 
-def build_tiny_model(path: Path, chat_template: str | None = CHATML) -> Path:
+def build_tiny_model(path: Path, chat_template: str | None = CHATML, **shape) -> Path:
+    """A random llama model on the tiny tokenizer; `shape` overrides its config (e.g. head sizes an engine needs)."""
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
     tokenizer = build_tokenizer(chat_template)
     torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                         num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=4096,
-                         eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
-                         bos_token_id=tokenizer.bos_token_id, tie_word_embeddings=True)
+    config = LlamaConfig(**{"vocab_size": len(tokenizer), "hidden_size": 32, "intermediate_size": 64,
+                            "num_hidden_layers": 2, "num_attention_heads": 2, "num_key_value_heads": 1,
+                            "max_position_embeddings": 4096, "eos_token_id": tokenizer.eos_token_id,
+                            "pad_token_id": tokenizer.pad_token_id, "bos_token_id": tokenizer.bos_token_id,
+                            "tie_word_embeddings": True, **shape})
     model = LlamaForCausalLM(config)
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     model.save_pretrained(path, safe_serialization=True)

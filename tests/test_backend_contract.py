@@ -3,6 +3,7 @@ these, so a backend that answers differently breaks them in its own way."""
 
 from __future__ import annotations
 
+import importlib.util
 import math
 
 import pytest
@@ -18,6 +19,9 @@ CHOICES = [" 1", " 2", " 3", " 4", " 5"]
 BACKENDS = {"transformers": {"backend": "transformers", "device": "cpu"},
             "ctranslate2-float32": {"backend": "ctranslate2", "compute_type": "float32"},
             "ctranslate2-int8": {"backend": "ctranslate2", "compute_type": "int8"}}
+if importlib.util.find_spec("openvino_genai"):  # humback[openvino]
+    BACKENDS |= {"openvino-float16": {"backend": "openvino", "compute_type": "float16"},
+                 "openvino-int8": {"backend": "openvino", "compute_type": "int8"}}
 
 
 @pytest.fixture(scope="module", params=list(BACKENDS))

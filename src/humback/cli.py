@@ -15,7 +15,7 @@ import os
 import sys
 from pathlib import Path
 
-from humback.config import ConfigError, load_config
+from humback.config import BACKENDS, ConfigError, load_config
 from humback.errors import EnvironmentFault, HumbackError
 from humback.rundir import RunDir, writer_lock
 
@@ -183,7 +183,7 @@ def _with_config(sp) -> None:
 
 
 def _backend_flags(sp) -> None:
-    sp.add_argument("--backend", choices=["auto", "transformers", "ctranslate2", "llamacpp", "vllm", "openai"])
+    sp.add_argument("--backend", choices=BACKENDS)
     sp.add_argument("--base-url", help="OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1")
 
 
@@ -293,7 +293,7 @@ def _add_eval(sub) -> None:
     sp.add_argument("--calibration-pairs", type=int)
     sp.add_argument("--max-new-tokens", type=int)
     sp.add_argument("--judge", help="model judging win rates (generation.referee; default: the base model)")
-    sp.add_argument("--backend", choices=["auto", "transformers", "ctranslate2", "llamacpp", "vllm", "openai"],
+    sp.add_argument("--backend", choices=BACKENDS,
                     help="backend of the win-rate judge")
     sp.add_argument("--base-url", help="OpenAI-compatible server for the win-rate judge")
     _with_config(sp)

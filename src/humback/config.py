@@ -10,7 +10,7 @@ import json
 import re
 import reprlib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import yaml
 from pydantic import (
@@ -82,7 +82,8 @@ class DataConfig(_Strict):
         return self
 
 
-Backend = Literal["auto", "transformers", "ctranslate2", "llamacpp", "vllm", "openai"]
+Backend = Literal["auto", "transformers", "ctranslate2", "openvino", "llamacpp", "vllm", "openai"]
+BACKENDS = get_args(Backend)  # the one list: CLI choices and error messages read it
 
 
 def redact_url(url: str | None) -> str | None:
@@ -117,16 +118,18 @@ class EngineConfig(_Strict):
     """Where one role's text comes from. Every key applies to the backends named in its description."""
 
     backend: Backend = Field(
-        "auto", description="'auto' = vllm on a GPU if installed, else transformers; ctranslate2 on a CPU if"
-        " installed, else transformers")
+        "auto", description="'auto' = vllm on a GPU if installed, else transformers; on a CPU openvino if"
+        " installed, else ctranslate2, else transformers")
     model: str | None = Field(
         None, description="null = the pipeline's own model for the role (M_yx, M_{t-1}, the model evaluated);"
         " else a checkpoint, hub id, or for openai the served model's name")
-    batch_size: int = Field(8, ge=1, description="transformers, ctranslate2: requests per forward batch")
+    batch_size: int = Field(8, ge=1, description="transformers, ctranslate2: requests per forward batch; openvino: sequences decoded"
+                            " side by side")
     device: str = Field("auto", description="transformers, ctranslate2: 'auto', 'cpu', 'cuda', 'cuda:1' ...")
-    compute_type: str = Field("int8", description="ctranslate2: weight precision (int8, int8_float32, float32, ...)")
+    compute_type: str = Field("int8", description="ctranslate2: weight precision (int8, int8_float32, float32, ...);"
+                              " openvino: int8, float16 or float32 weights")
     sampling_top_k: int = Field(
-        1000, ge=0, description="ctranslate2: sample from the k most probable tokens, then apply top_p within"
+        1000, ge=0, description="ctranslate2, openvino: sample from the k most probable tokens, then apply top_p within"
         " them; 0 = the whole vocabulary (exact top_p, but every step sorts it: about 2x slower decoding). On"
         " the augmentation workload the default model's nucleus (T 0.7, top_p 0.9) never held more than 232"
         " tokens in 4,468 steps, so 1000 cuts nothing there (bench/nucleus_size.py)")

@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass
 from typing import Protocol
 
 from humback.errors import EnvironmentFault
-from humback.models import ModelError
+from humback.models import ModelError, resolve_model
 from humback.templates import render_prompt, render_target
 
 
@@ -160,3 +160,36 @@ def renormalise(scores: Sequence[float]) -> list[float] | None:
     weights = [math.exp(s - top) for s in scores]
     total = sum(weights)
     return [w / total for w in weights]
+
+
+MIN_SHARED_PREFIX = 64  # tokens: below this, reading the prefix again costs less than managing it
+
+
+def shared_prefix(seqs: list[list[int]]) -> int:
+    """Length of the token prefix all of `seqs` share, keeping at least one own token per sequence;
+    0 when it is shorter than MIN_SHARED_PREFIX or there is a single sequence."""
+    if len(seqs) < 2:
+        return 0
+    n = min(len(s) for s in seqs) - 1
+    first = seqs[0]
+    for s in seqs[1:]:
+        k = 0
+        while k < n and s[k] == first[k]:
+            k += 1
+        n = k
+    return n if n >= MIN_SHARED_PREFIX else 0
+
+
+def end_token_ids(model: str, tokenizer) -> list[int]:
+    """The turn's end as the model's generation config defines it (often several ids), else EOS."""
+    from transformers import GenerationConfig
+
+    ids: list[int] = []
+    try:
+        eos = GenerationConfig.from_pretrained(resolve_model(model)).eos_token_id
+        ids = [eos] if isinstance(eos, int) else list(eos or [])
+    except OSError:
+        pass
+    if tokenizer.eos_token_id is not None:
+        ids.append(tokenizer.eos_token_id)
+    return list(dict.fromkeys(ids))

@@ -22,10 +22,12 @@ from humback.files import discard, folder_lock, publish, temp_path
 from humback.generation.base import (
     SamplingParams,
     choice_targets,
+    end_token_ids,
     pick_device,
     probabilities,
     reply_pieces,
     request_seeds,
+    shared_prefix,
 )
 from humback.models import ModelError, cache_dir, load_tokenizer, model_fingerprint, resolve_model
 from humback.templates import render_prompt
@@ -63,24 +65,6 @@ def ct2_device(device: str) -> tuple[str, int]:
     if kind not in ("cpu", "cuda") or (index and not index.isdigit()) or (kind == "cpu" and index):
         raise ModelError(f"device '{device}' is not one CTranslate2 runs on (accepted: auto, cpu, cuda, cuda:N)")
     return kind, int(index or 0)
-
-
-MIN_SHARED_PREFIX = 64  # tokens: below this, reading the prefix again costs less than managing it
-
-
-def shared_prefix(seqs: list[list[int]]) -> int:
-    """Length of the token prefix all of `seqs` share, keeping at least one own token per sequence;
-    0 when it is shorter than MIN_SHARED_PREFIX or there is a single sequence."""
-    if len(seqs) < 2:
-        return 0
-    n = min(len(s) for s in seqs) - 1
-    first = seqs[0]
-    for s in seqs[1:]:
-        k = 0
-        while k < n and s[k] == first[k]:
-            k += 1
-        n = k
-    return n if n >= MIN_SHARED_PREFIX else 0
 
 
 def auto_workers(device: str, model_bytes: int, cores: int) -> int:
@@ -126,7 +110,7 @@ class CTranslate2Generator:
         # (each batch is seeded on its own, whichever worker runs it).
         self.fingerprint = f"ctranslate2:{compute_type}:k{self.topk}:{weights}"
         self.reuse_prefix = True
-        self.end_tokens = self._end_tokens(model)
+        self.end_tokens = self.tokenizer.convert_ids_to_tokens(end_token_ids(model, self.tokenizer))
 
     def _load(self):
         import ctranslate2
@@ -180,20 +164,6 @@ class CTranslate2Generator:
         with ThreadPoolExecutor(self.workers) as pool:
             for done in [pool.submit(task, idx) for idx in batches]:
                 done.result()  # a worker's exception is raised here
-
-    def _end_tokens(self, model: str) -> list[str]:
-        """The turn's end as the model's generation config defines it (often several ids), else EOS."""
-        from transformers import GenerationConfig
-
-        ids: list[int] = []
-        try:
-            eos = GenerationConfig.from_pretrained(resolve_model(model)).eos_token_id
-            ids = [eos] if isinstance(eos, int) else list(eos or [])
-        except OSError:
-            pass
-        if self.tokenizer.eos_token_id is not None:
-            ids.append(self.tokenizer.eos_token_id)
-        return list(dict.fromkeys(self.tokenizer.convert_ids_to_tokens(ids)))
 
     def _tokens(self, texts: list[str]) -> list[list[str]]:
         if not texts:  # the fast tokenizer fails on an empty batch
