@@ -2,8 +2,8 @@
 fp32 and int8, measured in one run, turned into the most tokens/s any engine could process.
 
 For each precision the transformer's matmuls (q, k, v, o, gate, up, down of one layer; the LM head for a
-generated token) are timed with torch on all cores: fp32 with `torch.mm` (oneDNN/MKL), int8 with
-`torch._int_mm` (int8 x int8 -> int32, the kernel class int8 engines use). Two shapes per matmul:
+generated token) are timed with torch on all cores: fp32 with `torch.mm` (oneDNN/MKL), int8 with the
+faster of `torch._int_mm` (int8 x int8 -> int32) and torch's dynamic-quantised linear (see matmul_seconds). Two shapes per matmul:
 prompt reading (256 token rows at once) and decoding (`decode_rows` rows in flight: an engine's batch size
 times the batches it runs side by side; 8 by default). Per token:
 - prompt token: one layer's matmuls at 256 rows / 256, times the layers, plus attention over the context
@@ -51,17 +51,34 @@ def _seconds(fn, repeats: int) -> float:
 
 
 def matmul_seconds(rows: int, shapes: list[tuple[int, int]], precision: str, repeats: int = 7) -> float:
-    """Seconds for one pass of `rows` token rows through the matmuls of `shapes`."""
+    """Seconds for one pass of `rows` token rows through the matmuls of `shapes`. int8: the faster of two
+    kernel classes, `torch._int_mm` (int8 x int8 -> int32; fast with AVX-512 VNNI, very slow on AVX2-only
+    processors) and torch's x86 dynamic-quantised linear (FBGEMM/oneDNN: activations quantised per call,
+    AVX2 and AVX-512 kernels), so the limit is not an artefact of one kernel missing on this processor."""
     if precision == "fp32":
         pairs = [(torch.randn(rows, k), torch.randn(k, n)) for k, n in shapes]
-        op = torch.mm
-    else:
-        # torch._int_mm wants more than 16 rows: decoding's 8 or 16 rows are padded, as int8 kernels pad them.
-        rows = max(rows, 17)
-        pairs = [(torch.randint(-127, 127, (rows, k), dtype=torch.int8),
-                  torch.randint(-127, 127, (k, n), dtype=torch.int8)) for k, n in shapes]
-        op = torch._int_mm
-    return _seconds(lambda: [op(a, b) for a, b in pairs], repeats)
+        return _seconds(lambda: [torch.mm(a, b) for a, b in pairs], repeats)
+    # torch._int_mm wants more than 16 rows: decoding's 8 or 16 rows are padded, as int8 kernels pad them.
+    padded = max(rows, 17)
+    pairs = [(torch.randint(-127, 127, (padded, k), dtype=torch.int8),
+              torch.randint(-127, 127, (k, n), dtype=torch.int8)) for k, n in shapes]
+    int_mm = _seconds(lambda: [torch._int_mm(a, b) for a, b in pairs], repeats)
+    return min(int_mm, dynamic_int8_seconds(rows, shapes, repeats))
+
+
+def dynamic_int8_seconds(rows: int, shapes: list[tuple[int, int]], repeats: int) -> float:
+    import warnings
+
+    import torch.ao.nn.quantized.dynamic as nnqd
+
+    layers, inputs = [], [torch.randn(rows, k) for k, _ in shapes]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch's deprecation notice for quantized tensors
+        for k, n in shapes:
+            layer = nnqd.Linear(k, n, dtype=torch.qint8)
+            layer.set_weight_bias(torch.quantize_per_tensor(torch.randn(n, k), 0.01, 0, torch.qint8), None)
+            layers.append(layer)
+    return _seconds(lambda: [layer(x) for layer, x in zip(layers, inputs)], repeats)
 
 
 def ceiling(prompt_tokens: float, generated_tokens: float, model: str = "default",

