@@ -18,8 +18,15 @@ from humback.models import ModelError
 
 pytest.importorskip("openvino_genai", reason="pip install 'humback[openvino]' to run the OpenVINO tests")
 
-CHATS = [[{"role": "user", "content": f"Tell me about {topic}."}] for topic in
-         ("bread", "sourdough starters and their care over many weeks", "tea", "the history of printing presses")]
+CHATS = [
+    [{"role": "user", "content": f"Tell me about {topic}."}]
+    for topic in (
+        "bread",
+        "sourdough starters and their care over many weeks",
+        "tea",
+        "the history of printing presses",
+    )
+]
 CHOICES = [" 1", " 2", " 3", " 4", " 5"]
 
 
@@ -83,19 +90,26 @@ def test_the_rubric_is_read_once_without_changing_scores(hf, ov16):
     ids = [ov16.tokenizer(ov16.tokenizer.apply_chat_template(c, tokenize=False))["input_ids"] for c in chats]
     assert shared_prefix(ids) > 300
     choices = [" " + c for c in SCORES]
-    for x, y in zip(hf.next_token_probs(chats, ["Score:"] * 5, choices), ov16.next_token_probs(chats, ["Score:"] * 5, choices)):
+    for x, y in zip(
+        hf.next_token_probs(chats, ["Score:"] * 5, choices),
+        ov16.next_token_probs(chats, ["Score:"] * 5, choices),
+    ):
         assert all(abs(x[c] - y[c]) < 1e-3 for c in choices)
     # replies after one shared prompt: the first reply token is still scored (the prompt's last position)
     same = [chats[0]] * 3
     replies = ["An answer.", "An answer, longer.", "Another."]
     for x, y in zip(hf.reply_logprobs(same, replies), ov16.reply_logprobs(same, replies)):
-        assert len(x["tokens"]) == len(y["tokens"]) and all(abs(a - b) < 1e-2 for a, b in zip(x["tokens"], y["tokens"]))
+        assert len(x["tokens"]) == len(y["tokens"]) and all(
+            abs(a - b) < 1e-2 for a, b in zip(x["tokens"], y["tokens"])
+        )
 
 
 def test_each_request_has_its_own_seed(ov16):
     params = SamplingParams(temperature=1.0, top_p=1.0, max_new_tokens=10)
     one = ov16.generate(CHATS, params, seeds=[1, 2, 3, 4])
-    assert ov16.generate(CHATS[::-1], params, seeds=[4, 3, 2, 1]) == one[::-1]  # whatever else is in the batch
+    assert (
+        ov16.generate(CHATS[::-1], params, seeds=[4, 3, 2, 1]) == one[::-1]
+    )  # whatever else is in the batch
     assert ov16.generate(CHATS[:1], params, seeds=[1]) == one[:1]
     assert ov16.generate(CHATS, params, seeds=[9, 9, 9, 9]) != one
 
@@ -119,7 +133,10 @@ def test_a_killed_conversion_leaves_nothing_behind(tiny_model, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         openvino.prepared_model(tiny_model, "float16", "killed-conversion")
     folder = openvino.cache_dir() / "openvino"
-    assert not [p for p in folder.iterdir() if p.name.startswith("killed-conversion") and not p.name.endswith(".lock")]
+    left = [p.name for p in folder.iterdir() if "killed-conversion" in p.name]
+    assert left and all(
+        name.endswith(".lock") for name in left
+    )  # the lock file only: no model, no temp folder
     assert gguf_export.write_gguf is not killed
 
 

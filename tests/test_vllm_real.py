@@ -29,8 +29,15 @@ from humback.records import read_jsonl
 from humback.scoring import CHOICES, judge_messages
 from humback.templates import backward_messages
 
-CHATS = [[{"role": "user", "content": f"Tell me about {topic}."}] for topic in
-         ("bread", "sourdough starters and their care over many weeks", "tea", "the history of printing presses")]
+CHATS = [
+    [{"role": "user", "content": f"Tell me about {topic}."}]
+    for topic in (
+        "bread",
+        "sourdough starters and their care over many weeks",
+        "tea",
+        "the history of printing presses",
+    )
+]
 SCORES = [" " + c for c in CHOICES]
 REPLIES = ["", "Rye.", "Tea is a drink made from leaves.", "Gutenberg built one."]
 
@@ -38,28 +45,39 @@ REPLIES = ["", "Rye.", "Tea is a drink made from leaves.", "Gutenberg built one.
 @pytest.fixture(scope="module")
 def tiny64(tmp_path_factory) -> str:
     # vLLM's CPU attention takes head sizes of 32 and up: 128 hidden over 2 heads of 64.
-    return str(build_tiny_model(tmp_path_factory.mktemp("tiny64") / "model", hidden_size=128, intermediate_size=256,
-                                num_attention_heads=2, num_key_value_heads=1))
+    return str(
+        build_tiny_model(
+            tmp_path_factory.mktemp("tiny64") / "model",
+            hidden_size=128,
+            intermediate_size=256,
+            num_attention_heads=2,
+            num_key_value_heads=1,
+        )
+    )
 
 
 @pytest.fixture(scope="module")
 def engines(tiny64):
-    return {"vllm": load_generator(EngineConfig(backend="vllm"), tiny64),
-            "hf": load_generator(EngineConfig(backend="transformers", device="cpu", batch_size=2), tiny64)}
+    return {
+        "vllm": load_generator(EngineConfig(backend="vllm"), tiny64),
+        "hf": load_generator(EngineConfig(backend="transformers", device="cpu", batch_size=2), tiny64),
+    }
 
 
 def close_to_transformers(hf, gen, chats, tol_prob: float, tol_lp: float) -> None:
     """vLLM reports the top 20 log-probabilities of a step: over the choices among them its distribution
     is transformers' renormalised there (on the default model all five are; on a random tiny model few)."""
-    for x, y in zip(hf.next_token_probs(chats, ["Score:"] * len(chats), SCORES),
-                    gen.next_token_probs(chats, ["Score:"] * len(chats), SCORES)):
+    for x, y in zip(
+        hf.next_token_probs(chats, ["Score:"] * len(chats), SCORES),
+        gen.next_token_probs(chats, ["Score:"] * len(chats), SCORES),
+    ):
         if not y:
             continue
         assert list(y) == SCORES and math.isclose(sum(y.values()), 1.0, abs_tol=1e-6)
         present = [c for c in SCORES if y[c] > 0]
         total = sum(x[c] for c in present)
         assert max(abs(x[c] / total - y[c]) for c in present) < tol_prob
-    replies = REPLIES[:len(chats)]
+    replies = REPLIES[: len(chats)]
     for x, y in zip(hf.reply_logprobs(chats, replies), gen.reply_logprobs(chats, replies)):
         assert len(x["tokens"]) == len(y["tokens"]) and abs(x["end"] - y["end"]) < tol_lp
         assert all(abs(a - b) < tol_lp for a, b in zip(x["tokens"], y["tokens"]))
@@ -91,7 +109,9 @@ def test_prefix_caching_leaves_scores_unchanged(engines):
     chats = [judge_messages(f"Question {i}?", "An answer. " * (i + 1)) for i in range(4)]
     first = gen.next_token_probs(chats, ["Score:"] * 4, SCORES)
     again = gen.next_token_probs(chats, ["Score:"] * 4, SCORES)
-    assert first == again or all(abs(a[k] - b[k]) < 1e-4 for a, b in zip(first, again) for k in SCORES if a and b)
+    assert first == again or all(
+        abs(a[k] - b[k]) < 1e-4 for a, b in zip(first, again) for k in SCORES if a and b
+    )
     close_to_transformers(hf, gen, chats, 2e-3, 2e-2)
 
 
@@ -104,24 +124,43 @@ def test_the_default_model():
     a, b = gen.generate(CHATS, params), hf.generate(CHATS, params)
     assert sum(x == y for x, y in zip(a, b)) >= 2 and all(a)
     close_to_transformers(hf, gen, CHATS, 0.05, 0.5)
-    sampled = gen.generate([backward_messages("Bread is flour, water and salt.")] * 3,
-                           SamplingParams(temperature=0.7, max_new_tokens=24), seeds=[5, 6, 5])
+    sampled = gen.generate(
+        [backward_messages("Bread is flour, water and salt.")] * 3,
+        SamplingParams(temperature=0.7, max_new_tokens=24),
+        seeds=[5, 6, 5],
+    )
     assert sampled[0] == sampled[2] and all(sampled)
 
 
 def test_a_ray_stage_with_vllm_replicas(engines, tiny64, tmp_path):
     ray = pytest.importorskip("ray")
     cands = tmp_path / "candidates.jsonl"
-    cands.write_text("".join(json.dumps({"id": f"c{i}", "instruction": f"How do I bake loaf {i}?",
-                                         "response": f"Knead for {i + 5} minutes, proof, bake."}) + "\n"
-                             for i in range(6)))
+    cands.write_text(
+        "".join(
+            json.dumps(
+                {
+                    "id": f"c{i}",
+                    "instruction": f"How do I bake loaf {i}?",
+                    "response": f"Knead for {i + 5} minutes, proof, bake.",
+                }
+            )
+            + "\n"
+            for i in range(6)
+        )
+    )
     cfg = CurateConfig(method="expected", max_new_tokens=0, ifd=True, threshold=1.0)
     engine = EngineConfig(backend="vllm")
     local = curate(cands, engines["vllm"], tmp_path / "local", cfg)
-    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    ray.init(
+        address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False
+    )
     try:
-        on_ray = curate(cands, stage_generator(engine, tiny64, None, ClusterConfig(engine="ray", replicas=1, shard_rows=3)),
-                        tmp_path / "ray", cfg)
+        on_ray = curate(
+            cands,
+            stage_generator(engine, tiny64, None, ClusterConfig(engine="ray", replicas=1, shard_rows=3)),
+            tmp_path / "ray",
+            cfg,
+        )
     finally:
         ray.shutdown()
     a, b = (list(read_jsonl(Path(tmp_path / d / "scored.jsonl"))) for d in ("local", "ray"))

@@ -123,14 +123,14 @@ class EngineConfig(_Strict):
     model: str | None = Field(
         None, description="null = the pipeline's own model for the role (M_yx, M_{t-1}, the model evaluated);"
         " else a checkpoint, hub id, or for openai the served model's name")
-    batch_size: int = Field(8, ge=1, description="transformers, ctranslate2: requests per forward batch; openvino: sequences decoded"
-                            " side by side")
+    batch_size: int = Field(8, ge=1, description="transformers, ctranslate2: requests per forward batch;"
+                            " openvino: sequences decoded side by side")
     device: str = Field("auto", description="transformers, ctranslate2: 'auto', 'cpu', 'cuda', 'cuda:1' ...")
-    compute_type: str = Field("int8", description="ctranslate2: weight precision (int8, int8_float32, float32, ...);"
-                              " openvino: int8, float16 or float32 weights")
+    compute_type: str = Field("int8", description="ctranslate2: weight precision (int8, int8_float32, float32,"
+                              " ...); openvino: int8 (GGUF Q8_0) or float16 weights")
     sampling_top_k: int = Field(
-        1000, ge=0, description="ctranslate2, openvino: sample from the k most probable tokens, then apply top_p within"
-        " them; 0 = the whole vocabulary (exact top_p, but every step sorts it: about 2x slower decoding). On"
+        1000, ge=0, description="ctranslate2, openvino: sample from the k most probable tokens, then apply top_p"
+        " within them; 0 = the whole vocabulary (exact top_p, but every step sorts it: about 2x slower decoding). On"
         " the augmentation workload the default model's nucleus (T 0.7, top_p 0.9) never held more than 232"
         " tokens in 4,468 steps, so 1000 cuts nothing there (bench/nucleus_size.py)")
     workers: int = Field(

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 from humback.errors import HumbackError
@@ -31,6 +32,28 @@ class ModelError(HumbackError):
 def cache_dir() -> Path:
     """Where converted checkpoints live: $HUMBACK_CACHE, else ~/.cache/humback."""
     return Path(os.environ.get("HUMBACK_CACHE") or Path.home() / ".cache" / "humback")
+
+
+def converted_once(out: Path, done: str, convert: Callable[[Path], object], what: str,
+                   legacy: tuple[str, ...] = ()) -> Path:
+    """`out`, a converted copy of a model in humback's cache, made by convert(folder) on first use (`done`:
+    the file inside that says it is complete). Written into a fresh temporary folder beside it and renamed,
+    so a killed conversion never leaves a half model behind; one conversion at a time per entry (a second
+    process waits, then finds it done). `legacy`: files that mark an older unfinished copy as humback's."""
+    if (out / done).is_file():
+        return out
+    with folder_lock(out.with_name(out.name + ".lock")):
+        if (out / done).is_file():
+            return out
+        tmp = temp_path(out, folder=True)
+        print(f"[humback] converting {what} into {out} (once)", flush=True)
+        try:
+            convert(tmp)
+            publish(tmp, out, also=legacy)
+        except BaseException:
+            discard(tmp)
+            raise
+    return out
 
 
 def default_gguf_path() -> Path:

@@ -18,7 +18,6 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from humback.files import discard, folder_lock, publish, temp_path
 from humback.generation.base import (
     SamplingParams,
     choice_targets,
@@ -29,33 +28,29 @@ from humback.generation.base import (
     request_seeds,
     shared_prefix,
 )
-from humback.models import ModelError, cache_dir, load_tokenizer, model_fingerprint, resolve_model
+from humback.models import (
+    ModelError,
+    cache_dir,
+    converted_once,
+    load_tokenizer,
+    model_fingerprint,
+    resolve_model,
+)
 from humback.templates import render_prompt
 
 
 def converted_path(model: str, quantization: str, fp: str) -> Path:
-    """The CTranslate2 copy of `model` (whose model_fingerprint is `fp`), converted on first use (written
-    to a temporary folder and renamed, so a killed conversion never leaves a half model behind)."""
+    """The CTranslate2 copy of `model` (whose model_fingerprint is `fp`), converted once into the cache."""
     import ctranslate2
     from ctranslate2.converters import TransformersConverter
 
+    def convert(folder: Path) -> None:
+        TransformersConverter(resolve_model(model), load_as_float16=False).convert(
+            str(folder), quantization=quantization, force=True)  # force: into our own fresh folder
+
     out = cache_dir() / "ctranslate2" / f"{fp}-{quantization}-{ctranslate2.__version__}"
-    if (out / "model.bin").is_file():
-        return out
-    # One conversion at a time per entry: a second process waits, then finds it done.
-    with folder_lock(out.with_name(out.name + ".lock")):
-        if (out / "model.bin").is_file():
-            return out
-        tmp = temp_path(out, folder=True)
-        print(f"[humback] converting {model} for CTranslate2 ({quantization}) into {out} (once)", flush=True)
-        try:
-            TransformersConverter(resolve_model(model), load_as_float16=False).convert(
-                str(tmp), quantization=quantization, force=True)  # force: into our own fresh folder
-            publish(tmp, out, also=("config.json",))  # an unfinished copy in humback's own cache
-        except BaseException:
-            discard(tmp)
-            raise
-    return out
+    return converted_once(out, "model.bin", convert, f"{model} for CTranslate2 ({quantization})",
+                          legacy=("config.json",))
 
 
 def ct2_device(device: str) -> tuple[str, int]:

@@ -35,24 +35,35 @@ def _tokenizer_fields(writer, folder: Path, tokenizer) -> None:
     spec = json.loads((folder / "tokenizer.json").read_text())
     model = spec.get("model", {})
     if model.get("type") != "BPE":
-        raise ModelError(f"{folder}/tokenizer.json is a {model.get('type')} tokenizer: GGUF export handles byte-level"
-                         " BPE (Llama 3, SmolLM2) only; use generation.backend ctranslate2 or transformers")
+        raise ModelError(
+            f"{folder}/tokenizer.json is a {model.get('type')} tokenizer: GGUF export handles byte-level"
+            " BPE (Llama 3, SmolLM2) only; use generation.backend ctranslate2 or transformers"
+        )
     vocab = tokenizer.get_vocab()
     tokens = [""] * (max(vocab.values()) + 1)
     for text, idx in vocab.items():
         tokens[idx] = text
     special = set(tokenizer.all_special_ids)
     added = {t["id"] for t in spec.get("added_tokens", [])}
-    kinds = [gguf.TokenType.CONTROL if i in special else gguf.TokenType.USER_DEFINED if i in added
-             else gguf.TokenType.NORMAL for i in range(len(tokens))]
+    kinds = [
+        gguf.TokenType.CONTROL
+        if i in special
+        else gguf.TokenType.USER_DEFINED
+        if i in added
+        else gguf.TokenType.NORMAL
+        for i in range(len(tokens))
+    ]
     merges = [m if isinstance(m, str) else " ".join(m) for m in model.get("merges", [])]
     writer.add_tokenizer_model("gpt2")
     writer.add_tokenizer_pre("default")
     writer.add_token_list(tokens)
     writer.add_token_types(kinds)
     writer.add_token_merges(merges)
-    for add, idx in ((writer.add_bos_token_id, tokenizer.bos_token_id), (writer.add_eos_token_id, tokenizer.eos_token_id),
-                     (writer.add_pad_token_id, tokenizer.pad_token_id)):
+    for add, idx in (
+        (writer.add_bos_token_id, tokenizer.bos_token_id),
+        (writer.add_eos_token_id, tokenizer.eos_token_id),
+        (writer.add_pad_token_id, tokenizer.pad_token_id),
+    ):
         if idx is not None:
             add(idx)
     writer.add_add_bos_token(False)  # humback renders prompts itself and passes token ids
@@ -70,8 +81,10 @@ def write_gguf(folder: Path, out: Path, weights: str = "int8") -> Path:
 
     config = AutoConfig.from_pretrained(folder)
     if config.model_type not in ARCHITECTURES:
-        raise ModelError(f"{folder} is a '{config.model_type}' model: the GGUF export handles {', '.join(ARCHITECTURES)}"
-                         " checkpoints; use generation.backend ctranslate2 or transformers for it")
+        raise ModelError(
+            f"{folder} is a '{config.model_type}' model: the GGUF export handles {', '.join(ARCHITECTURES)}"
+            " checkpoints; use generation.backend ctranslate2 or transformers for it"
+        )
     qtype = gguf.GGMLQuantizationType[WEIGHT_TYPES[weights]]
     state: dict = {}
     for f in sorted(folder.glob("*.safetensors")):
@@ -82,8 +95,10 @@ def write_gguf(folder: Path, out: Path, weights: str = "int8") -> Path:
     head_dim = getattr(config, "head_dim", None) or config.hidden_size // heads
     rope = getattr(config, "rope_parameters", None) or {}
     if rope.get("rope_type", "default") != "default":
-        raise ModelError(f"{folder} uses '{rope['rope_type']}' rotary scaling, which the GGUF export does not write;"
-                         " use generation.backend ctranslate2 or transformers")
+        raise ModelError(
+            f"{folder} uses '{rope['rope_type']}' rotary scaling, which the GGUF export does not write;"
+            " use generation.backend ctranslate2 or transformers"
+        )
 
     writer = gguf.GGUFWriter(str(out), "llama")
     writer.add_name(folder.name)
@@ -97,7 +112,9 @@ def write_gguf(folder: Path, out: Path, weights: str = "int8") -> Path:
     writer.add_rope_freq_base(float(rope.get("rope_theta", getattr(config, "rope_theta", 10000.0))))
     writer.add_layer_norm_rms_eps(config.rms_norm_eps)
     writer.add_vocab_size(config.vocab_size)
-    writer.add_file_type({"Q8_0": gguf.LlamaFileType.MOSTLY_Q8_0, "F16": gguf.LlamaFileType.MOSTLY_F16}[qtype.name])
+    writer.add_file_type(
+        {"Q8_0": gguf.LlamaFileType.MOSTLY_Q8_0, "F16": gguf.LlamaFileType.MOSTLY_F16}[qtype.name]
+    )
     _tokenizer_fields(writer, folder, AutoTokenizer.from_pretrained(folder))
 
     names = gguf.get_tensor_name_map(gguf.MODEL_ARCH.LLAMA, config.num_hidden_layers)
@@ -106,8 +123,10 @@ def write_gguf(folder: Path, out: Path, weights: str = "int8") -> Path:
             continue
         name = names.get_name(key, try_suffixes=(".weight", ".bias"))
         if name is None:
-            raise ModelError(f"{folder}: tensor '{key}' has no GGUF name for a llama model; export it with"
-                             " llama.cpp's converter or use generation.backend ctranslate2")
+            raise ModelError(
+                f"{folder}: tensor '{key}' has no GGUF name for a llama model; export it with"
+                " llama.cpp's converter or use generation.backend ctranslate2"
+            )
         array = value.float().numpy()
         if key.endswith("q_proj.weight"):
             array = rotary_interleave(array, heads)

@@ -6,8 +6,9 @@ The checkpoint (the default model's or a run's own fine-tuned one) is written on
 humback's cache and loaded from there afterwards (seconds). Generation runs on GenAI's
 ContinuousBatchingPipeline, each request with its own seed. Its results carry only the generated tokens'
 summed log-probability, so the two scoring requests run the same saved model directly through the
-OpenVINO runtime, with the LM head cut to the positions a request needs (keep_last_logits): the judge rubric shared by all candidates is
-read once per call and its KV cache copied to each candidate (the model's beam_idx input does that copy).
+OpenVINO runtime, with the LM head cut to the positions a request needs (keep_last_logits): the judge
+rubric shared by all candidates is read once per call and its KV cache copied to each candidate (the
+model's beam_idx input does that copy).
 
 Prompts are rendered and tokenised by the model's own tokenizer, exactly as for the other backends, and
 passed as token ids, so every backend sees the same tokens.
@@ -21,7 +22,6 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from humback.files import discard, folder_lock, publish, temp_path
 from humback.generation.base import (
     SamplingParams,
     choice_targets,
@@ -33,7 +33,14 @@ from humback.generation.base import (
     shared_prefix,
 )
 from humback.generation.gguf_export import WEIGHT_TYPES, write_gguf
-from humback.models import ModelError, cache_dir, load_tokenizer, model_fingerprint, resolve_model
+from humback.models import (
+    ModelError,
+    cache_dir,
+    converted_once,
+    load_tokenizer,
+    model_fingerprint,
+    resolve_model,
+)
 from humback.templates import render_prompt
 
 # Token rows per scoring forward pass: memory for activations stays bounded on long prompts.
@@ -41,29 +48,17 @@ SCORE_TOKENS = 2048
 
 
 def prepared_model(model: str, weights: str, fp: str) -> Path:
-    """The OpenVINO copy of `model` (model_fingerprint `fp`) in humback's cache, made on first use through
-    a GGUF file; written into a fresh temporary folder and renamed, so a killed conversion leaves no half
-    model behind."""
+    """The OpenVINO copy of `model` (model_fingerprint `fp`), made once into the cache through a GGUF file."""
     import openvino_genai as og
 
+    def convert(folder: Path) -> None:
+        gguf = write_gguf(Path(resolve_model(model)), folder / "model.gguf", weights)
+        # GenAI saves the model it builds from a GGUF beside the file (enable_save_ov_model).
+        og.LLMPipeline(str(gguf), "CPU", enable_save_ov_model=True)
+        gguf.unlink()
+
     out = cache_dir() / "openvino" / f"{fp}-{weights}-{og.get_version().split('-')[0]}"
-    if (out / "openvino_model.xml").is_file():
-        return out
-    with folder_lock(out.with_name(out.name + ".lock")):
-        if (out / "openvino_model.xml").is_file():
-            return out
-        tmp = temp_path(out, folder=True)
-        print(f"[humback] converting {model} for OpenVINO ({weights}) into {out} (once)", flush=True)
-        try:
-            gguf = write_gguf(Path(resolve_model(model)), tmp / "model.gguf", weights)
-            # GenAI saves the model it builds from a GGUF beside the file (enable_save_ov_model).
-            og.LLMPipeline(str(gguf), "CPU", enable_save_ov_model=True)
-            gguf.unlink()
-            publish(tmp, out, also=())
-        except BaseException:
-            discard(tmp)
-            raise
-    return out
+    return converted_once(out, "openvino_model.xml", convert, f"{model} for OpenVINO ({weights})")
 
 
 def keep_last_logits(model):
@@ -76,12 +71,16 @@ def keep_last_logits(model):
 
     head = model.output("logits").get_node().input_value(0).get_node()
     if head.get_type_name() != "MatMul":
-        raise ModelError(f"the OpenVINO model's logits come from a {head.get_type_name()}, not the LM head's MatMul:"
-                         " this export is not one humback made; delete it from the cache to convert again")
+        raise ModelError(
+            f"the OpenVINO model's logits come from a {head.get_type_name()}, not the LM head's MatMul:"
+            " this export is not one humback made; delete it from the cache to convert again"
+        )
     keep = ops.parameter([1], ov.Type.i64, name="logits_to_keep")
     keep.output(0).get_tensor().set_names({"logits_to_keep"})
     one = ops.constant(np.array([1], dtype=np.int64))
-    last = ops.slice(head.input_value(0), ops.negative(keep), ops.constant(np.array([2**62], dtype=np.int64)), one, one)
+    last = ops.slice(
+        head.input_value(0), ops.negative(keep), ops.constant(np.array([2**62], dtype=np.int64)), one, one
+    )
     head.input(0).replace_source_output(last.output(0))
     model.add_parameters([keep])
     model.validate_nodes_and_infer_types()
@@ -89,17 +88,27 @@ def keep_last_logits(model):
 
 
 class OpenVINOGenerator:
-    def __init__(self, model: str, batch_size: int = 8, compute_type: str = "int8", sampling_top_k: int = 1000,
-                 kv_cache_gb: float = 1.0):
+    def __init__(
+        self,
+        model: str,
+        batch_size: int = 8,
+        compute_type: str = "int8",
+        sampling_top_k: int = 1000,
+        kv_cache_gb: float = 1.0,
+    ):
         try:
             import openvino as ov
             import openvino_genai as og
         except ImportError:
-            raise ModelError("the openvino backend needs OpenVINO GenAI: `pip install 'humback[openvino]'`, or"
-                             " choose generation.backend: ctranslate2") from None
+            raise ModelError(
+                "the openvino backend needs OpenVINO GenAI: `pip install 'humback[openvino]'`, or"
+                " choose generation.backend: ctranslate2"
+            ) from None
         if compute_type not in WEIGHT_TYPES:
-            raise ModelError(f"compute_type '{compute_type}' is not one the openvino backend writes (accepted:"
-                             f" {', '.join(WEIGHT_TYPES)})")
+            raise ModelError(
+                f"compute_type '{compute_type}' is not one the openvino backend writes (accepted:"
+                f" {', '.join(WEIGHT_TYPES)})"
+            )
         self.model = model
         self.batch_size = batch_size
         self.tokenizer = load_tokenizer(model)
@@ -136,18 +145,24 @@ class OpenVINOGenerator:
             c.top_k = self.topk or len(self.tokenizer)
         return c
 
-    def generate(self, prompts: list[list[dict]], params: SamplingParams,
-                 seeds: Sequence[int] | None = None) -> list[str]:
+    def generate(
+        self, prompts: list[list[dict]], params: SamplingParams, seeds: Sequence[int] | None = None
+    ) -> list[str]:
         import numpy as np
         import openvino as ov
 
         seeds = request_seeds(params, seeds, len(prompts))
         if not prompts:
             return []
-        ids = self.tokenizer([render_prompt(self.tokenizer, p) for p in prompts], add_special_tokens=False)["input_ids"]
-        results = self.pipe.generate([ov.Tensor(np.array([i], dtype=np.int64)) for i in ids],
-                                     [self._config(params, s) for s in seeds])
-        return [self.tokenizer.decode(r.m_generation_ids[0], skip_special_tokens=True).strip() for r in results]
+        ids = self.tokenizer([render_prompt(self.tokenizer, p) for p in prompts], add_special_tokens=False)[
+            "input_ids"
+        ]
+        results = self.pipe.generate(
+            [ov.Tensor(np.array([i], dtype=np.int64)) for i in ids], [self._config(params, s) for s in seeds]
+        )
+        return [
+            self.tokenizer.decode(r.m_generation_ids[0], skip_special_tokens=True).strip() for r in results
+        ]
 
     # -- scoring: logits from the saved model -----------------------------------------------------------
     def _requests(self) -> list:
@@ -173,12 +188,21 @@ class OpenVINOGenerator:
         mask[:, :past] = 1
         positions = np.full(ids.shape, past, dtype=np.int64)
         for i, r in enumerate(rows):
-            ids[i, width - len(r):] = r
-            mask[i, past + width - len(r):] = 1
-            positions[i, width - len(r):] = np.arange(past, past + len(r))
-        beams = np.zeros(len(rows), dtype=np.int32) if batch_from_past else np.arange(len(rows), dtype=np.int32)
-        request.infer({"input_ids": ids, "attention_mask": mask, "position_ids": positions, "beam_idx": beams,
-                       "logits_to_keep": np.array([keep], dtype=np.int64)})
+            ids[i, width - len(r) :] = r
+            mask[i, past + width - len(r) :] = 1
+            positions[i, width - len(r) :] = np.arange(past, past + len(r))
+        beams = (
+            np.zeros(len(rows), dtype=np.int32) if batch_from_past else np.arange(len(rows), dtype=np.int32)
+        )
+        request.infer(
+            {
+                "input_ids": ids,
+                "attention_mask": mask,
+                "position_ids": positions,
+                "beam_idx": beams,
+                "logits_to_keep": np.array([keep], dtype=np.int64),
+            }
+        )
         return request.get_tensor("logits").data
 
     def _each(self, seqs: list[list[int]], keep: list[int], use, cap: int) -> None:
@@ -209,7 +233,7 @@ class OpenVINOGenerator:
                 k = max(keep[i] for i in idx)
                 logits = self._logits(request, [seqs[i][static:] for i in idx], static, bool(saved), k)
                 for row, i in enumerate(idx):
-                    use(i, logits[row, k - keep[i]:])
+                    use(i, logits[row, k - keep[i] :])
             finally:
                 with lock:
                     free.append(request)
@@ -219,8 +243,9 @@ class OpenVINOGenerator:
             for done in [pool.submit(run, idx) for idx in length_batches([len(s) for s in seqs], per_batch)]:
                 done.result()
 
-    def next_token_probs(self, prompts: list[list[dict]], continuations: list[str],
-                         choices: list[str]) -> list[dict[str, float]]:
+    def next_token_probs(
+        self, prompts: list[list[dict]], continuations: list[str], choices: list[str]
+    ) -> list[dict[str, float]]:
         texts = [render_prompt(self.tokenizer, p) + c for p, c in zip(prompts, continuations)]
         pieces = [choice_targets(self.tokenizer, t, choices, self.model) for t in texts]
         out: list[dict | None] = [None] * len(texts)
@@ -246,11 +271,11 @@ class OpenVINOGenerator:
             # logits: the sequence's last n + 1 positions; token j is predicted at position j - 1.
             rows = logits[:n].astype(np.float64)
             rows = rows - rows.max(axis=1, keepdims=True)
-            lp = rows[np.arange(n), seqs[i][len(seqs[i]) - n:]] - np.log(np.exp(rows).sum(axis=1))
-            out[i] = {"tokens": lp[:len(reply)].tolist(), "end": float(lp[len(reply):].sum())}
+            lp = rows[np.arange(n), seqs[i][len(seqs[i]) - n :]] - np.log(np.exp(rows).sum(axis=1))
+            out[i] = {"tokens": lp[: len(reply)].tolist(), "end": float(lp[len(reply) :].sum())}
 
         if seqs:
-            # The first reply token is predicted at the prompt's last position: that one stays out of the prefix.
+            # The first reply token is predicted at the prompt's last position: it stays out of the prefix.
             keep = [len(b) + len(c) + 1 for _, b, c in pieces]
             self._each(seqs, keep, use, min(len(a) for a, _, _ in pieces) - 1)
         return out  # type: ignore[return-value]
