@@ -21,7 +21,7 @@ def resolve_backend(backend: str, device: str) -> str:
     """'auto': vLLM on a GPU when installed, else transformers there. On a CPU, OpenVINO GenAI when
     installed, else CTranslate2, else transformers: on the augmentation workload OpenVINO int8 decodes
     1.76x CTranslate2 int8's tokens/s, and it agrees with transformers' fp32 model far better (expected
-    judge scores within 0.02 on average against 0.16, 7 of 8 greedy replies identical against 1); on an
+    judge scores within 0.02 on average against 0.16, 14 of 16 greedy replies identical against 2); on an
     AVX2-only CPU it scores (curation) 2.3x slower than CTranslate2 (BENCHMARKS.md, curate_backends)."""
     if backend != "auto":
         return backend
