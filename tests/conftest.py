@@ -41,6 +41,11 @@ def build_tokenizer(chat_template: str | None = CHATML):
     return fast
 
 
+# Four chats of different lengths that the generation tests ask every backend.
+CHATS = [[{"role": "user", "content": f"Tell me about {topic}."}] for topic in
+         ("bread", "sourdough starters and their care over many weeks", "tea", "the history of printing presses")]
+
+
 def build_tiny_model(path: Path, chat_template: str | None = CHATML, **shape) -> Path:
     """A random llama model on the tiny tokenizer; `shape` overrides its config (e.g. head sizes an engine needs)."""
     import torch

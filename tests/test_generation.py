@@ -11,15 +11,13 @@ import shutil
 import pytest
 import torch
 
+from conftest import CHATS
 from humback.augment import augment
 from humback.config import AugmentConfig, ConfigError, EngineConfig, load_config
 from humback.generation import load_generator
 from humback.generation.base import GenerationError, SamplingParams, UnsupportedRequest
 from humback.generation.cache import CachedGenerator, ResponseCache
 from humback.templates import backward_messages
-
-CHATS = [[{"role": "user", "content": f"Tell me about {topic}."}] for topic in
-         ("bread", "sourdough starters and their care over many weeks", "tea", "the history of printing presses")]
 
 
 @pytest.fixture(scope="module")

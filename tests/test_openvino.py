@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from conftest import CHATS
 from humback.config import EngineConfig
 from humback.generation import load_generator
 from humback.generation.base import SamplingParams, shared_prefix
@@ -18,15 +19,6 @@ from humback.models import ModelError
 
 pytest.importorskip("openvino_genai", reason="pip install 'humback[openvino]' to run the OpenVINO tests")
 
-CHATS = [
-    [{"role": "user", "content": f"Tell me about {topic}."}]
-    for topic in (
-        "bread",
-        "sourdough starters and their care over many weeks",
-        "tea",
-        "the history of printing presses",
-    )
-]
 CHOICES = [" 1", " 2", " 3", " 4", " 5"]
 
 

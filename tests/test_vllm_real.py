@@ -20,7 +20,7 @@ if not os.environ.get("HUMBACK_VLLM_REAL"):
     pytest.skip("runs in vLLM's own environment: `make test-vllm`", allow_module_level=True)
 vllm = pytest.importorskip("vllm")
 
-from conftest import build_tiny_model
+from conftest import CHATS, build_tiny_model
 from humback.config import ClusterConfig, CurateConfig, EngineConfig
 from humback.curate import curate
 from humback.generation import load_generator, stage_generator
@@ -29,15 +29,6 @@ from humback.records import read_jsonl
 from humback.scoring import CHOICES, judge_messages
 from humback.templates import backward_messages
 
-CHATS = [
-    [{"role": "user", "content": f"Tell me about {topic}."}]
-    for topic in (
-        "bread",
-        "sourdough starters and their care over many weeks",
-        "tea",
-        "the history of printing presses",
-    )
-]
 SCORES = [" " + c for c in CHOICES]
 REPLIES = ["", "Rye.", "Tea is a drink made from leaves.", "Gutenberg built one."]
 
