@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from typing import Protocol
 
@@ -193,3 +195,27 @@ def end_token_ids(model: str, tokenizer) -> list[int]:
     if tokenizer.eos_token_id is not None:
         ids.append(tokenizer.eos_token_id)
     return list(dict.fromkeys(ids))
+
+
+def side_by_side(batches: list[list[int]], workers: list, run: Callable[[object, list[int]], None]) -> None:
+    """`run(worker, batch)` for every batch, each worker (a generator, an infer request) running one batch
+    at a time, the workers side by side. Engines that release the GIL while they compute (CTranslate2,
+    OpenVINO) need no more than Python threads; `run` writes its own results."""
+    if len(workers) == 1 or len(batches) < 2:
+        for idx in batches:
+            run(workers[0], idx)
+        return
+    free, lock = list(workers), threading.Lock()
+
+    def task(idx: list[int]) -> None:
+        with lock:
+            worker = free.pop()
+        try:
+            run(worker, idx)
+        finally:
+            with lock:
+                free.append(worker)
+
+    with ThreadPoolExecutor(len(workers)) as pool:
+        for done in [pool.submit(task, idx) for idx in batches]:
+            done.result()  # a worker's exception is raised here

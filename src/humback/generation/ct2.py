@@ -15,7 +15,6 @@ import json
 import os
 import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from humback.generation.base import (
@@ -27,6 +26,7 @@ from humback.generation.base import (
     reply_pieces,
     request_seeds,
     shared_prefix,
+    side_by_side,
 )
 from humback.models import (
     ModelError,
@@ -138,27 +138,8 @@ class CTranslate2Generator:
                                             sampling_topk=2, include_prompt_in_result=False)
 
     def _each_batch(self, batches: list[list[int]], run: Callable[[int, list[int]], None]) -> None:
-        """`run(worker, batch)` for every batch, on `workers` generators side by side. CTranslate2 releases
-        the GIL while it computes, so Python threads are enough; `run` writes its own results."""
-        if self.workers == 1 or len(batches) < 2:
-            for idx in batches:
-                run(0, idx)
-            return
-        free = list(range(self.workers))
-        lock = threading.Lock()
-
-        def task(idx: list[int]) -> None:
-            with lock:
-                worker = free.pop()
-            try:
-                run(worker, idx)
-            finally:
-                with lock:
-                    free.append(worker)
-
-        with ThreadPoolExecutor(self.workers) as pool:
-            for done in [pool.submit(task, idx) for idx in batches]:
-                done.result()  # a worker's exception is raised here
+        """`run(worker, batch)` for every batch, on `workers` generators side by side."""
+        side_by_side(batches, list(range(self.workers)), run)
 
     def _tokens(self, texts: list[str]) -> list[list[str]]:
         if not texts:  # the fast tokenizer fails on an empty batch

@@ -16,10 +16,7 @@ passed as token ids, so every backend sees the same tokens.
 
 from __future__ import annotations
 
-import math
-import threading
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from humback.generation.base import (
@@ -31,6 +28,7 @@ from humback.generation.base import (
     reply_pieces,
     request_seeds,
     shared_prefix,
+    side_by_side,
 )
 from humback.generation.gguf_export import WEIGHT_TYPES, write_gguf
 from humback.models import (
@@ -94,7 +92,7 @@ class OpenVINOGenerator:
         batch_size: int = 8,
         compute_type: str = "int8",
         sampling_top_k: int = 1000,
-        kv_cache_gb: float = 1.0,
+        kv_cache_gb: int = 1,
     ):
         try:
             import openvino as ov
@@ -118,7 +116,7 @@ class OpenVINOGenerator:
         # The CPU plugin computes in bf16 where the processor has it and f32 elsewhere: part of the cache key.
         self.precision = self.core.get_property("CPU", "INFERENCE_PRECISION_HINT").get_type_name()
         scheduler = og.SchedulerConfig()
-        scheduler.cache_size = max(1, math.ceil(kv_cache_gb))
+        scheduler.cache_size = kv_cache_gb  # GB of paged KV cache
         scheduler.enable_prefix_caching = True
         scheduler.max_num_seqs = batch_size
         self.pipe = og.ContinuousBatchingPipeline(str(self.path), scheduler, "CPU", {})
@@ -219,29 +217,19 @@ class OpenVINOGenerator:
             self._logits(requests[0], [seqs[0][:static]], 0, False, 1)
             saved = {s.name: ov.Tensor(np.array(s.state.data)) for s in requests[0].query_state()}
         per_batch = max(1, min(self.batch_size, SCORE_TOKENS // max(1, max(len(s) - static for s in seqs))))
-        free, lock = list(requests), threading.Lock()
 
-        def run(idx: list[int]) -> None:
-            with lock:
-                request = free.pop()
-            try:
-                if saved:
-                    for s in request.query_state():
-                        s.state = saved[s.name]
-                else:
-                    request.reset_state()
-                k = max(keep[i] for i in idx)
-                logits = self._logits(request, [seqs[i][static:] for i in idx], static, bool(saved), k)
-                for row, i in enumerate(idx):
-                    use(i, logits[row, k - keep[i] :])
-            finally:
-                with lock:
-                    free.append(request)
+        def run(request, idx: list[int]) -> None:
+            if saved:
+                for s in request.query_state():
+                    s.state = saved[s.name]
+            else:
+                request.reset_state()
+            k = max(keep[i] for i in idx)
+            logits = self._logits(request, [seqs[i][static:] for i in idx], static, bool(saved), k)
+            for row, i in enumerate(idx):
+                use(i, logits[row, k - keep[i] :])
 
-        # OpenVINO releases the GIL while it computes: Python threads are enough.
-        with ThreadPoolExecutor(len(requests)) as pool:
-            for done in [pool.submit(run, idx) for idx in length_batches([len(s) for s in seqs], per_batch)]:
-                done.result()
+        side_by_side(length_batches([len(s) for s in seqs], per_batch), requests, run)
 
     def next_token_probs(
         self, prompts: list[list[dict]], continuations: list[str], choices: list[str]
