@@ -29,6 +29,7 @@ from humback.calibrate import calibrate
 from humback.config import CurateConfig, EngineConfig
 from humback.data.seed import seed
 from humback.generation import open_generator
+from humback.records import read_pairs
 
 
 def main() -> None:
@@ -43,8 +44,9 @@ def main() -> None:
     work = Path(args.work)
     gen = open_generator(EngineConfig(backend="auto"), "default", work / "cache" / "responses.sqlite")
 
-    def run(name: str, data, cfg: CurateConfig, **kw) -> dict:
-        res = calibrate(data, gen, work / name, cfg, **kw)
+    def run(name: str, data, cfg: CurateConfig, response_field: str = "response", limit: int | None = None,
+            **kw) -> dict:
+        res = calibrate(read_pairs(data, response_field, limit), gen, work / name, cfg, source=str(data), **kw)
         print(f"[bench] {name}: {json.dumps(res['signals'])}", flush=True)
         return res
 

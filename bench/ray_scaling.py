@@ -30,10 +30,11 @@ from generate_backends import demo_segments
 from record import write_record
 
 from humback.augment import augment
-from humback.cluster import Replicas
 from humback.config import AugmentConfig, ClusterConfig, EngineConfig
 from humback.generation import load_generator
+from humback.ray_runner import RayRunner
 from humback.records import write_jsonl
+from humback.rowloop import LocalRunner
 
 
 def main() -> None:
@@ -60,14 +61,13 @@ def main() -> None:
         local.threads = threads
         local.lms = [local._load()]  # CTranslate2 takes its thread count when the model is loaded
         start = time.perf_counter()
-        augment(segments, local, tmp / f"local-{time.monotonic_ns()}.jsonl", cfg)
+        augment(segments, LocalRunner(local), tmp / f"local-{time.monotonic_ns()}.jsonl", cfg)
         return time.perf_counter() - start
 
     def run_ray(segments: Path, replicas: int) -> float:
         cluster = ClusterConfig(engine="ray", replicas=replicas, cpus_per_replica=1, shard_rows=args.shard_rows)
         start = time.perf_counter()
-        augment(segments, Replicas(engine, "default", cluster, load_generator), tmp / f"ray-{time.monotonic_ns()}.jsonl",
-                cfg)
+        augment(segments, RayRunner(engine, "default", cluster), tmp / f"ray-{time.monotonic_ns()}.jsonl", cfg)
         return time.perf_counter() - start
 
     settings = {"local, 2 threads": lambda f: run_local(f, 2), "local, 1 thread": lambda f: run_local(f, 1),

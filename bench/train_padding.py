@@ -17,6 +17,7 @@ loop's.
 from __future__ import annotations
 
 import argparse
+import json
 import random
 import re
 import statistics
@@ -27,7 +28,10 @@ from record import write_record
 
 from humback.config import TrainConfig
 from humback.data.segment import demo_corpus_path
+from humback.training import sft
 from humback.training.sft import train
+
+own_settings = sft.sft_settings
 
 
 def pairs(n: int, seed: int = 0) -> list[dict]:
@@ -53,7 +57,7 @@ def main() -> None:
     ap.add_argument("--out", default="bench/results/train_padding.json")
     args = ap.parse_args()
 
-    data = pairs(args.examples)
+    rows = pairs(args.examples)
     cfg = TrainConfig(method="lora", lr=2e-4, batch_size=8, micro_batch_size=4, max_steps=args.steps,
                       max_length=args.max_length, save_steps=10_000)
     sides = {
@@ -62,10 +66,14 @@ def main() -> None:
     }
     runs: dict[str, list[dict]] = {k: [] for k in sides}
     with tempfile.TemporaryDirectory() as tmp:
+        data = Path(tmp) / "pairs.jsonl"
+        data.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
         for r in range(args.rounds):
             for name, overrides in sides.items():
-                stats = train(data, "default", Path(tmp) / f"{name}{r}", "forward", cfg, seed=r,
-                              log=lambda s: None, sft_overrides=overrides)
+                # The baseline's trainer settings: humback's, with the overrides on top.
+                sft.sft_settings = lambda *a, overrides=overrides: {**own_settings(*a), **overrides}
+                stats = train([data], "default", Path(tmp) / f"{name}{r}", cfg, direction="forward", seed=r,
+                              log=lambda s: None)
                 runs[name].append({"tokens": stats["tokens_seen"], "seconds": stats["seconds"],
                                    "tokens_per_s": stats["tokens_per_s"]})
                 print(f"round {r + 1} {name:<9} {stats['tokens_seen']:6d} tokens {stats['seconds']:7.1f} s "
@@ -79,7 +87,7 @@ def main() -> None:
                  round(cand / base, 2),
                  setup={"model": "default (SmolLM2-135M-Instruct)", "method": "lora", "batch": 8, "micro_batch": 4,
                         "max_length": cfg.max_length, "steps_per_run": args.steps, "rounds": args.rounds,
-                        "examples": len(data)},
+                        "examples": len(rows)},
                  runs=runs)
 
 

@@ -78,7 +78,7 @@ def test_selection_skips_near_duplicate_instructions_of_better_ones():
 class FakeJudge:
     """Test double for the Generator protocol: replies and log-probabilities chosen by the test."""
 
-    model, fingerprint, chunk_size = "fake", "fake:0", 8
+    model, fingerprint, chunk_size, backend = "fake", "fake:0", 8, "fake"
 
     def __init__(self, replies=None, dist=None, logprobs=None):
         self.replies = replies or (lambda prompt, seed: "Score: 4")

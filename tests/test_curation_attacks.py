@@ -98,6 +98,7 @@ def test_default_model_curate_stage_keeps_attacks_out(tmp_path):
     from humback.config import RunConfig
     from humback.curate import curate
     from humback.generation import open_generator
+    from humback.rowloop import LocalRunner
 
     demo = yaml.safe_load((Path(__file__).resolve().parents[1] / "configs" / "demo.yaml").read_text())["curate"]
     attacks = {
@@ -116,7 +117,7 @@ def test_default_model_curate_stage_keeps_attacks_out(tmp_path):
     for mode in ("skip", "score"):
         cfg = CurateConfig(**demo, judge_directed=mode)
         out = tmp_path / mode
-        stats = curate(cands, gen, out, cfg, iteration=1)
+        stats = curate(cands, LocalRunner(gen), out, cfg, iteration=1)
         scored = {r["id"]: r for r in map(json.loads, (out / "scored.jsonl").read_text().splitlines())}
         selected = {json.loads(line)["id"] for line in (out / "selected.jsonl").read_text().splitlines()}
         assert {k: scored[k].get("skipped") for k in ("copy", "repeat", "meta", "stacked", "statement")} == {

@@ -163,7 +163,7 @@ def test_export_and_report_errors(tmp_path):
 class BiasedJudge:
     """Prefers whatever comes first with probability 0.9: asking both orders must cancel it."""
 
-    model, fingerprint, chunk_size = "biased", "biased:0", 8
+    model, fingerprint, chunk_size, backend = "biased", "biased:0", 8, "fake"
 
     def next_token_probs(self, prompts, continuations, choices):
         return [{" A": 0.9, " B": 0.1} for _ in prompts]

@@ -17,6 +17,7 @@ from humback.config import AugmentConfig, ConfigError, EngineConfig, load_config
 from humback.generation import load_generator
 from humback.generation.base import GenerationError, SamplingParams, UnsupportedRequest
 from humback.generation.cache import CachedGenerator, ResponseCache
+from humback.rowloop import LocalRunner
 from humback.templates import backward_messages
 
 
@@ -69,7 +70,7 @@ def test_cpu_backends_give_the_same_rows(tmp_path, hf, ct2_float):
                                 for i in range(7)))
     cfg = AugmentConfig(max_new_tokens=6)
     for name, gen in (("hf", hf), ("ct2", ct2_float)):
-        stats = augment(segments, gen, tmp_path / f"{name}.jsonl", cfg, seed=3)
+        stats = augment(segments, LocalRunner(gen), tmp_path / f"{name}.jsonl", cfg, seed=3)
         assert stats["rows"] == 7
     rows = {name: [json.loads(x) for x in (tmp_path / f"{name}.jsonl").read_text().splitlines()] for name in ("hf", "ct2")}
     assert [r["id"] for r in rows["hf"]] == [r["id"] for r in rows["ct2"]] == [f"s{i}" for i in range(7)]
@@ -81,6 +82,7 @@ class Counting:
     def __init__(self, inner, fail_after: int | None = None):
         self.inner, self.fail_after = inner, fail_after
         self.model, self.fingerprint, self.chunk_size = inner.model, inner.fingerprint, inner.chunk_size
+        self.backend = inner.backend
         self.asked: list[int] = []
 
     def generate(self, prompts, params, seeds=None):

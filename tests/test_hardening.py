@@ -149,18 +149,19 @@ def test_seed_inputs_that_used_to_crash(tmp_path):
 def test_stage_inputs_duplicate_ids_and_bad_bytes(tmp_path):
     from humback.augment import augment
     from humback.config import AugmentConfig
+    from humback.rowloop import LocalRunner
 
     (tmp_path / "seg.jsonl").write_text(json.dumps({"id": "1", "text": "a"}) + "\n" + json.dumps({"id": "1", "text": "b"}) + "\n")
 
     class Untouched:  # the error must come before any generation
-        fingerprint = model = "none"
+        fingerprint = model = backend = "none"
         chunk_size = 8
 
         def generate(self, *a, **k):
             raise AssertionError("generated despite a bad input")
 
     with pytest.raises(RecordError, match=r"seg.jsonl:2: duplicate id '1' \(first at seg.jsonl:1\)"):
-        augment(tmp_path / "seg.jsonl", Untouched(), tmp_path / "cand.jsonl", AugmentConfig())
+        augment(tmp_path / "seg.jsonl", LocalRunner(Untouched()), tmp_path / "cand.jsonl", AugmentConfig())
     (tmp_path / "bad.jsonl").write_bytes(b'{"id": "a", "text": "caf\xe9"}\n')
     one_line_error(humback("augment", "--model", "default", "--segments", str(tmp_path / "bad.jsonl"), "--out",
                            str(tmp_path / "c.jsonl")), 2, "bad.jsonl:1: invalid UTF-8")
@@ -180,7 +181,7 @@ def test_partial_files_recover_and_follow_their_settings(tmp_path):
     w = RowWriter(out, {"judge": "B"}, log=logs.append)  # resumed with another judge: start over
     assert w.done == set() and "other settings" in logs[0]
     w.write([{"id": "9"}])
-    assert w.finish() == 1 and [r["id"] for r in read_jsonl(out)] == ["9"]
+    assert len(w.finish(order=["9"])) == 1 and [r["id"] for r in read_jsonl(out)] == ["9"]
     assert not out.with_name("scored.jsonl.partial.settings.json").exists()
 
 
@@ -278,7 +279,7 @@ def test_empty_replies_are_asked_again(tmp_path):
     from humback.generation.cache import CachedGenerator, ResponseCache
 
     class Flaky:
-        model, fingerprint, chunk_size = "flaky", "flaky:0", 8
+        model, fingerprint, chunk_size, backend = "flaky", "flaky:0", 8, "fake"
         calls = 0
 
         def generate(self, prompts, params, seeds=None):

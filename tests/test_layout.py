@@ -52,3 +52,17 @@ def test_no_import_cycle():
     for m in sorted(graph):
         if m not in state:
             visit(m, [])
+
+
+def test_ray_is_imported_only_by_the_cluster_modules():
+    """Ray belongs to the runner that places rows on it, Ray Train and the connection: no stage, backend or
+    factory imports it."""
+    allowed = {"humback.cluster", "humback.ray_runner", "humback.training.ray_train"}
+    importers = set()
+    for path in SRC.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            if any(n == "ray" or n.startswith("ray.") for n in names):
+                importers.add(module_name(path))
+    assert importers and importers <= allowed, importers - allowed

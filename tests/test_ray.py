@@ -18,12 +18,14 @@ import pytest
 ray = pytest.importorskip("ray", reason="pip install 'humback[ray]' to run the Ray tests")
 
 from humback.augment import augment
-from humback.cluster import ClusterError, Replicas, connect
+from humback.cluster import ClusterError, connect
 from humback.config import ClusterConfig, ConfigError, CurateConfig, EngineConfig, load_config
 from humback.curate import curate
-from humback.generation import load_generator, stage_generator
+from humback.generation import load_generator
 from humback.models import ModelError
+from humback.ray_runner import RayRunner
 from humback.records import read_jsonl
+from humback.runners import file_map, runner_for
 
 CANDIDATES = [{"id": f"c{i}", "instruction": f"How do I bake loaf number {i}?",
                "response": f"Mix flour, water and salt. Knead for {i + 5} minutes, proof overnight, bake hot."}
@@ -48,8 +50,8 @@ def test_ray_scores_the_rows_the_local_engine_scores(cluster, tiny_model, tmp_pa
     cands = write(tmp_path / "candidates.jsonl", CANDIDATES)
     cfg = CurateConfig(method="expected", max_new_tokens=0, ifd=True, threshold=1.0)
     engine = EngineConfig(backend="transformers", device="cpu", batch_size=2)
-    local = curate(cands, stage_generator(engine, tiny_model, None), tmp_path / "local", cfg)
-    on_ray = curate(cands, stage_generator(engine, tiny_model, None, cluster), tmp_path / "ray", cfg)
+    local = curate(cands, runner_for(engine, tiny_model, None), tmp_path / "local", cfg)
+    on_ray = curate(cands, runner_for(engine, tiny_model, None, cluster), tmp_path / "ray", cfg)
     a, b = (list(read_jsonl(tmp_path / d / "scored.jsonl")) for d in ("local", "ray"))
     assert [r["id"] for r in a] == [r["id"] for r in b] == [c["id"] for c in CANDIDATES]
     for x, y in zip(a, b):
@@ -61,7 +63,7 @@ def test_ray_scores_the_rows_the_local_engine_scores(cluster, tiny_model, tmp_pa
 
 def test_a_changed_selection_setting_costs_no_generation(cluster, tiny_model, tmp_path):
     cands = write(tmp_path / "candidates.jsonl", CANDIDATES)
-    gen = Replicas(EngineConfig(backend="transformers", device="cpu"), tiny_model, cluster, load_generator)
+    gen = RayRunner(EngineConfig(backend="transformers", device="cpu"), tiny_model, cluster)
     curate(cands, gen, tmp_path / "out", CurateConfig(method="expected", max_new_tokens=0, threshold=1.0))
     shards = {p: p.stat().st_mtime_ns for p in (tmp_path / "out" / "scored.jsonl.shards").glob("0*.jsonl")}
     stats = curate(cands, gen, tmp_path / "out", CurateConfig(method="expected", max_new_tokens=0, threshold=5.0))
@@ -100,8 +102,8 @@ def test_a_killed_replica_is_retried_and_every_row_comes_once(cluster, tiny_mode
     watcher = threading.Thread(target=kill_one_replica)
     watcher.start()
     cfg = load_config(None, ["augment.max_new_tokens=48", "augment.temperature=0"])
-    gen = Replicas(EngineConfig(backend="transformers", device="cpu"), tiny_model,
-                   cluster.model_copy(update={"shard_rows": 1}), load_generator)
+    gen = RayRunner(EngineConfig(backend="transformers", device="cpu"), tiny_model,
+                     cluster.model_copy(update={"shard_rows": 1}))
     stats = augment(segments, gen, out, cfg.augment)
     watcher.join()
     assert killed, "no replica process was found to kill"
@@ -151,7 +153,7 @@ def test_an_unreachable_cluster_is_named_and_nothing_is_written(tiny_model, tmp_
 
 def test_a_replica_that_cannot_load_its_model_stops_the_stage_with_its_error(cluster, tiny_model, tmp_path):
     cands = write(tmp_path / "candidates.jsonl", CANDIDATES[:3])
-    gen = Replicas(EngineConfig(backend="ctranslate2", device="tpu"), tiny_model, cluster, load_generator)
+    gen = RayRunner(EngineConfig(backend="ctranslate2", device="tpu"), tiny_model, cluster)
     with pytest.raises(ModelError, match="device 'tpu' is not one CTranslate2 runs on"):
         curate(cands, gen, tmp_path / "out", CurateConfig(method="expected", max_new_tokens=0))
     assert not (tmp_path / "out" / "scored.jsonl").exists()
@@ -209,7 +211,7 @@ def test_segment_on_ray_keeps_what_the_local_engine_keeps(cluster, tmp_path):
     cfg = DataConfig(max_segments=None)
     local = segment(corpus, tmp_path / "local.jsonl", cfg, log=lambda s: None)
     on_ray = segment(corpus, tmp_path / "ray.jsonl", cfg, log=lambda s: None,
-                     cluster=cluster.model_copy(update={"cpus_per_replica": 1}))
+                     map_files=file_map(cluster.model_copy(update={"cpus_per_replica": 1})))
     assert (tmp_path / "local.jsonl").read_text() == (tmp_path / "ray.jsonl").read_text()
     assert local == on_ray
     assert local["bad_input"] and local["funnel"]["dropped_duplicate"] and local["funnel"]["dropped_near_duplicate"]
@@ -218,16 +220,16 @@ def test_segment_on_ray_keeps_what_the_local_engine_keeps(cluster, tmp_path):
 def test_ray_train_runs_two_cpu_workers_and_saves_a_model_the_next_stage_loads(cluster, tiny_model, tmp_path):
     from functools import partial
 
-    from humback.cluster import train_on_ray
     from humback.config import TrainConfig
     from humback.generation.base import SamplingParams
+    from humback.training.ray_train import train_on_ray
     from humback.training.sft import train
 
-    pairs = [{"instruction": f"Name bread number {i}.", "response": f"Bread {i} is a rye loaf with seeds."}
-             for i in range(16)]
+    pairs = write(tmp_path / "pairs.jsonl", [{"instruction": f"Name bread number {i}.",
+                                              "response": f"Bread {i} is a rye loaf with seeds."} for i in range(16)])
     out = tmp_path / "m0"
     cfg = TrainConfig(method="full", lr=3e-3, batch_size=4, micro_batch_size=2, max_steps=3, max_length=256)
-    stats = train_on_ray(partial(train, pairs, tiny_model, out, "forward", cfg, seed=0, log=print), out,
+    stats = train_on_ray(partial(train, [pairs], tiny_model, out, cfg, direction="forward", seed=0, log=print), out,
                          cluster.model_copy(update={"train_workers": 2}))
     assert stats["processes"] == 2 and stats["steps"] == 3 and stats["first_loss"] is not None
     assert not out.with_name("m0.tmp").exists() and not out.with_name("m0.ray").exists()

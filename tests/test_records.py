@@ -16,7 +16,7 @@ def test_rowwriter_recovers_torn_tail_and_never_repeats(tmp_path):
     w = RowWriter(out)
     assert w.done == {"a", "b"}
     w.write([{"id": "b", "v": 99}, {"id": "c", "v": 3}])  # b is already there: skipped
-    assert w.finish(order=["c", "a", "b"]) == 3
+    assert [r["id"] for r in w.finish(order=["c", "a", "b"])] == ["c", "a", "b"]
     rows = list(read_jsonl(out))
     assert [r["id"] for r in rows] == ["c", "a", "b"] and rows[2]["v"] == 2
     assert not out.with_name("rows.jsonl.partial").exists()

@@ -19,6 +19,12 @@ PAIRS = [{"instruction": f"Question {i}: how do I keep bread fresh?", "response"
          for i in range(24)]
 
 
+def pairs_file(folder) -> list:
+    path = folder / "pairs.jsonl"
+    path.write_text("".join(json.dumps(p) + "\n" for p in PAIRS))
+    return [path]
+
+
 def small(**kw) -> TrainConfig:
     base = {"method": "full", "lr": 1e-5, "min_lr_ratio": 0.9, "batch_size": 4, "micro_batch_size": 2,
             "max_steps": 5, "max_length": 512}
@@ -31,7 +37,7 @@ def curve(out) -> list[dict]:
 
 def test_paper_schedule_ends_at_9e_6(tiny_model, tmp_path):
     """Paper §7: lr 1e-5 decaying linearly to 9e-6; the last step trains at exactly 9e-6."""
-    train(PAIRS, tiny_model, tmp_path / "m", "forward", small(), log=lambda s: None)
+    train(pairs_file(tmp_path), tiny_model, tmp_path / "m", small(), direction="forward", log=lambda s: None)
     lrs = [e["lr"] for e in curve(tmp_path / "m")]
     assert len(lrs) == 5
     assert lrs[0] == pytest.approx(1e-5, rel=1e-9) and lrs[-1] == pytest.approx(9e-6, rel=1e-9)
@@ -41,9 +47,9 @@ def test_paper_schedule_ends_at_9e_6(tiny_model, tmp_path):
 
 def test_same_seed_same_loss_curve(tiny_model, tmp_path):
     cfg = small(method="lora", lr=1e-3)
-    train(PAIRS, tiny_model, tmp_path / "a", "backward", cfg, seed=7, log=lambda s: None)
-    train(PAIRS, tiny_model, tmp_path / "b", "backward", cfg, seed=7, log=lambda s: None)
-    train(PAIRS, tiny_model, tmp_path / "c", "backward", cfg, seed=8, log=lambda s: None)
+    train(pairs_file(tmp_path), tiny_model, tmp_path / "a", cfg, direction="backward", seed=7, log=lambda s: None)
+    train(pairs_file(tmp_path), tiny_model, tmp_path / "b", cfg, direction="backward", seed=7, log=lambda s: None)
+    train(pairs_file(tmp_path), tiny_model, tmp_path / "c", cfg, direction="backward", seed=8, log=lambda s: None)
     a, b, c = (curve(tmp_path / x) for x in "abc")
     assert [e["loss"] for e in a] == [e["loss"] for e in b]
     assert [e["loss"] for e in a] != [e["loss"] for e in c]

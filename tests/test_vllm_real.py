@@ -23,9 +23,11 @@ vllm = pytest.importorskip("vllm")
 from conftest import CHATS, build_tiny_model
 from humback.config import ClusterConfig, CurateConfig, EngineConfig
 from humback.curate import curate
-from humback.generation import load_generator, stage_generator
+from humback.generation import load_generator
 from humback.generation.base import SamplingParams
 from humback.records import read_jsonl
+from humback.rowloop import LocalRunner
+from humback.runners import runner_for
 from humback.scoring import CHOICES, judge_messages
 from humback.templates import backward_messages
 
@@ -141,14 +143,14 @@ def test_a_ray_stage_with_vllm_replicas(engines, tiny64, tmp_path):
     )
     cfg = CurateConfig(method="expected", max_new_tokens=0, ifd=True, threshold=1.0)
     engine = EngineConfig(backend="vllm")
-    local = curate(cands, engines["vllm"], tmp_path / "local", cfg)
+    local = curate(cands, LocalRunner(engines["vllm"]), tmp_path / "local", cfg)
     ray.init(
         address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False
     )
     try:
         on_ray = curate(
             cands,
-            stage_generator(engine, tiny64, None, ClusterConfig(engine="ray", replicas=1, shard_rows=3)),
+            runner_for(engine, tiny64, None, ClusterConfig(engine="ray", replicas=1, shard_rows=3)),
             tmp_path / "ray",
             cfg,
         )

@@ -109,7 +109,7 @@ def test_row_writer_refuses_links_at_partial_settings_and_output(tmp_path, victi
     w.write([{"id": "1"}])
     (tmp_path / "c.jsonl").symlink_to(victim)
     with pytest.raises(UnsafePath):
-        w.finish()
+        w.finish(order=["1"])
     assert untouched(victim)
 
 

@@ -6,21 +6,20 @@ resumes where it stopped and the final file has exactly one row per segment, in 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from humback.config import AugmentConfig
 from humback.generation.base import Generator, SamplingParams, row_seed
-from humback.generation.cache import generator_stats
-from humback.mapping import map_rows
 from humback.prompts import BACKWARD_PROMPT
 from humback.records import read_jsonl
 from humback.stats import AugmentStats
 from humback.templates import backward_messages
 
 if TYPE_CHECKING:
-    from humback.cluster import Replicas
+    from humback.rowloop import Runner
 
 
 def clean_instruction(text: str) -> str:
@@ -46,12 +45,14 @@ def read_segments(segments: str | Path) -> list[dict]:
     return list(read_jsonl(segments, required=("id", "text"), unique_ids=True, strings=("text",)))
 
 
-def augment(segments: str | Path, generator: Generator | Replicas, out: str | Path, cfg: AugmentConfig,
-            seed: int = 0) -> AugmentStats:
+def augment(segments: str | Path, runner: Runner, out: str | Path, cfg: AugmentConfig, *, seed: int = 0,
+            log: Callable[[str], None] = print) -> AugmentStats:
+    """One candidate per row of `segments`, written to `out` by the backward model `runner` runs."""
     rows = read_segments(segments)
     params = SamplingParams(cfg.temperature, cfg.top_p, cfg.max_new_tokens, seed)
     # What a row depends on besides the model: a rerun with other sampling starts the partial file over.
-    resumed = map_rows(rows, partial(instructions, params=params, seed=seed), generator, Path(out),
-                       {"params": params.as_dict(), "prompt": BACKWARD_PROMPT}, "augment", lambda r: len(r["text"]))
-    empty = sum(not r["instruction"] for r in read_jsonl(out))
-    return {"rows": len(rows), "resumed_rows": resumed, "empty_instructions": empty, **generator_stats(generator)}
+    done = runner.map(rows, partial(instructions, params=params, seed=seed), Path(out),
+                      {"params": params.as_dict(), "prompt": BACKWARD_PROMPT}, "augment", lambda r: len(r["text"]),
+                      log=log)
+    empty = sum(not r["instruction"] for r in done.rows)
+    return {"rows": len(rows), "resumed_rows": done.resumed, "empty_instructions": empty, **runner.stats()}

@@ -27,7 +27,7 @@ from pathlib import Path
 from humback.config import SIGNALS, CurateConfig
 from humback.files import atomic_write
 from humback.generation.base import Generator
-from humback.records import RecordError, read_pairs, write_jsonl
+from humback.records import RecordError, write_jsonl
 from humback.scoring import combined_score, parse_failure_rate, score_rows, select_ids
 
 NEGATIVE_KINDS = ("mismatch", "truncated", "boilerplate", "copy", "meta", "stacked", "injected")
@@ -190,21 +190,20 @@ def metrics(rows: list[dict], scored: list[dict], cfg: CurateConfig) -> dict:
     return result
 
 
-def calibrate(data: str | Path, generator: Generator, out_dir: str | Path, cfg: CurateConfig,
-              response_field: str = "response", limit: int | None = None, fit: list[str] | None = None,
-              seed: int = 0) -> dict:
-    """Score the rows of `data` (labelled, or good pairs whose negatives are built here) as the curate
-    stage would, into out_dir/scored.jsonl, and write the metrics to
-    out_dir/calibration.json. With `fit`, also fit `combine` weights over those signals."""
+def calibrate(pairs: list[dict], generator: Generator, out: str | Path, cfg: CurateConfig, *,
+              fit: list[str] | None = None, seed: int = 0, source: str = "") -> dict:
+    """Score `pairs` (read_pairs' rows: labelled, or good pairs whose negatives are built here) as the
+    curate stage would, into out/scored.jsonl, and write the metrics to out/calibration.json. With
+    `fit`, also fit `combine` weights over those signals. `source` names where the pairs came from."""
     from tqdm.auto import tqdm
 
     unknown = sorted(set(fit or []) - set(SIGNALS))
     if unknown:
         raise RecordError(f"--fit: unknown signal(s) {', '.join(unknown)} (accepted: {', '.join(SIGNALS)})")
-    out_dir = Path(out_dir)
-    rows = read_pairs(data, response_field, limit)
+    out_dir = Path(out)
+    rows = pairs
     if not rows:
-        raise RecordError(f"{data} holds no rows to calibrate on")
+        raise RecordError(f"{source or 'the data'} holds no rows to calibrate on")
     built = "label" not in rows[0]
     if built:
         rows = build_negatives(rows, seed)
@@ -220,7 +219,7 @@ def calibrate(data: str | Path, generator: Generator, out_dir: str | Path, cfg: 
                        for s, r in zip(score_rows(generator, chunk, cfg, seed), chunk)]
             bar.update(len(chunk))
     write_jsonl(out_dir / "scored.jsonl", scored)
-    result = {"data": str(data), "negatives_built": built, "judge": generator.model, **metrics(rows, scored, cfg)}
+    result = {"data": source, "negatives_built": built, "judge": generator.model, **metrics(rows, scored, cfg)}
     if fit:
         weights = fit_weights(scored, fit)
         combined = cfg.model_copy(update={"combine": weights})

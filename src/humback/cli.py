@@ -61,32 +61,30 @@ def cmd_seed(args) -> None:
 
 def cmd_segment(args) -> None:
     from humback.data.segment import segment
+    from humback.runners import file_map
 
     cfg = _config(args, data__min_chars=args.min_chars, data__max_chars=args.max_chars,
                   data__max_segments=args.max_segments, data__text_field=args.text_field,
                   data__extractor=args.extractor, data__long_sections=args.long_sections,
                   data__strict=args.strict or None, seed=args.seed)
     with writer_lock(args.out):
-        print(segment(args.corpus, args.out, cfg.data, cfg.seed, cluster=cfg.cluster))
+        print(segment(args.corpus, args.out, cfg.data, cfg.seed, map_files=file_map(cfg.cluster)))
 
 
 def cmd_train(args) -> None:
-    from humback.records import read_jsonl
     from humback.training.sft import train
 
     cfg = _config(args)
-    pairs = [row for f in args.data for row in read_jsonl(f, required=("instruction", "response"),
-                                                          strings=("instruction", "response"))]
     with writer_lock(args.out):
-        print(train(pairs, args.model or cfg.model, args.out, args.direction, cfg.train, seed=cfg.seed))
+        print(train(args.data, args.model or cfg.model, args.out, cfg.train, direction=args.direction, seed=cfg.seed))
 
 
-def _generator(cfg, role: str, out: Path):
-    """The role's generator, behind the response cache kept beside the output (when enabled), or its
-    replicas on Ray (cluster.engine: ray)."""
-    from humback.generation import stage_generator
+def _runner(cfg, role: str, out: Path):
+    """The role's generator in this process, behind the response cache kept beside the output (when
+    enabled), or its replicas on Ray (cluster.engine: ray)."""
+    from humback.runners import runner_for
 
-    return stage_generator(cfg.generation.role(role), None, RunDir(out).cache_file(cfg.generation.cache), cfg.cluster)
+    return runner_for(cfg.generation.role(role), None, RunDir(out).cache_file(cfg.generation.cache), cfg.cluster)
 
 
 def cmd_augment(args) -> None:
@@ -96,8 +94,8 @@ def cmd_augment(args) -> None:
                   generation__backward__model=args.model)
     read_segments(args.segments)  # bad input is reported before the model loads
     with writer_lock(args.out):
-        gen = _generator(cfg, "backward", Path(args.out).parent)
-        print(augment(args.segments, gen, args.out, cfg.augment, cfg.seed))
+        runner = _runner(cfg, "backward", Path(args.out).parent)
+        print(augment(args.segments, runner, args.out, cfg.augment, seed=cfg.seed))
 
 
 def cmd_curate(args) -> None:
@@ -107,22 +105,24 @@ def cmd_curate(args) -> None:
                   generation__judge__model=args.judge)
     read_candidates(args.candidates)  # bad input is reported before the model loads
     with writer_lock(args.out_dir):
-        gen = _generator(cfg, "judge", Path(args.out_dir))
-        print(curate(args.candidates, gen, args.out_dir, cfg.curate, args.iteration, cfg.seed))
+        runner = _runner(cfg, "judge", Path(args.out_dir))
+        print(curate(args.candidates, runner, args.out_dir, cfg.curate, iteration=args.iteration, seed=cfg.seed))
 
 
 def cmd_calibrate(args) -> None:
     from humback.calibrate import calibrate, report
     from humback.generation import open_generator
+    from humback.records import read_pairs
 
     cfg = _config(args, generation__backend=args.backend, generation__base_url=args.base_url,
                   generation__judge__model=args.judge)
     out = Path(args.out_dir)
     fit = [s.strip() for s in args.fit.split(",")] if args.fit else None
+    pairs = read_pairs(args.data, args.response_field, args.limit)  # bad input is reported before the model loads
     with writer_lock(out):
         # The judge named by --judge or the config's generation.judge.model, else the config's model.
         gen = open_generator(cfg.generation.role("judge"), cfg.model, RunDir(out).cache_file(cfg.generation.cache))
-        result = calibrate(args.data, gen, out, cfg.curate, args.response_field, args.limit, fit, cfg.seed)
+        result = calibrate(pairs, gen, out, cfg.curate, fit=fit, seed=cfg.seed, source=args.data)
     print(report(result))
     print(f"[humback] scored rows: {out / 'scored.jsonl'}; metrics: {out / 'calibration.json'}")
 

@@ -285,6 +285,10 @@ class CurateConfig(_Strict):
                              f" (accepted: bias, {', '.join(SIGNALS)})")
         return self
 
+    def scoring_settings(self) -> dict:
+        """What a scored row depends on (not the selection settings, which only choose among scored rows)."""
+        return self.model_dump(exclude={"threshold", "max_selected", "top_fraction", "near_duplicate_instructions"})
+
     @property
     def judged(self) -> bool:
         """Whether the rubric judge runs (a combination that gives it no weight skips it)."""

@@ -7,14 +7,13 @@ file, kill-safe, and records the funnel.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from humback.config import CurateConfig
 from humback.generation.base import Generator
-from humback.generation.cache import generator_stats
-from humback.mapping import map_rows
 from humback.prompts import CURATION_PROMPT
 from humback.records import read_jsonl, write_jsonl
 from humback.rundir import SCORED, SELECTED
@@ -22,7 +21,7 @@ from humback.scoring import histogram, mean, parse_failure_rate, score_rows, sel
 from humback.stats import CurateStats
 
 if TYPE_CHECKING:
-    from humback.cluster import Replicas
+    from humback.rowloop import Runner
 
 
 def judged_rows(generator: Generator, rows: list[dict], cfg: CurateConfig, seed: int, iteration: int) -> list[dict]:
@@ -36,25 +35,26 @@ def read_candidates(candidates: str | Path) -> list[dict]:
                            strings=("instruction", "response")))
 
 
-def curate(candidates: str | Path, generator: Generator | Replicas, out_dir: str | Path, cfg: CurateConfig,
-           iteration: int = 1, seed: int = 0) -> CurateStats:
-    out_dir = Path(out_dir)
+def curate(candidates: str | Path, runner: Runner, out: str | Path, cfg: CurateConfig, *, iteration: int = 1,
+           seed: int = 0, log: Callable[[str], None] = print) -> CurateStats:
+    """Every candidate scored by the judge `runner` runs (`out`/scored.jsonl), and the selection
+    (`out`/selected.jsonl)."""
+    out = Path(out)
     rows = read_candidates(candidates)
     # What a scored row depends on besides the judge: a rerun with another scoring method starts
     # scored.jsonl over (selection settings only choose among scored rows, so changing them costs no
     # generation).
-    scoring = cfg.model_dump(exclude={"threshold", "max_selected", "top_fraction", "near_duplicate_instructions"})
-    resumed = map_rows(rows, partial(judged_rows, cfg=cfg, seed=seed, iteration=iteration), generator,
-                       out_dir / SCORED, {"scoring": scoring, "prompt": CURATION_PROMPT, "seed": seed,
-                                          "iteration": iteration},
-                       f"curate (iteration {iteration})", lambda r: len(r["instruction"]) + len(r["response"]))
-    scored = {r["id"]: r for r in read_jsonl(out_dir / SCORED)}
+    done = runner.map(rows, partial(judged_rows, cfg=cfg, seed=seed, iteration=iteration), out / SCORED,
+                      {"scoring": cfg.scoring_settings(), "prompt": CURATION_PROMPT, "seed": seed,
+                       "iteration": iteration},
+                      f"curate (iteration {iteration})", lambda r: len(r["instruction"]) + len(r["response"]), log=log)
+    scored = {r["id"]: r for r in done.rows}
     by_id = {r["id"]: r for r in rows}
     selected = [by_id[i] for i in select_ids(rows, scored, cfg)]
-    write_jsonl(out_dir / SELECTED, (
+    write_jsonl(out / SELECTED, (
         {"id": c["id"], "instruction": c["instruction"], "response": c["response"],
          "score": scored[c["id"]]["score"], "tag": "augmented"} for c in selected))
-    return curate_stats(rows, scored, selected, cfg) | {"resumed_rows": resumed, **generator_stats(generator)}
+    return curate_stats(rows, scored, selected, cfg) | {"resumed_rows": done.resumed, **runner.stats()}
 
 
 def curate_stats(rows: list[dict], scored: dict[str, dict], selected: list[dict], cfg: CurateConfig) -> CurateStats:

@@ -173,7 +173,7 @@ def evaluate(run_dir: str | Path, cfg: RunConfig, log=print) -> dict:
     metrics["backward"] = _backward(cfg, run, nll_pairs, load)
     metrics["forward"], outputs = _forward(cfg, forward, nll_pairs, ask, run.eval_dir, load)
     metrics["win_rates"] = _win_rates(cfg, ask, outputs, load)
-    metrics["judges"] = _judges(cfg, run, load)
+    metrics["judges"] = _judges(cfg, run, pairs[:ev.calibration_pairs], load)
     if ev.lm_eval_tasks:
         metrics["lm_eval"] = {name: run_lm_eval(model, ev.lm_eval_tasks, ev.lm_eval_limit)
                               for name, model in forward.items() if name != "base" or Path(model).is_dir()}
@@ -228,15 +228,14 @@ def _win_rates(cfg: RunConfig, ask: list[dict], outputs: dict[str, list[str]], l
     return result
 
 
-def _judges(cfg: RunConfig, run: RunDir, load) -> dict:
-    """Each iteration's judge (M_{t-1} unless the config names one), calibrated on negatives built from the
-    held-out pairs with the run's curation settings."""
+def _judges(cfg: RunConfig, run: RunDir, pairs: list[dict], load) -> dict:
+    """Each iteration's judge, calibrated on negatives built from the held-out `pairs` with the run's
+    curation settings."""
     out = {}
     for t in range(1, cfg.iterations + 1):
-        name = cfg.generation.role("judge").model or str(run.model(f"m{t - 1}"))
+        name = run.judge(t, cfg.generation.role("judge").model)
         gen = load("judge", name)
-        res = calibrate(cfg.eval.heldout, gen, run.eval_dir / "calibration" / f"iter{t}", cfg.curate,
-                        cfg.eval.response_field, cfg.eval.calibration_pairs, seed=cfg.seed)
+        res = calibrate(pairs, gen, run.calibration(t), cfg.curate, seed=cfg.seed, source=str(cfg.eval.heldout))
         out[f"iter{t}"] = {"judge": name, "parse_failure_rate": res.get("parse_failure_rate", 0.0),
                            "signals": res["signals"], "selection": res["selection"]}
         del gen

@@ -27,7 +27,7 @@ from humback.config import RunConfig, fingerprint
 from humback.data.extract import extractor_version
 from humback.errors import HumbackError
 from humback.files import atomic_write, ensure_dir, folder_lock
-from humback.records import file_sha256, read_jsonl
+from humback.records import file_sha256
 from humback.rundir import RunDir
 from humback.stats import stats_problem
 
@@ -112,7 +112,7 @@ def _shard_note(data: dict, key: str) -> str:
     """Progress of a generating stage that runs (or ran, and was killed) on Ray: finished shards of all."""
     if "run_dir" not in data or not (key == "augment" or key.startswith("curate:")):
         return ""
-    from humback.cluster import finished_shards, shard_folder
+    from humback.ray_runner import finished_shards, shard_folder
 
     run = RunDir(data["run_dir"])
     source, out = (run.segments, run.candidates) if key == "augment" else (run.candidates, run.scored(int(key[7:])))
@@ -173,7 +173,7 @@ def build_stages(cfg: RunConfig, run_dir: Path, log: Callable[[str], None]) -> l
     from humback.curate import curate
     from humback.data.seed import seed
     from humback.data.segment import segment
-    from humback.generation import stage_generator
+    from humback.runners import file_map, runner_for
     from humback.training.sft import train
 
     d, g, run = cfg.data, cfg.generation, RunDir(run_dir)
@@ -185,18 +185,17 @@ def build_stages(cfg: RunConfig, run_dir: Path, log: Callable[[str], None]) -> l
         fps[key] = fingerprint(key, *own, *(fps[u] if u else None for u in upstream), cfg.seed)
         stages.append(Stage(key, work, fps[key], outputs, inputs, tuple(u for u in upstream if u)))
 
-    def generator(role, own_model: Path):
-        return stage_generator(g.role(role), str(own_model), run.cache_file(g.cache), cfg.cluster)
+    def runner(role, own_model: Path):
+        return runner_for(g.role(role), str(own_model), run.cache_file(g.cache), cfg.cluster)
 
-    def train_stage(name: str, direction: str, data_files: list[Path]) -> Callable[[], dict]:
+    def train_stage(name: str, direction: str, data: list[Path]) -> Callable[[], dict]:
         def work() -> dict:
-            pairs = [row for f in data_files for row in read_jsonl(f)]
             if cfg.cluster.engine == "ray" and cfg.cluster.train_workers:
-                from humback.cluster import train_on_ray
+                from humback.training.ray_train import train_on_ray
 
-                return train_on_ray(partial(train, pairs, cfg.model, run.model(name), direction, cfg.train,
+                return train_on_ray(partial(train, data, cfg.model, run.model(name), cfg.train, direction=direction,
                                             seed=cfg.seed, log=print), run.model(name), cfg.cluster)
-            return train(pairs, cfg.model, run.model(name), direction, cfg.train, seed=cfg.seed, log=log)
+            return train(data, cfg.model, run.model(name), cfg.train, direction=direction, seed=cfg.seed, log=log)
         return work
 
     # Only what changes results: micro-batching, gradient checkpointing and how often a resumable
@@ -207,15 +206,15 @@ def build_stages(cfg: RunConfig, run_dir: Path, log: Callable[[str], None]) -> l
     add("seed", lambda: seed(d.seed_source, run.seed, d, cfg.seed, log=log),
         (d.model_dump(include=seed_keys), source_fingerprint(d.seed_source)), (),
         {"seed": run.seed}, {"source": d.seed_source})
-    add("segment", lambda: segment(d.corpus, run.segments, d, cfg.seed, log=log, cluster=cfg.cluster),
+    add("segment", lambda: segment(d.corpus, run.segments, d, cfg.seed, log=log, map_files=file_map(cfg.cluster)),
         (d.model_dump(exclude=seed_keys | {"shard_size", "strict"}), extractor_version(d.extractor),
          source_fingerprint(d.corpus)), (),
         {"segments": run.segments}, {"corpus": d.corpus})
     add("train:myx", train_stage("myx", "backward", [run.seed]), (cfg.model, train_fp, prompts.BACKWARD_PROMPT),
         ("seed",), {"model": run.model("myx")}, {"data": str(run.seed), "base": cfg.model})
     backward, judge_engine = g.role("backward"), g.role("judge")
-    add("augment", lambda: augment(run.segments, generator("backward", run.model("myx")), run.candidates,
-                                   cfg.augment, cfg.seed),
+    add("augment", lambda: augment(run.segments, runner("backward", run.model("myx")), run.candidates,
+                                   cfg.augment, seed=cfg.seed, log=log),
         (cfg.augment, prompts.BACKWARD_PROMPT, backward.identity()),
         (None if backward.model else "train:myx", "segment"),
         {"candidates": run.candidates},
@@ -223,16 +222,14 @@ def build_stages(cfg: RunConfig, run_dir: Path, log: Callable[[str], None]) -> l
     add("train:m0", train_stage("m0", "forward", [run.seed]), (cfg.model, train_fp, prompts.SYSTEM_SEED),
         ("seed",), {"model": run.model("m0")}, {"data": str(run.seed), "base": cfg.model})
     for t in range(1, cfg.iterations + 1):
-        judge = run.model(f"m{t - 1}")
-        # The judge is M_{t-1} (paper §2.2) unless the config names an external one.
-        external = judge_engine.model is not None
+        judge = run.judge(t, judge_engine.model)
         add(f"curate:{t}",
-            lambda judge=judge, t=t: curate(run.candidates, generator("judge", judge), run.iteration(t), cfg.curate,
-                                            t, cfg.seed),
+            lambda judge=judge, t=t: curate(run.candidates, runner("judge", judge), run.iteration(t), cfg.curate,
+                                            iteration=t, seed=cfg.seed, log=log),
             (cfg.curate, prompts.CURATION_PROMPT, judge_engine.identity()),
-            (None if external else f"train:m{t - 1}", "augment"),
+            (None if judge_engine.model else f"train:m{t - 1}", "augment"),
             {"scored": run.scored(t), "selected": run.selected(t)},
-            {"candidates": str(run.candidates), "judge": judge_engine.model or str(judge)})
+            {"candidates": str(run.candidates), "judge": judge})
         # Paper §2.2: M_t is fine-tuned from the *base* model on seed + A_k^(t), not from M_{t-1}.
         add(f"train:m{t}", train_stage(f"m{t}", "forward", [run.seed, run.selected(t)]),
             (cfg.model, train_fp, prompts.SYSTEM_AUGMENTED), ("seed", f"curate:{t}"),

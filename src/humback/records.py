@@ -267,22 +267,19 @@ class RowWriter:
             self._f.flush()
             os.fsync(self._f.fileno())
 
-    def finish(self, order: list[str] | None = None) -> int:
-        """Close and publish. With `order`, rows are rewritten in that id order (so a resumed run's
-        file equals an uninterrupted one's) and any id missing from it is an error."""
+    def finish(self, order: list[str]) -> list[dict]:
+        """Close and publish the rows in `order` (ids), so a resumed run's file equals an uninterrupted
+        one's; an id missing from the partial file is an error. Returns the rows as written."""
         self._f.close()
-        if order is not None:
-            rows = {r["id"]: r for r in read_jsonl(self.partial)}
-            missing = [i for i in order if i not in rows]
-            if missing:
-                raise RecordError(f"{self.partial}: {len(missing)} rows missing (first: {missing[0]})")
-            n = write_jsonl(self.out, (rows[i] for i in order))
-            self.partial.unlink()
-            self.settings_file.unlink(missing_ok=True)
-            return n
-        publish(self.partial, self.out)
+        rows = {r["id"]: r for r in read_jsonl(self.partial)}
+        missing = [i for i in order if i not in rows]
+        if missing:
+            raise RecordError(f"{self.partial}: {len(missing)} rows missing (first: {missing[0]})")
+        done = [rows[i] for i in order]
+        write_jsonl(self.out, done)
+        self.partial.unlink()
         self.settings_file.unlink(missing_ok=True)
-        return len(self.done)
+        return done
 
     def close(self) -> None:
         if not self._f.closed:

@@ -75,6 +75,10 @@ class RunDir:
     def selected(self, t: int) -> Path:
         return self.iteration(t) / SELECTED
 
+    def judge(self, t: int, external: str | None = None) -> str:
+        """Who judges iteration t: M_{t-1} (paper §2.2), unless the config names an `external` judge."""
+        return external or str(self.model(f"m{t - 1}"))
+
     def iterations(self) -> list[int]:
         """Iterations with scored rows; only iter<N> folders (a user's copy such as iter1.bak is not one)."""
         return sorted(int(p.name[4:]) for p in self.root.glob("iter*")
@@ -83,6 +87,10 @@ class RunDir:
     @property
     def eval_dir(self) -> Path:
         return self.root / "eval"
+
+    def calibration(self, t: int) -> Path:
+        """eval/calibration/iter<t>: iteration t's judge measured on the held-out pairs (humback eval)."""
+        return self.eval_dir / "calibration" / f"iter{t}"
 
     @property
     def report_dir(self) -> Path:

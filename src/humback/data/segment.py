@@ -21,14 +21,14 @@ import hashlib
 import random
 import re
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from functools import partial
 from importlib import resources
 from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from humback.config import ClusterConfig, DataConfig
+from humback.config import DataConfig
 from humback.data.dedup import Deduplicator
 from humback.data.extract import extractor_version, page_blocks
 from humback.data.quality import quality_filters
@@ -36,6 +36,9 @@ from humback.data.readers import CollectedProblems, Problems, corpus_files, file
 from humback.data.sections import html_sections, text_paragraphs, windows
 from humback.records import RecordError, ShardWriter
 from humback.stats import SegmentStats
+
+# fn(item) for every corpus file, results in file order (ray_runner.ordered_map bound to its cluster).
+FileMap = Callable[[Callable, list], Iterator]
 
 # Paper §2.1 names "advertisement", "forum", "quick link", "free newsletter"; the rest are the same kind.
 NAV_HEADERS = (
@@ -214,11 +217,11 @@ class Sampler:
 
 
 def segment(corpus: str | Path, out: str | Path, cfg: DataConfig | None = None, seed_value: int = 0,
-            log=print, cluster: ClusterConfig | None = None) -> SegmentStats:
+            log=print, map_files: FileMap | None = None) -> SegmentStats:
     """Write filtered, deduplicated, optionally sampled segments to `out` (a .jsonl file, or a folder
-    of shards otherwise); return the funnel as stage stats. With cluster.engine 'ray', a local corpus's
-    files are extracted and filtered in parallel on the cluster; dedup, sampling and writing stay here, in
-    corpus order, so the output and the funnel are the local engine's."""
+    of shards otherwise); return the funnel as stage stats. With `map_files` (the Ray runner's, for
+    cluster.engine 'ray'), a local corpus's files are extracted and filtered in parallel elsewhere; dedup,
+    sampling and writing stay here, in corpus order, so the output and the funnel are the local ones."""
     cfg = cfg or DataConfig()
     corpus = demo_corpus_path() if str(corpus) == "demo" else corpus
     source, target = Path(corpus).resolve(), Path(out).resolve()
@@ -230,7 +233,7 @@ def segment(corpus: str | Path, out: str | Path, cfg: DataConfig | None = None, 
     dedup, sampler = Deduplicator(cfg.near_duplicate_threshold), Sampler(cfg.max_segments, seed_value)
     writer = ShardWriter(out, cfg.shard_size)
     try:
-        for rows in _filtered_rows(corpus, cfg, funnel, problems, cluster):
+        for rows in _filtered_rows(corpus, cfg, funnel, problems, map_files):
             for row in rows:
                 reason = dedup.check_and_add(row["text"])
                 if reason:
@@ -256,20 +259,18 @@ def segment(corpus: str | Path, out: str | Path, cfg: DataConfig | None = None, 
 
 
 def _filtered_rows(corpus: str | Path, cfg: DataConfig, funnel: Counter, problems: Problems,
-                   cluster: ClusterConfig | None) -> Iterator[list[dict]]:
+                   map_files: FileMap | None) -> Iterator[list[dict]]:
     """The segments that pass the filters (before dedup), a document's or a file's at a time, in corpus
     order; the funnel and bad-input counts as they go."""
-    if cluster is None or cluster.engine == "local" or not Path(corpus).exists():
+    if map_files is None or not Path(corpus).exists():
         # A hub dataset streams here: its files are the hub's to hand out.
         keep = SegmentFilter(cfg)
         docs = iter_documents(corpus, cfg.text_field, problems, cfg.max_record_bytes)
         for doc in tqdm(docs, desc="segment", unit="doc", mininterval=2):
             yield list(kept_segments(doc, cfg, keep, funnel, problems))
         return
-    from humback.cluster import ordered_map
-
     files = corpus_files(Path(corpus))
-    for result in tqdm(ordered_map(partial(file_segments, cfg=cfg), files, cluster), total=len(files),
+    for result in tqdm(map_files(partial(file_segments, cfg=cfg), files), total=len(files),
                        desc=f"segment [ray, {len(files)} files]", unit="file"):
         funnel.update(result["funnel"])
         problems.merge(result["bad_input"], result["warnings"])

@@ -14,7 +14,7 @@ from humback.generation.cache import CachedGenerator, ResponseCache
 from humback.models import ModelError
 
 if TYPE_CHECKING:
-    from humback.config import ClusterConfig, EngineConfig
+    from humback.config import EngineConfig
 
 
 def resolve_backend(backend: str, device: str) -> str:
@@ -82,17 +82,3 @@ def open_generator(engine: EngineConfig, model: str | None, cache_file: Path | N
     unless that is None."""
     gen = load_generator(engine, model)
     return gen if cache_file is None else CachedGenerator(gen, ResponseCache(cache_file))
-
-
-def stage_generator(engine: EngineConfig, model: str | None, cache_file: Path | None,
-                    cluster: ClusterConfig | None = None):
-    """What a generating stage (augment, curate) runs on: this process's generator behind the response
-    cache, or, with cluster.engine 'ray', replicas of it on the Ray cluster (humback/cluster.py)."""
-    if cluster is None or cluster.engine == "local":
-        return open_generator(engine, model, cache_file)
-    from humback.cluster import Replicas
-
-    name = engine.model or model
-    if not name:
-        raise ModelError("no model given for generation: pass --model/--judge or set the role's `model` in the config")
-    return Replicas(engine, name, cluster, load_generator)

@@ -62,6 +62,7 @@ TOP_LOGPROBS = 20
 
 class Generator(Protocol):
     model: str
+    backend: str  # the name in config.BACKENDS, as the stage records it
     # What identifies the outputs: backend, weights' content (or served model), numeric precision.
     # The response cache keys on it, so a retrained model at the same path never hits old replies.
     fingerprint: str

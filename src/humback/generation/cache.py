@@ -19,7 +19,6 @@ from pathlib import Path
 from humback.errors import EnvironmentFault, HumbackError
 from humback.files import ensure_dir, refuse_link
 from humback.generation.base import GenerationError, Generator, SamplingParams, request_seeds
-from humback.stats import GeneratorStats
 
 
 class CacheError(HumbackError):
@@ -83,22 +82,13 @@ class ResponseCache:
                                 [(k, json.dumps(v, ensure_ascii=False)) for k, v in items.items()])
 
 
-def generator_stats(generator) -> GeneratorStats:
-    """What a stage records about where its text came from: backend, and cache hits when cached."""
-    # Ray replicas report the backend they ran; a generator's fingerprint starts with it.
-    stats: GeneratorStats = {"backend": getattr(generator, "backend", None) or generator.fingerprint.split(":", 1)[0]}
-    cache = getattr(generator, "cache", None)
-    if isinstance(cache, ResponseCache):
-        stats["cache_hits"], stats["cache_misses"] = cache.hits, cache.misses
-    return stats
-
-
 class CachedGenerator:
     """The Generator protocol, answering from the cache first and storing every new reply."""
 
     def __init__(self, inner: Generator, cache: ResponseCache):
         self.inner, self.cache = inner, cache
         self.model, self.fingerprint, self.chunk_size = inner.model, inner.fingerprint, inner.chunk_size
+        self.backend = inner.backend
 
     def generate(self, prompts: list[list[dict]], params: SamplingParams,
                  seeds: Sequence[int] | None = None) -> list[str]:

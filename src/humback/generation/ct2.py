@@ -77,6 +77,8 @@ _SEEDING = threading.Lock()
 
 
 class CTranslate2Generator:
+    backend = "ctranslate2"
+
     def __init__(self, model: str, device: str = "auto", batch_size: int = 8, compute_type: str = "int8",
                  sampling_top_k: int = 1000, workers: int = 0):
         self.model = model

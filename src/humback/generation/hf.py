@@ -20,6 +20,8 @@ from humback.templates import render_prompt
 
 
 class TransformersGenerator:
+    backend = "transformers"
+
     def __init__(self, model: str, device: str = "auto", batch_size: int = 8):
         self.model = model
         self.device = pick_device(device)

@@ -41,6 +41,8 @@ def gguf_file(model: str) -> Path:
 
 
 class LlamaCppGenerator:
+    backend = "llamacpp"
+
     def __init__(self, model: str, n_ctx: int = 4096):
         try:
             from llama_cpp import Llama

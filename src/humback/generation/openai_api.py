@@ -87,6 +87,8 @@ def api_key_for(base_url: str | None, api_key_env: str) -> str | None:
 
 
 class OpenAIGenerator:
+    backend = "openai"
+
     def __init__(self, model: str, base_url: str | None = None, api_key_env: str = "OPENAI_API_KEY",
                  concurrency: int = 16, timeout: float = 120.0, max_retries: int = 5):
         import openai  # noqa: F401  (fail here, not mid-stage, if the SDK is missing)

@@ -86,6 +86,8 @@ def keep_last_logits(model):
 
 
 class OpenVINOGenerator:
+    backend = "openvino"
+
     def __init__(
         self,
         model: str,

@@ -31,6 +31,8 @@ def sampling_kwargs(params: SamplingParams, seed: int) -> dict:
 
 
 class VLLMGenerator:
+    backend = "vllm"
+
     def __init__(self, model: str, tensor_parallel_size: int = 1, gpu_memory_utilization: float = 0.9):
         try:
             from vllm import LLM

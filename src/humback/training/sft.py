@@ -12,11 +12,13 @@ import math
 import shutil
 import time
 import warnings
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from humback.config import TrainConfig
 from humback.files import atomic_write, check_replaceable, ensure_dir, make_owned_dir, publish, remove_owned
+from humback.records import read_jsonl
 from humback.stats import Hardware, TrainStats
 from humback.training.examples import Direction, encode
 
@@ -105,17 +107,17 @@ def plan(n: int, cfg: TrainConfig, processes: int) -> Plan:
 
 
 def train(
-    pairs: list[dict],
+    data: Sequence[str | Path],
     base_model: str,
     out: str | Path,
-    direction: Direction,
     cfg: TrainConfig,
+    *,
+    direction: Direction,
     seed: int = 0,
-    log=print,
-    sft_overrides: dict | None = None,
+    log: Callable[[str], None] = print,
 ) -> TrainStats:
-    """Fine-tune `base_model` on `pairs` and save a plain checkpoint (LoRA merged) to `out`.
-    `sft_overrides` are extra SFTConfig arguments (advanced; the training benchmark's baseline uses it)."""
+    """Fine-tune `base_model` on the (instruction, response) pairs of the `data` files and save a plain
+    checkpoint (LoRA merged) to `out`."""
     from accelerate import PartialState
     from datasets import Dataset
     from transformers import set_seed
@@ -123,6 +125,8 @@ def train(
 
     from humback.models import load_tokenizer
 
+    text = ("instruction", "response")
+    pairs = [row for f in data for row in read_jsonl(f, required=text, strings=text)]
     out = Path(out)
     tmp = out.with_name(out.name + ".tmp")
     # Refused now, not after hours of training: an --out that is someone's folder is never replaced.
@@ -151,7 +155,7 @@ def train(
         # uses the old name); the schedule is given num_stable_steps=0 on purpose (decay from step one).
         warnings.filterwarnings("ignore", message=".*gradient_checkpointing.*deprecated")
         warnings.filterwarnings("ignore", message="Both num_training_steps and num_stable_steps")
-        args = SFTConfig(**{**sft_settings(tmp / "trainer", p, cfg, hw, seed), **(sft_overrides or {})})
+        args = SFTConfig(**sft_settings(tmp / "trainer", p, cfg, hw, seed))
         rows = [{**ex, "length": len(ex["input_ids"])} for ex in encoded.examples]
         trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(rows),
                              processing_class=tokenizer, peft_config=peft_config)
