@@ -27,7 +27,7 @@ from record import write_record
 
 from humback.calibrate import calibrate
 from humback.config import CurateConfig, EngineConfig
-from humback.data.seed import seed
+from humback.data.seed import seed_pairs
 from humback.generation import open_generator
 from humback.records import read_pairs
 
@@ -50,7 +50,7 @@ def main() -> None:
         print(f"[bench] {name}: {json.dumps(res['signals'])}", flush=True)
         return res
 
-    seed("demo", work / "seed.jsonl")
+    seed_pairs("demo", work / "seed.jsonl")
     expected = CurateConfig(method="expected", max_new_tokens=0, ifd=True)
     fitted = run("fit-seed-judge", work / "seed.jsonl", expected, fit=["ifd", "end_logprob", "judge_score"])
     fitted_ifd_end = run("fit-seed", work / "seed.jsonl", expected, fit=["ifd", "end_logprob"])

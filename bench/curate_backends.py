@@ -27,8 +27,8 @@ from pathlib import Path
 from generate_backends import demo_segments, engine
 from record import write_record
 
-from humback.config import DataConfig
-from humback.data.seed import seed
+from humback.config import SeedConfig
+from humback.data.seed import seed_pairs
 from humback.generation import load_generator
 from humback.generation.base import SamplingParams
 from humback.prompts import SCORE_PREFIX
@@ -98,7 +98,7 @@ def main() -> None:
     args = ap.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
-        seed("demo", Path(tmp) / "seed.jsonl", DataConfig(), 0, log=lambda s: None)
+        seed_pairs("demo", Path(tmp) / "seed.jsonl", SeedConfig(), seed=0, log=lambda s: None)
         pairs = list(read_jsonl(Path(tmp) / "seed.jsonl"))
     prompts = [judge_messages(p["instruction"], p["response"]) for p in pairs]
     conts, choices = [SCORE_PREFIX] * len(prompts), [" " + c for c in CHOICES]

@@ -19,8 +19,8 @@ from pathlib import Path
 
 from record import write_record
 
-from humback.config import DataConfig, EngineConfig
-from humback.data.seed import seed
+from humback.config import EngineConfig, SeedConfig
+from humback.data.seed import seed_pairs
 from humback.generation import load_generator
 from humback.prompts import SCORE_PREFIX
 from humback.records import read_jsonl
@@ -34,7 +34,7 @@ def main() -> None:
     args = ap.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
-        seed("demo", Path(tmp) / "seed.jsonl", DataConfig(), 0, log=lambda s: None)
+        seed_pairs("demo", Path(tmp) / "seed.jsonl", SeedConfig(), seed=0, log=lambda s: None)
         pairs = list(read_jsonl(Path(tmp) / "seed.jsonl"))
     gen = load_generator(EngineConfig(backend="ctranslate2", compute_type="int8"), "default")
     prompts = [judge_messages(p["instruction"], p["response"]) for p in pairs]

@@ -29,7 +29,7 @@ from pathlib import Path
 from cpu_ceiling import ceiling
 from record import write_record
 
-from humback.config import AugmentConfig, DataConfig, EngineConfig
+from humback.config import AugmentConfig, EngineConfig, SegmentConfig
 from humback.data.segment import segment
 from humback.generation import load_generator
 from humback.generation.base import SamplingParams, row_seed
@@ -39,7 +39,7 @@ from humback.templates import backward_messages, render_prompt
 def demo_segments(n: int) -> list[dict]:
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "segments.jsonl"
-        segment("demo", out, DataConfig(), seed_value=0, log=lambda s: None)
+        segment("demo", out, SegmentConfig(), seed=0, log=lambda s: None)
         rows = [json.loads(line) for line in out.read_text().splitlines()]
     return [dict(r, id=f"{r['id']}-{i}") for i, r in zip(range(n), itertools.cycle(rows))]
 

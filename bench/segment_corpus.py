@@ -72,10 +72,10 @@ def run_child(mode: str, corpus: Path, out: Path) -> dict:
             count += len(windows(text_paragraphs(doc.text), 600, 3000))
         stats = {"documents": docs, "segments": count}
     else:
-        from humback.config import DataConfig
+        from humback.config import SegmentConfig
         from humback.data.segment import segment
 
-        result = segment(corpus, out, DataConfig(), log=lambda s: None)
+        result = segment(corpus, out, SegmentConfig(), log=lambda s: None)
         stats = result["funnel"]
     seconds = time.time() - start
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

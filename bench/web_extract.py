@@ -29,7 +29,7 @@ from pathlib import Path
 
 from record import write_record
 
-from humback.config import DataConfig
+from humback.config import SegmentConfig
 from humback.data.segment import segment
 
 SETTINGS = {
@@ -63,7 +63,7 @@ def score(pages: list[dict], texts: dict[int, str]) -> dict:
 
 def run_stage(folder: Path, out: Path, settings: dict) -> tuple[float, dict[int, str], dict]:
     start = time.perf_counter()
-    stats = segment(folder, out, DataConfig(**settings), log=lambda s: None)
+    stats = segment(folder, out, SegmentConfig(**settings), log=lambda s: None)
     seconds = time.perf_counter() - start
     texts: dict[int, list[str]] = defaultdict(list)
     for line in out.read_text().splitlines():

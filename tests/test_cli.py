@@ -79,8 +79,8 @@ def test_stage_subcommands_chain(tiny_model, tmp_path):
 
 
 def test_subcommand_flags_are_validated(tmp_path):
-    proc = humback("seed", "--out", str(tmp_path / "s.jsonl"), "--max-seed", "0")
-    assert_user_error(proc, "data.max_seed", "greater than or equal to 1")
+    proc = humback("seed", "--out", str(tmp_path / "s.jsonl"), "--max-pairs", "0")
+    assert_user_error(proc, "seed.max_pairs", "greater than or equal to 1")
 
 
 def test_strict_segment_names_the_bad_line(tmp_path):

@@ -35,16 +35,16 @@ def test_all_problems_reported_together(tmp_path):
 
 def test_impossible_combination():
     with pytest.raises(ConfigError, match="min_chars"):
-        load_config(None, ["data.min_chars=5000", "data.max_chars=3000"])
+        load_config(None, ["segment.min_chars=5000", "segment.max_chars=3000"])
     with pytest.raises(ConfigError, match="max_new_tokens must be at least 1"):
         load_config(None, ["curate.method=sample", "curate.max_new_tokens=0"])
 
 
 def test_set_overrides_parse_yaml_values():
     cfg = load_config(ROOT / "configs" / "demo.yaml", ["curate.threshold=4.5", "model=Qwen/Qwen2.5-0.5B",
-                                                     "data.max_segments=null", "train.tags=false"])
+                                                     "segment.max_segments=null", "train.tags=false"])
     assert cfg.curate.threshold == 4.5 and cfg.model == "Qwen/Qwen2.5-0.5B"
-    assert cfg.data.max_segments is None and cfg.train.tags is False
+    assert cfg.segment.max_segments is None and cfg.train.tags is False
 
 
 def test_set_malformed_and_missing_file(tmp_path):

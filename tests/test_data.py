@@ -6,10 +6,10 @@ import json
 
 import pytest
 
-from humback.config import DataConfig
+from humback.config import SeedConfig, SegmentConfig
 from humback.data.extract import page_blocks
 from humback.data.sections import html_sections, text_paragraphs, windows
-from humback.data.seed import first_turn_pair, seed
+from humback.data.seed import first_turn_pair, seed_pairs
 from humback.data.segment import boilerplate_line, repetitive, segment
 from humback.records import RecordError, read_jsonl
 
@@ -41,7 +41,7 @@ def test_first_turn_rules():
 
 
 def test_demo_seed_counts(tmp_path):
-    stats = seed("demo", tmp_path / "seed.jsonl")
+    stats = seed_pairs("demo", tmp_path / "seed.jsonl")
     assert stats["rows"] == 46 and stats["read"] == 54 and stats["format"] == "oasst-trees"
     assert stats["drops"] == {"language": 4, "no_assistant_reply": 1, "reply_deleted": 1,
                               "reply_review_failed": 1, "reply_synthetic": 1}
@@ -51,9 +51,9 @@ def test_demo_seed_counts(tmp_path):
     assert not any(r["instruction"].startswith(("I like Biscuit", "And for hard-boiled")) for r in rows)
     # Same input, same output, byte for byte; a smaller cap keeps a prefix of the same order.
     first = (tmp_path / "seed.jsonl").read_bytes()
-    seed("demo", tmp_path / "again.jsonl")
+    seed_pairs("demo", tmp_path / "again.jsonl")
     assert (tmp_path / "again.jsonl").read_bytes() == first
-    seed("demo", tmp_path / "ten.jsonl", DataConfig(max_seed=10))
+    seed_pairs("demo", tmp_path / "ten.jsonl", SeedConfig(max_pairs=10))
     assert [r["id"] for r in read_jsonl(tmp_path / "ten.jsonl")] == [r["id"] for r in rows[:10]]
 
 
@@ -84,9 +84,9 @@ def test_message_table_jsonl_and_parquet_match_tree_export(tmp_path):
     cols = ["message_id", "parent_id", "message_tree_id", "role", "lang", "rank", "text", "deleted", "synthetic",
             "review_result"]
     pq.write_table(pa.Table.from_pylist([{c: r.get(c) for c in cols} for r in flat]), tmp_path / "msgs.parquet")
-    seed("demo", tmp_path / "a.jsonl")
+    seed_pairs("demo", tmp_path / "a.jsonl")
     for name in ("msgs.jsonl", "msgs.parquet"):
-        stats = seed(tmp_path / name, tmp_path / "b.jsonl")
+        stats = seed_pairs(tmp_path / name, tmp_path / "b.jsonl")
         assert stats["format"] == "oasst-messages" and stats["rows"] == 46
         a = [(r["id"], r["instruction"], r["response"]) for r in read_jsonl(tmp_path / "a.jsonl")]
         b = [(r["id"], r["instruction"], r["response"]) for r in read_jsonl(tmp_path / "b.jsonl")]
@@ -100,37 +100,37 @@ def test_generic_pair_styles(tmp_path):
     (tmp_path / "alpaca.jsonl").write_text(
         json.dumps({"instruction": "Translate", "input": "hola", "output": "hello"}) + "\n"
         + json.dumps({"instruction": "Empty", "output": " "}) + "\n" + "{broken\n")
-    stats = seed(tmp_path / "alpaca.jsonl", tmp_path / "o.jsonl")
+    stats = seed_pairs(tmp_path / "alpaca.jsonl", tmp_path / "o.jsonl")
     rows = list(read_jsonl(tmp_path / "o.jsonl"))
     assert stats["format"] == "pairs" and [(r["instruction"], r["response"]) for r in rows] == [("Translate\n\nhola", "hello")]
     assert stats["drops"] == {"empty_text": 1} and stats["bad_input"] == {"malformed_json": 1}
     with pytest.raises(RecordError, match=r"alpaca.jsonl:3: not valid JSON"):
-        seed(tmp_path / "alpaca.jsonl", tmp_path / "o.jsonl", DataConfig(strict=True))
+        seed_pairs(tmp_path / "alpaca.jsonl", tmp_path / "o.jsonl", SeedConfig(strict=True))
 
     sharegpt = [{"id": "s1", "conversations": [{"from": "system", "value": "be nice"}, {"from": "human", "value": "Hi?"},
                                                 {"from": "gpt", "value": "Hello!"}, {"from": "human", "value": "more"}]}]
     (tmp_path / "sg.json").write_text(json.dumps(sharegpt))
-    seed(tmp_path / "sg.json", tmp_path / "o.jsonl")
+    seed_pairs(tmp_path / "sg.json", tmp_path / "o.jsonl")
     assert [(r["id"], r["instruction"], r["response"]) for r in read_jsonl(tmp_path / "o.jsonl")] == [("s1", "Hi?", "Hello!")]
 
     msgs = [{"messages": [{"role": "user", "content": "Q1"}, {"role": "assistant", "content": "A1"}]}]
     pq.write_table(pa.Table.from_pylist(msgs), tmp_path / "m.parquet")
-    seed(tmp_path / "m.parquet", tmp_path / "o.jsonl")
+    seed_pairs(tmp_path / "m.parquet", tmp_path / "o.jsonl")
     assert [(r["instruction"], r["response"]) for r in read_jsonl(tmp_path / "o.jsonl")] == [("Q1", "A1")]
 
     (tmp_path / "p.csv").write_text("question,answer\nWhy?,Because.\n")
     with pytest.raises(RecordError, match="no seed pair passed"):
-        seed(tmp_path / "p.csv", tmp_path / "o.jsonl")
-    seed(tmp_path / "p.csv", tmp_path / "o.jsonl", DataConfig(instruction_field="question", response_field="answer"))
+        seed_pairs(tmp_path / "p.csv", tmp_path / "o.jsonl")
+    seed_pairs(tmp_path / "p.csv", tmp_path / "o.jsonl", SeedConfig(instruction_field="question", response_field="answer"))
     assert [(r["instruction"], r["response"]) for r in read_jsonl(tmp_path / "o.jsonl")] == [("Why?", "Because.")]
 
 
 def test_seed_errors(tmp_path):
     with pytest.raises(RecordError, match="not found"):
-        seed(tmp_path / "missing.jsonl", tmp_path / "o.jsonl")
+        seed_pairs(tmp_path / "missing.jsonl", tmp_path / "o.jsonl")
     (tmp_path / "empty.jsonl").write_text("")
     with pytest.raises(RecordError, match="is empty"):
-        seed(tmp_path / "empty.jsonl", tmp_path / "o.jsonl")
+        seed_pairs(tmp_path / "empty.jsonl", tmp_path / "o.jsonl")
 
 
 # ---------------------------------------------------------------- segment
@@ -183,7 +183,7 @@ def test_filters():
 
 
 def _funnel(tmp_path, corpus, **kw):
-    return segment(corpus, tmp_path / "seg.jsonl", DataConfig(**kw), log=lambda s: None)
+    return segment(corpus, tmp_path / "seg.jsonl", SegmentConfig(**kw), log=lambda s: None)
 
 
 def test_demo_funnel_and_sampling(tmp_path):
@@ -201,7 +201,7 @@ def test_demo_funnel_and_sampling(tmp_path):
     assert all(600 <= len(r["text"]) <= 3000 for r in rows) and len({r["id"] for r in rows}) == len(rows)
     assert not any(r["header_path"][-1] in ("Advertisement", "Comments") for r in rows)
     assert not any(word in r["text"] for r in rows for word in ("Newsletter", "Share on Facebook", "Great article"))
-    sampled = segment("demo", tmp_path / "s10.jsonl", DataConfig(max_segments=10), seed_value=3, log=lambda s: None)
+    sampled = segment("demo", tmp_path / "s10.jsonl", SegmentConfig(max_segments=10), seed=3, log=lambda s: None)
     assert sampled["rows"] == 10 and sampled["funnel"]["dropped_sampling"] == stats["rows"] - 10
     ids = {r["id"] for r in rows}
     assert {r["id"] for r in read_jsonl(tmp_path / "s10.jsonl")} <= ids
@@ -290,35 +290,35 @@ def test_bad_input_counted_skipped_or_strict(tmp_path):
     (c / "p.html").write_text("<html><body><p>No headers at all here.</p></body></html>")
     (c / "huge.html").write_text("<html><body><h1>Big</h1><script>" + "x" * 6_000_000 + "</script></body></html>")
     logs = []
-    stats = segment(c, tmp_path / "s.jsonl", DataConfig(min_chars=300), log=logs.append)
+    stats = segment(c, tmp_path / "s.jsonl", SegmentConfig(min_chars=300), log=logs.append)
     assert stats["bad_input"] == {"malformed_json": 1, "invalid_utf8": 1, "document_too_large": 2,
                                   "truncated_file": 1}
-    assert any("huge.html" in line and "data.max_html_chars" in line for line in logs)
+    assert any("huge.html" in line and "segment.max_html_chars" in line for line in logs)
     assert stats["funnel"]["empty_documents"] == 1 and stats["rows"] == 1
     assert any("a.jsonl:1" in line for line in logs) and any("a.jsonl:2" in line and "UTF-8" in line for line in logs)
     with pytest.raises(RecordError, match=r"a.jsonl:1: not valid JSON"):
-        segment(c, tmp_path / "s2.jsonl", DataConfig(min_chars=300, strict=True), log=logs.append)
+        segment(c, tmp_path / "s2.jsonl", SegmentConfig(min_chars=300, strict=True), log=logs.append)
     assert not (tmp_path / "s2.jsonl").exists() and not (tmp_path / "s2.jsonl.tmp").exists()
 
 
 def test_rerun_is_byte_identical_and_self_concatenation_keeps_the_same(tmp_path):
-    seg1 = segment("demo", tmp_path / "a.jsonl", DataConfig(max_segments=20), log=lambda s: None)
-    segment("demo", tmp_path / "b.jsonl", DataConfig(max_segments=20), log=lambda s: None)
+    seg1 = segment("demo", tmp_path / "a.jsonl", SegmentConfig(max_segments=20), log=lambda s: None)
+    segment("demo", tmp_path / "b.jsonl", SegmentConfig(max_segments=20), log=lambda s: None)
     assert (tmp_path / "a.jsonl").read_bytes() == (tmp_path / "b.jsonl").read_bytes() and seg1["rows"] == 20
     docs = [{"id": f"d{i}", "text": (PARA if i % 2 else PARA2) + f" Document {i} ends with its own number {i}."}
             for i in range(10)]
     _jsonl(tmp_path / "one.jsonl", docs)
     _jsonl(tmp_path / "twice.jsonl", docs + docs)
-    one = segment(tmp_path / "one.jsonl", tmp_path / "o.jsonl", DataConfig(min_chars=300, near_duplicate_threshold=None),
+    one = segment(tmp_path / "one.jsonl", tmp_path / "o.jsonl", SegmentConfig(min_chars=300, near_duplicate_threshold=None),
                   log=lambda s: None)
-    two = segment(tmp_path / "twice.jsonl", tmp_path / "t.jsonl", DataConfig(min_chars=300, near_duplicate_threshold=None),
+    two = segment(tmp_path / "twice.jsonl", tmp_path / "t.jsonl", SegmentConfig(min_chars=300, near_duplicate_threshold=None),
                   log=lambda s: None)
     assert [r["id"] for r in read_jsonl(tmp_path / "o.jsonl")] == [r["id"] for r in read_jsonl(tmp_path / "t.jsonl")]
     assert two["funnel"]["dropped_duplicate"] == 10 + one["funnel"].get("dropped_duplicate", 0)
 
 
 def test_sharded_output_folder(tmp_path):
-    stats = segment("demo", tmp_path / "shards", DataConfig(shard_size=20), log=lambda s: None)
+    stats = segment("demo", tmp_path / "shards", SegmentConfig(shard_size=20), log=lambda s: None)
     shards = sorted(p.name for p in (tmp_path / "shards").glob("*.jsonl"))
     assert shards[0] == "00000.jsonl" and len(shards) == -(-stats["rows"] // 20)
     assert len(list(read_jsonl(tmp_path / "shards"))) == stats["rows"]
@@ -354,9 +354,9 @@ def test_hub_sources_go_through_datasets(tmp_path, monkeypatch):
         return real_load(local[0], data_files=str(local[1]), split=split, streaming=streaming)
 
     monkeypatch.setattr(datasets, "load_dataset", fake_load)
-    stats = seed("OpenAssistant/oasst1", tmp_path / "s.jsonl")
+    stats = seed_pairs("OpenAssistant/oasst1", tmp_path / "s.jsonl")
     assert stats["rows"] == 46 and stats["format"] == "oasst-messages"
-    stats = segment("HuggingFaceFW/fineweb", tmp_path / "g.jsonl", DataConfig(min_chars=300), log=lambda s: None)
+    stats = segment("HuggingFaceFW/fineweb", tmp_path / "g.jsonl", SegmentConfig(min_chars=300), log=lambda s: None)
     assert stats["rows"] == 1
     assert calls == [("OpenAssistant/oasst1", "train", False), ("HuggingFaceFW/fineweb", "train", True)]
 
@@ -373,9 +373,9 @@ def test_careless_output_paths_delete_nothing(tmp_path):
     (corpus / "00000.jsonl").write_text(json.dumps({"id": "a", "text": PARA + "\n" + PARA2}) + "\n")
     for out in (corpus, corpus / "segments.jsonl", tmp_path):
         with pytest.raises(RecordError, match="overlaps the corpus"):
-            segment(corpus, out, DataConfig(min_chars=300), log=lambda s: None)
+            segment(corpus, out, SegmentConfig(min_chars=300), log=lambda s: None)
     assert (corpus / "00000.jsonl").exists() and len(list(corpus.iterdir())) == 1
     # A folder of earlier shards is replaced as before.
-    stats = segment("demo", tmp_path / "shards", DataConfig(shard_size=10), log=lambda s: None)
-    again = segment("demo", tmp_path / "shards", DataConfig(shard_size=10), log=lambda s: None)
+    stats = segment("demo", tmp_path / "shards", SegmentConfig(shard_size=10), log=lambda s: None)
+    again = segment("demo", tmp_path / "shards", SegmentConfig(shard_size=10), log=lambda s: None)
     assert again["rows"] == stats["rows"] == len(list(read_jsonl(tmp_path / "shards")))

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from humback.config import ConfigError, DataConfig, EngineConfig, RunConfig
+from humback.config import ConfigError, EngineConfig, RunConfig, SegmentConfig
 from humback.data.extract import page_blocks
 from humback.data.readers import Problems, iter_documents
-from humback.data.seed import seed
+from humback.data.seed import seed_pairs
 from humback.data.segment import segment
 from humback.records import RecordError, RowWriter, read_jsonl
 
@@ -50,13 +50,13 @@ def test_hostile_json_lines_are_counted_and_skipped_or_strict(tmp_path):
     corpus = tmp_path / "c.jsonl"
     corpus.write_bytes("\n".join(lines).encode() + b"\n" + b'{"id": "u", "text": "caf\xe9"}\n')
     logs = []
-    stats = segment(corpus, tmp_path / "s.jsonl", DataConfig(min_chars=200), log=logs.append)
+    stats = segment(corpus, tmp_path / "s.jsonl", SegmentConfig(min_chars=200), log=logs.append)
     assert stats["rows"] == 1
     assert stats["bad_input"] == {"malformed_json": 2, "invalid_unicode": 1, "invalid_utf8": 1}
     assert any("c.jsonl:1" in line and "ValueError" in line for line in logs)
     assert any("c.jsonl:2" in line and "RecursionError" in line for line in logs)
     with pytest.raises(RecordError, match=r"c.jsonl:1: .*not valid JSON"):
-        segment(corpus, tmp_path / "t.jsonl", DataConfig(min_chars=200, strict=True), log=logs.append)
+        segment(corpus, tmp_path / "t.jsonl", SegmentConfig(min_chars=200, strict=True), log=logs.append)
     # The same lines in a stage input (read_jsonl) are one located error each, never a traceback.
     for i, line in enumerate(lines[:3], 1):
         (tmp_path / f"in{i}.jsonl").write_text(line + "\n")
@@ -82,7 +82,7 @@ def test_byte_caps_apply_while_reading(tmp_path):
         w.write_record(w.create_warc_record("https://bomb.example/", "response",
                                             payload=io.BytesIO(gzip.compress(page)), http_headers=http))
     assert (c / "w.warc.gz").stat().st_size < 50_000
-    stats = segment(c, tmp_path / "s.jsonl", DataConfig(min_chars=200, max_record_bytes=1_000_000),
+    stats = segment(c, tmp_path / "s.jsonl", SegmentConfig(min_chars=200, max_record_bytes=1_000_000),
                     log=lambda s: None)
     assert stats["bad_input"] == {"document_too_large": 3} and stats["rows"] == 1
 
@@ -124,22 +124,22 @@ def test_hostile_html_is_linear_and_never_raises(tmp_path):
     (tmp_path / "c").mkdir()
     for name, html in pages.items():
         (tmp_path / "c" / f"{name}.html").write_text(html)
-    stats = segment(tmp_path / "c", tmp_path / "s.jsonl", DataConfig(min_chars=200, extractor="none"),
+    stats = segment(tmp_path / "c", tmp_path / "s.jsonl", SegmentConfig(min_chars=200, extractor="none"),
                     log=lambda s: None)
     assert stats["bad_input"].get("unparseable_html") == 1  # the marked section, counted with its file
 
 
 def test_seed_inputs_that_used_to_crash(tmp_path):
     (tmp_path / "long.csv").write_text("instruction,response\n" + "Why? " * 40_000 + ",Because.\nQ,A\n")
-    assert seed(tmp_path / "long.csv", tmp_path / "o.jsonl", log=lambda s: None)["rows"] == 2
+    assert seed_pairs(tmp_path / "long.csv", tmp_path / "o.jsonl", log=lambda s: None)["rows"] == 2
     (tmp_path / "null.jsonl").write_text(json.dumps({"instruction": None, "response": "x"}) + "\n"
                                          + json.dumps({"instruction": ["a"], "response": "x"}) + "\n"
                                          + json.dumps({"instruction": "Q", "response": "A"}) + "\n")
-    stats = seed(tmp_path / "null.jsonl", tmp_path / "o.jsonl", log=lambda s: None)
+    stats = seed_pairs(tmp_path / "null.jsonl", tmp_path / "o.jsonl", log=lambda s: None)
     assert stats["rows"] == 1 and stats["drops"]["empty_text"] == 2
     (tmp_path / "dup.jsonl").write_text("".join(json.dumps({"id": "1", "instruction": f"Q{i}", "response": "A"}) + "\n"
                                                 for i in range(2)))
-    stats = seed(tmp_path / "dup.jsonl", tmp_path / "o.jsonl", log=lambda s: None)
+    stats = seed_pairs(tmp_path / "dup.jsonl", tmp_path / "o.jsonl", log=lambda s: None)
     assert stats["rows"] == 1 and stats["bad_input"] == {"duplicate_id": 1}
     (tmp_path / "bad.parquet").write_bytes(b"PAR1 not really")
     one_line_error(humback("seed", "--source", str(tmp_path / "bad.parquet"), "--out", str(tmp_path / "o.jsonl")),
@@ -345,7 +345,7 @@ def test_fuzz_corpus_bytes_never_escape(tmp_path_factory, chunks):
     (folder / "b.jsonl.gz").write_bytes(gzip.compress(b"\n".join(chunks))[: random.Random(len(chunks)).randint(0, 200)])
     (folder / "c.html").write_bytes(b"".join(chunks))
     try:
-        segment(folder, folder.parent / f"{folder.name}.jsonl", DataConfig(min_chars=1), log=lambda s: None)
+        segment(folder, folder.parent / f"{folder.name}.jsonl", SegmentConfig(min_chars=1), log=lambda s: None)
     except RecordError as e:
         assert "passed the filters" in str(e)  # nothing usable in random bytes is an answer, not a crash
 

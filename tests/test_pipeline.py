@@ -18,7 +18,7 @@ STAGES = ["seed", "segment", "train:myx", "augment", "train:m0", "curate:1", "tr
 
 
 def tiny_overrides(model: str, segments: int = 6) -> list[str]:
-    return [f"model={model}", f"data.max_segments={segments}", "train.max_steps=2", "train.batch_size=4",
+    return [f"model={model}", f"segment.max_segments={segments}", "train.max_steps=2", "train.batch_size=4",
             "train.micro_batch_size=4", "train.max_length=1536", "train.lr=1e-3", "augment.max_new_tokens=8",
             "curate.method=expected", "curate.max_new_tokens=4", "curate.threshold=1.0", "generation.batch_size=4"]
 

@@ -196,7 +196,7 @@ def test_segment_on_ray_keeps_what_the_local_engine_keeps(cluster, tmp_path):
     same bad-input counts, including duplicates spread over files and a malformed record."""
     import shutil
 
-    from humback.config import DataConfig
+    from humback.config import SegmentConfig
     from humback.data.segment import demo_corpus_path, segment
 
     corpus = tmp_path / "corpus"
@@ -208,7 +208,7 @@ def test_segment_on_ray_keeps_what_the_local_engine_keeps(cluster, tmp_path):
     text = " ".join(f"Sentence {i} tells how rye dough differs from wheat dough in water and time." for i in range(40))
     (corpus / "notes.jsonl").write_text(json.dumps({"id": "n1", "text": text}) + "\n{not json\n"
                                         + json.dumps({"id": "n2", "text": text}) + "\n")
-    cfg = DataConfig(max_segments=None)
+    cfg = SegmentConfig(max_segments=None)
     local = segment(corpus, tmp_path / "local.jsonl", cfg, log=lambda s: None)
     on_ray = segment(corpus, tmp_path / "ray.jsonl", cfg, log=lambda s: None,
                      map_files=file_map(cluster.model_copy(update={"cpus_per_replica": 1})))
@@ -242,7 +242,7 @@ def test_the_loop_with_engine_ray_gives_the_local_engine_rows(cluster, tiny_mode
     instructions): the same segments, candidates and scored ids, in the same order, as engine: local."""
     from humback.pipeline import run_pipeline
 
-    base = ["model=" + tiny_model, "data.max_segments=6", "train.max_steps=1", "train.batch_size=4",
+    base = ["model=" + tiny_model, "segment.max_segments=6", "train.max_steps=1", "train.batch_size=4",
             "train.micro_batch_size=4", "train.max_length=1536", "augment.max_new_tokens=8", "augment.temperature=0",
             "curate.method=expected", "curate.max_new_tokens=0", "curate.threshold=1.0", "iterations=1",
             "generation.batch_size=4"]

@@ -37,24 +37,24 @@ def alias_bomb(levels: int) -> str:
 
 def test_alias_bomb_errors_are_short_and_quick(tmp_path):
     bomb = tmp_path / "bomb.yaml"
-    bomb.write_text(alias_bomb(9) + "data: {max_seed: *a9}\nseed: *a9\n")
+    bomb.write_text(alias_bomb(9) + "seed: {max_pairs: *a9}\nrandom_seed: *a9\n")
     assert len(bomb.read_bytes()) < 700  # 10**10 items once expanded
     start = time.time()
     proc = humback("run", str(bomb))
-    one_line_error(proc, 2, "data.max_seed", "seed:")
+    one_line_error(proc, 2, "seed.max_pairs", "random_seed:")
     assert time.time() - start < 60 and len(proc.stderr) < 5000
     # The same through --set: one value holding the whole bomb.
     flow = "{" + ", ".join(line.replace(": ", ": ", 1) for line in alias_bomb(7).splitlines()) + "}"
     start = time.time()
-    proc = humback("seed", "--out", str(tmp_path / "s.jsonl"), "--set", f"data.lang={flow}")
-    one_line_error(proc, 2, "data.lang")
+    proc = humback("seed", "--out", str(tmp_path / "s.jsonl"), "--set", f"seed.lang={flow}")
+    one_line_error(proc, 2, "seed.lang")
     assert time.time() - start < 60 and len(proc.stderr) < 5000
 
 
 def test_bad_set_values_and_ranges_are_config_errors():
     for sets, fragment in ((["curate.threshold=[4"], "not valid YAML"),
                            (["x=!!python/object/apply:os.system ['true']"], "not valid YAML"),
-                           (["seed=-1"], "seed"), (["seed=4294967296"], "seed"),
+                           (["random_seed=-1"], "random_seed"), (["random_seed=4294967296"], "random_seed"),
                            (["curate.combine={ifd: .nan, bias: 0}"], "curate.combine.ifd"),
                            (["curate.combine={ifd: 1, bias: .inf}"], "curate.combine.bias"),
                            (["train.lr=.inf"], "train.lr")):
@@ -82,7 +82,7 @@ WRONG_SHAPES = {
     "key curate:x": ({"stages": {"curate:x": {"status": "done"}}}, "'stages.curate:x' is not a stage"),
     "stage as a string": ({"stages": {"seed": "done"}}, "'stages.seed' must be an object"),
     "config null": ({"config": None, "stages": {}}, "key 'config' must be an object"),
-    "config.data a list": ({"config": {"data": []}, "stages": {}}, "'config.data' must be an object"),
+    "config.segment a list": ({"config": {"segment": []}, "stages": {}}, "'config.segment' must be an object"),
     "stats a list": ({"stages": {"seed": {"status": "done", "stats": []}}}, "'stages.seed.stats'"),
 }
 
@@ -119,8 +119,8 @@ def test_dataset_card_escapes_free_text_and_keeps_valid_front_matter(tmp_path):
     from humback.export import dataset_card
 
     hostile = "# Heading\n<img src=x onerror=alert(1)> [click](javascript:alert(1)) `x` ```\n---\nlicense: evil"
-    manifest = {"name": hostile, "config": {"model": hostile, "data": {"corpus": hostile, "seed_source": hostile,
-                                                                       "lang": "en\n---"},
+    manifest = {"name": hostile, "config": {"model": hostile, "segment": {"corpus": hostile},
+                                            "seed": {"source": hostile, "lang": "en\n---"},
                                             "generation": {"model": "```\n# out"}}, "stages": {}}
     card = dataset_card(manifest, 1, 5, ["data/train.jsonl"], "apache-2.0", None)
     _, front, body = card.split("---\n", 2)

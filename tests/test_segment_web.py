@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from humback.config import ConfigError, DataConfig, RunConfig
+from humback.config import ConfigError, RunConfig, SegmentConfig
 from humback.data.extract import page_blocks
 from humback.data.sections import text_paragraphs, windows
 from humback.data.segment import segment
@@ -64,7 +64,7 @@ def test_plain_text_corpus_segments_keep_their_spans(tmp_path):
     rng = random.Random(2)
     doc = "\n".join(paragraph(rng, 4) for _ in range(20))  # ~9,000 characters: one window before
     (tmp_path / "c.jsonl").write_text(json.dumps({"id": "d1", "text": doc}) + "\n")
-    stats = segment(tmp_path / "c.jsonl", tmp_path / "s.jsonl", DataConfig(near_duplicate_threshold=None),
+    stats = segment(tmp_path / "c.jsonl", tmp_path / "s.jsonl", SegmentConfig(near_duplicate_threshold=None),
                     log=lambda s: None)
     rows = list(read_jsonl(tmp_path / "s.jsonl"))
     assert stats["funnel"]["segments"] == len(rows) >= 3
@@ -100,7 +100,7 @@ def test_long_section_split_under_its_header_path_and_footer_left_out(tmp_path):
     (tmp_path / "c").mkdir()
     (tmp_path / "c" / "page.html").write_text(_article(rng, 8))  # History: ~5,800 characters
     cfg = {"near_duplicate_threshold": None}
-    stats = segment(tmp_path / "c", tmp_path / "s.jsonl", DataConfig(**cfg), log=lambda s: None)
+    stats = segment(tmp_path / "c", tmp_path / "s.jsonl", SegmentConfig(**cfg), log=lambda s: None)
     rows = list(read_jsonl(tmp_path / "s.jsonl"))
     paths = [r["header_path"] for r in rows]
     assert paths.count(["Old Town Guide", "History"]) == 2  # ~5,800 characters in two windows
@@ -109,9 +109,9 @@ def test_long_section_split_under_its_header_path_and_footer_left_out(tmp_path):
     text = "\n".join(r["text"] for r in rows)
     assert "Harbour Street" not in text and "Follow us" not in text  # the footer is not main content
     # The paper's literal rule drops the long section whole; the whole page keeps the footer's section.
-    segment(tmp_path / "c", tmp_path / "d.jsonl", DataConfig(long_sections="drop", **cfg), log=lambda s: None)
+    segment(tmp_path / "c", tmp_path / "d.jsonl", SegmentConfig(long_sections="drop", **cfg), log=lambda s: None)
     assert ["Old Town Guide", "History"] not in [r["header_path"] for r in read_jsonl(tmp_path / "d.jsonl")]
-    segment(tmp_path / "c", tmp_path / "n.jsonl", DataConfig(extractor="none", **cfg), log=lambda s: None)
+    segment(tmp_path / "c", tmp_path / "n.jsonl", SegmentConfig(extractor="none", **cfg), log=lambda s: None)
     assert any("Harbour Street" in r["text"] for r in read_jsonl(tmp_path / "n.jsonl"))
 
 
@@ -127,15 +127,15 @@ def test_extractors_keep_the_page_headers(extractor):
 def test_extractor_in_stats_and_stage_fingerprint(tmp_path):
     from humback.pipeline import build_stages
 
-    def fp(**data):
-        cfg = RunConfig.model_validate({"data": data})
+    def fp(**segment):
+        cfg = RunConfig.model_validate({"segment": segment})
         return {s.key: s.fp for s in build_stages(cfg, tmp_path, log=lambda s: None)}
 
     default, other, drop = fp(), fp(extractor="resiliparse"), fp(long_sections="drop")
     assert default["segment"] != other["segment"] != drop["segment"] != default["segment"]
     assert default["augment"] != other["augment"]  # what depends on the segments follows
     assert default["seed"] == other["seed"]
-    stats = segment("demo", tmp_path / "s.jsonl", DataConfig(extractor="resiliparse", max_segments=3),
+    stats = segment("demo", tmp_path / "s.jsonl", SegmentConfig(extractor="resiliparse", max_segments=3),
                     log=lambda s: None)
     assert stats["extractor"] == "resiliparse" and stats["extractor_version"].startswith("resiliparse ")
 
@@ -147,11 +147,11 @@ def test_quality_filters_counted_and_switchable(tmp_path):
     no_stops = "\n".join(paragraph(rng, 1).rstrip(".") for _ in range(4)) + "\n" + paragraph(rng, 8)
     docs = [{"id": "good", "text": good}, {"id": "numbers", "text": numbers}, {"id": "lines", "text": no_stops}]
     (tmp_path / "c.jsonl").write_text("".join(json.dumps(d) + "\n" for d in docs))
-    cfg = {"segment_lang": None, "near_duplicate_threshold": None}
-    plain = segment(tmp_path / "c.jsonl", tmp_path / "a.jsonl", DataConfig(**cfg), log=lambda s: None)
+    cfg = {"lang": None, "near_duplicate_threshold": None}
+    plain = segment(tmp_path / "c.jsonl", tmp_path / "a.jsonl", SegmentConfig(**cfg), log=lambda s: None)
     assert plain["rows"] == 3 and plain["quality_filters"] == []
     stats = segment(tmp_path / "c.jsonl", tmp_path / "b.jsonl",
-                    DataConfig(quality_filters=["gopher_quality", "c4"], **cfg), log=lambda s: None)
+                    SegmentConfig(quality_filters=["gopher_quality", "c4"], **cfg), log=lambda s: None)
     assert stats["funnel"]["dropped_gopher_quality"] == 1 and stats["rows"] == 2
     rows = {r["meta"]["doc_id"]: r["text"] for r in read_jsonl(tmp_path / "b.jsonl")}
     # C4's line filter removed the four lines without a full stop; the rest is still long enough.
@@ -170,4 +170,4 @@ def test_quality_filters_without_the_extra_say_how_to_install(monkeypatch, tmp_p
 
     monkeypatch.setattr(builtins, "__import__", no_datatrove)
     with pytest.raises(ConfigError, match=r"humback\[quality\]"):
-        segment("demo", tmp_path / "s.jsonl", DataConfig(quality_filters=["c4"]), log=lambda s: None)
+        segment("demo", tmp_path / "s.jsonl", SegmentConfig(quality_filters=["c4"]), log=lambda s: None)

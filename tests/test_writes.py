@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from humback.config import DataConfig
+from humback.config import SegmentConfig
 from humback.data.segment import segment
 from humback.files import DiskFull, UnsafePath, atomic_write, folder_lock, remove_owned, write_via
 from humback.records import RowWriter, ShardWriter, read_jsonl, write_jsonl
@@ -256,7 +256,7 @@ def test_a_full_disk_is_exit_3_naming_the_path_and_leaves_no_temp_file(tmp_path,
     monkeypatch.setattr(records, "open", lambda p, mode="r", **kw: FullDisk(p, 300) if "w" in mode or "x" in mode
                         else real_open(p, mode, **kw), raising=False)
     with pytest.raises(DiskFull, match="no space left"):
-        segment(c, out, DataConfig(min_chars=100, near_duplicate_threshold=None))
+        segment(c, out, SegmentConfig(min_chars=100, near_duplicate_threshold=None))
     assert list(out.parent.iterdir()) == []  # no half output, no temp file
     assert cli.main(["segment", "--corpus", str(c), "--out", str(out), "--min-chars", "100"]) == 3
     err = capsys.readouterr().err

@@ -14,6 +14,8 @@ import json
 import os
 import sys
 from pathlib import Path
+from types import UnionType
+from typing import Literal, Union, get_args, get_origin
 
 from humback.config import BACKENDS, ConfigError, load_config
 from humback.errors import EnvironmentFault, HumbackError
@@ -22,15 +24,67 @@ from humback.rundir import RunDir, writer_lock
 DEFAULT_CONFIG = "configs/demo.yaml"
 
 
-def _config(args, default: str | None = None, **flags):
+def _config(args, default: str | None = None):
     """The recipe given, else `default` when it exists (only `run` has one), else built-in defaults;
-    then --set overrides, then the subcommand's own flags (dotted keys as `data__lang`), all validated."""
+    then --set overrides, then the subcommand's flags (each names its config key, see _flags), all
+    validated together."""
     path = args.config
     if path is None and default and Path(default).is_file():
         path = default
     sets = list(args.set or [])
-    sets += [f"{key.replace('__', '.')}={json.dumps(value)}" for key, value in flags.items() if value is not None]
+    sets += [f"{dest[len(KEY):]}={json.dumps(value)}" for dest, value in vars(args).items()
+             if dest.startswith(KEY) and value is not None]
     return load_config(path, sets)
+
+
+KEY = "config:"  # argparse dests of flags derived from config fields: "config:<dotted key>"
+
+
+def _flag_type(annotation) -> tuple[type | None, tuple | None]:
+    """The argparse type and choices of a config field, or (None, None) for a list, mapping or flag-less one."""
+    args = [a for a in get_args(annotation) if a is not type(None)] if get_origin(annotation) in (Union, UnionType) \
+        else [annotation]
+    if len(args) != 1:
+        return None, None
+    kind = args[0]
+    if get_origin(kind) is Literal:
+        choices = get_args(kind)
+        return type(choices[0]), choices
+    return (kind, None) if kind in (int, float, str, bool) else (None, None)
+
+
+def _flags(sp, section: str, names: list[str] | None = None, rename: dict[str, str] | None = None) -> None:
+    """A flag per scalar field of config section `section` ('' = the top level), its type, choices and help
+    taken from the field: `--max-chars` sets segment.max_chars. Lists and mappings are set with --set."""
+    from humback.config import RunConfig
+
+    model = RunConfig
+    for part in filter(None, section.split(".")):
+        model = model.model_fields[part].annotation
+    for name, field in model.model_fields.items():
+        if names is not None and name not in names:
+            continue
+        kind, choices = _flag_type(field.annotation)
+        if kind is None or (kind is bool and field.default is not False):
+            continue
+        flag = "--" + (rename or {}).get(name, name).replace("_", "-")
+        key = f"{section}.{name}" if section else name
+        text = f"{field.description or ''} [{key}]".replace("%", "%%")
+        if kind is bool:
+            sp.add_argument(flag, dest=KEY + key, action="store_const", const=True, help=text)
+        else:
+            sp.add_argument(flag, dest=KEY + key, type=kind, choices=choices, metavar=None if choices else name.upper(),
+                            help=text)
+
+
+def _role_flags(sp, role: str, flag: str) -> None:
+    """`--<flag>` names the role's model; `--<flag>-backend` and `--<flag>-base-url` its engine."""
+    sp.add_argument(f"--{flag}", dest=f"{KEY}generation.{role}.model", metavar="MODEL",
+                    help=f"the {role}'s model [generation.{role}.model]")
+    sp.add_argument(f"--{flag}-backend", dest=f"{KEY}generation.{role}.backend", choices=BACKENDS,
+                    help=f"the {role}'s backend [generation.{role}.backend]")
+    sp.add_argument(f"--{flag}-base-url", dest=f"{KEY}generation.{role}.base_url", metavar="URL",
+                    help=f"the {role}'s OpenAI-compatible server [generation.{role}.base_url]")
 
 
 def cmd_run(args) -> None:
@@ -50,25 +104,21 @@ def cmd_status(args) -> None:
 
 
 def cmd_seed(args) -> None:
-    from humback.data.seed import seed
+    from humback.data.seed import seed_pairs
 
-    cfg = _config(args, data__lang=args.lang, data__max_seed=args.max_seed, data__seed_format=args.format,
-                  data__instruction_field=args.instruction_field, data__response_field=args.response_field,
-                  data__min_quality=args.min_quality, data__strict=args.strict or None, seed=args.seed)
+    cfg = _config(args)
     with writer_lock(args.out):
-        print(seed(args.source, args.out, cfg.data, cfg.seed))
+        print(seed_pairs(cfg.seed.source, args.out, cfg.seed, seed=cfg.random_seed))
 
 
 def cmd_segment(args) -> None:
     from humback.data.segment import segment
     from humback.runners import file_map
 
-    cfg = _config(args, data__min_chars=args.min_chars, data__max_chars=args.max_chars,
-                  data__max_segments=args.max_segments, data__text_field=args.text_field,
-                  data__extractor=args.extractor, data__long_sections=args.long_sections,
-                  data__strict=args.strict or None, seed=args.seed)
+    cfg = _config(args)
     with writer_lock(args.out):
-        print(segment(args.corpus, args.out, cfg.data, cfg.seed, map_files=file_map(cfg.cluster)))
+        print(segment(cfg.segment.corpus, args.out, cfg.segment, seed=cfg.random_seed,
+                      map_files=file_map(cfg.cluster)))
 
 
 def cmd_train(args) -> None:
@@ -76,7 +126,7 @@ def cmd_train(args) -> None:
 
     cfg = _config(args)
     with writer_lock(args.out):
-        print(train(args.data, args.model or cfg.model, args.out, cfg.train, direction=args.direction, seed=cfg.seed))
+        print(train(args.data, cfg.model, args.out, cfg.train, direction=args.direction, seed=cfg.random_seed))
 
 
 def _runner(cfg, role: str, out: Path):
@@ -90,23 +140,21 @@ def _runner(cfg, role: str, out: Path):
 def cmd_augment(args) -> None:
     from humback.augment import augment, read_segments
 
-    cfg = _config(args, generation__backend=args.backend, generation__base_url=args.base_url,
-                  generation__backward__model=args.model)
+    cfg = _config(args)
     read_segments(args.segments)  # bad input is reported before the model loads
     with writer_lock(args.out):
         runner = _runner(cfg, "backward", Path(args.out).parent)
-        print(augment(args.segments, runner, args.out, cfg.augment, seed=cfg.seed))
+        print(augment(args.segments, runner, args.out, cfg.augment, seed=cfg.random_seed))
 
 
 def cmd_curate(args) -> None:
     from humback.curate import curate, read_candidates
 
-    cfg = _config(args, generation__backend=args.backend, generation__base_url=args.base_url,
-                  generation__judge__model=args.judge)
+    cfg = _config(args)
     read_candidates(args.candidates)  # bad input is reported before the model loads
     with writer_lock(args.out_dir):
         runner = _runner(cfg, "judge", Path(args.out_dir))
-        print(curate(args.candidates, runner, args.out_dir, cfg.curate, iteration=args.iteration, seed=cfg.seed))
+        print(curate(args.candidates, runner, args.out_dir, cfg.curate, iteration=args.iteration, seed=cfg.random_seed))
 
 
 def cmd_calibrate(args) -> None:
@@ -114,15 +162,14 @@ def cmd_calibrate(args) -> None:
     from humback.generation import open_generator
     from humback.records import read_pairs
 
-    cfg = _config(args, generation__backend=args.backend, generation__base_url=args.base_url,
-                  generation__judge__model=args.judge)
+    cfg = _config(args)
     out = Path(args.out_dir)
     fit = [s.strip() for s in args.fit.split(",")] if args.fit else None
     pairs = read_pairs(args.data, args.response_field, args.limit)  # bad input is reported before the model loads
     with writer_lock(out):
         # The judge named by --judge or the config's generation.judge.model, else the config's model.
         gen = open_generator(cfg.generation.role("judge"), cfg.model, RunDir(out).cache_file(cfg.generation.cache))
-        result = calibrate(pairs, gen, out, cfg.curate, fit=fit, seed=cfg.seed, source=args.data)
+        result = calibrate(pairs, gen, out, cfg.curate, fit=fit, seed=cfg.random_seed, source=args.data)
     print(report(result))
     print(f"[humback] scored rows: {out / 'scored.jsonl'}; metrics: {out / 'calibration.json'}")
 
@@ -140,11 +187,7 @@ def cmd_eval(args) -> None:
     from humback.evaluate import evaluate
     from humback.report import report
 
-    cfg = _config(_run_config(args), eval__heldout=args.heldout, eval__response_field=args.response_field,
-                  eval__nll_pairs=args.nll_pairs, eval__answer_pairs=args.answer_pairs,
-                  eval__calibration_pairs=args.calibration_pairs, eval__max_new_tokens=args.max_new_tokens,
-                  generation__referee__model=args.judge, generation__referee__backend=args.backend,
-                  generation__referee__base_url=args.base_url)
+    cfg = _config(_run_config(args))
     with writer_lock(RunDir(args.run_dir).eval_dir, what=args.run_dir):
         metrics = evaluate(args.run_dir, cfg)
         print(json.dumps({k: metrics[k] for k in ("backward", "forward", "win_rates")}, indent=1))
@@ -183,8 +226,7 @@ def _with_config(sp) -> None:
 
 
 def _backend_flags(sp) -> None:
-    sp.add_argument("--backend", choices=BACKENDS)
-    sp.add_argument("--base-url", help="OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1")
+    _flags(sp, "generation", ["backend", "base_url"])
 
 
 def _add_run(sub) -> None:
@@ -204,34 +246,18 @@ def _add_status(sub) -> None:
 
 def _add_seed(sub) -> None:
     sp = sub.add_parser("seed", help="oasst (hub, tree export, message table) or generic pairs -> seed pairs JSONL")
-    sp.add_argument("--source", default="demo", help="file, hub id (OpenAssistant/oasst1), or 'demo'")
     sp.add_argument("--out", required=True)
-    sp.add_argument("--format", choices=["auto", "oasst-trees", "oasst-messages", "pairs"])
-    sp.add_argument("--instruction-field")
-    sp.add_argument("--response-field")
-    sp.add_argument("--lang")
-    sp.add_argument("--min-quality", type=float)
-    sp.add_argument("--max-seed", type=int)
-    sp.add_argument("--strict", action="store_true", help="fail at the first malformed row, naming where")
-    sp.add_argument("--seed", type=int)
+    _flags(sp, "seed")
+    _flags(sp, "", ["random_seed"])
     _with_config(sp)
     sp.set_defaults(func=cmd_seed)
 
 
 def _add_segment(sub) -> None:
     sp = sub.add_parser("segment", help="corpus (HTML, WARC, JSONL, Parquet, hub id) -> segments")
-    sp.add_argument("--corpus", default="demo", help="file, folder, hub dataset id, or 'demo'")
     sp.add_argument("--out", required=True, help="a .jsonl file, or a folder for sharded output")
-    sp.add_argument("--min-chars", type=int)
-    sp.add_argument("--max-chars", type=int)
-    sp.add_argument("--max-segments", type=int)
-    sp.add_argument("--text-field")
-    sp.add_argument("--extractor", choices=["trafilatura", "resiliparse", "none"],
-                    help="HTML main-content extraction (default trafilatura; none = the whole page)")
-    sp.add_argument("--long-sections", choices=["split", "drop"],
-                    help="a section over --max-chars: windows under its header (split, default) or dropped")
-    sp.add_argument("--strict", action="store_true", help="fail at the first malformed input, naming where")
-    sp.add_argument("--seed", type=int)
+    _flags(sp, "segment")
+    _flags(sp, "", ["random_seed"])
     _with_config(sp)
     sp.set_defaults(func=cmd_segment)
 
@@ -240,17 +266,21 @@ def _add_train(sub) -> None:
     sp = sub.add_parser("train", help="fine-tune a forward or backward model on pairs JSONL")
     sp.add_argument("--data", action="append", required=True, help="pairs JSONL (repeatable)")
     sp.add_argument("--direction", choices=["forward", "backward"], required=True)
-    sp.add_argument("--model", help="base model (default: the config's model)")
     sp.add_argument("--out", required=True)
+    _flags(sp, "", ["model", "random_seed"])
+    _flags(sp, "train")
     _with_config(sp)
     sp.set_defaults(func=cmd_train)
 
 
 def _add_augment(sub) -> None:
     sp = sub.add_parser("augment", help="segments -> candidates with a backward model")
-    sp.add_argument("--model", help="backward model M_yx (or generation.backward.model in the config)")
+    sp.add_argument("--model", dest=f"{KEY}generation.backward.model", metavar="MODEL",
+                    help="backward model M_yx [generation.backward.model]")
     sp.add_argument("--segments", required=True)
     sp.add_argument("--out", required=True)
+    _flags(sp, "augment")
+    _flags(sp, "", ["random_seed"])
     _backend_flags(sp)
     _with_config(sp)
     sp.set_defaults(func=cmd_augment)
@@ -258,10 +288,13 @@ def _add_augment(sub) -> None:
 
 def _add_curate(sub) -> None:
     sp = sub.add_parser("curate", help="score candidates with a judge and select")
-    sp.add_argument("--judge", help="judge model (or generation.judge.model in the config)")
+    sp.add_argument("--judge", dest=f"{KEY}generation.judge.model", metavar="MODEL",
+                    help="judge model [generation.judge.model]")
     sp.add_argument("--candidates", required=True)
     sp.add_argument("--out-dir", required=True)
     sp.add_argument("--iteration", type=int, default=1)
+    _flags(sp, "curate")
+    _flags(sp, "", ["random_seed"])
     _backend_flags(sp)
     _with_config(sp)
     sp.set_defaults(func=cmd_curate)
@@ -271,12 +304,14 @@ def _add_calibrate(sub) -> None:
     sp = sub.add_parser("calibrate", help="how well a judge separates good from bad: AUC, precision, recall, F1")
     sp.add_argument("data", help="JSONL of (instruction, response, label), or of good pairs only: then a mismatched,"
                     " a truncated and a boilerplate-spliced negative is built from each")
-    sp.add_argument("--judge", help="judge model (default: generation.judge.model, else the config's model)")
+    sp.add_argument("--judge", dest=f"{KEY}generation.judge.model", metavar="MODEL",
+                    help="judge model (default: the config's model) [generation.judge.model]")
     sp.add_argument("--response-field", default="response", help="column holding the response, e.g. output_gpt4")
     sp.add_argument("--limit", type=int, help="use the first N rows")
     sp.add_argument("--fit", metavar="SIGNALS", help="fit curate.combine weights over these signals, e.g."
                     " ifd,end_logprob,judge_score")
     sp.add_argument("--out-dir", default="calibration", help="where scored.jsonl and calibration.json go")
+    _flags(sp, "", ["random_seed"])
     _backend_flags(sp)
     _with_config(sp)
     sp.set_defaults(func=cmd_calibrate)
@@ -286,16 +321,8 @@ def _add_eval(sub) -> None:
     sp = sub.add_parser("eval", help="evaluate a run on held-out pairs: backward NLL/ROUGE-L, judge AUC, forward"
                         " NLL and win rates; writes eval/metrics.json and the report")
     sp.add_argument("run_dir")
-    sp.add_argument("--heldout", help="held-out pairs JSONL (never the run's training data)")
-    sp.add_argument("--response-field", help="the held-out file's response column (default: response)")
-    sp.add_argument("--nll-pairs", type=int)
-    sp.add_argument("--answer-pairs", type=int)
-    sp.add_argument("--calibration-pairs", type=int)
-    sp.add_argument("--max-new-tokens", type=int)
-    sp.add_argument("--judge", help="model judging win rates (generation.referee; default: the base model)")
-    sp.add_argument("--backend", choices=BACKENDS,
-                    help="backend of the win-rate judge")
-    sp.add_argument("--base-url", help="OpenAI-compatible server for the win-rate judge")
+    _flags(sp, "eval")
+    _role_flags(sp, "referee", "referee")
     _with_config(sp)
     sp.set_defaults(func=cmd_eval)
 

@@ -36,26 +36,66 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
-class DataConfig(_Strict):
-    seed_source: str = Field("demo", description="'demo' (bundled), an oasst tree export or message table, a pairs"
-                             " file (JSONL/JSON/CSV/Parquet), or a hub id such as OpenAssistant/oasst1")
-    corpus: str = Field("demo", description="'demo' (bundled), a file or folder (HTML, WARC, JSONL[.gz|.zst],"
-                        " Parquet), or a hub dataset id streamed through datasets")
-    seed_format: Literal["auto", "oasst-trees", "oasst-messages", "pairs"] = Field(
-        "auto", description="form of seed_source; 'auto' tells by the first row's keys")
-    seed_split: str = Field("train", description="split of a hub seed dataset")
+# What a field does to a stage's outputs, marked where the field is declared; `fingerprint_settings` and
+# `CurateConfig.scoring_settings` read the marks, so a new field is in every fingerprint unless marked.
+SPEED = "speed"  # how a stage runs (speed, memory, where, whether bad input stops it), never what it writes
+SELECTION = "selection"  # curate: chooses among scored rows (in the stage's fingerprint, not the rows')
+
+
+def speed(default: Any = ..., **kw) -> Any:
+    """A field that changes how a stage runs, never what it writes: left out of every fingerprint."""
+    return Field(default, json_schema_extra={"effect": SPEED}, **kw)
+
+
+def selection(default: Any = ..., **kw) -> Any:
+    """A curate field that only chooses among scored rows: changing it reruns selection, not scoring."""
+    return Field(default, json_schema_extra={"effect": SELECTION}, **kw)
+
+
+def effect(section: type[BaseModel], name: str) -> str | None:
+    """A field's mark (SPEED, SELECTION) or None: it changes what the stage writes."""
+    extra = section.model_fields[name].json_schema_extra
+    return extra.get("effect") if isinstance(extra, dict) else None  # type: ignore[return-value]
+
+
+def fingerprint_settings(section: BaseModel, leave_out: tuple[str, ...] = (SPEED,)) -> dict:
+    """The section's settings that change what its stage writes, as they enter the stage's fingerprint."""
+    cls = type(section)
+    return section.model_dump(exclude={n for n in cls.model_fields if effect(cls, n) in leave_out})
+
+
+class SeedConfig(_Strict):
+    """The seed stage: human (instruction, response) pairs from oasst or a pairs file (paper §2.1)."""
+
+    source: str = Field("demo", description="'demo' (bundled), an oasst tree export or message table, a pairs"
+                        " file (JSONL/JSON/CSV/Parquet), or a hub id such as OpenAssistant/oasst1")
+    format: Literal["auto", "oasst-trees", "oasst-messages", "pairs"] = Field(
+        "auto", description="form of the source; 'auto' tells by the first row's keys")
+    split: str = Field("train", description="split of a hub seed dataset")
     instruction_field: str | None = Field(None, description="for generic pairs: the instruction field")
     response_field: str | None = Field(None, description="for generic pairs: the response field")
     min_quality: float | None = Field(None, ge=0.0, le=1.0, description="oasst: minimum 'quality' label of the reply")
     lang: str = Field("en", description="language of the seed pairs kept (oasst 'lang')")
-    max_seed: int = Field(3200, ge=1, description="seed pairs kept (paper: 3,200)")
+    max_pairs: int = Field(3200, ge=1, description="seed pairs kept (paper: 3,200)")
+    max_record_bytes: int = Field(20_000_000, ge=1, description="a JSONL line or JSON seed file larger than this"
+                                  " is skipped (counted) before being read whole")
+    strict: bool = speed(False, description="fail at the first malformed input (with its location) instead of"
+                         " skipping it")
+
+
+class SegmentConfig(_Strict):
+    """The segment stage: unlabelled documents cut into segments, filtered and deduplicated (paper §2.1)."""
+
+    corpus: str = Field("demo", description="'demo' (bundled), a file or folder (HTML, WARC, JSONL[.gz|.zst],"
+                        " Parquet), or a hub dataset id streamed through datasets")
     max_segments: int | None = Field(None, ge=1, description="segments sampled for augmentation; null = all")
     min_chars: int = Field(600, ge=1, description="shortest segment kept (paper: 600)")
     max_chars: int = Field(3000, ge=1, description="longest segment kept (paper: 3,000)")
     text_field: str = Field("text", description="field holding the text in JSONL/Parquet/hub corpora")
-    segment_lang: str | None = Field("en", description="keep segments identified as this language (py3langid); null = all")
+    lang: str | None = Field("en", description="keep segments identified as this language (py3langid); null = all")
     near_duplicate_threshold: float | None = Field(
-        0.8, gt=0.0, le=1.0, description="MinHash Jaccard above which a segment is a near-duplicate; null = exact dedup only")
+        0.8, gt=0.0, le=1.0, description="MinHash Jaccard above which a segment is a near-duplicate; null = exact"
+        " dedup only")
     extractor: Literal["trafilatura", "resiliparse", "none"] = Field(
         "trafilatura", description="HTML main-content extraction before the header cut: trafilatura, resiliparse,"
         " or none (the whole page, the paper's literal reading); see BENCHMARKS.md web_extract")
@@ -68,12 +108,13 @@ class DataConfig(_Strict):
         " main text than boilerplate (BENCHMARKS.md web_extract)")
     max_document_chars: int = Field(1_000_000, ge=1, description="documents (plain text, or a page's extracted"
                                     " main text) longer than this are skipped and counted")
-    max_record_bytes: int = Field(20_000_000, ge=1, description="a JSONL line, HTML file, WARC record body or"
-                                  " JSON seed file larger than this is skipped (counted) before being read whole")
+    max_record_bytes: int = Field(20_000_000, ge=1, description="a JSONL line, HTML file or WARC record body larger"
+                                  " than this is skipped (counted) before being read whole")
     max_html_chars: int = Field(5_000_000, ge=1, description="HTML pages longer than this are skipped and counted"
                                 " before extraction (scripts and markup make pages far longer than their text)")
-    shard_size: int = Field(100_000, ge=1, description="rows per shard when the output is a folder")
-    strict: bool = Field(False, description="fail at the first malformed input (with its location) instead of skipping it")
+    shard_size: int = speed(100_000, ge=1, description="rows per shard when the output is a folder")
+    strict: bool = speed(False, description="fail at the first malformed input (with its location) instead of"
+                         " skipping it")
 
     @model_validator(mode="after")
     def _lengths(self):
@@ -114,7 +155,7 @@ def is_loopback(url: str) -> bool:
         return False
 
 
-class EngineConfig(_Strict):
+class EngineKeys(_Strict):
     """Where one role's text comes from. Every key applies to the backends named in its description."""
 
     backend: Backend = Field(
@@ -123,9 +164,9 @@ class EngineConfig(_Strict):
     model: str | None = Field(
         None, description="null = the pipeline's own model for the role (M_yx, M_{t-1}, the model evaluated);"
         " else a checkpoint, hub id, or for openai the served model's name")
-    batch_size: int = Field(8, ge=1, description="transformers, ctranslate2: requests per forward batch;"
+    batch_size: int = speed(8, ge=1, description="transformers, ctranslate2: requests per forward batch;"
                             " openvino: sequences decoded side by side")
-    device: str = Field("auto", description="transformers, ctranslate2: 'auto', 'cpu', 'cuda', 'cuda:1' ...")
+    device: str = speed("auto", description="transformers, ctranslate2: 'auto', 'cpu', 'cuda', 'cuda:1' ...")
     compute_type: str = Field("int8", description="ctranslate2: weight precision (int8, int8_float32, float32,"
                               " ...); openvino: int8 (GGUF Q8_0) or float16 weights")
     sampling_top_k: int = Field(
@@ -133,23 +174,17 @@ class EngineConfig(_Strict):
         " within them; 0 = the whole vocabulary (exact top_p, but every step sorts it: about 2x slower decoding). On"
         " the augmentation workload the default model's nucleus (T 0.7, top_p 0.9) never held more than 232"
         " tokens in 4,468 steps, so 1000 cuts nothing there (bench/nucleus_size.py)")
-    workers: int = Field(
+    workers: int = speed(
         0, ge=0, description="ctranslate2: batches run side by side, each worker a copy of the model with"
         " cores / workers threads; 0 = 2 on a CPU with 2+ cores when two copies take under an eighth of the"
         " memory, else 1")
-    tensor_parallel_size: int = Field(1, ge=1, description="vllm: GPUs per model")
-    gpu_memory_utilization: float = Field(0.9, gt=0.0, le=1.0, description="vllm: fraction of GPU memory to use")
+    tensor_parallel_size: int = speed(1, ge=1, description="vllm: GPUs per model")
+    gpu_memory_utilization: float = speed(0.9, gt=0.0, le=1.0, description="vllm: fraction of GPU memory to use")
     base_url: str | None = Field(None, description="openai: the server, e.g. http://127.0.0.1:8000/v1")
-    api_key_env: str = Field("OPENAI_API_KEY", description="openai: environment variable holding the API key")
-    concurrency: int = Field(16, ge=1, description="openai: requests in flight")
-    timeout: float = Field(120.0, gt=0.0, description="openai: seconds per request")
-    max_retries: int = Field(5, ge=0, description="openai: retries (with backoff) on 429, 5xx and lost connections")
-
-    @model_validator(mode="after")
-    def _served_model(self):
-        if self.backend == "openai" and not self.model:
-            raise ValueError("the openai backend needs `model`: the name the server serves the model under")
-        return self
+    api_key_env: str = speed("OPENAI_API_KEY", description="openai: environment variable holding the API key")
+    concurrency: int = speed(16, ge=1, description="openai: requests in flight")
+    timeout: float = speed(120.0, gt=0.0, description="openai: seconds per request")
+    max_retries: int = speed(5, ge=0, description="openai: retries (with backoff) on 429, 5xx and lost connections")
 
     @field_validator("base_url")
     @classmethod
@@ -182,39 +217,45 @@ class EngineConfig(_Strict):
     def _written_url(self, url: str | None) -> str | None:
         return redact_url(url)  # config.yaml, the manifest and the dataset card never hold a URL's secrets
 
-    def identity(self) -> dict:
-        """The settings that change what is generated (not how fast): for stage fingerprints."""
-        return self.model_dump(include={"backend", "model", "compute_type", "base_url"})
 
+class EngineConfig(EngineKeys):
+    """One role's engine, complete: the generation defaults with the role's overrides on top."""
 
-class RoleConfig(EngineConfig):
-    """A role's overrides: only the keys given apply, on top of the generation defaults."""
-
-    @model_validator(mode="after")
-    def _served_model(self):  # checked once merged with the defaults (GenerationConfig.role)
-        return self
-
-
-class GenerationConfig(EngineConfig):
-    """Defaults for every role, and per-role overrides: `backward` (M_yx writing instructions), `judge`
-    (curation), `answerer` (the models evaluated), `referee` (the win-rate judge of `humback eval`; the
-    base model unless it names one). An override names only the keys it changes."""
-
-    cache: bool = Field(True, description="keep every reply in <run>/cache/responses.sqlite and never ask twice")
-    backward: RoleConfig | None = None
-    judge: RoleConfig | None = None
-    answerer: RoleConfig | None = None
-    referee: RoleConfig | None = None
-
-    # The openai check applies to a role once merged (GenerationConfig.role), when a stage asks for it:
-    # `humback augment` needs only the backward role to be complete.
     @model_validator(mode="after")
     def _served_model(self):
+        if self.backend == "openai" and not self.model:
+            raise ValueError("the openai backend needs `model`: the name the server serves the model under")
         return self
+
+    def identity(self) -> dict:
+        """The settings that change what is generated (not how fast): for stage fingerprints."""
+        return fingerprint_settings(self)
+
+
+class RoleConfig(EngineKeys):
+    """A role's overrides: only the keys given apply, on top of the generation defaults."""
+
+
+ROLES = ("backward", "judge", "answerer", "referee")
+
+
+class GenerationConfig(EngineKeys):
+    """Defaults for every role, and per-role overrides: `backward` (M_yx writing instructions), `judge`
+    (curation), `answerer` (the models evaluated), `referee` (the win-rate judge of `humback eval`; the
+    base model unless it names one). An override names only the keys it changes; a role is complete (an
+    openai role names its model) once merged, when a stage asks for it: `humback augment` needs only the
+    backward role."""
+
+    cache: bool = speed(True, description="keep every reply in <run>/cache/responses.sqlite and never ask twice")
+    backward: RoleConfig | None = Field(None, description="overrides for M_yx writing instructions (augment)")
+    judge: RoleConfig | None = Field(None, description="overrides for the curation judge (curate, calibrate)")
+    answerer: RoleConfig | None = Field(None, description="overrides for the models answering in `humback eval`")
+    referee: RoleConfig | None = Field(None, description="overrides for eval's win-rate judge (default: the base"
+                                       " model)")
 
     def role(self, name: Literal["backward", "judge", "answerer", "referee"]) -> EngineConfig:
         # Attributes, not model_dump: a dump redacts base_url, and the engine needs the real one.
-        base = {k: getattr(self, k) for k in EngineConfig.model_fields}
+        base = {k: getattr(self, k) for k in EngineKeys.model_fields}
         override = getattr(self, name)
         if override is not None:
             base.update({k: getattr(override, k) for k in override.model_fields_set})
@@ -227,16 +268,20 @@ class GenerationConfig(EngineConfig):
 
 
 class AugmentConfig(_Strict):
+    """The augment stage: M_yx writes one instruction per segment (paper §2.2)."""
+
     # Paper §2.2: nucleus sampling, T = 0.7, top_p = 0.9 for augmentation and curation.
-    temperature: float = Field(0.7, ge=0.0, le=5.0)
-    top_p: float = Field(0.9, gt=0.0, le=1.0)
-    max_new_tokens: int = Field(128, ge=1)
+    temperature: float = Field(0.7, ge=0.0, le=5.0, description="sampling temperature (paper: 0.7)")
+    top_p: float = Field(0.9, gt=0.0, le=1.0, description="nucleus sampling's top_p (paper: 0.9)")
+    max_new_tokens: int = Field(128, ge=1, description="longest instruction written, in tokens")
 
 
 SIGNALS = ("judge_score", "ifd", "nll", "end_logprob", "overlap")
 
 
 class CurateConfig(_Strict):
+    """The curate stage: a judge scores every candidate, the best are selected (paper §2.2, Table 1)."""
+
     method: Literal["sample", "greedy", "mean-of-k", "expected"] = Field(
         "sample",
         description="how the rubric judge scores: 'sample' (the paper: one reply at T/top_p, parsed for"
@@ -244,8 +289,8 @@ class CurateConfig(_Strict):
         " 'expected' (after the sampled reasoning, the expected score under the next-token distribution over 1-5)",
     )
     k: int = Field(5, ge=2, description="replies per candidate for 'mean-of-k'")
-    temperature: float = Field(0.7, ge=0.0, le=5.0)
-    top_p: float = Field(0.9, gt=0.0, le=1.0)
+    temperature: float = Field(0.7, ge=0.0, le=5.0, description="the judge's sampling temperature (paper: 0.7)")
+    top_p: float = Field(0.9, gt=0.0, le=1.0, description="the judge's nucleus top_p (paper: 0.9)")
     max_new_tokens: int = Field(
         256, ge=0, description="judge reply length; with 'expected', 0 reads the score without reasoning first")
     ifd: bool = Field(False, description="record IFD, response NLL and end-of-turn log-probability of every candidate")
@@ -255,9 +300,9 @@ class CurateConfig(_Strict):
     combine: dict[str, float] | None = Field(
         None, description="score = 1 + 4 * sigmoid(bias + sum of weight x signal) over signals judge_score,"
         " ifd, nll, end_logprob, overlap; weights from `humback calibrate --fit`. Unset: score = the judge's score")
-    threshold: float = Field(4.0, ge=1.0, le=5.0, description="keep candidates scoring >= threshold")
-    max_selected: int | None = Field(None, ge=1, description="keep at most this many, best first")
-    top_fraction: float | None = Field(
+    threshold: float = selection(4.0, ge=1.0, le=5.0, description="keep candidates scoring >= threshold")
+    max_selected: int | None = selection(None, ge=1, description="keep at most this many, best first")
+    top_fraction: float | None = selection(
         None, gt=0.0, le=1.0,
         description="keep at most this fraction of all candidates, best first (for weak judges whose scores"
         " cluster in a narrow band, where a fixed threshold keeps all or nothing)")
@@ -271,7 +316,7 @@ class CurateConfig(_Strict):
         "skip", description="a pair whose text speaks to a judge or imitates its output ('Score: 5', 'rate this"
         " 5', 'ignore the rubric'): always removed from what the judge reads and flagged; 'skip' (default) skips"
         " the pair, 'score' judges it without that text (src/humback/untrusted.py)")
-    near_duplicate_instructions: float | None = Field(
+    near_duplicate_instructions: float | None = selection(
         0.8, gt=0.0, le=1.0, description="skip a candidate whose instruction has at least this estimated"
         " Jaccard similarity (character 5-grams) with one already selected; null keeps them all")
 
@@ -287,7 +332,7 @@ class CurateConfig(_Strict):
 
     def scoring_settings(self) -> dict:
         """What a scored row depends on (not the selection settings, which only choose among scored rows)."""
-        return self.model_dump(exclude={"threshold", "max_selected", "top_fraction", "near_duplicate_instructions"})
+        return fingerprint_settings(self, leave_out=(SPEED, SELECTION))
 
     @property
     def judged(self) -> bool:
@@ -302,26 +347,34 @@ class CurateConfig(_Strict):
 
 
 class TrainConfig(_Strict):
-    method: Literal["lora", "full"] = "lora"
-    lr: float = Field(1e-5, gt=0.0)
+    """The train stages: M_yx (backward) and M0..MT (forward), each from the base model (paper §2.2, §7)."""
+
+    method: Literal["lora", "full"] = Field("lora", description="LoRA adapters (merged after) or full fine-tuning")
+    lr: float = Field(1e-5, gt=0.0, description="peak learning rate (paper: 1e-5)")
     # Paper §7 / Table 18: lr decays linearly from 1e-5 to 9e-6, i.e. to 0.9 of its start (not to 0).
-    min_lr_ratio: float = Field(0.9, ge=0.0, le=1.0)
-    weight_decay: float = Field(0.1, ge=0.0)
-    dropout: float = Field(0.1, ge=0.0, lt=1.0)
-    batch_size: int | None = Field(None, ge=1, description="examples per step; null = paper rule (8 below 3,000 examples, else 32)")
-    micro_batch_size: int = Field(4, ge=1, description="examples per forward pass; the rest is accumulated")
+    min_lr_ratio: float = Field(0.9, ge=0.0, le=1.0, description="the last step's lr as a fraction of the first"
+                                " (paper: 1e-5 -> 9e-6, 0.9)")
+    weight_decay: float = Field(0.1, ge=0.0, description="AdamW weight decay (paper: 0.1)")
+    dropout: float = Field(0.1, ge=0.0, lt=1.0, description="dropout (LoRA dropout with method lora; paper: 0.1)")
+    batch_size: int | None = Field(None, ge=1, description="examples per step; null = paper rule (8 below 3,000"
+                                   " examples, else 32)")
+    micro_batch_size: int = speed(4, ge=1, description="examples per forward pass; the rest is accumulated")
     max_steps: int | None = Field(None, ge=1, description="null = paper Table 18 by data size")
     max_length: int = Field(2048, ge=16, description="tokens; longer examples are dropped and counted")
-    lora_r: int = Field(16, ge=1)
-    lora_alpha: int = Field(32, ge=1)
+    lora_r: int = Field(16, ge=1, description="LoRA rank")
+    lora_alpha: int = Field(32, ge=1, description="LoRA alpha (scale alpha / r)")
     tags: bool = Field(True, description="system tags S_a (seed) / S_w (augmented), paper Table 8")
-    gradient_checkpointing: Literal["auto", "on", "off"] = "auto"
-    save_steps: int | None = Field(
+    gradient_checkpointing: Literal["auto", "on", "off"] = speed(
+        "auto", description="recompute activations in the backward pass: less memory, more time; 'auto' = on"
+        " a GPU only")
+    save_steps: int | None = speed(
         None, ge=1, description="checkpoint every N steps, so a killed training resumes from the last one;"
         " null = about every tenth of the run")
 
 
 class EvalConfig(_Strict):
+    """`humback eval`: held-out NLL, judge calibration and win rates of a finished run (not a stage)."""
+
     heldout: str | None = Field(None, description="held-out pairs JSONL (never training data) for `humback eval`")
     response_field: str = Field("response", description="the held-out file's response column, e.g. output_gpt4")
     nll_pairs: int = Field(100, ge=1, description="held-out pairs for NLL and backward ROUGE-L")
@@ -347,39 +400,78 @@ class ClusterConfig(_Strict):
     """Where the generating stages run (augment, curate): this process, or replicas on a Ray cluster
     (`pip install 'humback[ray]'`). README, "Running on a cluster"."""
 
-    engine: Literal["local", "ray"] = Field(
+    engine: Literal["local", "ray"] = speed(
         "local", description="'local' = this process (Ray is not imported); 'ray' = generator replicas on a Ray"
         " cluster, rows streamed through Ray Data in shards")
-    address: str = Field(
+    address: str = speed(
         "local", description="ray: 'local' starts a Ray instance in this process (and stops it after); 'auto'"
         " joins the cluster this machine belongs to (ray start); 'ray://HOST:PORT' a remote head via Ray Client")
-    replicas: int = Field(1, ge=1, description="ray: generator replicas (model copies) per generating stage")
-    cpus_per_replica: float = Field(1.0, gt=0, description="ray: CPUs each replica reserves (and its torch threads)")
-    gpus_per_replica: float = Field(0.0, ge=0, description="ray: GPUs each replica reserves (0 = CPU replicas)")
-    shard_rows: int = Field(
+    replicas: int = speed(1, ge=1, description="ray: generator replicas (model copies) per generating stage")
+    cpus_per_replica: float = speed(1.0, gt=0, description="ray: CPUs each replica reserves (and its torch threads)")
+    gpus_per_replica: float = speed(0.0, ge=0, description="ray: GPUs each replica reserves (0 = CPU replicas)")
+    shard_rows: int = speed(
         256, ge=1, description="ray: rows per shard. Shards are fixed blocks of the input in its order; each"
         " finished shard is saved at once and never recomputed")
-    local_cpus: int | None = Field(None, ge=1, description="ray, address 'local': CPUs the local instance may use"
+    local_cpus: int | None = speed(None, ge=1, description="ray, address 'local': CPUs the local instance may use"
                                    " (null = all)")
-    train_workers: int = Field(
+    train_workers: int = speed(
         0, ge=0, description="ray: training processes for the train stages through Ray Train (DDP: gloo on CPUs,"
         " NCCL on GPUs); 0 = train in this process. The run folder must be on storage every node reaches")
-    train_cpus_per_worker: float = Field(1.0, gt=0, description="ray: CPUs each training worker reserves")
-    train_gpus_per_worker: float = Field(0.0, ge=0, description="ray: GPUs each training worker reserves (0 = CPU)")
+    train_cpus_per_worker: float = speed(1.0, gt=0, description="ray: CPUs each training worker reserves")
+    train_gpus_per_worker: float = speed(0.0, ge=0, description="ray: GPUs each training worker reserves (0 = CPU)")
 
 
 class RunConfig(_Strict):
-    name: str = "demo"
-    model: str = Field("default", description="'default' (embedded SmolLM2-135M-Instruct), a local checkpoint, or a hub id")
+    """A run: the model, the loop's length, the random seed, and one section per stage."""
+
+    name: str = Field("demo", description="the run's name: its folder is runs/<name> unless --run-dir says")
+    model: str = Field("default", description="'default' (embedded SmolLM2-135M-Instruct), a local checkpoint, or"
+                       " a hub id")
     iterations: int = Field(2, ge=1, le=10, description="curation/training rounds after M0 (paper: 2)")
-    seed: int = Field(0, ge=0, lt=2**32, description="the run's random seed (torch and numpy take 0 .. 2**32-1)")
-    data: DataConfig = DataConfig()
-    generation: GenerationConfig = GenerationConfig()
-    augment: AugmentConfig = AugmentConfig()
-    curate: CurateConfig = CurateConfig()
-    train: TrainConfig = TrainConfig()
-    eval: EvalConfig = EvalConfig()
-    cluster: ClusterConfig = ClusterConfig()
+    random_seed: int = Field(0, ge=0, lt=2**32, description="the run's random seed (torch and numpy take"
+                             " 0 .. 2**32-1)")
+    seed: SeedConfig = Field(SeedConfig(), description="the seed stage")
+    segment: SegmentConfig = Field(SegmentConfig(), description="the segment stage")
+    generation: GenerationConfig = Field(GenerationConfig(), description="engines for every generating role")
+    augment: AugmentConfig = Field(AugmentConfig(), description="the augment stage")
+    curate: CurateConfig = Field(CurateConfig(), description="the curate stages")
+    train: TrainConfig = Field(TrainConfig(), description="the train stages")
+    eval: EvalConfig = Field(EvalConfig(), description="`humback eval`")
+    cluster: ClusterConfig = Field(ClusterConfig(), description="where the stages run: this process or Ray")
+
+
+# Keys of earlier versions -> where they live now: a recipe that uses one is told, not half-read.
+MOVED = {
+    "seed": "random_seed", "data.seed_source": "seed.source", "data.seed_format": "seed.format",
+    "data.seed_split": "seed.split", "data.instruction_field": "seed.instruction_field",
+    "data.response_field": "seed.response_field", "data.min_quality": "seed.min_quality", "data.lang": "seed.lang",
+    "data.max_seed": "seed.max_pairs", "data.corpus": "segment.corpus", "data.max_segments": "segment.max_segments",
+    "data.min_chars": "segment.min_chars", "data.max_chars": "segment.max_chars",
+    "data.text_field": "segment.text_field", "data.segment_lang": "segment.lang",
+    "data.near_duplicate_threshold": "segment.near_duplicate_threshold", "data.extractor": "segment.extractor",
+    "data.long_sections": "segment.long_sections", "data.quality_filters": "segment.quality_filters",
+    "data.max_document_chars": "segment.max_document_chars",
+    "data.max_record_bytes": "segment.max_record_bytes (and seed.max_record_bytes)",
+    "data.max_html_chars": "segment.max_html_chars", "data.shard_size": "segment.shard_size",
+    "data.strict": "segment.strict (and seed.strict)",
+}
+
+
+def _moved_keys(data: dict) -> list[str]:
+    """The keys of an earlier version in `data`, each with its new place."""
+    found = []
+    if "seed" in data and not isinstance(data["seed"], dict):  # the random seed, before `seed:` was a section
+        found.append(f"  seed: the run's random seed is now `random_seed` (`seed:` holds the seed stage's"
+                     f" settings): write random_seed: {excerpt(data['seed'])}")
+    old = data.get("data")
+    if isinstance(old, dict):
+        for key in old:
+            place = MOVED.get(f"data.{key}")
+            found.append(f"  data.{key}: moved to {place}" if place else f"  data.{key}: unknown key (the data"
+                         " section is now two: seed and segment)")
+    elif "data" in data:
+        found.append("  data: the section is now two, seed and segment (see docs/config.md)")
+    return found
 
 
 def _accepted(loc: tuple) -> str:
@@ -461,6 +553,10 @@ def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Ru
             raise ConfigError(f"--set {excerpt(item)}: the value is not valid YAML ({_yaml_problem(e)}); quote a"
                               " string, e.g. --set name='\"my run\"'") from None
         _set_dotted(data, key.strip(), value)
+    moved = _moved_keys(data)
+    if moved:
+        where = f" in {path}" if path else ""
+        raise ConfigError(f"config keys of an earlier humback{where}:\n" + "\n".join(moved))
     try:
         return RunConfig.model_validate(data)
     except ValidationError as e:

@@ -185,11 +185,11 @@ def _backward(cfg: RunConfig, run: RunDir, pairs: list[dict], load) -> dict:
     """Base vs M_yx as backward models: NLL of the true instruction, ROUGE-L of sampled ones."""
     prompts = [backward_messages(p["response"]) for p in pairs]
     truth = [p["instruction"] for p in pairs]
-    params = SamplingParams(cfg.augment.temperature, cfg.augment.top_p, cfg.augment.max_new_tokens, cfg.seed)
+    params = SamplingParams(cfg.augment.temperature, cfg.augment.top_p, cfg.augment.max_new_tokens, cfg.random_seed)
     out = {}
     for name, model in (("base", cfg.model), ("myx", str(run.model("myx")))):
         gen = load("backward", model)
-        sampled = gen.generate(prompts, params, [row_seed(cfg.seed, p["id"]) for p in pairs])
+        sampled = gen.generate(prompts, params, [row_seed(cfg.random_seed, p["id"]) for p in pairs])
         out[name] = {"instruction_nll": mean_nll(gen, prompts, truth), "rouge_l": rouge_l(sampled, truth)}
         del gen
         gc.collect()
@@ -235,7 +235,7 @@ def _judges(cfg: RunConfig, run: RunDir, pairs: list[dict], load) -> dict:
     for t in range(1, cfg.iterations + 1):
         name = run.judge(t, cfg.generation.role("judge").model)
         gen = load("judge", name)
-        res = calibrate(pairs, gen, run.calibration(t), cfg.curate, seed=cfg.seed, source=str(cfg.eval.heldout))
+        res = calibrate(pairs, gen, run.calibration(t), cfg.curate, seed=cfg.random_seed, source=str(cfg.eval.heldout))
         out[f"iter{t}"] = {"judge": name, "parse_failure_rate": res.get("parse_failure_rate", 0.0),
                            "signals": res["signals"], "selection": res["selection"]}
         del gen

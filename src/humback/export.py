@@ -79,7 +79,7 @@ LICENSE = re.compile(r"[A-Za-z0-9][A-Za-z0-9.+-]{0,63}")  # hub licence ids: apa
 def dataset_card(manifest: dict, iteration: int, rows: int, files: list[str], license: str, repo: str | None) -> str:
     cfg = manifest.get("config") or {}
     stats = {k: v.get("stats") or {} for k, v in manifest.get("stages", {}).items()}
-    lang = _get(cfg, "data", "lang")
+    lang = _get(cfg, "seed", "lang")
     meta = {
         "license": license,
         "language": [lang if isinstance(lang, str) and re.fullmatch(r"[A-Za-z]{2,3}(-[A-Za-z0-9]{1,8})*", lang)
@@ -105,8 +105,8 @@ def dataset_card(manifest: dict, iteration: int, rows: int, files: list[str], li
         "Instruction Backtranslation\") with the humback toolkit: a backward model",
         "wrote an instruction for each human-written web segment, and a judge kept the best pairs.", "",
         "## Sources", "",
-        f"- seed data: {_text(_get(cfg, 'data', 'seed_source'))} ({stat('seed', 'rows')} pairs)",
-        (f"- unlabelled corpus: {_text(_get(cfg, 'data', 'corpus'))} ({stat('segment', 'funnel', 'documents')}"
+        f"- seed data: {_text(_get(cfg, 'seed', 'source'))} ({stat('seed', 'rows')} pairs)",
+        (f"- unlabelled corpus: {_text(_get(cfg, 'segment', 'corpus'))} ({stat('segment', 'funnel', 'documents')}"
          f" documents, {stat('segment', 'rows')} segments kept)"),
         f"- base model: {_text(cfg.get('model'))}", "",
         "The responses are text from the corpus: its licence and terms apply to them. Set `license` above to",

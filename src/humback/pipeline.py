@@ -23,7 +23,7 @@ from pathlib import Path
 import yaml
 
 from humback import __version__, prompts
-from humback.config import RunConfig, fingerprint
+from humback.config import RunConfig, fingerprint, fingerprint_settings
 from humback.data.extract import extractor_version
 from humback.errors import HumbackError
 from humback.files import atomic_write, ensure_dir, folder_lock
@@ -171,18 +171,18 @@ def build_stages(cfg: RunConfig, run_dir: Path, log: Callable[[str], None]) -> l
     stands in the fingerprint as null and adds no dependency."""
     from humback.augment import augment
     from humback.curate import curate
-    from humback.data.seed import seed
+    from humback.data.seed import seed_pairs
     from humback.data.segment import segment
     from humback.runners import file_map, runner_for
     from humback.training.sft import train
 
-    d, g, run = cfg.data, cfg.generation, RunDir(run_dir)
+    g, run, rs = cfg.generation, RunDir(run_dir), cfg.random_seed
     stages: list[Stage] = []
     fps: dict[str, str] = {}
 
     def add(key: str, work: Callable[[], dict], own: tuple, upstream: tuple[str | None, ...],
             outputs: dict[str, Path], inputs: dict[str, str]) -> None:
-        fps[key] = fingerprint(key, *own, *(fps[u] if u else None for u in upstream), cfg.seed)
+        fps[key] = fingerprint(key, *own, *(fps[u] if u else None for u in upstream), rs)
         stages.append(Stage(key, work, fps[key], outputs, inputs, tuple(u for u in upstream if u)))
 
     def runner(role, own_model: Path):
@@ -194,27 +194,25 @@ def build_stages(cfg: RunConfig, run_dir: Path, log: Callable[[str], None]) -> l
                 from humback.training.ray_train import train_on_ray
 
                 return train_on_ray(partial(train, data, cfg.model, run.model(name), cfg.train, direction=direction,
-                                            seed=cfg.seed, log=print), run.model(name), cfg.cluster)
-            return train(data, cfg.model, run.model(name), cfg.train, direction=direction, seed=cfg.seed, log=log)
+                                            seed=rs, log=print), run.model(name), cfg.cluster)
+            return train(data, cfg.model, run.model(name), cfg.train, direction=direction, seed=rs, log=log)
         return work
 
-    # Only what changes results: micro-batching, gradient checkpointing and how often a resumable
-    # checkpoint is written trade memory or disk for time, nothing else.
-    train_fp = cfg.train.model_dump(exclude={"micro_batch_size", "gradient_checkpointing", "save_steps"})
-    seed_keys = {"seed_source", "seed_format", "seed_split", "instruction_field", "response_field", "min_quality",
-                 "lang", "max_seed"}
-    add("seed", lambda: seed(d.seed_source, run.seed, d, cfg.seed, log=log),
-        (d.model_dump(include=seed_keys), source_fingerprint(d.seed_source)), (),
-        {"seed": run.seed}, {"source": d.seed_source})
-    add("segment", lambda: segment(d.corpus, run.segments, d, cfg.seed, log=log, map_files=file_map(cfg.cluster)),
-        (d.model_dump(exclude=seed_keys | {"shard_size", "strict"}), extractor_version(d.extractor),
-         source_fingerprint(d.corpus)), (),
-        {"segments": run.segments}, {"corpus": d.corpus})
+    # Each section's fields marked speed-only (micro-batching, shard sizes, strictness ...) are left out.
+    train_fp = fingerprint_settings(cfg.train)
+    add("seed", lambda: seed_pairs(cfg.seed.source, run.seed, cfg.seed, seed=rs, log=log),
+        (fingerprint_settings(cfg.seed), source_fingerprint(cfg.seed.source)), (),
+        {"seed": run.seed}, {"source": cfg.seed.source})
+    add("segment", lambda: segment(cfg.segment.corpus, run.segments, cfg.segment, seed=rs, log=log,
+                                   map_files=file_map(cfg.cluster)),
+        (fingerprint_settings(cfg.segment), extractor_version(cfg.segment.extractor),
+         source_fingerprint(cfg.segment.corpus)), (),
+        {"segments": run.segments}, {"corpus": cfg.segment.corpus})
     add("train:myx", train_stage("myx", "backward", [run.seed]), (cfg.model, train_fp, prompts.BACKWARD_PROMPT),
         ("seed",), {"model": run.model("myx")}, {"data": str(run.seed), "base": cfg.model})
     backward, judge_engine = g.role("backward"), g.role("judge")
     add("augment", lambda: augment(run.segments, runner("backward", run.model("myx")), run.candidates,
-                                   cfg.augment, seed=cfg.seed, log=log),
+                                   cfg.augment, seed=rs, log=log),
         (cfg.augment, prompts.BACKWARD_PROMPT, backward.identity()),
         (None if backward.model else "train:myx", "segment"),
         {"candidates": run.candidates},
@@ -225,7 +223,7 @@ def build_stages(cfg: RunConfig, run_dir: Path, log: Callable[[str], None]) -> l
         judge = run.judge(t, judge_engine.model)
         add(f"curate:{t}",
             lambda judge=judge, t=t: curate(run.candidates, runner("judge", judge), run.iteration(t), cfg.curate,
-                                            iteration=t, seed=cfg.seed, log=log),
+                                            iteration=t, seed=rs, log=log),
             (cfg.curate, prompts.CURATION_PROMPT, judge_engine.identity()),
             (None if judge_engine.model else f"train:m{t - 1}", "augment"),
             {"scored": run.scored(t), "selected": run.selected(t)},

@@ -136,7 +136,7 @@ def manifest_problem(data: dict) -> str | None:
         if key in data and not isinstance(data[key], want):
             return f"key '{key}' must be {'an object' if want is dict else 'a string'}, got {_kind(data[key])}"
     for section, value in (data.get("config") or {}).items():
-        if section in ("data", "generation", "augment", "curate", "train", "eval", "cluster") and not isinstance(value, dict):
+        if section in ("seed", "segment", "generation", "augment", "curate", "train", "eval", "cluster") and not isinstance(value, dict):
             return f"key 'config.{section}' must be an object, got {_kind(value)}"
     for key, stage in data["stages"].items():
         if not STAGE_KEY.fullmatch(key):

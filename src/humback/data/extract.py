@@ -2,7 +2,7 @@
 
 The paper cuts pages at HTML headers (§2.1), but a whole page also holds menus, footers, cookie notices
 and link lists under headers of their own. Main-content extraction first, by a library made for it
-(`data.extractor`), then the header cut on what is left:
+(`segment.extractor`), then the header cut on what is left:
 
 - `trafilatura` (Barbaresi 2021, ACL demo; https://trafilatura.readthedocs.io) decides which paragraphs,
   list items, table rows and quotes are the main text; the page's own headers are put back among them

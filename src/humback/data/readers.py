@@ -23,7 +23,7 @@ HTML_SUFFIXES = (".html", ".htm")
 JSONL_SUFFIXES = (".jsonl", ".jsonl.gz", ".jsonl.zst", ".json.gz", ".ndjson")
 WARC_SUFFIXES = (".warc", ".warc.gz")
 # Bytes of one record (a JSONL line, an HTML file, a WARC record, a .json file) read at most: larger ones
-# are skipped before they are held whole (data.max_record_bytes).
+# are skipped before they are held whole (max_record_bytes of the seed or segment section).
 MAX_RECORD_BYTES = 20_000_000
 
 
@@ -152,7 +152,7 @@ def jsonl_rows(path: Path, problems: Problems, max_bytes: int = MAX_RECORD_BYTES
             for lineno, raw in capped_lines(f, max_bytes):
                 where = f"{path}:{lineno}"
                 if raw is None:
-                    problems("document_too_large", where, f"line over {max_bytes:,} bytes (data.max_record_bytes)")
+                    problems("document_too_large", where, f"line over {max_bytes:,} bytes (max_record_bytes of the seed or segment section)")
                     continue
                 if not raw.strip():
                     continue
@@ -177,7 +177,7 @@ def read_jsonl_docs(path: Path, text_field: str, problems: Problems, max_bytes: 
     for where, row in jsonl_rows(path, problems, max_bytes):
         text = row.get(text_field) if isinstance(row, dict) else None
         if not isinstance(text, str):
-            problems("missing_text", where, f"no string field '{text_field}' (set data.text_field)")
+            problems("missing_text", where, f"no string field '{text_field}' (set segment.text_field)")
             continue
         yield Document(str(row.get("id", where.rsplit("/", 1)[-1])), str(path), str(row.get("url") or ""),
                        where, text=text)
@@ -193,7 +193,7 @@ def read_parquet_docs(path: Path, text_field: str, problems: Problems) -> Iterat
         problems("unreadable_parquet", str(path), f"not a readable Parquet file ({e})")
         return
     if text_field not in pf.schema_arrow.names:
-        problems("missing_text", str(path), f"no column '{text_field}' (set data.text_field)")
+        problems("missing_text", str(path), f"no column '{text_field}' (set segment.text_field)")
         return
     row = 0
     for batch in pf.iter_batches(batch_size=1024):
@@ -209,7 +209,7 @@ def read_parquet_docs(path: Path, text_field: str, problems: Problems) -> Iterat
 def read_html_doc(path: Path, problems: Problems, max_bytes: int = MAX_RECORD_BYTES) -> Iterator[Document]:
     size = path.stat().st_size
     if size > max_bytes:  # checked before reading: the file is never held whole
-        problems("document_too_large", str(path), f"HTML file of {size:,} bytes exceeds data.max_record_bytes")
+        problems("document_too_large", str(path), f"HTML file of {size:,} bytes exceeds segment.max_record_bytes")
         return
     try:
         html = path.read_bytes().decode("utf-8")
@@ -239,7 +239,7 @@ def read_warc_docs(path: Path, problems: Problems, max_bytes: int = MAX_RECORD_B
                 offset = records.get_record_offset()  # only after the body: asking first consumes it
                 if len(body) > max_bytes:
                     problems("document_too_large", f"{path}@{offset}",
-                             f"WARC record body over {max_bytes:,} bytes (data.max_record_bytes)")
+                             f"WARC record body over {max_bytes:,} bytes (max_record_bytes of the seed or segment section)")
                     continue
                 if getattr(rec.raw_stream, "limit", 0):  # bytes the header promised but the file lacks
                     problems("truncated_file", f"{path}@{offset}", "truncated WARC record")
@@ -275,7 +275,7 @@ def read_hub_docs(dataset_id: str, text_field: str, problems: Problems, split: s
     for i, row in enumerate(stream):
         text = row.get(text_field)
         if not isinstance(text, str):
-            problems("missing_text", f"{dataset_id}#row{i}", f"no string field '{text_field}' (set data.text_field)")
+            problems("missing_text", f"{dataset_id}#row{i}", f"no string field '{text_field}' (set segment.text_field)")
             continue
         yield Document(str(row.get("id", i)), dataset_id, str(row.get("url") or ""), f"{dataset_id}#row{i}", text=text)
 

@@ -14,11 +14,11 @@ from __future__ import annotations
 import hashlib
 import statistics
 from collections import Counter, defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from importlib import resources
 from pathlib import Path
 
-from humback.config import DataConfig
+from humback.config import SeedConfig
 from humback.data.readers import Problems, read_rows
 from humback.hub import is_hub_id
 from humback.records import RecordError, write_jsonl
@@ -104,7 +104,7 @@ def trees_from_messages(rows: Iterator[dict]) -> Iterator[dict]:
             yield {"message_tree_id": tree_id, "prompt": root}
 
 
-def _pair_from_row(row: dict, cfg: DataConfig) -> tuple[str, str] | None:
+def _pair_from_row(row: dict, cfg: SeedConfig) -> tuple[str, str] | None:
     """(instruction, response) of a generic row: named fields, alpaca, sharegpt or messages style."""
     if cfg.instruction_field or cfg.response_field:
         ins, res = row.get(cfg.instruction_field or "instruction"), row.get(cfg.response_field or "response")
@@ -125,7 +125,7 @@ def _pair_from_row(row: dict, cfg: DataConfig) -> tuple[str, str] | None:
     return None
 
 
-def _generic_pairs(rows: Iterator[tuple[str, dict]], cfg: DataConfig, reasons: Counter, problems: Problems) -> list[dict]:
+def _generic_pairs(rows: Iterator[tuple[str, dict]], cfg: SeedConfig, reasons: Counter, problems: Problems) -> list[dict]:
     pairs = []
     seen: dict[str, str] = {}
     for where, row in rows:
@@ -134,8 +134,8 @@ def _generic_pairs(rows: Iterator[tuple[str, dict]], cfg: DataConfig, reasons: C
             continue
         found = _pair_from_row(row, cfg)
         if found is None:
-            problems("unrecognised_row", where, "no instruction/response found (set data.instruction_field and "
-                     "data.response_field, or use alpaca, sharegpt or messages style)")
+            problems("unrecognised_row", where, "no instruction/response found (set seed.instruction_field and "
+                     "seed.response_field, or use alpaca, sharegpt or messages style)")
             reasons["unrecognised_row"] += 1
             continue
         # null, numbers or lists where text belongs: counted as empty, never turned into text
@@ -160,14 +160,14 @@ def _length_stats(values: list[int]) -> LengthStats:
     return {"mean": round(statistics.fmean(values), 1), "std": round(statistics.pstdev(values), 1)}
 
 
-def _load(source: str, cfg: DataConfig, reasons: Counter, problems: Problems) -> tuple[list[dict], str]:
+def _load(source: str, cfg: SeedConfig, reasons: Counter, problems: Problems) -> tuple[list[dict], str]:
     path = demo_seed_path() if source == "demo" else Path(source)
     if not path.exists():
         if is_hub_id(source):
             from datasets import load_dataset
 
             try:
-                table = load_dataset(source, split=cfg.seed_split)
+                table = load_dataset(source, split=cfg.split)
             except Exception as e:  # datasets raises many types for unreachable or unknown datasets
                 raise RecordError(f"cannot load hub dataset '{source}': {e}") from e
             trees = trees_from_messages(iter(table))
@@ -175,7 +175,7 @@ def _load(source: str, cfg: DataConfig, reasons: Counter, problems: Problems) ->
         raise RecordError(f"seed source {path} not found: give an oasst tree export (*.trees.jsonl[.gz]), a message "
                           "table, a pairs file (JSONL/JSON/CSV/Parquet), a hub id such as OpenAssistant/oasst1, or 'demo'")
     rows = read_rows(path, problems, cfg.max_record_bytes)
-    fmt = cfg.seed_format
+    fmt = cfg.format
     if fmt == "auto":
         first = next(rows, None)
         if first is None:
@@ -196,7 +196,7 @@ def _chain(first, rest):
     yield from rest
 
 
-def _oasst_pairs(trees, cfg: DataConfig, reasons: Counter) -> list[dict]:
+def _oasst_pairs(trees, cfg: SeedConfig, reasons: Counter) -> list[dict]:
     pairs = []
     for tree in trees:
         pair, reason = first_turn_pair(tree, cfg.lang, cfg.min_quality)
@@ -206,21 +206,23 @@ def _oasst_pairs(trees, cfg: DataConfig, reasons: Counter) -> list[dict]:
     return pairs
 
 
-def seed(source: str | Path, out: str | Path, cfg: DataConfig | None = None, seed_value: int = 0, log=print) -> SeedStats:
-    """Write seed pairs to `out`; return the stage stats (kept, drop reasons, lengths, the rule)."""
-    cfg = cfg or DataConfig()
+def seed_pairs(source: str | Path, out: str | Path, cfg: SeedConfig | None = None, *, seed: int = 0,
+               log: Callable[[str], None] = print) -> SeedStats:
+    """Write the seed pairs of `source` (cfg.source in a run) to `out`; return the stage stats (kept, drop
+    reasons, lengths, the rule). `seed` is the random seed of the rule choosing among the pairs kept."""
+    cfg = cfg or SeedConfig()
     reasons: Counter = Counter()
     problems = Problems(strict=cfg.strict, log=log)
     pairs, fmt = _load(str(source), cfg, reasons, problems)
     if not pairs:
-        raise RecordError(f"{source}: no seed pair passed the rules (drops: {dict(reasons)}); check data.lang "
-                          "and data.seed_format")
+        raise RecordError(f"{source}: no seed pair passed the rules (drops: {dict(reasons)}); check seed.lang "
+                          "and seed.format")
 
     def order(p):
         quality = (p["meta"].get("quality") or 0.0) if p["source"] == "oasst" else 0.0
-        return -quality, hashlib.sha256(f"{seed_value}:{p['meta']['tree_id']}".encode()).hexdigest()
+        return -quality, hashlib.sha256(f"{seed}:{p['meta']['tree_id']}".encode()).hexdigest()
 
-    kept = sorted(pairs, key=order)[:cfg.max_seed]
+    kept = sorted(pairs, key=order)[:cfg.max_pairs]
     reasons["over_max_seed"] = len(pairs) - len(kept)
     write_jsonl(out, kept)
     return {

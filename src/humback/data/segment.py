@@ -5,9 +5,9 @@ characters are kept; segments with repetitive sentences (n-gram Jaccard between 
 all-uppercase headers, or navigation headers are dropped; duplicates are removed (the paper does not say
 how: here exact normalised hashes, then MinHash LSH for near-duplicates across the whole run).
 
-Web pages go through main-content extraction first (data/extract.py, `data.extractor`), then the header
+Web pages go through main-content extraction first (data/extract.py, `segment.extractor`), then the header
 cut (data/sections.py); a section too long to keep whole becomes windows of its paragraphs under its
-header path (`data.long_sections: split`) or is dropped as the paper does (`drop`). Plain text (JSONL,
+header path (`segment.long_sections: split`) or is dropped as the paper does (`drop`). Plain text (JSONL,
 Parquet, WET, hub datasets) is cut into windows of whole paragraphs, one line being one paragraph.
 Optional document filters from datatrove (data/quality.py) run last.
 
@@ -28,7 +28,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from humback.config import DataConfig
+from humback.config import SegmentConfig
 from humback.data.dedup import Deduplicator
 from humback.data.extract import extractor_version, page_blocks
 from humback.data.quality import quality_filters
@@ -109,15 +109,15 @@ def boilerplate_line(line: str) -> bool:
     return bool(BOILERPLATE_LINE.match(line.strip()))
 
 
-def document_pieces(doc, cfg: DataConfig, funnel: Counter, problems: Problems
+def document_pieces(doc, cfg: SegmentConfig, funnel: Counter, problems: Problems
                     ) -> Iterator[tuple[list[str], str, list[int] | None]]:
     """(header path, text, character span in the document or None) of every candidate segment of one
     document, before the quality filters: header sections of a page (long ones as windows under their
-    header path, or whole to be dropped, by data.long_sections), windows of paragraphs for plain text."""
+    header path, or whole to be dropped, by segment.long_sections), windows of paragraphs for plain text."""
     if doc.html is not None:
         if len(doc.html) > cfg.max_html_chars:
             problems("document_too_large", doc.location, f"HTML page of {len(doc.html):,} characters exceeds "
-                     f"data.max_html_chars={cfg.max_html_chars:,}")
+                     f"segment.max_html_chars={cfg.max_html_chars:,}")
             return
         try:
             title, blocks = page_blocks(doc.html, cfg.extractor)
@@ -133,7 +133,7 @@ def document_pieces(doc, cfg: DataConfig, funnel: Counter, problems: Problems
             return
         if chars > cfg.max_document_chars:
             problems("document_too_large", doc.location, f"main text of {chars:,} characters exceeds "
-                     f"data.max_document_chars={cfg.max_document_chars:,}")
+                     f"segment.max_document_chars={cfg.max_document_chars:,}")
             return
         for path, paras, whole in html_sections(title, kept, cfg.min_chars, cfg.max_chars,
                                                   cfg.long_sections == "split"):
@@ -146,7 +146,7 @@ def document_pieces(doc, cfg: DataConfig, funnel: Counter, problems: Problems
         return
     if len(doc.text) > cfg.max_document_chars:
         problems("document_too_large", doc.location, f"document of {len(doc.text):,} characters exceeds "
-                 f"data.max_document_chars={cfg.max_document_chars:,}")
+                 f"segment.max_document_chars={cfg.max_document_chars:,}")
         return
     lines = text_paragraphs(doc.text)
     content = [p for p in lines if not boilerplate_line(p[0])]
@@ -160,14 +160,14 @@ class SegmentFilter:
     dropped or None). Dedup comes after, in corpus order (segment), so its index holds kept segments only
     and a parallel run decides as a serial one does."""
 
-    def __init__(self, cfg: DataConfig):
+    def __init__(self, cfg: SegmentConfig):
         self.cfg = cfg
         self.identify = None
-        if cfg.segment_lang:
+        if cfg.lang:
             import py3langid
 
             self.identify = py3langid.classify
-        self.checks = quality_filters(cfg.quality_filters, cfg.segment_lang)
+        self.checks = quality_filters(cfg.quality_filters, cfg.lang)
 
     def __call__(self, header_path: list[str], text: str) -> tuple[str, str | None]:
         cfg = self.cfg
@@ -177,7 +177,7 @@ class SegmentFilter:
         if reason is None and repetitive(text):
             reason = "repetitive"
         # The opening 500 characters tell the language as well as the whole and cost a fraction.
-        if reason is None and self.identify is not None and self.identify(text[:500])[0] != cfg.segment_lang:
+        if reason is None and self.identify is not None and self.identify(text[:500])[0] != cfg.lang:
             reason = "language"
         for name, check in self.checks:
             if reason is None:
@@ -194,8 +194,8 @@ class Sampler:
     """Seeded reservoir sampling of `size` rows from a stream (all rows when size is None), given back in
     stream order so the output is reproducible."""
 
-    def __init__(self, size: int | None, seed_value: int):
-        self.size, self.rng = size, random.Random(seed_value)
+    def __init__(self, size: int | None, seed: int):
+        self.size, self.rng = size, random.Random(seed)
         self.seen = 0
         self.reservoir: list[tuple[int, dict]] = []  # (position in the stream, row)
 
@@ -216,13 +216,13 @@ class Sampler:
         return [row for _, row in sorted(self.reservoir, key=lambda x: x[0])]
 
 
-def segment(corpus: str | Path, out: str | Path, cfg: DataConfig | None = None, seed_value: int = 0,
-            log=print, map_files: FileMap | None = None) -> SegmentStats:
+def segment(corpus: str | Path, out: str | Path, cfg: SegmentConfig | None = None, *, seed: int = 0,
+            log: Callable[[str], None] = print, map_files: FileMap | None = None) -> SegmentStats:
     """Write filtered, deduplicated, optionally sampled segments to `out` (a .jsonl file, or a folder
     of shards otherwise); return the funnel as stage stats. With `map_files` (the Ray runner's, for
     cluster.engine 'ray'), a local corpus's files are extracted and filtered in parallel elsewhere; dedup,
     sampling and writing stay here, in corpus order, so the output and the funnel are the local ones."""
-    cfg = cfg or DataConfig()
+    cfg = cfg or SegmentConfig()
     corpus = demo_corpus_path() if str(corpus) == "demo" else corpus
     source, target = Path(corpus).resolve(), Path(out).resolve()
     if source.exists() and (target == source or source in target.parents or target in source.parents):
@@ -230,7 +230,7 @@ def segment(corpus: str | Path, out: str | Path, cfg: DataConfig | None = None, 
                           "write the segments somewhere else")
     problems = Problems(strict=cfg.strict, log=log)
     funnel: Counter = Counter()
-    dedup, sampler = Deduplicator(cfg.near_duplicate_threshold), Sampler(cfg.max_segments, seed_value)
+    dedup, sampler = Deduplicator(cfg.near_duplicate_threshold), Sampler(cfg.max_segments, seed)
     writer = ShardWriter(out, cfg.shard_size)
     try:
         for rows in _filtered_rows(corpus, cfg, funnel, problems, map_files):
@@ -246,8 +246,8 @@ def segment(corpus: str | Path, out: str | Path, cfg: DataConfig | None = None, 
                 writer.write(row)
         if writer.rows == 0:
             raise RecordError(
-                f"no segment of {corpus} passed the filters (funnel: {dict(funnel)}); check data.min_chars/"
-                f"max_chars ({cfg.min_chars}-{cfg.max_chars}), data.segment_lang and that the corpus has text"
+                f"no segment of {corpus} passed the filters (funnel: {dict(funnel)}); check segment.min_chars/"
+                f"max_chars ({cfg.min_chars}-{cfg.max_chars}), segment.lang and that the corpus has text"
             )
         writer.finish()
     finally:
@@ -258,7 +258,7 @@ def segment(corpus: str | Path, out: str | Path, cfg: DataConfig | None = None, 
             "long_sections": cfg.long_sections, "quality_filters": list(cfg.quality_filters)}
 
 
-def _filtered_rows(corpus: str | Path, cfg: DataConfig, funnel: Counter, problems: Problems,
+def _filtered_rows(corpus: str | Path, cfg: SegmentConfig, funnel: Counter, problems: Problems,
                    map_files: FileMap | None) -> Iterator[list[dict]]:
     """The segments that pass the filters (before dedup), a document's or a file's at a time, in corpus
     order; the funnel and bad-input counts as they go."""
@@ -277,7 +277,7 @@ def _filtered_rows(corpus: str | Path, cfg: DataConfig, funnel: Counter, problem
         yield result["rows"]
 
 
-def file_segments(file: Path, cfg: DataConfig) -> dict:
+def file_segments(file: Path, cfg: SegmentConfig) -> dict:
     """One corpus file's filtered segments (before dedup) with its funnel and bad-input counts: the part
     of the stage a Ray worker does."""
     keep, funnel, problems = SegmentFilter(cfg), Counter(), CollectedProblems(cfg.strict)
@@ -286,7 +286,7 @@ def file_segments(file: Path, cfg: DataConfig) -> dict:
     return {"rows": rows, "funnel": dict(funnel), "bad_input": dict(problems.counts), "warnings": problems.warnings}
 
 
-def kept_segments(doc, cfg: DataConfig, keep: SegmentFilter, funnel: Counter, problems: Problems) -> Iterator[dict]:
+def kept_segments(doc, cfg: SegmentConfig, keep: SegmentFilter, funnel: Counter, problems: Problems) -> Iterator[dict]:
     """One document's segments that pass `keep`, as output rows; every step counted in `funnel`."""
     funnel["documents"] += 1
     body = doc.html if doc.html is not None else doc.text
