@@ -140,8 +140,8 @@ def readers(run: Path, export: Path):
     from fastapi.testclient import TestClient
 
     from humback.export import export as export_run
-    from humback.pipeline import status_table
     from humback.report import report
+    from humback.status import status_table
     from humback.viewer.server import create_app
 
     yield "status", lambda: status_table(run)

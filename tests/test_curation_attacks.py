@@ -83,9 +83,12 @@ def test_skip_reasons_reach_the_stats_the_funnel_and_the_viewer_filter(tmp_path)
     lines[1] = {"id": lines[1]["id"], "skipped": "copy", "score": None, "iteration": 2}
     lines[2] = {"id": lines[2]["id"], "skipped": "judge_directed", "judge_directed": True, "score": None, "iteration": 2}
     (run / "iter2" / "scored.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines))
+    manifest = json.loads((run / "manifest.json").read_text())
+    manifest["stages"]["curate:2"]["stats"] = curate_stats(rows, scored, [rows[0]], CurateConfig())
+    (run / "manifest.json").write_text(json.dumps(manifest))
     client = TestClient(create_app(run), base_url="http://127.0.0.1")
     dropped = client.get("/api/funnel").json()["steps"][-1]["dropped"]
-    assert dropped["copy"] == 1 and dropped["judge_directed"] == 1
+    assert dropped == {"copy": 2, "judge_directed": 1, "meta": 1}  # the stage's own counts
     page = client.get("/api/candidates", params={"skipped": "copy"}).json()
     assert page["total"] == 1 and page["rows"][0]["s2_skipped"] == "copy"
 

@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 
 from humback.config import load_config
-from humback.pipeline import StageError, run_pipeline, status_table
+from humback.pipeline import StageError, run_pipeline
 from humback.records import read_jsonl
+from humback.status import status_table
 
 STAGES = ["seed", "segment", "train:myx", "augment", "train:m0", "curate:1", "train:m1", "curate:2", "train:m2"]
 
@@ -146,7 +147,7 @@ def test_kill_9_then_rerun_loses_and_repeats_nothing(tiny_model, tmp_path, stage
 
 
 def test_status_shows_pending_and_running_stages():
-    from humback.pipeline import summary
+    from humback.status import summary
 
     data = {"name": "x", "run_dir": "runs/x", "config": {"iterations": 1}, "stages": {
         "seed": {"status": "done", "seconds": 0.1, "stats": {"rows": 46, "drops": {"language": 4}},

@@ -180,7 +180,7 @@ def test_unreachable_in_process_is_an_environment_fault(monkeypatch):
 
 
 def test_status_shows_the_shards_of_a_running_or_killed_stage(tmp_path):
-    from humback.pipeline import summary
+    from humback.status import summary
 
     write(tmp_path / "segments.jsonl", [{"id": str(i), "text": "x"} for i in range(10)])
     (tmp_path / "candidates.jsonl.shards").mkdir()

@@ -38,9 +38,13 @@ def make_run(root: Path, n: int = 120) -> Path:
         {"loss_curve": [{"step": k, "loss": 2.0 - 0.1 * k, "lr": 1e-5} for k in range(1, 6)]}))
     jsonl(root / "eval" / "calibration" / "iter1" / "scored.jsonl",
           [{"id": f"h{i}", "score": float(i % 7), "ifd": 0.3 + (i % 3) / 10, "label": int(i % 7 > 2)} for i in range(30)])
+    selected = {t: sum(1 for line in (root / f"iter{t}" / "selected.jsonl").read_text().splitlines() if line)
+                for t in (1, 2)}
     (root / "manifest.json").write_text(json.dumps({"name": "viewer-test", "stages": {
         "segment": {"status": "done", "stats": {"rows": n, "funnel": {"documents": 40, "dropped_too_short": 9}}},
-        "curate:1": {"status": "done", "stats": {"threshold": 4.0}}}}))
+        "augment": {"status": "done", "stats": {"rows": n}},
+        **{f"curate:{t}": {"status": "done", "stats": {"threshold": 4.0, "selected": selected[t],
+                                                        "skipped": {"empty_instruction": 1}}} for t in (1, 2)}}}))
     return root
 
 

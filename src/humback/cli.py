@@ -98,7 +98,7 @@ def cmd_run(args) -> None:
 
 
 def cmd_status(args) -> None:
-    from humback.pipeline import status_table
+    from humback.status import status_table
 
     print(status_table(args.run_dir))
 

@@ -18,6 +18,7 @@ from humback.errors import HumbackError
 from humback.files import atomic_write, ensure_dir, is_temp_of, write_via
 from humback.records import read_jsonl, write_jsonl
 from humback.rundir import RunDir
+from humback.status import finished_iterations, funnel, stage_stats
 
 FORMATS = ("jsonl", "parquet")
 
@@ -78,7 +79,8 @@ LICENSE = re.compile(r"[A-Za-z0-9][A-Za-z0-9.+-]{0,63}")  # hub licence ids: apa
 
 def dataset_card(manifest: dict, iteration: int, rows: int, files: list[str], license: str, repo: str | None) -> str:
     cfg = manifest.get("config") or {}
-    stats = {k: v.get("stats") or {} for k, v in manifest.get("stages", {}).items()}
+    stats = stage_stats(manifest)
+    rows_at = {step.name: step.rows for step in funnel(manifest)}
     lang = _get(cfg, "seed", "lang")
     meta = {
         "license": license,
@@ -94,6 +96,9 @@ def dataset_card(manifest: dict, iteration: int, rows: int, files: list[str], li
     def stat(stage: str, *keys):
         return _text(_get(stats, stage, *keys))
 
+    def count(step: str) -> str:
+        return _text(rows_at.get(step))
+
     cur = f"curate:{iteration}"
     title = repo or f"humback-{manifest.get('name', 'run')}"
     settings = yaml.safe_dump({k: cfg.get(k) for k in ("augment", "curate", "generation")}, sort_keys=False).rstrip()
@@ -106,14 +111,14 @@ def dataset_card(manifest: dict, iteration: int, rows: int, files: list[str], li
         "wrote an instruction for each human-written web segment, and a judge kept the best pairs.", "",
         "## Sources", "",
         f"- seed data: {_text(_get(cfg, 'seed', 'source'))} ({stat('seed', 'rows')} pairs)",
-        (f"- unlabelled corpus: {_text(_get(cfg, 'segment', 'corpus'))} ({stat('segment', 'funnel', 'documents')}"
-         f" documents, {stat('segment', 'rows')} segments kept)"),
+        (f"- unlabelled corpus: {_text(_get(cfg, 'segment', 'corpus'))} ({count('documents')} documents,"
+         f" {count('segments kept')} segments kept)"),
         f"- base model: {_text(cfg.get('model'))}", "",
         "The responses are text from the corpus: its licence and terms apply to them. Set `license` above to",
         "match (`humback export --license`).", "",
         "## Counts", "",
-        f"- candidates (one generated instruction per segment): {stat('augment', 'rows')}",
-        f"- selected in iteration {iteration}: {stat(cur, 'selected')} (exported: {rows})",
+        f"- candidates (one generated instruction per segment): {count('candidates')}",
+        f"- selected in iteration {iteration}: {count(f'selected, iteration {iteration}')} (exported: {rows})",
         (f"- curation: method {stat(cur, 'method')}, threshold {stat(cur, 'threshold')}, parse failures"
          f" {stat(cur, 'parse_failure_rate')}, mean response chars pool {stat(cur, 'response_chars_pool')} vs"
          f" selected {stat(cur, 'response_chars_selected')}"), "",
@@ -134,8 +139,7 @@ def export(run_dir: str | Path, out_dir: str | Path, iteration: int | None = Non
         raise ExportError(f"--license {license[:80]!r}: give a licence id such as apache-2.0, cc-by-4.0 or other")
     manifest = RunDir(run_dir).read_manifest()
     if iteration is None:
-        done = [int(k.split(":")[1]) for k, v in manifest.get("stages", {}).items()
-                if k.startswith("curate:") and v.get("status") == "done"]
+        done = finished_iterations(manifest)
         if not done:
             raise ExportError(f"{run_dir}: no finished curation to export")
         iteration = max(done)

@@ -29,7 +29,8 @@ from humback.errors import HumbackError
 from humback.files import atomic_write, ensure_dir, folder_lock
 from humback.records import file_sha256
 from humback.rundir import RunDir
-from humback.stats import stats_problem
+from humback.stats import StageKey, stats_problem
+from humback.status import summary
 
 
 class StageError(HumbackError):
@@ -71,85 +72,6 @@ def _describe(path: Path) -> dict:
     if path.is_file():
         return {"path": str(path), "sha256": file_sha256(path), "bytes": path.stat().st_size}
     return {"path": str(path), "files": sorted(p.name for p in path.glob("*"))}
-
-
-def stage_keys(iterations: int) -> list[str]:
-    keys = ["seed", "segment", "train:myx", "augment", "train:m0"]
-    for t in range(1, iterations + 1):
-        keys += [f"curate:{t}", f"train:m{t}"]
-    return keys
-
-
-def _engine_note(stats: dict) -> str:
-    if "backend" not in stats:
-        return ""
-    cached = f", {stats['cache_hits']} cached" if stats.get("cache_hits") else ""
-    return f", {stats['backend']}{cached}"
-
-
-def _note(key: str, stats: dict) -> str:
-    if key.startswith("curate"):
-        cut = ", ".join(f"{n} {reason}" for reason, n in (stats.get("skipped") or {}).items())
-        ifd = f"; skipped: {cut}" if cut else ""
-        directed = f", {stats['judge_directed']} judge-directed" if stats.get("judge_directed") else ""
-        return (f"selected {stats['selected']} (score >= {stats['threshold']}{ifd}{directed}), parse failures "
-                f"{stats['parse_failure_rate']:.0%}, mean score {stats['mean_score']}, histogram "
-                f"{stats['score_histogram']}" + _engine_note(stats))
-    if key.startswith("train"):
-        loss = "" if stats.get("first_loss") is None else f", loss {stats['first_loss']:.3f} -> {stats['last_loss']:.3f}"
-        return f"{stats['steps']} steps x batch {stats['batch_size']}, {stats['method']}{loss}"
-    if key == "segment":
-        return f"funnel {stats['funnel']}"
-    if key == "seed":
-        return f"drops {stats['drops']}"
-    if key == "augment":
-        return (f"empty instructions {stats['empty_instructions']}, resumed rows {stats['resumed_rows']}"
-                + _engine_note(stats))
-    return ""
-
-
-def _shard_note(data: dict, key: str) -> str:
-    """Progress of a generating stage that runs (or ran, and was killed) on Ray: finished shards of all."""
-    if "run_dir" not in data or not (key == "augment" or key.startswith("curate:")):
-        return ""
-    from humback.ray_runner import finished_shards, shard_folder
-
-    run = RunDir(data["run_dir"])
-    source, out = (run.segments, run.candidates) if key == "augment" else (run.candidates, run.scored(int(key[7:])))
-    if not shard_folder(out).is_dir():
-        return ""
-    done = len(finished_shards(out))
-    size = data.get("config", {}).get("cluster", {}).get("shard_rows")
-    if not size or not source.is_file():
-        return f"ray: {done} shards finished"
-    with open(source, "rb") as f:
-        total = -(-sum(1 for _ in f) // size)
-    return f"ray: {done} of {total} shards finished ({done / total:.0%})" if total else ""
-
-
-def summary(data: dict) -> str:
-    """The closing summary: rows per stage, score histograms, parse failures, where things are."""
-    lines = [f"\nhumback run '{data.get('name', '?')}' in {data.get('run_dir', '?')}",
-             f"{'stage':<10} {'status':<8} {'rows':>5} {'seconds':>8}  notes"]
-    iterations = data.get("config", {}).get("iterations", 0)
-    keys = list(dict.fromkeys(stage_keys(iterations) + list(data["stages"])))
-    for key in keys:
-        st = data["stages"].get(key, {"status": "pending"})
-        stats = st.get("stats", {})
-        rows = stats.get("rows", stats.get("examples", ""))
-        try:
-            note = _note(key, stats) if st["status"] == "done" else _shard_note(data, key)
-        except (KeyError, TypeError, ValueError) as e:  # stats of an older version, or edited by hand
-            note = f"(stats incomplete: {e})"
-        lines.append(f"{key:<10} {st['status']:<8} {rows!s:>5} {st.get('seconds', '')!s:>8}  {note}")
-    outs = {k: st.get("outputs", {}) for k, st in data["stages"].items() if st.get("status") == "done"}
-    curated = [o["selected"] for k, o in outs.items() if k.startswith("curate") and "selected" in o]
-    models = [o["model"] for k, o in outs.items() if k.startswith("train") and "model" in o]
-    if curated:
-        lines.append(f"curated dataset: {curated[-1]}")
-    if models:
-        lines.append("models: " + ", ".join(models))
-    return "\n".join(lines)
 
 
 def source_fingerprint(source: str) -> list | str:
@@ -258,7 +180,7 @@ def run_pipeline(cfg: RunConfig, run_dir: str | Path, force: str | None = None,
 def _run_stages(cfg: RunConfig, run_dir: Path, force: str | None, log: Callable[[str], None]) -> dict:
     stages = build_stages(cfg, run_dir, log)
     keys = [s.key for s in stages]
-    if force is not None and force not in keys and force not in {k.split(":")[0] for k in keys}:
+    if force is not None and force not in keys and force not in {StageKey.parse(k).kind for k in keys}:
         raise StageError(f"--force {force}: no such stage (stages: {', '.join(keys)})")
     manifest = Manifest(RunDir(run_dir))
     manifest.data.update({"name": cfg.name, "run_dir": str(run_dir), "config": cfg.model_dump()})
@@ -269,7 +191,7 @@ def _run_stages(cfg: RunConfig, run_dir: Path, force: str | None, log: Callable[
     for stage in stages:
         # Rerun when asked, or when an upstream stage ran now: its outputs are new even if its
         # fingerprint is not (a resumed or forced stage).
-        forcing = force in (stage.key, stage.key.split(":")[0]) or any(d in ran for d in stage.deps)
+        forcing = force in (stage.key, StageKey.parse(stage.key).kind) or any(d in ran for d in stage.deps)
         prev = manifest.stage(stage.key)
         done = (prev.get("status") == "done" and prev.get("fingerprint") == stage.fp
                 and all(p.exists() for p in stage.outputs.values()))
@@ -304,7 +226,3 @@ def _discard_partials(stage: Stage) -> None:
         partial = p.with_name(p.name + ".partial")
         if partial.exists():
             partial.unlink()
-
-
-def status_table(run_dir: str | Path) -> str:
-    return summary(RunDir(run_dir).read_manifest())

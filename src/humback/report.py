@@ -15,6 +15,7 @@ from pathlib import Path
 from humback.files import atomic_write, ensure_dir, write_via
 from humback.records import RecordError, is_number, read_json, read_jsonl
 from humback.rundir import RunDir
+from humback.status import funnel, stage_stats
 
 SECTIONS = ("Data funnel", "Curation scores", "Lengths: pool vs selected", "Training loss", "Evaluation")
 
@@ -34,17 +35,6 @@ def _save(fig, path: Path) -> str:
     write_via(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
     _plt().close(fig)
     return path.name
-
-
-def funnel(manifest: dict) -> list[tuple[str, int]]:
-    """(step, rows) from the corpus to each iteration's selection."""
-    stages = manifest.get("stages", {})
-    stats = {k: v.get("stats") or {} for k, v in stages.items()}
-    seg = stats.get("segment", {}).get("funnel", {})
-    steps = [("documents", seg.get("documents")), ("sections", seg.get("segments")),
-             ("segments kept", stats.get("segment", {}).get("rows")), ("candidates", stats.get("augment", {}).get("rows"))]
-    steps += [(f"selected (iter {k.split(':')[1]})", s.get("selected")) for k, s in stats.items() if k.startswith("curate:")]
-    return [(name, n) for name, n in steps if n is not None]
 
 
 def _funnel_plot(steps: list[tuple[str, int]], out: Path) -> str:
@@ -135,7 +125,7 @@ def report(run_dir: str | Path) -> Path:
     md = [f"# humback run `{manifest.get('name', run_dir.name)}`", ""]
 
     md += [f"## {SECTIONS[0]}", ""]
-    steps = funnel(manifest)
+    steps = [(step.name, step.rows) for step in funnel(manifest)]
     md += [f"![data funnel]({_funnel_plot(steps, out / 'funnel.png')})", ""] if steps else ["(no stage finished yet)", ""]
     md += _table(["step", "rows"], [[n, c] for n, c in steps]) + [""]
 
@@ -143,11 +133,11 @@ def report(run_dir: str | Path) -> Path:
     md += [f"## {SECTIONS[1]}", ""]
     if iterations:
         md += [f"![curation scores]({_score_plot(run, iterations, out / 'scores.png')})", ""]
-        stats = manifest["stages"]
+        stats = stage_stats(manifest)
         keys = ("rows", "selected", "threshold", "parse_failure_rate", "mean_score", "judge_directed")
         rows = []
         for t in iterations:
-            st = stats.get(f"curate:{t}", {}).get("stats") or {}
+            st = stats.get(f"curate:{t}", {})
             skipped = st.get("skipped") if isinstance(st.get("skipped"), dict) else {}
             rows.append([t] + [st.get(k) for k in keys] + [", ".join(f"{r} {n}" for r, n in skipped.items()) or "-"])
         md += _table(["iteration", "candidates", "selected", "threshold", "parse failures", "mean score",

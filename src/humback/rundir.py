@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
 from humback.files import atomic_write, folder_lock
 from humback.records import RecordError
+from humback.stats import StageKey
 
 SCORED, SELECTED = "scored.jsonl", "selected.jsonl"  # what curation writes into its folder
 
@@ -123,7 +123,6 @@ class RunDir:
         atomic_write(self.manifest_path, json.dumps(data, indent=1))
 
 
-STAGE_KEY = re.compile(r"seed|segment|augment|train:(myx|m\d+)|curate:[1-9]\d*")
 _SHAPES = {"status": str, "stats": dict, "outputs": dict, "output_files": dict, "inputs": dict, "fingerprint": str,
            "seconds": (int, float), "versions": dict}
 
@@ -139,7 +138,7 @@ def manifest_problem(data: dict) -> str | None:
         if section in ("seed", "segment", "generation", "augment", "curate", "train", "eval", "cluster") and not isinstance(value, dict):
             return f"key 'config.{section}' must be an object, got {_kind(value)}"
     for key, stage in data["stages"].items():
-        if not STAGE_KEY.fullmatch(key):
+        if StageKey.parse(key) is None:
             return f"'stages.{key}' is not a stage (stages: seed, segment, train:myx, augment, train:m<t>, curate:<t>)"
         if not isinstance(stage, dict):
             return f"'stages.{key}' must be an object, got {_kind(stage)}"

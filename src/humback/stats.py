@@ -6,6 +6,8 @@ the manifest and says so when they disagree (the tests run every stage and requi
 renamed in a stage shows up there, not as a silent blank in a report.
 """
 
+import re
+from dataclasses import dataclass
 from typing import Any, TypedDict, get_type_hints
 
 from typing_extensions import NotRequired  # typing has it only from 3.11; humback runs on 3.10
@@ -101,15 +103,52 @@ class TrainStats(Hardware):
     last_loss: float | None
 
 
-# Stage key (before any ':') -> what its stats hold.
+# Stage kind -> what its stats hold.
 STAGE_STATS: dict[str, Any] = {"seed": SeedStats, "segment": SegmentStats, "augment": AugmentStats,
                                 "curate": CurateStats, "train": TrainStats}
+
+_KEY = re.compile(r"(seed|segment|augment)|curate:([1-9]\d*)|train:(myx|m(\d+))")
+
+
+@dataclass(frozen=True)
+class StageKey:
+    """A manifest key read once: `kind` (seed, segment, augment, curate, train), the `iteration` t of
+    curate:t and train:m<t> (None elsewhere; train:m0 is 0), and the `model` a train stage makes."""
+
+    kind: str
+    iteration: int | None = None
+    model: str | None = None
+
+    @classmethod
+    def parse(cls, key: str) -> "StageKey | None":
+        m = _KEY.fullmatch(key)
+        if m is None:
+            return None
+        if m.group(1):
+            return cls(m.group(1))
+        if m.group(2):
+            return cls("curate", int(m.group(2)))
+        return cls("train", int(m.group(4)) if m.group(4) else None, m.group(3))
+
+    def __str__(self) -> str:
+        if self.kind == "curate":
+            return f"curate:{self.iteration}"
+        return f"train:{self.model}" if self.kind == "train" else self.kind
+
+
+def stage_keys(iterations: int) -> list[str]:
+    """The loop's stages in the order they run."""
+    keys = ["seed", "segment", "train:myx", "augment", "train:m0"]
+    for t in range(1, iterations + 1):
+        keys += [f"curate:{t}", f"train:m{t}"]
+    return keys
 
 
 def stats_problem(key: str, stats: dict) -> str | None:
     """What is wrong with `stats` of stage `key` (a required key missing, an undeclared one present), or
     None. A mismatch is a bug in humback, not in the user's input."""
-    kind = STAGE_STATS.get(key.split(":")[0])
+    stage = StageKey.parse(key)
+    kind = STAGE_STATS.get(stage.kind) if stage else None
     if kind is None:
         return None
     missing = sorted(kind.__required_keys__ - set(stats))

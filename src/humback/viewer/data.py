@@ -15,12 +15,14 @@ from __future__ import annotations
 import json
 import math
 import re
+from dataclasses import asdict
 from pathlib import Path
 
 from humback.errors import HumbackError
 from humback.files import folder_lock
 from humback.records import RecordError, is_number, read_json, read_jsonl
 from humback.rundir import RunDir
+from humback.status import funnel
 
 SIGNALS = {"score": "score", "judge": "judge_score", "ifd": "ifd", "nll": "nll", "end": "end_logprob"}
 PAGE_MAX = 200
@@ -223,22 +225,11 @@ class RunData:
         return out
 
     def funnel(self) -> dict:
-        """Documents -> segments -> candidates -> selected per iteration, with the drop reasons."""
+        """The run's funnel (status.funnel: documents -> segments -> candidates -> selected per iteration,
+        with the drop reasons)."""
         manifest = self.run.read_manifest() if self.run.manifest_path.is_file() else {"stages": {}}
-        stats = {k: (v.get("stats") or {}) for k, v in manifest["stages"].items()}
-        seg = stats.get("segment", {})
-        steps = [{"step": "documents", "rows": seg.get("funnel", {}).get("documents")},
-                 {"step": "segments kept", "rows": seg.get("rows"),
-                  "dropped": {k[8:]: v for k, v in seg.get("funnel", {}).items() if k.startswith("dropped_")}},
-                 {"step": "candidates", "rows": self._sql("SELECT count(*) FROM cand").fetchone()[0]}]
-        for t in self.iterations:
-            cur = stats.get(f"curate:{t}", {})
-            skipped = self._sql(f"SELECT s{t}_skipped, count(*) FROM cand WHERE s{t}_skipped IS NOT NULL"
-                                      f" GROUP BY 1").fetchall()
-            steps.append({"step": f"selected, iteration {t}",
-                          "rows": self._sql(f"SELECT count(*) FROM cand WHERE sel{t}").fetchone()[0],
-                          "threshold": cur.get("threshold"), "dropped": dict(skipped)})
-        return {"name": manifest.get("name"), "iterations": self.iterations, "steps": steps}
+        return {"name": manifest.get("name"), "iterations": self.iterations,
+                "steps": [asdict(step) | {"step": step.name} for step in funnel(manifest)]}
 
     def histogram(self, t: int, signal: str = "score", bins: int = 20) -> dict:
         """Counts of a signal over all candidates and over the selected ones, in equal-width bins."""
