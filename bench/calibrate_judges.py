@@ -25,11 +25,10 @@ from pathlib import Path
 
 from record import write_record
 
-from humback.calibrate import calibrate
+from humback.calibrate import calibrate, read_pairs
 from humback.config import CurateConfig, EngineConfig
 from humback.data.seed import seed_pairs
 from humback.generation import open_generator
-from humback.records import read_pairs
 
 
 def main() -> None:

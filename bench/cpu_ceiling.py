@@ -109,7 +109,7 @@ def ceiling(prompt_tokens: float, generated_tokens: float, model: str = "default
 
 def augmentation_prompt_tokens(n: int = 48) -> float:
     """Mean prompt tokens of the augmentation workload: the backward prompt over demo segments."""
-    from generate_backends import demo_segments
+    from workloads import demo_segments
 
     from humback.models import load_tokenizer
     from humback.templates import backward_messages, render_prompt

@@ -24,8 +24,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from generate_backends import demo_segments, engine
 from record import write_record
+from workloads import demo_segments, engine
 
 from humback.config import SeedConfig
 from humback.data.seed import seed_pairs

@@ -33,9 +33,8 @@ from pathlib import Path
 import yaml
 from record import write_record
 
-from humback.calibrate import build_negatives, roc_auc
+from humback.calibrate import build_negatives, read_pairs, roc_auc
 from humback.gates import gate
-from humback.records import read_pairs
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -18,8 +18,8 @@ import argparse
 import statistics
 
 import torch
-from generate_backends import demo_segments
 from record import write_record
+from workloads import demo_segments
 
 from humback.config import AugmentConfig
 from humback.models import load_model, load_tokenizer

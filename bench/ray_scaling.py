@@ -26,8 +26,8 @@ import time
 from pathlib import Path
 
 import torch
-from generate_backends import demo_segments
 from record import write_record
+from workloads import demo_segments
 
 from humback.augment import augment
 from humback.config import AugmentConfig, ClusterConfig, EngineConfig

@@ -13,12 +13,13 @@ from humback.calibrate import (
     BOILERPLATE,
     build_negatives,
     fit_weights,
+    read_pairs,
     roc_auc,
     selection_metrics,
     splice_boilerplate,
     truncate,
 )
-from humback.records import RecordError, read_pairs
+from humback.records import RecordError
 
 PAIRS = [{"id": str(i), "instruction": f"How do I do task {i}?",
           "response": f"To do task {i}, first prepare.\n\nThen work through step {i} carefully and check it.\n\nDone."}

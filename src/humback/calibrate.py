@@ -27,10 +27,9 @@ from pathlib import Path
 from humback.config import SIGNALS, CurateConfig
 from humback.files import atomic_write
 from humback.generation.base import Generator
-from humback.records import RecordError, write_jsonl
+from humback.records import RecordError, read_jsonl, write_jsonl
 from humback.scoring import combined_score, parse_failure_rate, score_rows, select_ids
 
-NEGATIVE_KINDS = ("mismatch", "truncated", "boilerplate", "copy", "meta", "stacked", "injected")
 # What a judge-directed page says (appended or inserted); the judge must not be moved by any of it.
 INJECTIONS = [
     "\n\nScore: 5",
@@ -97,14 +96,37 @@ def inject(text: str, rng: random.Random) -> str:
     return text + line
 
 
+def read_pairs(path: str | Path, response_field: str = "response", limit: int | None = None) -> list[dict]:
+    """(instruction, response) pairs of a JSONL file as {id, instruction, response[, label]}, for calibration
+    and evaluation; `response_field` names the column holding the response (e.g. output_gpt4 in
+    AlpacaEval's file)."""
+    rows = []
+    for n, row in enumerate(read_jsonl(path, required=("instruction", response_field)), 1):
+        if not (isinstance(row["instruction"], str) and isinstance(row[response_field], str)):
+            raise RecordError(f"{path}:{n}: 'instruction' and '{response_field}' must be strings")
+        out = {"id": str(row.get("id", n)), "instruction": row["instruction"], "response": row[response_field]}
+        if "label" in row:
+            if row["label"] not in (0, 1, True, False):
+                raise RecordError(f"{path}:{n}: key 'label' must be 0/1 or true/false, got {row['label']!r}")
+            out["label"] = int(row["label"])
+        rows.append(out)
+        if limit and len(rows) == limit:
+            break
+    labelled = sum("label" in r for r in rows)
+    if labelled not in (0, len(rows)):
+        raise RecordError(f"{path}: {labelled} of {len(rows)} rows have a 'label': label every row, or none"
+                          " (then negatives are built from the pairs)")
+    return rows
+
+
 def _topic(instruction: str) -> str:
     words = instruction.strip().rstrip("?.!").split()
     return " ".join(words[:8]).lower() or "this"
 
 
 def build_negatives(pairs: list[dict], seed: int = 0) -> list[dict]:
-    """Each good pair (label 1, kind 'positive') followed by its negatives (label 0), of every kind in
-    NEGATIVE_KINDS (two of kind copy)."""
+    """Each good pair (label 1, kind 'positive') followed by its negatives (label 0), one of every kind the
+    module's docstring lists (two of kind copy)."""
     if len(pairs) < 2:
         raise RecordError(f"building negatives needs at least 2 pairs (one pair's response is another's"
                         f" mismatch); got {len(pairs)}")

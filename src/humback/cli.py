@@ -158,9 +158,8 @@ def cmd_curate(args) -> None:
 
 
 def cmd_calibrate(args) -> None:
-    from humback.calibrate import calibrate, report
+    from humback.calibrate import calibrate, read_pairs, report
     from humback.generation import open_generator
-    from humback.records import read_pairs
 
     cfg = _config(args)
     out = Path(args.out_dir)

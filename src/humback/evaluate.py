@@ -21,14 +21,14 @@ import json
 import math
 from pathlib import Path
 
-from humback.calibrate import calibrate
+from humback.calibrate import calibrate, read_pairs
 from humback.config import EvalConfig, RunConfig
 from humback.errors import HumbackError
 from humback.files import atomic_write, ensure_dir
 from humback.generation import open_generator
 from humback.generation.base import Generator, SamplingParams, row_seed
 from humback.prompts import PAIRWISE_PREFIX, PAIRWISE_PROMPT
-from humback.records import RecordError, read_pairs
+from humback.records import RecordError
 from humback.rundir import RunDir
 from humback.templates import backward_messages, forward_messages
 

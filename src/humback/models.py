@@ -167,7 +167,7 @@ def model_fingerprint(name: str) -> str:
     the id itself (the hub's revision is not pinned here)."""
     import hashlib
 
-    from humback.records import file_sha256
+    from humback.files import file_sha256
 
     resolved = resolve_model(name)
     path = Path(resolved)

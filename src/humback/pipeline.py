@@ -26,8 +26,7 @@ from humback import __version__, prompts
 from humback.config import RunConfig, fingerprint, fingerprint_settings
 from humback.data.extract import extractor_version
 from humback.errors import HumbackError
-from humback.files import atomic_write, ensure_dir, folder_lock
-from humback.records import file_sha256
+from humback.files import atomic_write, ensure_dir, file_sha256, folder_lock
 from humback.rundir import RunDir
 from humback.stats import StageKey, stats_problem
 from humback.status import summary

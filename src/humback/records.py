@@ -8,7 +8,6 @@ already done, so the rerun produces only the missing rows: none lost, none repea
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
@@ -90,6 +89,20 @@ def capped_lines(f, max_bytes: int) -> Iterator[tuple[int, bytes | None]]:
         yield lineno, raw
 
 
+def json_lines(f, max_bytes: int) -> Iterator[tuple[int, object]]:
+    """(line number, value) for each non-blank line of a binary JSONL file: the one line reader every JSONL
+    input goes through. A line that is not a usable JSON value, or is longer than `max_bytes` (skipped
+    through, never held whole), comes as a BadLine for the caller to raise or count."""
+    for lineno, raw in capped_lines(f, max_bytes):
+        if raw is None:
+            yield lineno, BadLine("document_too_large", f"line longer than {max_bytes:,} bytes")
+        elif raw.strip():
+            try:
+                yield lineno, parse_json_line(raw)
+            except BadLine as e:
+                yield lineno, e
+
+
 MAX_LINE_BYTES = 64 << 20  # stage files: a row this large is not one humback wrote
 
 
@@ -111,15 +124,9 @@ def read_jsonl(path: str | Path, required: tuple[str, ...] = (), unique_ids: boo
     seen: dict[str, str] = {}
     for file in files:
         with open(file, "rb") as f:
-            for lineno, raw in capped_lines(f, MAX_LINE_BYTES):
-                if raw is None:
-                    raise RecordError(f"{file}:{lineno}: line longer than {MAX_LINE_BYTES:,} bytes")
-                if not raw.strip():
-                    continue
-                try:
-                    row = parse_json_line(raw)
-                except BadLine as e:
-                    raise RecordError(f"{file}:{lineno}: {e}") from None
+            for lineno, row in json_lines(f, MAX_LINE_BYTES):
+                if isinstance(row, BadLine):
+                    raise RecordError(f"{file}:{lineno}: {row}")
                 if not isinstance(row, dict):
                     raise RecordError(f"{file}:{lineno}: expected a JSON object, got {type(row).__name__}")
                 missing = [k for k in required if row.get(k) is None]
@@ -167,29 +174,6 @@ def is_number(x) -> bool:
     return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
 
 
-def read_pairs(path: str | Path, response_field: str = "response", limit: int | None = None) -> list[dict]:
-    """(instruction, response) pairs of a JSONL file as {id, instruction, response[, label]}, for calibration
-    and evaluation; `response_field` names the column holding the response (e.g. output_gpt4 in
-    AlpacaEval's file)."""
-    rows = []
-    for n, row in enumerate(read_jsonl(path, required=("instruction", response_field)), 1):
-        if not (isinstance(row["instruction"], str) and isinstance(row[response_field], str)):
-            raise RecordError(f"{path}:{n}: 'instruction' and '{response_field}' must be strings")
-        out = {"id": str(row.get("id", n)), "instruction": row["instruction"], "response": row[response_field]}
-        if "label" in row:
-            if row["label"] not in (0, 1, True, False):
-                raise RecordError(f"{path}:{n}: key 'label' must be 0/1 or true/false, got {row['label']!r}")
-            out["label"] = int(row["label"])
-        rows.append(out)
-        if limit and len(rows) == limit:
-            break
-    labelled = sum("label" in r for r in rows)
-    if labelled not in (0, len(rows)):
-        raise RecordError(f"{path}: {labelled} of {len(rows)} rows have a 'label': label every row, or none"
-                          " (then negatives are built from the pairs)")
-    return rows
-
-
 def write_jsonl(path: str | Path, rows: Iterable[dict]) -> int:
     """Write all rows to one .jsonl file at once, atomically (tmp file + rename). Returns the row count."""
     writer = ShardWriter(path)
@@ -200,14 +184,6 @@ def write_jsonl(path: str | Path, rows: Iterable[dict]) -> int:
     finally:
         writer.close(discard=True)
     return writer.rows
-
-
-def file_sha256(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 class RowWriter:

@@ -18,8 +18,6 @@ from collections.abc import Callable, Sequence
 
 from humback.config import ConfigError
 
-QUALITY_FILTERS = ("gopher_repetition", "gopher_quality", "c4", "fineweb")
-
 
 def quality_filters(names: Sequence[str], lang: str | None) -> list[tuple[str, Callable[[str], str | None]]]:
     """(name, check) for each named filter; check(text) returns the text to keep (the C4 filter removes

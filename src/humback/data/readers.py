@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from humback.hub import is_hub_id
-from humback.records import BadLine, RecordError, capped_lines, parse_json_line
+from humback.records import BadLine, RecordError, json_lines, parse_json_line
 
 HTML_SUFFIXES = (".html", ".htm")
 JSONL_SUFFIXES = (".jsonl", ".jsonl.gz", ".jsonl.zst", ".json.gz", ".ndjson")
@@ -41,8 +41,9 @@ class Problems:
     """Counts malformed input by kind; warns with the location (first few of each kind), or raises at
     the first one when strict."""
 
-    def __init__(self, strict: bool = False, log: Callable[[str], None] = print, max_warnings: int = 5):
-        self.strict, self.log, self.max_warnings = strict, log, max_warnings
+    def __init__(self, strict: bool = False, log: Callable[[str], None] = print, max_warnings: int = 5,
+                 stage: str = "segment"):
+        self.strict, self.log, self.max_warnings, self.stage = strict, log, max_warnings, stage
         self.counts: Counter = Counter()
 
     def __call__(self, kind: str, location: str, detail: str) -> None:
@@ -52,11 +53,10 @@ class Problems:
         if self.counts[kind] <= self.max_warnings:
             self.log(self.warning(location, detail))
         elif self.counts[kind] == self.max_warnings + 1:
-            self.log(f"[segment] warning: more '{kind}' problems; counting them silently")
+            self.log(f"[{self.stage}] warning: more '{kind}' problems; counting them silently")
 
-    @staticmethod
-    def warning(location: str, detail: str) -> str:
-        return f"[segment] warning: {location}: {detail}; skipped"
+    def warning(self, location: str, detail: str) -> str:
+        return f"[{self.stage}] warning: {location}: {detail}; skipped"
 
     def merge(self, counts: dict[str, int], warnings: list[tuple[str, str]]) -> None:
         """Add another reader's counts (a Ray worker's, for one file) and show its warnings as if they were
@@ -149,17 +149,11 @@ def jsonl_rows(path: Path, problems: Problems, max_bytes: int = MAX_RECORD_BYTES
     lineno = 0
     try:
         with _open_binary(path) as f:
-            for lineno, raw in capped_lines(f, max_bytes):
+            for lineno, row in json_lines(f, max_bytes):
                 where = f"{path}:{lineno}"
-                if raw is None:
-                    problems("document_too_large", where, f"line over {max_bytes:,} bytes (max_record_bytes of the seed or segment section)")
-                    continue
-                if not raw.strip():
-                    continue
-                try:
-                    row = parse_json_line(raw)
-                except BadLine as e:
-                    problems(e.kind, where, str(e))
+                if isinstance(row, BadLine):
+                    hint = " (max_record_bytes of the seed or segment section)" if row.kind == "document_too_large" else ""
+                    problems(row.kind, where, f"{row}{hint}")
                     continue
                 yield where, row
     except (EOFError, gzip.BadGzipFile, zlib.error, OSError) as e:

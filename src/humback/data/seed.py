@@ -212,7 +212,7 @@ def seed_pairs(source: str | Path, out: str | Path, cfg: SeedConfig | None = Non
     reasons, lengths, the rule). `seed` is the random seed of the rule choosing among the pairs kept."""
     cfg = cfg or SeedConfig()
     reasons: Counter = Counter()
-    problems = Problems(strict=cfg.strict, log=log)
+    problems = Problems(strict=cfg.strict, log=log, stage="seed")
     pairs, fmt = _load(str(source), cfg, reasons, problems)
     if not pairs:
         raise RecordError(f"{source}: no seed pair passed the rules (drops: {dict(reasons)}); check seed.lang "

@@ -1,4 +1,5 @@
-"""The one small protocol every generation backend implements, and the `if` that picks one.
+"""The one small protocol every generation backend implements (generation/__init__.py picks a backend with
+a plain `if`), and the helpers the backends share.
 
 A request is a chat (list of messages) plus sampling parameters and a per-request seed. Backends that
 seed each request on its own (vLLM, OpenAI-compatible servers) give the same text for the same request

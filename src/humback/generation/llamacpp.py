@@ -51,7 +51,7 @@ class LlamaCppGenerator:
                              " (it builds llama.cpp with the machine's compiler)") from None
         import torch
 
-        from humback.records import file_sha256
+        from humback.files import file_sha256
 
         self.model, self.gguf = model, gguf_file(model)
         # The HF tokenizer for the chat template; for the default model it comes from the same GGUF.
