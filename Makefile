@@ -45,7 +45,8 @@ test-vllm: $(VLLM_STAMP)
 	HUMBACK_VLLM_REAL=1 VLLM_CPU_KVCACHE_SPACE=1 $(VLLM_VENV)/bin/python -m pytest -q tests/test_vllm_real.py
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check src tests
+	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/ruff format --check src tests bench
 
 clean:
 	rm -rf runs .pytest_cache

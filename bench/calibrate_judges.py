@@ -43,9 +43,12 @@ def main() -> None:
     work = Path(args.work)
     gen = open_generator(EngineConfig(backend="auto"), "default", work / "cache" / "responses.sqlite")
 
-    def run(name: str, data, cfg: CurateConfig, response_field: str = "response", limit: int | None = None,
-            **kw) -> dict:
-        res = calibrate(read_pairs(data, response_field, limit), gen, work / name, cfg, source=str(data), **kw)
+    def run(
+        name: str, data, cfg: CurateConfig, response_field: str = "response", limit: int | None = None, **kw
+    ) -> dict:
+        res = calibrate(
+            read_pairs(data, response_field, limit), gen, work / name, cfg, source=str(data), **kw
+        )
         print(f"[bench] {name}: {json.dumps(res['signals'])}", flush=True)
         return res
 
@@ -54,20 +57,35 @@ def main() -> None:
     fitted = run("fit-seed-judge", work / "seed.jsonl", expected, fit=["ifd", "end_logprob", "judge_score"])
     fitted_ifd_end = run("fit-seed", work / "seed.jsonl", expected, fit=["ifd", "end_logprob"])
     weights = fitted_ifd_end["fit"]["combine"]
-    combined = run("alpaca-combined", args.eval,
-                   expected.model_copy(update={"combine": weights, "threshold": 3.0}),
-                   response_field="output_gpt4", limit=args.pairs)
-    with_judge = run("alpaca-combined-judge", args.eval,
-                     expected.model_copy(update={"combine": fitted["fit"]["combine"], "threshold": 3.0}),
-                     response_field="output_gpt4", limit=args.pairs)
+    combined = run(
+        "alpaca-combined",
+        args.eval,
+        expected.model_copy(update={"combine": weights, "threshold": 3.0}),
+        response_field="output_gpt4",
+        limit=args.pairs,
+    )
+    with_judge = run(
+        "alpaca-combined-judge",
+        args.eval,
+        expected.model_copy(update={"combine": fitted["fit"]["combine"], "threshold": 3.0}),
+        response_field="output_gpt4",
+        limit=args.pairs,
+    )
     methods = {}
     for method in ("sample", "greedy", "mean-of-k", "expected"):
         cfg = CurateConfig(method=method, k=3, max_new_tokens=args.max_new_tokens)
-        methods[method] = run(f"alpaca-{method}", args.eval, cfg, response_field="output_gpt4", limit=args.judge_pairs)
+        methods[method] = run(
+            f"alpaca-{method}", args.eval, cfg, response_field="output_gpt4", limit=args.judge_pairs
+        )
 
     def row(res: dict, signal: str) -> dict:
-        return {**res["signals"][signal], "parse_failure_rate": res.get("parse_failure_rate", 0.0) if signal in
-                ("score", "judge_score") else 0.0, "rows": res["rows"]}
+        return {
+            **res["signals"][signal],
+            "parse_failure_rate": res.get("parse_failure_rate", 0.0)
+            if signal in ("score", "judge_score")
+            else 0.0,
+            "rows": res["rows"],
+        }
 
     table = {
         "combined (ifd, end_logprob), fitted on demo seed": row(combined, "score"),
@@ -80,10 +98,21 @@ def main() -> None:
     }
     paper = table[f"rubric sample ({args.max_new_tokens} tokens)"]["auc"]
     ours = table["combined (ifd, end_logprob), fitted on demo seed"]["auc"]
-    write_record(args.out, "calibrate_judges", "ROC-AUC (AlpacaEval GPT-4 answers vs 3 kinds of built negatives)",
-                 paper, ours, round(ours / paper, 3), table=table, weights=weights,
-                 weights_with_judge=fitted["fit"]["combine"], selection=combined["selection"],
-                 pairs=args.pairs, judge_pairs=args.judge_pairs, judge="default (CTranslate2 int8)")
+    write_record(
+        args.out,
+        "calibrate_judges",
+        "ROC-AUC (AlpacaEval GPT-4 answers vs 3 kinds of built negatives)",
+        paper,
+        ours,
+        round(ours / paper, 3),
+        table=table,
+        weights=weights,
+        weights_with_judge=fitted["fit"]["combine"],
+        selection=combined["selection"],
+        pairs=args.pairs,
+        judge_pairs=args.judge_pairs,
+        judge="default (CTranslate2 int8)",
+    )
 
 
 if __name__ == "__main__":

@@ -3,7 +3,8 @@ fp32 and int8, measured in one run, turned into the most tokens/s any engine cou
 
 For each precision the transformer's matmuls (q, k, v, o, gate, up, down of one layer; the LM head for a
 generated token) are timed with torch on all cores: fp32 with `torch.mm` (oneDNN/MKL), int8 with the
-faster of `torch._int_mm` (int8 x int8 -> int32) and torch's dynamic-quantised linear (see matmul_seconds). Two shapes per matmul:
+faster of `torch._int_mm` (int8 x int8 -> int32) and torch's dynamic-quantised linear (see matmul_seconds).
+Two shapes per matmul:
 prompt reading (256 token rows at once) and decoding (`decode_rows` rows in flight: an engine's batch size
 times the batches it runs side by side; 8 by default). Per token:
 - prompt token: one layer's matmuls at 256 rows / 256, times the layers, plus attention over the context
@@ -35,9 +36,13 @@ def model_shapes(model: str = "default") -> dict:
     cfg = json.loads((Path(resolve_model(model)) / "config.json").read_text())
     h, inter = cfg["hidden_size"], cfg["intermediate_size"]
     kv = h * cfg["num_key_value_heads"] // cfg["num_attention_heads"]
-    return {"hidden": h, "layers": cfg["num_hidden_layers"], "vocab": cfg["vocab_size"],
-            # (in, out) of each matmul of one layer: q, k, v, o, gate, up, down
-            "layer": [(h, h), (h, kv), (h, kv), (h, h), (h, inter), (h, inter), (inter, h)]}
+    return {
+        "hidden": h,
+        "layers": cfg["num_hidden_layers"],
+        "vocab": cfg["vocab_size"],
+        # (in, out) of each matmul of one layer: q, k, v, o, gate, up, down
+        "layer": [(h, h), (h, kv), (h, kv), (h, h), (h, inter), (h, inter), (inter, h)],
+    }
 
 
 def _seconds(fn, repeats: int) -> float:
@@ -60,8 +65,13 @@ def matmul_seconds(rows: int, shapes: list[tuple[int, int]], precision: str, rep
         return _seconds(lambda: [torch.mm(a, b) for a, b in pairs], repeats)
     # torch._int_mm wants more than 16 rows: decoding's 8 or 16 rows are padded, as int8 kernels pad them.
     padded = max(rows, 17)
-    pairs = [(torch.randint(-127, 127, (padded, k), dtype=torch.int8),
-              torch.randint(-127, 127, (k, n), dtype=torch.int8)) for k, n in shapes]
+    pairs = [
+        (
+            torch.randint(-127, 127, (padded, k), dtype=torch.int8),
+            torch.randint(-127, 127, (k, n), dtype=torch.int8),
+        )
+        for k, n in shapes
+    ]
     int_mm = _seconds(lambda: [torch._int_mm(a, b) for a, b in pairs], repeats)
     return min(int_mm, dynamic_int8_seconds(rows, shapes, repeats))
 
@@ -81,13 +91,20 @@ def dynamic_int8_seconds(rows: int, shapes: list[tuple[int, int]], repeats: int)
     return _seconds(lambda: [layer(x) for layer, x in zip(layers, inputs)], repeats)
 
 
-def ceiling(prompt_tokens: float, generated_tokens: float, model: str = "default",
-            decode_rows: int = DECODE_ROWS) -> dict:
+def ceiling(
+    prompt_tokens: float, generated_tokens: float, model: str = "default", decode_rows: int = DECODE_ROWS
+) -> dict:
     """The limit for a workload of `prompt_tokens` and `generated_tokens` per request (averages), decoding
     `decode_rows` rows at a time."""
     s = model_shapes(model)
-    out = {"threads": torch.get_num_threads(), "decode_rows": decode_rows, "shapes": s["layer"], "layers": s["layers"],
-           "prompt_tokens_per_request": round(prompt_tokens, 1), "generated_tokens_per_request": generated_tokens}
+    out = {
+        "threads": torch.get_num_threads(),
+        "decode_rows": decode_rows,
+        "shapes": s["layer"],
+        "layers": s["layers"],
+        "prompt_tokens_per_request": round(prompt_tokens, 1),
+        "generated_tokens_per_request": generated_tokens,
+    }
     flops_layer = sum(2 * k * n for k, n in s["layer"])
     fp32_rate = PROMPT_ROWS * flops_layer / matmul_seconds(PROMPT_ROWS, s["layer"], "fp32")
     # Attention reads the whole context: on average half the prompt while reading it, the prompt plus
@@ -95,15 +112,23 @@ def ceiling(prompt_tokens: float, generated_tokens: float, model: str = "default
     attn_prompt = s["layers"] * 4 * (prompt_tokens / 2) * s["hidden"] / fp32_rate
     attn_decode = s["layers"] * 4 * (prompt_tokens + generated_tokens / 2) * s["hidden"] / fp32_rate
     for precision in ("fp32", "int8"):
-        prompt_s = s["layers"] * matmul_seconds(PROMPT_ROWS, s["layer"], precision) / PROMPT_ROWS + attn_prompt
-        decode_s = (s["layers"] * matmul_seconds(decode_rows, s["layer"], precision)
-                    + matmul_seconds(decode_rows, [(s["hidden"], s["vocab"])], precision)) / decode_rows + attn_decode
+        prompt_s = (
+            s["layers"] * matmul_seconds(PROMPT_ROWS, s["layer"], precision) / PROMPT_ROWS + attn_prompt
+        )
+        decode_s = (
+            s["layers"] * matmul_seconds(decode_rows, s["layer"], precision)
+            + matmul_seconds(decode_rows, [(s["hidden"], s["vocab"])], precision)
+        ) / decode_rows + attn_decode
         request_s = prompt_tokens * prompt_s + generated_tokens * decode_s
         out[precision] = {
-            "gemm_gflops_prompt_shapes": round(PROMPT_ROWS * flops_layer / matmul_seconds(PROMPT_ROWS, s["layer"], precision) / 1e9, 1),
-            "prompt_tokens_per_s": round(1 / prompt_s, 1), "generated_tokens_per_s": round(1 / decode_s, 1),
+            "gemm_gflops_prompt_shapes": round(
+                PROMPT_ROWS * flops_layer / matmul_seconds(PROMPT_ROWS, s["layer"], precision) / 1e9, 1
+            ),
+            "prompt_tokens_per_s": round(1 / prompt_s, 1),
+            "generated_tokens_per_s": round(1 / decode_s, 1),
             "processed_tokens_per_s": round((prompt_tokens + generated_tokens) / request_s, 1),
-            "workload_generated_tokens_per_s": round(generated_tokens / request_s, 1)}
+            "workload_generated_tokens_per_s": round(generated_tokens / request_s, 1),
+        }
     return out
 
 
@@ -116,8 +141,10 @@ def augmentation_prompt_tokens(n: int = 48) -> float:
 
     tok = load_tokenizer("default")
     rows = demo_segments(n)
-    return statistics.fmean(len(tok(render_prompt(tok, backward_messages(r["text"])), add_special_tokens=False)
-                                ["input_ids"]) for r in rows)
+    return statistics.fmean(
+        len(tok(render_prompt(tok, backward_messages(r["text"])), add_special_tokens=False)["input_ids"])
+        for r in rows
+    )
 
 
 if __name__ == "__main__":

@@ -41,19 +41,30 @@ def main() -> None:
     conts, choices = [SCORE_PREFIX] * len(prompts), [" " + c for c in CHOICES]
     per: dict[str, list[float]] = {"baseline": [], "candidate": []}
     for r in range(args.rounds):
-        for side in (("baseline", "candidate") if r % 2 == 0 else ("candidate", "baseline")):
+        for side in ("baseline", "candidate") if r % 2 == 0 else ("candidate", "baseline"):
             gen.reuse_prefix = side == "candidate"
             start = time.perf_counter()
             for c in range(0, len(prompts), gen.chunk_size):  # as `curate` calls it
-                gen.next_token_probs(prompts[c:c + gen.chunk_size], conts[c:c + gen.chunk_size], choices)
+                gen.next_token_probs(prompts[c : c + gen.chunk_size], conts[c : c + gen.chunk_size], choices)
             per[side].append((time.perf_counter() - start) / len(prompts))
             print(f"round {r + 1} {side:<9} {per[side][-1]:.3f} s/candidate", flush=True)
     base, cand = (round(statistics.median(per[s]), 3) for s in ("baseline", "candidate"))
-    write_record(args.out, "curate_prefix", "seconds per candidate (lower is better)", base, cand,
-                 round(base / cand, 2), ratio_meaning="baseline / candidate (speed-up)",
-                 setup={"judge": "default (SmolLM2-135M-Instruct), ctranslate2 int8", "method": "expected",
-                        "candidates": len(prompts), "rounds": args.rounds},
-                 runs=per)
+    write_record(
+        args.out,
+        "curate_prefix",
+        "seconds per candidate (lower is better)",
+        base,
+        cand,
+        round(base / cand, 2),
+        ratio_meaning="baseline / candidate (speed-up)",
+        setup={
+            "judge": "default (SmolLM2-135M-Instruct), ctranslate2 int8",
+            "method": "expected",
+            "candidates": len(prompts),
+            "rounds": args.rounds,
+        },
+        runs=per,
+    )
 
 
 if __name__ == "__main__":

@@ -15,7 +15,8 @@ Also, the rubric judge read as `expected` (no reasoning) on the first `--judge-p
 injected copies: the mean score of each and the share at >= 3 and >= 4, before vs after; and the share
 of all 805 GPT-4 instructions a gate skips (false positives).
 
-    .venv/bin/python bench/curation_attacks.py --eval alpaca_eval.jsonl --pairs 100   # results/curation_attacks.json
+    # writes results/curation_attacks.json
+    .venv/bin/python bench/curation_attacks.py --eval alpaca_eval.jsonl --pairs 100
 """
 
 from __future__ import annotations
@@ -47,8 +48,24 @@ def calibrate(src: Path, data: Path, out: Path, curate: dict, cache_from: Path |
         (out / "cache").mkdir(parents=True, exist_ok=True)
         shutil.copy(cache_from, out / "cache" / "responses.sqlite")
     env = {**os.environ, "PYTHONPATH": str(src)}
-    proc = subprocess.run([sys.executable, "-m", "humback.cli", "calibrate", str(data), "-c", str(config),
-                           "--out-dir", str(out)], env=env, cwd=ROOT, capture_output=True, text=True, check=False)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "humback.cli",
+            "calibrate",
+            str(data),
+            "-c",
+            str(config),
+            "--out-dir",
+            str(out),
+        ],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     if proc.returncode != 0:
         raise SystemExit(f"calibrate with {src} failed:\n{proc.stderr[-3000:]}")
     print(proc.stdout, flush=True)
@@ -66,8 +83,10 @@ def per_kind(scored: list[dict], threshold: float) -> dict:
     out = {}
     for kind in kinds:
         rows = [s for s in scored if kind_of(s["id"]) == kind]
-        entry = {"rows": len(rows), "selected_share": round(sum((s["score"] or 0) >= threshold for s in rows)
-                                                            / len(rows), 4)}
+        entry = {
+            "rows": len(rows),
+            "selected_share": round(sum((s["score"] or 0) >= threshold for s in rows) / len(rows), 4),
+        }
         if kind != "positive":
             both = good + rows
             entry["auc"] = roc_auc([s["label"] for s in both], [s["score"] for s in both])
@@ -89,55 +108,96 @@ def main() -> None:
     pairs = read_pairs(args.eval, "output_gpt4")
     everything = [gate(p["instruction"], p["response"]) for p in pairs]
     false_positives = Counter(g for g in everything if g)
-    rows = build_negatives(pairs[:args.pairs], seed=0)
+    rows = build_negatives(pairs[: args.pairs], seed=0)
     data = work / "labelled.jsonl"
-    data.write_text("".join(json.dumps({k: r[k] for k in ("id", "instruction", "response", "label")}) + "\n"
-                            for r in rows))
+    data.write_text(
+        "".join(
+            json.dumps({k: r[k] for k in ("id", "instruction", "response", "label")}) + "\n" for r in rows
+        )
+    )
     demo = yaml.safe_load((ROOT / "configs" / "demo.yaml").read_text())["curate"]
     judge_rows = [r for r in rows[: 9 * args.judge_pairs] if r["id"].endswith((":positive", ":injected"))]
     judge_data = work / "judge.jsonl"
-    judge_data.write_text("".join(json.dumps({k: r[k] for k in ("id", "instruction", "response", "label")}) + "\n"
-                                  for r in judge_rows))
+    judge_data.write_text(
+        "".join(
+            json.dumps({k: r[k] for k in ("id", "instruction", "response", "label")}) + "\n"
+            for r in judge_rows
+        )
+    )
     rubric = {"method": "expected", "max_new_tokens": 0, "threshold": 3.0}
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         old = Path(tmp) / "baseline"
-        subprocess.run(["git", "worktree", "add", "--detach", str(old), args.baseline], cwd=ROOT, check=True,
-                       capture_output=True)
+        subprocess.run(
+            ["git", "worktree", "add", "--detach", str(old), args.baseline],
+            cwd=ROOT,
+            check=True,
+            capture_output=True,
+        )
         try:
             before = calibrate(old / "src", data, work / "before", demo, None)
-            before_judge = calibrate(old / "src", judge_data, work / "before-judge", rubric,
-                                     work / "before" / "cache" / "responses.sqlite")
+            before_judge = calibrate(
+                old / "src",
+                judge_data,
+                work / "before-judge",
+                rubric,
+                work / "before" / "cache" / "responses.sqlite",
+            )
         finally:
             subprocess.run(["git", "worktree", "remove", "--force", str(old)], cwd=ROOT, check=False)
-    after = calibrate(ROOT / "src", data, work / "after", demo, work / "before" / "cache" / "responses.sqlite")
-    after_judge = calibrate(ROOT / "src", judge_data, work / "after-judge", {**rubric, "judge_directed": "score"},
-                            work / "before-judge" / "cache" / "responses.sqlite")
-    results["default curation"] = {"before": per_kind(before, demo["threshold"]),
-                                   "after": per_kind(after, demo["threshold"])}
+    after = calibrate(
+        ROOT / "src", data, work / "after", demo, work / "before" / "cache" / "responses.sqlite"
+    )
+    after_judge = calibrate(
+        ROOT / "src",
+        judge_data,
+        work / "after-judge",
+        {**rubric, "judge_directed": "score"},
+        work / "before-judge" / "cache" / "responses.sqlite",
+    )
+    results["default curation"] = {
+        "before": per_kind(before, demo["threshold"]),
+        "after": per_kind(after, demo["threshold"]),
+    }
 
     def judge_summary(scored: list[dict]) -> dict:
         out = {}
         for kind in ("positive", "injected"):
             vals = [s.get("judge_score") for s in scored if kind_of(s["id"]) == kind]
             vals = [v for v in vals if v is not None]
-            out[kind] = {"mean": round(sum(vals) / len(vals), 4) if vals else None,
-                         "share_ge_3": round(sum(v >= 3 for v in vals) / len(vals), 4) if vals else None,
-                         "share_ge_4": round(sum(v >= 4 for v in vals) / len(vals), 4) if vals else None}
+            out[kind] = {
+                "mean": round(sum(vals) / len(vals), 4) if vals else None,
+                "share_ge_3": round(sum(v >= 3 for v in vals) / len(vals), 4) if vals else None,
+                "share_ge_4": round(sum(v >= 4 for v in vals) / len(vals), 4) if vals else None,
+            }
         return out
 
-    results["rubric expected on injected answers"] = {"before": judge_summary(before_judge),
-                                                      "after (judge_directed: score)": judge_summary(after_judge)}
-    results["gates on AlpacaEval GPT-4 instructions"] = {"rows": len(pairs), "skipped": dict(false_positives),
-                                                         "share": round(sum(false_positives.values()) / len(pairs), 4)}
+    results["rubric expected on injected answers"] = {
+        "before": judge_summary(before_judge),
+        "after (judge_directed: score)": judge_summary(after_judge),
+    }
+    results["gates on AlpacaEval GPT-4 instructions"] = {
+        "rows": len(pairs),
+        "skipped": dict(false_positives),
+        "share": round(sum(false_positives.values()) / len(pairs), 4),
+    }
     print(json.dumps(results, indent=1), flush=True)
     worst = {k: v for k, v in results["default curation"]["after"].items() if k != "positive"}
     base = min(v["auc"] for k, v in results["default curation"]["before"].items() if k != "positive")
     cand = min(v["auc"] for v in worst.values())
-    write_record(ROOT / "bench" / "results" / "curation_attacks.json", "curation_attacks",
-                 "lowest per-kind ROC-AUC of the default curation over 7 kinds of bad rows (higher is better)",
-                 base, cand, round(cand / base, 3), pairs=args.pairs, judge_pairs=args.judge_pairs,
-                 baseline_revision=args.baseline, judge="default (CTranslate2 int8)", **results)
+    write_record(
+        ROOT / "bench" / "results" / "curation_attacks.json",
+        "curation_attacks",
+        "lowest per-kind ROC-AUC of the default curation over 7 kinds of bad rows (higher is better)",
+        base,
+        cand,
+        round(cand / base, 3),
+        pairs=args.pairs,
+        judge_pairs=args.judge_pairs,
+        baseline_revision=args.baseline,
+        judge="default (CTranslate2 int8)",
+        **results,
+    )
 
 
 if __name__ == "__main__":

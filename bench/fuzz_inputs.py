@@ -31,11 +31,16 @@ def families(size: int) -> dict[str, str]:
     unit = f"<p>{TEXT}</p>"
     n = max(1, size // 10)
     return {
-        "nested_div": "<html><body><h1>T</h1>" + "<div>" * (size // 11) + unit + "</div>" * (size // 11) + "</body></html>",
+        "nested_div": "<html><body><h1>T</h1>"
+        + "<div>" * (size // 11)
+        + unit
+        + "</div>" * (size // 11)
+        + "</body></html>",
         "unclosed_h1": "<html><body>" + "<h1>x" * (size // 5) + unit + "</body></html>",
         "nbsp_flood": "<html><body><h1>T</h1><p>" + "&nbsp;" * (size // 6) + TEXT + "</p></body></html>",
-        "many_headers": "<html><body>" + "".join(f"<h{i % 6 + 1}>h{i}</h{i % 6 + 1}>{unit}"
-                                                 for i in range(size // 110)) + "</body></html>",
+        "many_headers": "<html><body>"
+        + "".join(f"<h{i % 6 + 1}>h{i}</h{i % 6 + 1}>{unit}" for i in range(size // 110))
+        + "</body></html>",
         "nested_lists": "<html><body><h1>T</h1>" + "<ul><li>x" * (size // 9) + "</body></html>",
         "whitespace": "<html><body><h1>T</h1><p>" + " \n\t" * (size // 3) + TEXT + "</p></body></html>",
         "many_paragraphs": "<html><body><h1>T</h1>" + unit * (size // len(unit)) + "</body></html>",
@@ -48,8 +53,13 @@ def tag_soup(rng: random.Random, size: int) -> str:
     out, total = [], 0
     while total < size:
         roll = rng.random()
-        piece = (f"<{rng.choice(tags)}>" if roll < 0.4 else f"</{rng.choice(tags)}>" if roll < 0.6
-                 else rng.choice(["&nbsp;", "<!--", "-->", "<![foo[", TEXT, "\n" * 5]))
+        piece = (
+            f"<{rng.choice(tags)}>"
+            if roll < 0.4
+            else f"</{rng.choice(tags)}>"
+            if roll < 0.6
+            else rng.choice(["&nbsp;", "<!--", "-->", "<![foo[", TEXT, "\n" * 5])
+        )
         out.append(piece)
         total += len(piece)
     return "".join(out)
@@ -59,7 +69,10 @@ def old_walk(html: str) -> int:
     """The stage's page walk before main-content extraction (measured, not used)."""
     from bs4 import BeautifulSoup
 
-    headers, blocks_tags = ("h1", "h2", "h3", "h4", "h5", "h6"), ("p", "li", "pre", "blockquote", "td", "dd", "dt")
+    headers, blocks_tags = (
+        ("h1", "h2", "h3", "h4", "h5", "h6"),
+        ("p", "li", "pre", "blockquote", "td", "dd", "dt"),
+    )
     soup = BeautifulSoup(html, "html.parser")
     for tag in soup(["script", "style", "noscript", "template"]):
         tag.decompose()
@@ -73,7 +86,7 @@ def old_walk(html: str) -> int:
     sections = 0
     for i, (level, _) in enumerate(blocks):
         if level:
-            for sub_level, _ in blocks[i + 1:]:
+            for sub_level, _ in blocks[i + 1 :]:
                 if 0 < sub_level <= level:
                     break
             sections += 1
@@ -107,7 +120,9 @@ def main() -> None:
         baseline_s.append(time.perf_counter() - start)
         candidate_s.append(run(html, "trafilatura")[0])
         print(f"50 KB {name}: before {baseline_s[-1]:.2f} s, now {candidate_s[-1]:.3f} s", flush=True)
-    pages = list(families(1_000_000).items()) + [(f"soup{i}", tag_soup(rng, 100_000)) for i in range(args.random)]
+    pages = list(families(1_000_000).items()) + [
+        (f"soup{i}", tag_soup(rng, 100_000)) for i in range(args.random)
+    ]
     outcomes: dict[str, dict[str, int]] = {}
     for name, html in pages:
         mb = len(html.encode()) / 1e6
@@ -122,13 +137,22 @@ def main() -> None:
             if not name.startswith("soup"):
                 print(f"{mb:.2f} MB {name} {extractor}: {seconds:.2f} s ({outcome})", flush=True)
     base, cand = max(baseline_s), max(candidate_s)
-    write_record(__file__.replace("fuzz_inputs.py", "results/fuzz_inputs.json"), "fuzz_inputs",
-                 "worst seconds per ~50 KB hostile page (lower is better)", round(base, 3), round(cand, 3),
-                 round(base / cand, 1), documents_tried=tried,
-                 worst_seconds_per_mb={k: {"seconds_per_mb": round(v[0], 3), "page": v[1]} for k, v in worst.items()},
-                 outcomes=outcomes, peak_rss_mb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-                 per_family_50kb={n: {"before_s": round(b, 3), "now_s": round(c, 3)}
-                                  for n, b, c in zip(small, baseline_s, candidate_s)})
+    write_record(
+        __file__.replace("fuzz_inputs.py", "results/fuzz_inputs.json"),
+        "fuzz_inputs",
+        "worst seconds per ~50 KB hostile page (lower is better)",
+        round(base, 3),
+        round(cand, 3),
+        round(base / cand, 1),
+        documents_tried=tried,
+        worst_seconds_per_mb={k: {"seconds_per_mb": round(v[0], 3), "page": v[1]} for k, v in worst.items()},
+        outcomes=outcomes,
+        peak_rss_mb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        per_family_50kb={
+            n: {"before_s": round(b, 3), "now_s": round(c, 3)}
+            for n, b, c in zip(small, baseline_s, candidate_s)
+        },
+    )
 
 
 if __name__ == "__main__":

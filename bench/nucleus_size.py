@@ -39,12 +39,21 @@ def main() -> None:
     dropped: dict[int, list[float]] = {k: [] for k in CUTS}
     torch.manual_seed(0)
     for row in demo_segments(args.segments):
-        ids = tok(render_prompt(tok, backward_messages(row["text"])), add_special_tokens=False,
-                  return_tensors="pt")["input_ids"]
+        ids = tok(
+            render_prompt(tok, backward_messages(row["text"])), add_special_tokens=False, return_tensors="pt"
+        )["input_ids"]
         with torch.inference_mode():
-            out = lm.generate(ids, do_sample=True, temperature=cfg.temperature, top_p=cfg.top_p, top_k=None,
-                              max_new_tokens=cfg.max_new_tokens, output_logits=True, return_dict_in_generate=True,
-                              pad_token_id=tok.pad_token_id)
+            out = lm.generate(
+                ids,
+                do_sample=True,
+                temperature=cfg.temperature,
+                top_p=cfg.top_p,
+                top_k=None,
+                max_new_tokens=cfg.max_new_tokens,
+                output_logits=True,
+                return_dict_in_generate=True,
+                pad_token_id=tok.pad_token_id,
+            )
         for logits in out.logits:
             probs = torch.softmax(logits[0].double() / cfg.temperature, -1).sort(descending=True).values
             mass = probs.cumsum(0)
@@ -54,17 +63,36 @@ def main() -> None:
                 if n > k:
                     dropped[k].append(float((mass[n - 1] - mass[k - 1]) / mass[n - 1]))
     steps = len(sizes)
-    cuts = {k: {"steps_over_k": len(dropped[k]), "share_over_k": round(len(dropped[k]) / steps, 5),
-                "mean_mass_dropped_when_over": round(statistics.fmean(dropped[k]), 4) if dropped[k] else 0.0}
-            for k in CUTS}
+    cuts = {
+        k: {
+            "steps_over_k": len(dropped[k]),
+            "share_over_k": round(len(dropped[k]) / steps, 5),
+            "mean_mass_dropped_when_over": round(statistics.fmean(dropped[k]), 4) if dropped[k] else 0.0,
+        }
+        for k in CUTS
+    }
     print(cuts)
     exact = {k: 1 - cuts[k]["share_over_k"] for k in CUTS}
-    write_record(args.out, "nucleus_size", "share of sampled steps a top-k cut leaves exact", round(exact[50], 5),
-                 round(exact[1000], 5), round(exact[1000] / exact[50], 4),
-                 workload={"segments": args.segments, "temperature": cfg.temperature, "top_p": cfg.top_p,
-                           "max_new_tokens": cfg.max_new_tokens, "model": "default (SmolLM2-135M-Instruct)"},
-                 steps=steps, median=statistics.median(sizes), p99=sorted(sizes)[int(0.99 * (steps - 1))],
-                 max=max(sizes), cuts=cuts)
+    write_record(
+        args.out,
+        "nucleus_size",
+        "share of sampled steps a top-k cut leaves exact",
+        round(exact[50], 5),
+        round(exact[1000], 5),
+        round(exact[1000] / exact[50], 4),
+        workload={
+            "segments": args.segments,
+            "temperature": cfg.temperature,
+            "top_p": cfg.top_p,
+            "max_new_tokens": cfg.max_new_tokens,
+            "model": "default (SmolLM2-135M-Instruct)",
+        },
+        steps=steps,
+        median=statistics.median(sizes),
+        p99=sorted(sizes)[int(0.99 * (steps - 1))],
+        max=max(sizes),
+        cuts=cuts,
+    )
 
 
 if __name__ == "__main__":

@@ -39,8 +39,13 @@ from humback.rowloop import LocalRunner
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--segments", type=int, nargs="+", default=[24, 72],
-                    help="workload sizes; two or more give the fixed cost per stage and the marginal rate")
+    ap.add_argument(
+        "--segments",
+        type=int,
+        nargs="+",
+        default=[24, 72],
+        help="workload sizes; two or more give the fixed cost per stage and the marginal rate",
+    )
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--max-new-tokens", type=int, default=64)
     ap.add_argument("--shard-rows", type=int, default=4)
@@ -49,7 +54,9 @@ def main() -> None:
 
     import ray
 
-    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    ray.init(
+        address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False
+    )
     # One worker: "local, N threads" is one model on N threads, as in the recorded runs.
     engine = EngineConfig(backend="ctranslate2", compute_type="int8", batch_size=8, device="cpu", workers=1)
     cfg = AugmentConfig(max_new_tokens=args.max_new_tokens)
@@ -65,13 +72,21 @@ def main() -> None:
         return time.perf_counter() - start
 
     def run_ray(segments: Path, replicas: int) -> float:
-        cluster = ClusterConfig(engine="ray", replicas=replicas, cpus_per_replica=1, shard_rows=args.shard_rows)
+        cluster = ClusterConfig(
+            engine="ray", replicas=replicas, cpus_per_replica=1, shard_rows=args.shard_rows
+        )
         start = time.perf_counter()
-        augment(segments, RayRunner(engine, "default", cluster), tmp / f"ray-{time.monotonic_ns()}.jsonl", cfg)
+        augment(
+            segments, RayRunner(engine, "default", cluster), tmp / f"ray-{time.monotonic_ns()}.jsonl", cfg
+        )
         return time.perf_counter() - start
 
-    settings = {"local, 2 threads": lambda f: run_local(f, 2), "local, 1 thread": lambda f: run_local(f, 1),
-                "ray x1": lambda f: run_ray(f, 1), "ray x2": lambda f: run_ray(f, 2)}
+    settings = {
+        "local, 2 threads": lambda f: run_local(f, 2),
+        "local, 1 thread": lambda f: run_local(f, 1),
+        "ray x1": lambda f: run_ray(f, 1),
+        "ray x2": lambda f: run_ray(f, 2),
+    }
     names = list(settings)
     seconds: dict[int, dict[str, list[float]]] = {}
     for n in args.segments:
@@ -79,7 +94,7 @@ def main() -> None:
         write_jsonl(segments, demo_segments(n))
         seconds[n] = {name: [] for name in names}
         for r in range(args.rounds):
-            for name in names[r % len(names):] + names[:r % len(names)]:  # rotate who goes first
+            for name in names[r % len(names) :] + names[: r % len(names)]:  # rotate who goes first
                 seconds[n][name].append(settings[name](segments))
                 print(f"{n} segments, round {r + 1}: {name} {seconds[n][name][-1]:.1f} s", flush=True)
     median = {n: {name: statistics.median(s) for name, s in per.items()} for n, per in seconds.items()}
@@ -96,18 +111,37 @@ def main() -> None:
             mx, my = statistics.fmean(xs), statistics.fmean(ys)
             slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sum((x - mx) ** 2 for x in xs)
             fit[name] = {"fixed_s": round(my - slope * mx, 1), "s_per_segment": round(slope, 3)}
-        extra = {"fit": fit,
-                 "marginal_ratio_ray_x2_vs_local": round(fit["local, 2 threads"]["s_per_segment"]
-                                                         / fit["ray x2"]["s_per_segment"], 3),
-                 "ray_overhead_per_shard_s": round((fit["ray x1"]["s_per_segment"]
-                                                    - fit["local, 1 thread"]["s_per_segment"]) * args.shard_rows, 2),
-                 "ray_fixed_cost_per_stage_s": round(fit["ray x1"]["fixed_s"] - fit["local, 1 thread"]["fixed_s"], 1)}
-    write_record(args.out, "ray_scaling", "segments/s", rate[largest]["local, 2 threads"], rate[largest]["ray x2"],
-                 round(rate[largest]["ray x2"] / rate[largest]["local, 2 threads"], 3),
-                 segments=args.segments, rounds=args.rounds, shard_rows=args.shard_rows,
-                 max_new_tokens=args.max_new_tokens, segments_per_s=rate,
-                 seconds={n: {name: [round(x, 1) for x in s] for name, s in per.items()} for n, per in seconds.items()},
-                 replica_scaling=round(rate[largest]["ray x2"] / rate[largest]["ray x1"], 3), **extra)
+        extra = {
+            "fit": fit,
+            "marginal_ratio_ray_x2_vs_local": round(
+                fit["local, 2 threads"]["s_per_segment"] / fit["ray x2"]["s_per_segment"], 3
+            ),
+            "ray_overhead_per_shard_s": round(
+                (fit["ray x1"]["s_per_segment"] - fit["local, 1 thread"]["s_per_segment"]) * args.shard_rows,
+                2,
+            ),
+            "ray_fixed_cost_per_stage_s": round(
+                fit["ray x1"]["fixed_s"] - fit["local, 1 thread"]["fixed_s"], 1
+            ),
+        }
+    write_record(
+        args.out,
+        "ray_scaling",
+        "segments/s",
+        rate[largest]["local, 2 threads"],
+        rate[largest]["ray x2"],
+        round(rate[largest]["ray x2"] / rate[largest]["local, 2 threads"], 3),
+        segments=args.segments,
+        rounds=args.rounds,
+        shard_rows=args.shard_rows,
+        max_new_tokens=args.max_new_tokens,
+        segments_per_s=rate,
+        seconds={
+            n: {name: [round(x, 1) for x in s] for name, s in per.items()} for n, per in seconds.items()
+        },
+        replica_scaling=round(rate[largest]["ray x2"] / rate[largest]["ray x1"], 3),
+        **extra,
+    )
     ray.shutdown()
 
 

@@ -10,10 +10,16 @@ from datetime import date
 from pathlib import Path
 
 
-def write_record(out: str | Path, name: str, unit: str, baseline: float, candidate: float, ratio: float,
-                 **extra) -> dict:
+def write_record(
+    out: str | Path, name: str, unit: str, baseline: float, candidate: float, ratio: float, **extra
+) -> dict:
     record = {
-        "name": name, "unit": unit, "baseline": baseline, "candidate": candidate, "ratio": ratio, **extra,
+        "name": name,
+        "unit": unit,
+        "baseline": baseline,
+        "candidate": candidate,
+        "ratio": ratio,
+        **extra,
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
         "date": date.today().isoformat(),
         "command": "python " + " ".join(sys.argv),

@@ -25,7 +25,98 @@ import time
 from datetime import date
 from pathlib import Path
 
-WORDS = ["the", "a", "of", "and", "to", "in", "is", "that", "it", "for", "on", "with", "as", "was", "by", "at", "from", "this", "be", "are", "or", "an", "which", "can", "when", "their", "they", "not", "but", "more", "have", "been", "time", "water", "heat", "light", "city", "plants", "colony", "river", "engine", "people", "between", "each", "during", "after", "before", "about", "into", "over", "under", "while", "because", "through", "most", "many", "some", "other", "these", "those", "first", "new", "high", "long", "small", "large", "early", "later", "several", "often", "usually", "system", "process", "energy", "surface", "station", "market", "garden", "history", "science", "kitchen", "bridge", "network", "language", "memory", "weather", "season", "village", "island", "forest"]
+WORDS = [
+    "the",
+    "a",
+    "of",
+    "and",
+    "to",
+    "in",
+    "is",
+    "that",
+    "it",
+    "for",
+    "on",
+    "with",
+    "as",
+    "was",
+    "by",
+    "at",
+    "from",
+    "this",
+    "be",
+    "are",
+    "or",
+    "an",
+    "which",
+    "can",
+    "when",
+    "their",
+    "they",
+    "not",
+    "but",
+    "more",
+    "have",
+    "been",
+    "time",
+    "water",
+    "heat",
+    "light",
+    "city",
+    "plants",
+    "colony",
+    "river",
+    "engine",
+    "people",
+    "between",
+    "each",
+    "during",
+    "after",
+    "before",
+    "about",
+    "into",
+    "over",
+    "under",
+    "while",
+    "because",
+    "through",
+    "most",
+    "many",
+    "some",
+    "other",
+    "these",
+    "those",
+    "first",
+    "new",
+    "high",
+    "long",
+    "small",
+    "large",
+    "early",
+    "later",
+    "several",
+    "often",
+    "usually",
+    "system",
+    "process",
+    "energy",
+    "surface",
+    "station",
+    "market",
+    "garden",
+    "history",
+    "science",
+    "kitchen",
+    "bridge",
+    "network",
+    "language",
+    "memory",
+    "weather",
+    "season",
+    "village",
+    "island",
+    "forest",
+]
 
 
 def sentence(rng: random.Random) -> str:
@@ -79,8 +170,12 @@ def run_child(mode: str, corpus: Path, out: Path) -> dict:
         stats = result["funnel"]
     seconds = time.time() - start
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return {"seconds": round(seconds, 1), "docs_per_s": round(stats["documents"] / seconds, 1),
-            "peak_rss_mb": round(peak_mb, 1), "funnel": stats}
+    return {
+        "seconds": round(seconds, 1),
+        "docs_per_s": round(stats["documents"] / seconds, 1),
+        "peak_rss_mb": round(peak_mb, 1),
+        "funnel": stats,
+    }
 
 
 def main() -> None:
@@ -98,14 +193,21 @@ def main() -> None:
     if not corpus.exists() or corpus.stat().st_size < args.gb * 1e9:
         t = time.time()
         n = generate(corpus, args.gb)
-        print(f"generated {n:,} documents, {corpus.stat().st_size / 1e9:.2f} GB in {time.time() - t:.0f} s", flush=True)
+        print(
+            f"generated {n:,} documents, {corpus.stat().st_size / 1e9:.2f} GB in {time.time() - t:.0f} s",
+            flush=True,
+        )
     with open(corpus, "rb") as f:  # warm the page cache, so neither side pays for a cold disk read
         while f.read(1 << 24):
             pass
     results = {}
     for mode in ("baseline", "candidate"):
-        proc = subprocess.run([sys.executable, __file__, "--child", mode, "--workdir", str(work)],
-                              capture_output=True, text=True, check=True)
+        proc = subprocess.run(
+            [sys.executable, __file__, "--child", mode, "--workdir", str(work)],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
         results[mode] = json.loads(proc.stdout.strip().splitlines()[-1])
         print(mode, results[mode], flush=True)
     record = {

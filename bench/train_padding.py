@@ -35,7 +35,9 @@ own_settings = sft.sft_settings
 
 
 def pairs(n: int, seed: int = 0) -> list[dict]:
-    words = re.findall(r"[A-Za-z][a-z]+", " ".join(p.read_text() for p in sorted(demo_corpus_path().glob("*.html"))))
+    words = re.findall(
+        r"[A-Za-z][a-z]+", " ".join(p.read_text() for p in sorted(demo_corpus_path().glob("*.html")))
+    )
     rng = random.Random(seed)
 
     def text(mean: float, std: float, low: int) -> str:
@@ -58,8 +60,15 @@ def main() -> None:
     args = ap.parse_args()
 
     rows = pairs(args.examples)
-    cfg = TrainConfig(method="lora", lr=2e-4, batch_size=8, micro_batch_size=4, max_steps=args.steps,
-                      max_length=args.max_length, save_steps=10_000)
+    cfg = TrainConfig(
+        method="lora",
+        lr=2e-4,
+        batch_size=8,
+        micro_batch_size=4,
+        max_steps=args.steps,
+        max_length=args.max_length,
+        save_steps=10_000,
+    )
     sides = {
         "baseline": {"pad_to_multiple_of": cfg.max_length, "train_sampling_strategy": "random"},
         "candidate": {},
@@ -72,23 +81,51 @@ def main() -> None:
             for name, overrides in sides.items():
                 # The baseline's trainer settings: humback's, with the overrides on top.
                 sft.sft_settings = lambda *a, overrides=overrides: {**own_settings(*a), **overrides}
-                stats = train([data], "default", Path(tmp) / f"{name}{r}", cfg, direction="forward", seed=r,
-                              log=lambda s: None)
-                runs[name].append({"tokens": stats["tokens_seen"], "seconds": stats["seconds"],
-                                   "tokens_per_s": stats["tokens_per_s"]})
-                print(f"round {r + 1} {name:<9} {stats['tokens_seen']:6d} tokens {stats['seconds']:7.1f} s "
-                      f"{stats['tokens_per_s']:7.1f} tok/s", flush=True)
+                stats = train(
+                    [data],
+                    "default",
+                    Path(tmp) / f"{name}{r}",
+                    cfg,
+                    direction="forward",
+                    seed=r,
+                    log=lambda s: None,
+                )
+                runs[name].append(
+                    {
+                        "tokens": stats["tokens_seen"],
+                        "seconds": stats["seconds"],
+                        "tokens_per_s": stats["tokens_per_s"],
+                    }
+                )
+                print(
+                    f"round {r + 1} {name:<9} {stats['tokens_seen']:6d} tokens {stats['seconds']:7.1f} s "
+                    f"{stats['tokens_per_s']:7.1f} tok/s",
+                    flush=True,
+                )
 
     def median(name: str) -> float:
         return round(statistics.median(x["tokens_per_s"] for x in runs[name]), 1)
 
     base, cand = median("baseline"), median("candidate")
-    write_record(args.out, "train_padding", "effective (non-padding) training tokens/s", base, cand,
-                 round(cand / base, 2),
-                 setup={"model": "default (SmolLM2-135M-Instruct)", "method": "lora", "batch": 8, "micro_batch": 4,
-                        "max_length": cfg.max_length, "steps_per_run": args.steps, "rounds": args.rounds,
-                        "examples": len(rows)},
-                 runs=runs)
+    write_record(
+        args.out,
+        "train_padding",
+        "effective (non-padding) training tokens/s",
+        base,
+        cand,
+        round(cand / base, 2),
+        setup={
+            "model": "default (SmolLM2-135M-Instruct)",
+            "method": "lora",
+            "batch": 8,
+            "micro_batch": 4,
+            "max_length": cfg.max_length,
+            "steps_per_run": args.steps,
+            "rounds": args.rounds,
+            "examples": len(rows),
+        },
+        runs=runs,
+    )
 
 
 if __name__ == "__main__":

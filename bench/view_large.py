@@ -25,7 +25,35 @@ from pathlib import Path
 
 from record import write_record
 
-WORDS = ["bread", "flour", "water", "salt", "yeast", "oven", "crust", "crumb", "proof", "knead", "rye", "wheat", "starter", "dough", "loaf", "bake", "recipe", "train", "track", "station", "signal", "engine", "carriage", "timetable", "ticket", "platform", "route"]
+WORDS = [
+    "bread",
+    "flour",
+    "water",
+    "salt",
+    "yeast",
+    "oven",
+    "crust",
+    "crumb",
+    "proof",
+    "knead",
+    "rye",
+    "wheat",
+    "starter",
+    "dough",
+    "loaf",
+    "bake",
+    "recipe",
+    "train",
+    "track",
+    "station",
+    "signal",
+    "engine",
+    "carriage",
+    "timetable",
+    "ticket",
+    "platform",
+    "route",
+]
 
 
 def make_run(root: Path, n: int, seed: int = 0) -> None:
@@ -34,16 +62,44 @@ def make_run(root: Path, n: int, seed: int = 0) -> None:
         for i in range(n):
             text = " ".join(rng.choice(WORDS) for _ in range(rng.randint(90, 400)))
             rid = f"c{i:07d}"
-            seg.write(json.dumps({"id": rid, "text": text, "url": f"https://example.org/{i}", "header_path": ["Page"]}) + "\n")
-            cand.write(json.dumps({"id": rid, "instruction": "How do I " + " ".join(rng.choice(WORDS) for _ in range(8)) + "?",
-                                   "response": text, "segment_id": rid}) + "\n")
+            seg.write(
+                json.dumps(
+                    {"id": rid, "text": text, "url": f"https://example.org/{i}", "header_path": ["Page"]}
+                )
+                + "\n"
+            )
+            cand.write(
+                json.dumps(
+                    {
+                        "id": rid,
+                        "instruction": "How do I " + " ".join(rng.choice(WORDS) for _ in range(8)) + "?",
+                        "response": text,
+                        "segment_id": rid,
+                    }
+                )
+                + "\n"
+            )
     for t in (1, 2):
         (root / f"iter{t}").mkdir()
-        with open(root / f"iter{t}" / "scored.jsonl", "w") as sc, open(root / f"iter{t}" / "selected.jsonl", "w") as se:
+        with (
+            open(root / f"iter{t}" / "scored.jsonl", "w") as sc,
+            open(root / f"iter{t}" / "selected.jsonl", "w") as se,
+        ):
             for i in range(n):
                 score = round(rng.uniform(1, 5), 3)
-                sc.write(json.dumps({"id": f"c{i:07d}", "judge_score": score, "score": score, "ifd": rng.random(),
-                                     "reasoning": "The answer is relevant. Score: 4", "iteration": t}) + "\n")
+                sc.write(
+                    json.dumps(
+                        {
+                            "id": f"c{i:07d}",
+                            "judge_score": score,
+                            "score": score,
+                            "ifd": rng.random(),
+                            "reasoning": "The answer is relevant. Score: 4",
+                            "iteration": t,
+                        }
+                    )
+                    + "\n"
+                )
                 if score >= 4.5:
                     se.write(json.dumps({"id": f"c{i:07d}"}) + "\n")
     (root / "manifest.json").write_text(json.dumps({"name": "view-bench", "stages": {}}))
@@ -55,9 +111,12 @@ def baseline_query(root: Path, params: dict) -> int:
 
     src = lambda p: f"read_json_auto('{p}', format='newline_delimited')"
     return duckdb.execute(
-        f"SELECT count(*) FROM {src(root / 'candidates.jsonl')} c JOIN {src(root / 'iter2/scored.jsonl')} s USING (id)"
-        f" JOIN {src(root / 'iter2/selected.jsonl')} e USING (id) WHERE s.score BETWEEN {params['min_score']} AND"
-        f" {params['max_score']} AND (c.instruction ILIKE '%{params['q']}%' OR c.response ILIKE '%{params['q']}%')"
+        f"SELECT count(*) FROM {src(root / 'candidates.jsonl')} c JOIN {src(root / 'iter2/scored.jsonl')} s "
+        f"USING (id)"
+        f" JOIN {src(root / 'iter2/selected.jsonl')} e USING (id) WHERE s.score BETWEEN "
+        f"{params['min_score']} AND"
+        f" {params['max_score']} AND (c.instruction ILIKE '%{params['q']}%' OR c.response ILIKE "
+        f"'%{params['q']}%')"
     ).fetchone()[0]
 
 
@@ -76,7 +135,10 @@ def main() -> None:
     start = time.perf_counter()
     make_run(root, args.candidates)
     size_mb = sum(p.stat().st_size for p in root.rglob("*.jsonl")) / 1e6
-    print(f"generated {args.candidates} candidates ({size_mb:.0f} MB) in {time.perf_counter() - start:.0f} s", flush=True)
+    print(
+        f"generated {args.candidates} candidates ({size_mb:.0f} MB) in {time.perf_counter() - start:.0f} s",
+        flush=True,
+    )
 
     os.environ["HUMBACK_CACHE"] = str(root / "cache")  # a cold start: no copy of this run read before
 
@@ -94,7 +156,14 @@ def main() -> None:
     _, first_paint, first_ready = open_run()  # reads the JSONL into the viewer's database (once per run)
     client, paint, ready = open_run()  # the same run again: the database is reused
 
-    params = {"iteration": 2, "min_score": 4.6, "max_score": 4.9, "selected": True, "q": "oven crust", "limit": 50}
+    params = {
+        "iteration": 2,
+        "min_score": 4.6,
+        "max_score": 4.9,
+        "selected": True,
+        "q": "oven crust",
+        "limit": 50,
+    }
     timings = {"candidate": [], "baseline": []}
     matches = {}
     for k in range(args.repeats + 1):
@@ -113,12 +182,24 @@ def main() -> None:
         t0 = time.perf_counter()
         client.get("/api/candidates", params={"iteration": 2, "sort": "s2_ifd", "desc": True, "limit": 50})
         sorted_ms.append((time.perf_counter() - t0) * 1000)
-    write_record(args.out, "view_large", "filtered query ms (lower is better)", round(med["baseline"], 1),
-                 round(med["candidate"], 1), round(med["baseline"] / med["candidate"], 1),
-                 candidates=args.candidates, run_mb=round(size_mb), first_open_paint_s=round(first_paint, 3),
-                 first_open_ready_s=round(first_ready, 2), reopen_paint_s=round(paint, 3), reopen_ready_s=round(ready, 3),
-                 matches=matches["candidate"], sorted_page_ms=round(statistics.median(sorted_ms), 1),
-                 query=params, repeats=args.repeats)
+    write_record(
+        args.out,
+        "view_large",
+        "filtered query ms (lower is better)",
+        round(med["baseline"], 1),
+        round(med["candidate"], 1),
+        round(med["baseline"] / med["candidate"], 1),
+        candidates=args.candidates,
+        run_mb=round(size_mb),
+        first_open_paint_s=round(first_paint, 3),
+        first_open_ready_s=round(first_ready, 2),
+        reopen_paint_s=round(paint, 3),
+        reopen_ready_s=round(ready, 3),
+        matches=matches["candidate"],
+        sorted_page_ms=round(statistics.median(sorted_ms), 1),
+        query=params,
+        repeats=args.repeats,
+    )
 
 
 if __name__ == "__main__":

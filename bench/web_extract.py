@@ -39,10 +39,15 @@ SETTINGS = {
     "trafilatura, long sections dropped": {"extractor": "trafilatura", "long_sections": "drop"},
     "trafilatura, long sections split (default)": {"extractor": "trafilatura", "long_sections": "split"},
     "default + datatrove filters (gopher_repetition, gopher_quality, c4, fineweb)": {
-        "extractor": "trafilatura", "long_sections": "split",
-        "quality_filters": ["gopher_repetition", "gopher_quality", "c4", "fineweb"]},
+        "extractor": "trafilatura",
+        "long_sections": "split",
+        "quality_filters": ["gopher_repetition", "gopher_quality", "c4", "fineweb"],
+    },
 }
-BASELINE, CANDIDATE = "before (whole page, long sections dropped)", "trafilatura, long sections split (default)"
+BASELINE, CANDIDATE = (
+    "before (whole page, long sections dropped)",
+    "trafilatura, long sections split (default)",
+)
 
 
 def norm(text: str) -> str:
@@ -57,8 +62,11 @@ def score(pages: list[dict], texts: dict[int, str]) -> dict:
         found_without += sum(norm(s) in text for s in page["without"])
         total_with += len(page["with"])
         total_without += len(page["without"])
-    return {"with_recall": round(found_with / total_with, 4), "without_leak": round(found_without / total_without, 4),
-            "pages_with_text": sum(1 for i in range(len(pages)) if texts.get(i))}
+    return {
+        "with_recall": round(found_with / total_with, 4),
+        "without_leak": round(found_without / total_without, 4),
+        "pages_with_text": sum(1 for i in range(len(pages)) if texts.get(i)),
+    }
 
 
 def run_stage(folder: Path, out: Path, settings: dict) -> tuple[float, dict[int, str], dict]:
@@ -83,6 +91,7 @@ def run_reference(pages: list[dict], name: str) -> tuple[float, dict[int, str]]:
 
         def extract(html):
             return extract_plain_text(html, main_content=True)
+
     start = time.perf_counter()
     texts = {i: extract(p["html"]) for i, p in enumerate(pages)}
     return time.perf_counter() - start, texts
@@ -107,7 +116,7 @@ def main() -> None:
         for i, page in enumerate(pages):
             (folder / f"{i:03d}.html").write_text(page["html"], encoding="utf-8")
         for r in range(args.rounds):
-            for name in names[r % len(names):] + names[:r % len(names)]:  # rotate the order every round
+            for name in names[r % len(names) :] + names[: r % len(names)]:  # rotate the order every round
                 if name in SETTINGS:
                     seconds, texts, stats = run_stage(folder, Path(tmp) / "seg.jsonl", SETTINGS[name])
                     funnels[name] = {**stats["funnel"], "bad_input": stats["bad_input"]}
@@ -116,16 +125,30 @@ def main() -> None:
                 timings[name].append(seconds)
                 scores[name] = score(pages, texts)
                 print(f"round {r + 1} {name}: {len(pages) / seconds:.1f} pages/s {scores[name]}", flush=True)
-    table = {name: {**scores[name], "pages_per_s": round(len(pages) / statistics.median(timings[name]), 2),
-                    "seconds": [round(s, 2) for s in timings[name]]} for name in names}
+    table = {
+        name: {
+            **scores[name],
+            "pages_per_s": round(len(pages) / statistics.median(timings[name]), 2),
+            "seconds": [round(s, 2) for s in timings[name]],
+        }
+        for name in names
+    }
     for name in SETTINGS:
         table[name]["funnel"] = funnels[name]
     base, cand = table[BASELINE], table[CANDIDATE]
-    write_record(args.out, "web_extract", "main-text recall of kept segments (with-snippets found)",
-                 base["with_recall"], cand["with_recall"], round(cand["with_recall"] / base["with_recall"], 3),
-                 leak={"baseline": base["without_leak"], "candidate": cand["without_leak"]},
-                 pages_per_s={"baseline": base["pages_per_s"], "candidate": cand["pages_per_s"]},
-                 pages=len(pages), rounds=args.rounds, settings=table)
+    write_record(
+        args.out,
+        "web_extract",
+        "main-text recall of kept segments (with-snippets found)",
+        base["with_recall"],
+        cand["with_recall"],
+        round(cand["with_recall"] / base["with_recall"], 3),
+        leak={"baseline": base["without_leak"], "candidate": cand["without_leak"]},
+        pages_per_s={"baseline": base["pages_per_s"], "candidate": cand["pages_per_s"]},
+        pages=len(pages),
+        rounds=args.rounds,
+        settings=table,
+    )
 
 
 if __name__ == "__main__":

@@ -34,6 +34,7 @@ def engine(spec: str) -> EngineConfig:
         return EngineConfig(backend="llamacpp")
     if parts[0] == "ctranslate2":
         extra = dict(zip(("workers", "sampling_top_k"), map(int, parts[3:])))
-        return EngineConfig(backend="ctranslate2", compute_type=parts[1], batch_size=int(parts[2]), device="cpu",
-                            **extra)
+        return EngineConfig(
+            backend="ctranslate2", compute_type=parts[1], batch_size=int(parts[2]), device="cpu", **extra
+        )
     return EngineConfig(backend=parts[0], batch_size=int(parts[1]), device="cpu")

@@ -14,7 +14,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ["HUMBACK_CACHE"] = tempfile.mkdtemp(prefix="humback-test-cache-")
 
 CHATML = (
-    "{% for m in messages %}{{ '<|im_start|>' + m['role'] + '\n' + m['content'] + '<|im_end|>\n' }}{% endfor %}"
+    "{% for m in messages %}{{ '<|im_start|>' + m['role'] + '\n' + m['content'] + '<|im_end|>\n' }}{% endfor "
+    "%}"
     "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
 )
 
@@ -28,36 +29,61 @@ def build_tokenizer(chat_template: str | None = CHATML):
     corpus = [p.read_text() for p in sorted(demo_corpus_path().glob("*.html"))[:6]]
     tok = Tokenizer(models.BPE(unk_token="<unk>"))
     # Digits split one per token, as in SmolLM2, Llama and Qwen tokenizers.
-    tok.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Digits(individual_digits=True),
-                                                 pre_tokenizers.ByteLevel(add_prefix_space=False)])
+    tok.pre_tokenizer = pre_tokenizers.Sequence(
+        [pre_tokenizers.Digits(individual_digits=True), pre_tokenizers.ByteLevel(add_prefix_space=False)]
+    )
     tok.decoder = decoders.ByteLevel()
     special = ["<unk>", "<|im_start|>", "<|im_end|>", "<pad>"]
-    trainer = trainers.BpeTrainer(vocab_size=600, special_tokens=special,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    trainer = trainers.BpeTrainer(
+        vocab_size=600, special_tokens=special, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+    )
     tok.train_from_iterator(corpus, trainer)
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>", eos_token="<|im_end|>",
-                                   bos_token="<|im_start|>", pad_token="<pad>")
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        unk_token="<unk>",
+        eos_token="<|im_end|>",
+        bos_token="<|im_start|>",
+        pad_token="<pad>",
+    )
     fast.chat_template = chat_template
     return fast
 
 
 # Four chats of different lengths that the generation tests ask every backend.
-CHATS = [[{"role": "user", "content": f"Tell me about {topic}."}] for topic in
-         ("bread", "sourdough starters and their care over many weeks", "tea", "the history of printing presses")]
+CHATS = [
+    [{"role": "user", "content": f"Tell me about {topic}."}]
+    for topic in (
+        "bread",
+        "sourdough starters and their care over many weeks",
+        "tea",
+        "the history of printing presses",
+    )
+]
 
 
 def build_tiny_model(path: Path, chat_template: str | None = CHATML, **shape) -> Path:
-    """A random llama model on the tiny tokenizer; `shape` overrides its config (e.g. head sizes an engine needs)."""
+    """A random llama model on the tiny tokenizer; `shape` overrides its config (an engine's head sizes)."""
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
     tokenizer = build_tokenizer(chat_template)
     torch.manual_seed(0)
-    config = LlamaConfig(**{"vocab_size": len(tokenizer), "hidden_size": 32, "intermediate_size": 64,
-                            "num_hidden_layers": 2, "num_attention_heads": 2, "num_key_value_heads": 1,
-                            "max_position_embeddings": 4096, "eos_token_id": tokenizer.eos_token_id,
-                            "pad_token_id": tokenizer.pad_token_id, "bos_token_id": tokenizer.bos_token_id,
-                            "tie_word_embeddings": True, **shape})
+    config = LlamaConfig(
+        **{
+            "vocab_size": len(tokenizer),
+            "hidden_size": 32,
+            "intermediate_size": 64,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 2,
+            "num_key_value_heads": 1,
+            "max_position_embeddings": 4096,
+            "eos_token_id": tokenizer.eos_token_id,
+            "pad_token_id": tokenizer.pad_token_id,
+            "bos_token_id": tokenizer.bos_token_id,
+            "tie_word_embeddings": True,
+            **shape,
+        }
+    )
     model = LlamaForCausalLM(config)
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     model.save_pretrained(path, safe_serialization=True)

@@ -13,15 +13,22 @@ from humback.generation import load_generator
 from humback.generation.base import SamplingParams, probabilities
 from humback.models import ModelError
 
-CHATS = [[{"role": "user", "content": "Name a bread."}], [{"role": "user", "content": ""}],
-         [{"role": "user", "content": "Explain how yeast makes dough rise, step by step, for a beginner."}]]
+CHATS = [
+    [{"role": "user", "content": "Name a bread."}],
+    [{"role": "user", "content": ""}],
+    [{"role": "user", "content": "Explain how yeast makes dough rise, step by step, for a beginner."}],
+]
 CHOICES = [" 1", " 2", " 3", " 4", " 5"]
-BACKENDS = {"transformers": {"backend": "transformers", "device": "cpu"},
-            "ctranslate2-float32": {"backend": "ctranslate2", "compute_type": "float32"},
-            "ctranslate2-int8": {"backend": "ctranslate2", "compute_type": "int8"}}
+BACKENDS = {
+    "transformers": {"backend": "transformers", "device": "cpu"},
+    "ctranslate2-float32": {"backend": "ctranslate2", "compute_type": "float32"},
+    "ctranslate2-int8": {"backend": "ctranslate2", "compute_type": "int8"},
+}
 if importlib.util.find_spec("openvino_genai"):  # humback[openvino]
-    BACKENDS |= {"openvino-float16": {"backend": "openvino", "compute_type": "float16"},
-                 "openvino-int8": {"backend": "openvino", "compute_type": "int8"}}
+    BACKENDS |= {
+        "openvino-float16": {"backend": "openvino", "compute_type": "float16"},
+        "openvino-int8": {"backend": "openvino", "compute_type": "int8"},
+    }
 
 
 @pytest.fixture(scope="module", params=list(BACKENDS))
@@ -72,7 +79,7 @@ def test_an_empty_reply_has_no_tokens_and_a_finite_end(gen):
 
 
 def test_no_choice_with_probability_is_an_empty_answer():
-    """What every backend returns when none of the choices has a probability (a server's top-k missed them)."""
+    """What every backend returns when no choice has a probability (a server's top-k missed them all)."""
     assert probabilities(["a", "b"], [-math.inf, -math.inf]) == {}
     assert probabilities(["a", "b"], [0.0, -math.inf]) == {"a": 1.0, "b": 0.0}
 
@@ -80,7 +87,11 @@ def test_no_choice_with_probability_is_an_empty_answer():
 def test_ctranslate2_keeps_the_gpu_index():
     from humback.generation.ct2 import ct2_device
 
-    assert ct2_device("cuda:1") == ("cuda", 1) and ct2_device("cuda") == ("cuda", 0) and ct2_device("cpu") == ("cpu", 0)
+    assert (
+        ct2_device("cuda:1") == ("cuda", 1)
+        and ct2_device("cuda") == ("cuda", 0)
+        and ct2_device("cpu") == ("cpu", 0)
+    )
     for bad in ("cuda:x", "tpu", "cpu:1"):
         with pytest.raises(ModelError, match="not one CTranslate2 runs on"):
             ct2_device(bad)

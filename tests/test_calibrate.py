@@ -21,9 +21,15 @@ from humback.calibrate import (
 )
 from humback.records import RecordError
 
-PAIRS = [{"id": str(i), "instruction": f"How do I do task {i}?",
-          "response": f"To do task {i}, first prepare.\n\nThen work through step {i} carefully and check it.\n\nDone."}
-         for i in range(5)]
+PAIRS = [
+    {
+        "id": str(i),
+        "instruction": f"How do I do task {i}?",
+        "response": f"To do task {i}, first prepare.\n\nThen work through step {i} carefully and check it."
+        "\n\nDone.",
+    }
+    for i in range(5)
+]
 
 
 PER_PAIR = ["positive", "mismatch", "truncated", "boilerplate", "copy", "copy", "meta", "stacked", "injected"]
@@ -40,15 +46,30 @@ def test_negatives_are_one_of_each_kind_per_pair():
     for pair, group in zip(PAIRS, zip(*[iter(rows)] * n)):
         pos, mis, trunc, boiler, copy, repeat, meta, stacked, injected = group
         assert copy["instruction"] == copy["response"] == pair["response"]
-        assert repeat["instruction"].startswith("Repeat this text: ") and repeat["response"] == pair["response"]
-        assert gate(meta["instruction"], meta["response"]) in ("meta", "echo")  # one meta wording echoes the prompt
-        assert stacked["instruction"].split("\n")[0] == pair["instruction"] and len(stacked["instruction"].split("\n")) == 3
+        assert (
+            repeat["instruction"].startswith("Repeat this text: ") and repeat["response"] == pair["response"]
+        )
+        assert gate(meta["instruction"], meta["response"]) in (
+            "meta",
+            "echo",
+        )  # one meta wording echoes the prompt
+        assert (
+            stacked["instruction"].split("\n")[0] == pair["instruction"]
+            and len(stacked["instruction"].split("\n")) == 3
+        )
         assert len(set(stacked["instruction"].split("\n"))) == 3  # two other pairs' instructions
-        assert neutralise(injected["response"]) == (pair["response"], True) or neutralise(injected["response"])[1]
+        assert (
+            neutralise(injected["response"]) == (pair["response"], True)
+            or neutralise(injected["response"])[1]
+        )
         assert all(part in injected["response"] for part in pair["response"].split("\n\n"))
-        assert pos["response"] == pair["response"] and {pos["instruction"], mis["instruction"]} == {pair["instruction"]}
+        assert pos["response"] == pair["response"] and {pos["instruction"], mis["instruction"]} == {
+            pair["instruction"]
+        }
         assert mis["response"] != pair["response"] and mis["response"] in [p["response"] for p in PAIRS]
-        assert pair["response"].startswith(trunc["response"]) and len(trunc["response"]) <= 0.3 * len(pair["response"])
+        assert pair["response"].startswith(trunc["response"]) and len(trunc["response"]) <= 0.3 * len(
+            pair["response"]
+        )
         assert not trunc["response"].endswith(" ")
         lines = boiler["response"].split("\n")
         assert lines[0] in BOILERPLATE["navigation"] and lines[-1] in BOILERPLATE["share"]
@@ -76,8 +97,12 @@ def test_read_pairs_names_the_problem(tmp_path):
     assert read_pairs(f, "output_gpt4") == [{"id": "1", "instruction": "a", "response": "b"}]
     with pytest.raises(RecordError, match=r"d.jsonl:1: missing key\(s\) response"):
         read_pairs(f)
-    f.write_text(json.dumps({"instruction": "a", "response": "b", "label": 1}) + "\n"
-                 + json.dumps({"instruction": "a", "response": "b"}) + "\n")
+    f.write_text(
+        json.dumps({"instruction": "a", "response": "b", "label": 1})
+        + "\n"
+        + json.dumps({"instruction": "a", "response": "b"})
+        + "\n"
+    )
     with pytest.raises(RecordError, match="1 of 2 rows have a 'label'"):
         read_pairs(f)
     f.write_text(json.dumps({"instruction": "a", "response": "b", "label": "good"}) + "\n")
@@ -90,8 +115,12 @@ def test_metrics():
     assert roc_auc([1, 1, 0, 0], [0.1, 0.2, 0.9, 0.8]) == 0.0
     assert roc_auc([1, 0, 1, 0], [None, 0.5, 0.7, 0.6]) == 0.5  # unscored ranks last
     assert roc_auc([1, 1], [0.1, 0.2]) is None
-    assert selection_metrics([1, 1, 0, 0], [True, False, True, False]) == \
-        {"precision": 0.5, "recall": 0.5, "f1": 0.5, "selected": 2}
+    assert selection_metrics([1, 1, 0, 0], [True, False, True, False]) == {
+        "precision": 0.5,
+        "recall": 0.5,
+        "f1": 0.5,
+        "selected": 2,
+    }
 
 
 def test_fit_weights_point_the_right_way():
@@ -105,16 +134,40 @@ def test_fit_weights_point_the_right_way():
 
 
 def _humback(*args, cwd):
-    return subprocess.run([sys.executable, "-m", "humback.cli", *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=600, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "humback.cli", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
 
 
 def test_calibrate_command_end_to_end(tiny_model, tmp_path):
     data = tmp_path / "pairs.jsonl"
-    data.write_text("".join(json.dumps({"id": p["id"], "instruction": p["instruction"], "answer": p["response"]})
-                            + "\n" for p in PAIRS))
-    args = ["calibrate", str(data), "--judge", tiny_model, "--response-field", "answer", "--out-dir", "cal",
-            "--set", "curate.method=expected", "--set", "curate.max_new_tokens=0", "--set", "curate.ifd=true"]
+    data.write_text(
+        "".join(
+            json.dumps({"id": p["id"], "instruction": p["instruction"], "answer": p["response"]}) + "\n"
+            for p in PAIRS
+        )
+    )
+    args = [
+        "calibrate",
+        str(data),
+        "--judge",
+        tiny_model,
+        "--response-field",
+        "answer",
+        "--out-dir",
+        "cal",
+        "--set",
+        "curate.method=expected",
+        "--set",
+        "curate.max_new_tokens=0",
+        "--set",
+        "curate.ifd=true",
+    ]
     res = _humback(*args, "--fit", "ifd,end_logprob", cwd=tmp_path)
     assert res.returncode == 0, res.stderr
     out = json.loads((tmp_path / "cal" / "calibration.json").read_text())
@@ -130,7 +183,9 @@ def test_calibrate_command_end_to_end(tiny_model, tmp_path):
     assert out["parse_failure_rate"] == 0.0 and set(out["fit"]["combine"]) == {"bias", "ifd", "end_logprob"}
     assert "ifd" in res.stdout and "fitted weights" in res.stdout
     scored = [json.loads(line) for line in (tmp_path / "cal" / "scored.jsonl").read_text().splitlines()]
-    assert len(scored) == 45 and all(s["ifd"] > 0 and s["end_logprob"] < 0 for s in scored if not s.get("skipped"))
+    assert len(scored) == 45 and all(
+        s["ifd"] > 0 and s["end_logprob"] < 0 for s in scored if not s.get("skipped")
+    )
     # a rerun is answered from the cache and gives the same numbers
     again = _humback(*args, "--fit", "ifd,end_logprob", cwd=tmp_path)
     assert again.returncode == 0 and json.loads((tmp_path / "cal" / "calibration.json").read_text()) == out

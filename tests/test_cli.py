@@ -10,8 +10,14 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def humback(*args, cwd=ROOT):
-    return subprocess.run([sys.executable, "-m", "humback.cli", *args], capture_output=True, text=True, cwd=cwd, check=False,
-                          timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "humback.cli", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        check=False,
+        timeout=300,
+    )
 
 
 def assert_user_error(proc, *fragments):
@@ -67,12 +73,35 @@ def test_stage_subcommands_chain(tiny_model, tmp_path):
     """seed -> segment -> augment -> curate on their own files, as a user would without `run`."""
     assert humback("seed", "--out", str(tmp_path / "seed.jsonl")).returncode == 0
     assert humback("segment", "--out", str(tmp_path / "seg.jsonl"), "--max-segments", "3").returncode == 0
-    sets = ["--set", "augment.max_new_tokens=4", "--set", "curate.method=expected", "--set", "curate.max_new_tokens=0"]
-    proc = humback("augment", "--model", tiny_model, "--segments", str(tmp_path / "seg.jsonl"),
-                   "--out", str(tmp_path / "cand.jsonl"), *sets)
+    sets = [
+        "--set",
+        "augment.max_new_tokens=4",
+        "--set",
+        "curate.method=expected",
+        "--set",
+        "curate.max_new_tokens=0",
+    ]
+    proc = humback(
+        "augment",
+        "--model",
+        tiny_model,
+        "--segments",
+        str(tmp_path / "seg.jsonl"),
+        "--out",
+        str(tmp_path / "cand.jsonl"),
+        *sets,
+    )
     assert proc.returncode == 0, proc.stderr
-    proc = humback("curate", "--judge", tiny_model, "--candidates", str(tmp_path / "cand.jsonl"),
-                   "--out-dir", str(tmp_path / "cur"), *sets)
+    proc = humback(
+        "curate",
+        "--judge",
+        tiny_model,
+        "--candidates",
+        str(tmp_path / "cand.jsonl"),
+        "--out-dir",
+        str(tmp_path / "cur"),
+        *sets,
+    )
     assert proc.returncode == 0, proc.stderr
     assert "'parse_failures': 0" in proc.stdout
     assert len((tmp_path / "cur" / "scored.jsonl").read_text().splitlines()) == 3

@@ -15,7 +15,12 @@ def test_shipped_configs_are_valid(name):
 
 def test_paper_recipe_values():
     cfg = load_config(ROOT / "configs" / "paper.yaml")
-    assert (cfg.train.lr, cfg.train.min_lr_ratio, cfg.train.weight_decay, cfg.train.dropout) == (1e-5, 0.9, 0.1, 0.1)
+    assert (cfg.train.lr, cfg.train.min_lr_ratio, cfg.train.weight_decay, cfg.train.dropout) == (
+        1e-5,
+        0.9,
+        0.1,
+        0.1,
+    )
     assert cfg.iterations == 2 and cfg.curate.threshold == 4.0
     assert (cfg.augment.temperature, cfg.augment.top_p) == (0.7, 0.9)
 
@@ -41,8 +46,10 @@ def test_impossible_combination():
 
 
 def test_set_overrides_parse_yaml_values():
-    cfg = load_config(ROOT / "configs" / "demo.yaml", ["curate.threshold=4.5", "model=Qwen/Qwen2.5-0.5B",
-                                                     "segment.max_segments=null", "train.tags=false"])
+    cfg = load_config(
+        ROOT / "configs" / "demo.yaml",
+        ["curate.threshold=4.5", "model=Qwen/Qwen2.5-0.5B", "segment.max_segments=null", "train.tags=false"],
+    )
     assert cfg.curate.threshold == 4.5 and cfg.model == "Qwen/Qwen2.5-0.5B"
     assert cfg.segment.max_segments is None and cfg.train.tags is False
 

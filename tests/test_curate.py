@@ -45,7 +45,14 @@ def test_parse_score(text, expected):
 
 
 def test_histogram_buckets_and_unparsed():
-    assert histogram([1, 5, 5, None, 3.49, 3.5, 4.2]) == {"1": 1, "2": 0, "3": 1, "4": 2, "5": 2, "unparsed": 1}
+    assert histogram([1, 5, 5, None, 3.49, 3.5, 4.2]) == {
+        "1": 1,
+        "2": 0,
+        "3": 1,
+        "4": 2,
+        "5": 2,
+        "unparsed": 1,
+    }
 
 
 def _cfg(**kw) -> CurateConfig:
@@ -54,7 +61,13 @@ def _cfg(**kw) -> CurateConfig:
 
 def test_select_threshold_order_and_cap():
     cands = [{"id": str(i), "instruction": f"instruction number {i}"} for i in range(5)]
-    scored = {"0": {"score": 4.0}, "1": {"score": None}, "2": {"score": 4.6}, "3": {"score": 3.9}, "4": {"score": 5}}
+    scored = {
+        "0": {"score": 4.0},
+        "1": {"score": None},
+        "2": {"score": 4.6},
+        "3": {"score": 3.9},
+        "4": {"score": 5},
+    }
     assert select_ids(cands, scored, _cfg(threshold=4.0)) == ["4", "2", "0"]
     assert select_ids(cands, scored, _cfg(threshold=4.0, max_selected=2)) == ["4", "2"]
     assert select_ids(cands, scored, _cfg(threshold=5.0)) == ["4"]
@@ -63,12 +76,20 @@ def test_select_threshold_order_and_cap():
 
 
 def test_selection_skips_near_duplicate_instructions_of_better_ones():
-    cands = [{"id": "a", "instruction": "Write a short poem about the sea at night."},
-             {"id": "b", "instruction": "Write a short poem about the sea at night!"},  # same after normalising
-             {"id": "c", "instruction": "Write a short poem about the sea at night, please."},  # near-duplicate
-             {"id": "d", "instruction": "Explain how a bicycle gear works."},
-             {"id": "e", "instruction": "How do I repot a cactus without getting hurt?"}]
-    scored = {"a": {"score": 4.9}, "b": {"score": 4.8}, "c": {"score": 4.7}, "d": {"score": 4.2}, "e": {"score": 4.1}}
+    cands = [
+        {"id": "a", "instruction": "Write a short poem about the sea at night."},
+        {"id": "b", "instruction": "Write a short poem about the sea at night!"},  # same after normalising
+        {"id": "c", "instruction": "Write a short poem about the sea at night, please."},  # near-duplicate
+        {"id": "d", "instruction": "Explain how a bicycle gear works."},
+        {"id": "e", "instruction": "How do I repot a cactus without getting hurt?"},
+    ]
+    scored = {
+        "a": {"score": 4.9},
+        "b": {"score": 4.8},
+        "c": {"score": 4.7},
+        "d": {"score": 4.2},
+        "e": {"score": 4.1},
+    }
     assert select_ids(cands, scored, CurateConfig(threshold=4.0)) == ["a", "d", "e"]
     # a cap counts selected rows, not skipped ones
     assert select_ids(cands, scored, CurateConfig(threshold=4.0, max_selected=2)) == ["a", "d"]
@@ -147,8 +168,9 @@ def test_ifd_is_conditional_over_unconditional_loss_and_prefilters():
 
 def test_combined_score_weights_signals_on_the_rubric_scale():
     assert combined_score({"ifd": 1.0}, {"bias": 0.0, "ifd": 0.0}) == 3.0  # sigmoid(0) = 0.5 -> 3
-    assert combined_score({"ifd": 0.5, "end_logprob": -1.0}, {"bias": 1.0, "ifd": -4.0, "end_logprob": 1.0}) == \
-        round(1 + 4 / (1 + math.exp(2.0)), 4)
+    assert combined_score(
+        {"ifd": 0.5, "end_logprob": -1.0}, {"bias": 1.0, "ifd": -4.0, "end_logprob": 1.0}
+    ) == round(1 + 4 / (1 + math.exp(2.0)), 4)
     assert combined_score({"ifd": 0.5, "judge_score": None}, {"ifd": -4.0, "judge_score": 1.0}) is None
     # a combination without the judge never asks it
     judge = FakeJudge()
@@ -159,7 +181,7 @@ def test_combined_score_weights_signals_on_the_rubric_scale():
 
 def test_curate_config_is_checked():
     with pytest.raises(ConfigError, match="combine: unknown signal"):
-        load_config(None, ["curate.combine={\"ifdd\": 1.0}"])
+        load_config(None, ['curate.combine={"ifdd": 1.0}'])
     with pytest.raises(ConfigError, match="max_new_tokens must be at least 1"):
         load_config(None, ["curate.method=greedy", "curate.max_new_tokens=0"])
     with pytest.raises(ConfigError, match="curate.k"):

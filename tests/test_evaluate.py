@@ -28,27 +28,59 @@ def tiny_run(tiny_model, tmp_path_factory):
     cfg = load_config(None, tiny_overrides(tiny_model, segments=4) + ["curate.ifd=true"])
     run_pipeline(cfg, run_dir, log=lambda _: None)
     heldout = run_dir.parent / "heldout.jsonl"
-    heldout.write_text("".join(json.dumps({"id": f"h{i}", "instruction": f"How do I fix problem {i}?",
-                                           "output_gpt4": f"Check part {i}, then replace it.\n\nTest it again."})
-                               + "\n" for i in range(5)))
+    heldout.write_text(
+        "".join(
+            json.dumps(
+                {
+                    "id": f"h{i}",
+                    "instruction": f"How do I fix problem {i}?",
+                    "output_gpt4": f"Check part {i}, then replace it.\n\nTest it again.",
+                }
+            )
+            + "\n"
+            for i in range(5)
+        )
+    )
     return run_dir, heldout
 
 
 def _humback(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "humback.cli", *args], capture_output=True, text=True, cwd=cwd,
-                          timeout=900, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "humback.cli", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=900,
+        check=False,
+    )
 
 
 def test_eval_writes_every_metric_answers_and_the_report(tiny_run):
     run_dir, heldout = tiny_run
-    res = _humback("eval", str(run_dir), "--heldout", str(heldout), "--response-field", "output_gpt4",
-                   "--nll-pairs", "4", "--answer-pairs", "4", "--calibration-pairs", "3", "--max-new-tokens", "6")
+    res = _humback(
+        "eval",
+        str(run_dir),
+        "--heldout",
+        str(heldout),
+        "--response-field",
+        "output_gpt4",
+        "--nll-pairs",
+        "4",
+        "--answer-pairs",
+        "4",
+        "--calibration-pairs",
+        "3",
+        "--max-new-tokens",
+        "6",
+    )
     assert res.returncode == 0, res.stderr
     m = json.loads((run_dir / "eval" / "metrics.json").read_text())
     assert set(m["backward"]) == {"base", "myx"}
     for entry in m["backward"].values():
         assert entry["instruction_nll"] > 0 and 0 <= entry["rouge_l"] <= 1
-    assert set(m["forward"]) == {"base", "m0", "m1", "m2"} and all(v["reference_nll"] > 0 for v in m["forward"].values())
+    assert set(m["forward"]) == {"base", "m0", "m1", "m2"} and all(
+        v["reference_nll"] > 0 for v in m["forward"].values()
+    )
     assert set(m["win_rates"]["pairs"]) == {"m1 vs m0", "m2 vs m1", "m0 vs base", "m2 vs m0"}
     for wr in m["win_rates"]["pairs"].values():
         assert wr["n"] == 4 and 0 <= wr["win_rate"] <= 1
@@ -56,7 +88,10 @@ def test_eval_writes_every_metric_answers_and_the_report(tiny_run):
     assert m["judges"]["iter1"]["signals"]["ifd"]["auc"] is not None
     answers = json.loads((run_dir / "eval" / "answers" / "m2.json").read_text())
     assert len(answers) == 4 and set(answers[0]) == {"instruction", "output", "generator", "dataset"}
-    assert answers[0]["instruction"] == "How do I fix problem 0?" and answers[0]["generator"] == "humback-demo-m2"
+    assert (
+        answers[0]["instruction"] == "How do I fix problem 0?"
+        and answers[0]["generator"] == "humback-demo-m2"
+    )
     # the report: every section, the eval tables, and the plots are real PNG images
     text = (run_dir / "report" / "report.md").read_text()
     assert all(f"## {s}" in text for s in SECTIONS) and "m2 vs m0" in text and "not evaluated" not in text
@@ -115,20 +150,26 @@ def test_export_messages_and_card(tiny_run, tmp_path, fmt):
     assert out["iteration"] == 2
     selected = [json.loads(line) for line in (run_dir / "iter2" / "selected.jsonl").read_text().splitlines()]
     if fmt == "jsonl":
-        rows = [json.loads(line) for line in (tmp_path / "ds" / "data" / "train.jsonl").read_text().splitlines()]
+        rows = [
+            json.loads(line) for line in (tmp_path / "ds" / "data" / "train.jsonl").read_text().splitlines()
+        ]
     else:
         import pyarrow.parquet as pq
 
         rows = pq.read_table(tmp_path / "ds" / "data" / "train.parquet").to_pylist()
     assert len(rows) == len(selected) == out["rows"]
-    assert rows[0]["messages"] == [{"role": "user", "content": selected[0]["instruction"]},
-                                   {"role": "assistant", "content": selected[0]["response"]}]
+    assert rows[0]["messages"] == [
+        {"role": "user", "content": selected[0]["instruction"]},
+        {"role": "assistant", "content": selected[0]["response"]},
+    ]
     assert rows[0]["source"]["url"] and rows[0]["score"] == selected[0]["score"]
     card = (tmp_path / "ds" / "README.md").read_text()
     import yaml
 
     meta = yaml.safe_load(card.split("---")[1])
-    assert meta["license"] == "cc-by-4.0" and meta["configs"][0]["data_files"][0]["path"] == f"data/train.{fmt}"
+    assert (
+        meta["license"] == "cc-by-4.0" and meta["configs"][0]["data_files"][0]["path"] == f"data/train.{fmt}"
+    )
     assert f"selected in iteration 2: {len(selected)}" in card and "## Sources" in card
 
 
@@ -149,7 +190,11 @@ def test_push_to_hub_uploads_the_folder(tiny_run, tmp_path, monkeypatch):
     monkeypatch.setattr(huggingface_hub, "HfApi", FakeApi)
     out = export(tiny_run[0], tmp_path / "ds", push_to_hub="me/humback-demo")
     assert out["url"] == "https://hub.example/commit/1"
-    assert calls[0] == ("create", "me/humback-demo", {"repo_type": "dataset", "private": True, "exist_ok": True})
+    assert calls[0] == (
+        "create",
+        "me/humback-demo",
+        {"repo_type": "dataset", "private": True, "exist_ok": True},
+    )
     assert calls[1][1]["folder_path"] == str(tmp_path / "ds") and calls[1][1]["repo_type"] == "dataset"
 
 
@@ -193,15 +238,29 @@ def test_length_controlled_win_rate_removes_a_pure_length_preference():
     assert win_rates([None, None], ["a", "b"], ["c", "d"])["win_rate"] is None
 
 
-@pytest.mark.parametrize("text,expected", [("A", 1.0), ("B", 0.0), ("Answer B is better.", 0.0), ("**A**", 1.0),
-                                           ("A or B", None), ("", None), ("Neither", None)])
+@pytest.mark.parametrize(
+    "text,expected",
+    [
+        ("A", 1.0),
+        ("B", 0.0),
+        ("Answer B is better.", 0.0),
+        ("**A**", 1.0),
+        ("A or B", None),
+        ("", None),
+        ("Neither", None),
+    ],
+)
 def test_parse_verdict(text, expected):
     assert parse_verdict(text) == expected
 
 
 def test_answers_use_both_system_tags():
     msgs = forward_messages("Hi?", "inference")
-    assert msgs[0]["role"] == "system" and "AI Assistant" in msgs[0]["content"] and "web search" in msgs[0]["content"]
+    assert (
+        msgs[0]["role"] == "system"
+        and "AI Assistant" in msgs[0]["content"]
+        and "web search" in msgs[0]["content"]
+    )
 
 
 def test_lm_eval_without_the_extra_is_a_clear_error(monkeypatch):

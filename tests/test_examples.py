@@ -40,8 +40,9 @@ def test_tags_and_no_tags(tiny_tokenizer):
 def test_training_and_inference_render_the_same_prompt(tiny_tokenizer):
     msgs = forward_messages("Hi", "inference")
     full = render_prompt(tiny_tokenizer, msgs) + render_target(tiny_tokenizer, msgs, "Yo")
-    assert full == tiny_tokenizer.apply_chat_template(msgs + [{"role": "assistant", "content": "Yo"}],
-                                                      tokenize=False).rstrip("\n")
+    assert full == tiny_tokenizer.apply_chat_template(
+        msgs + [{"role": "assistant", "content": "Yo"}], tokenize=False
+    ).rstrip("\n")
 
 
 def test_plain_template_without_chat_template(tiny_tokenizer):

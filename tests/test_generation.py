@@ -28,7 +28,9 @@ def hf(tiny_model):
 
 @pytest.fixture(scope="module")
 def ct2_float(tiny_model):
-    return load_generator(EngineConfig(backend="ctranslate2", compute_type="float32", batch_size=2), tiny_model)
+    return load_generator(
+        EngineConfig(backend="ctranslate2", compute_type="float32", batch_size=2), tiny_model
+    )
 
 
 def test_ctranslate2_float32_greedy_matches_transformers(hf, ct2_float):
@@ -60,19 +62,28 @@ def test_ctranslate2_conversion_is_cached(tiny_model, ct2_float):
     fp = model_fingerprint(tiny_model)
     path = converted_path(tiny_model, "float32", fp)
     stamp = (path / "model.bin").stat().st_mtime_ns
-    assert converted_path(tiny_model, "float32", fp) == path and (path / "model.bin").stat().st_mtime_ns == stamp
+    assert (
+        converted_path(tiny_model, "float32", fp) == path and (path / "model.bin").stat().st_mtime_ns == stamp
+    )
     assert not list(path.parent.glob("*.tmp"))
 
 
 def test_cpu_backends_give_the_same_rows(tmp_path, hf, ct2_float):
     segments = tmp_path / "segments.jsonl"
-    segments.write_text("".join(json.dumps({"id": f"s{i}", "text": f"Paragraph {i} about baking. " * (i + 1)}) + "\n"
-                                for i in range(7)))
+    segments.write_text(
+        "".join(
+            json.dumps({"id": f"s{i}", "text": f"Paragraph {i} about baking. " * (i + 1)}) + "\n"
+            for i in range(7)
+        )
+    )
     cfg = AugmentConfig(max_new_tokens=6)
     for name, gen in (("hf", hf), ("ct2", ct2_float)):
         stats = augment(segments, LocalRunner(gen), tmp_path / f"{name}.jsonl", cfg, seed=3)
         assert stats["rows"] == 7
-    rows = {name: [json.loads(x) for x in (tmp_path / f"{name}.jsonl").read_text().splitlines()] for name in ("hf", "ct2")}
+    rows = {
+        name: [json.loads(x) for x in (tmp_path / f"{name}.jsonl").read_text().splitlines()]
+        for name in ("hf", "ct2")
+    }
     assert [r["id"] for r in rows["hf"]] == [r["id"] for r in rows["ct2"]] == [f"s{i}" for i in range(7)]
 
 
@@ -89,7 +100,7 @@ class Counting:
         self.asked.append(len(prompts))
         texts = self.inner.generate(prompts, params, seeds)
         if self.fail_after is not None:
-            raise GenerationError("server went away", dict(enumerate(texts[:self.fail_after])))
+            raise GenerationError("server went away", dict(enumerate(texts[: self.fail_after])))
         return texts
 
     def next_token_probs(self, prompts, conts, choices):
@@ -141,9 +152,16 @@ def test_cache_is_keyed_by_model_weights(tmp_path, tiny_model):
 
 
 def test_roles_override_only_what_they_name():
-    cfg = load_config(None, ["generation.backend=transformers", "generation.batch_size=3",
-                             "generation.judge.backend=openai", "generation.judge.model=big-judge",
-                             "generation.judge.base_url=http://127.0.0.1:9/v1"])
+    cfg = load_config(
+        None,
+        [
+            "generation.backend=transformers",
+            "generation.batch_size=3",
+            "generation.judge.backend=openai",
+            "generation.judge.model=big-judge",
+            "generation.judge.base_url=http://127.0.0.1:9/v1",
+        ],
+    )
     judge, backward = cfg.generation.role("judge"), cfg.generation.role("backward")
     assert (judge.backend, judge.model, judge.batch_size) == ("openai", "big-judge", 3)
     assert (backward.backend, backward.model, backward.batch_size) == ("transformers", None, 3)
@@ -161,7 +179,12 @@ def test_vllm_request_mapping():
     from humback.generation.vllm import sampling_kwargs
 
     assert sampling_kwargs(SamplingParams(0.7, 0.9, 128), 11) == {
-        "temperature": 0.7, "top_p": 0.9, "max_tokens": 128, "seed": 11, "skip_special_tokens": True}
+        "temperature": 0.7,
+        "top_p": 0.9,
+        "max_tokens": 128,
+        "seed": 11,
+        "skip_special_tokens": True,
+    }
     assert sampling_kwargs(SamplingParams(0.0, 0.9, 5), 1)["top_p"] == 1.0
     # top-k log-probabilities {7: 0.3, 8: 0.1, 99: 0.5} read for the targets 7, 8, 9 (9 not returned)
     probs = renormalise([math.log(0.3), math.log(0.1), -math.inf])
@@ -199,7 +222,10 @@ def test_ctranslate2_reuses_the_rubric_prefix_without_changing_scores(ct2_float)
 
     chats = [judge_messages(f"Question {i}?", "An answer. " * (i + 1)) for i in range(5)]
     choices = [" " + c for c in CHOICES]
-    ids = [ct2_float.tokenizer(ct2_float.tokenizer.apply_chat_template(c, tokenize=False))["input_ids"] for c in chats]
+    ids = [
+        ct2_float.tokenizer(ct2_float.tokenizer.apply_chat_template(c, tokenize=False))["input_ids"]
+        for c in chats
+    ]
     assert shared_prefix(ids) > 300  # the rubric
     ct2_float.reuse_prefix = False
     whole = ct2_float.next_token_probs(chats, ["Score:"] * 5, choices)
@@ -224,7 +250,12 @@ def test_reply_logprobs_agree_across_backends_and_match_a_plain_forward_pass(hf,
 
     from humback.templates import render_prompt
 
-    replies = ["Bread is flour, water and salt.", "A starter needs feeding.\nDaily.", "Tea.", "Presses spread books."]
+    replies = [
+        "Bread is flour, water and salt.",
+        "A starter needs feeding.\nDaily.",
+        "Tea.",
+        "Presses spread books.",
+    ]
     a, b = hf.reply_logprobs(CHATS, replies), ct2_float.reply_logprobs(CHATS, replies)
     tok = hf.tokenizer
     for chat, reply, x, y in zip(CHATS, replies, a, b):
@@ -238,7 +269,10 @@ def test_reply_logprobs_agree_across_backends_and_match_a_plain_forward_pass(hf,
         assert len(x["tokens"]) == len(body) == len(y["tokens"])
         assert all(abs(p - q) < 1e-4 for p, q in zip(x["tokens"], want[:-1]))
         assert abs(x["end"] - want[-1]) < 1e-4
-        assert all(abs(p - q) < 1e-3 for p, q in zip(x["tokens"], y["tokens"])) and abs(x["end"] - y["end"]) < 1e-3
+        assert (
+            all(abs(p - q) < 1e-3 for p, q in zip(x["tokens"], y["tokens"]))
+            and abs(x["end"] - y["end"]) < 1e-3
+        )
 
 
 def test_cache_answers_reply_logprobs(tmp_path, hf):
@@ -277,8 +311,12 @@ def test_ctranslate2_workers_sample_what_one_worker_samples(tiny_model):
     params = SamplingParams(temperature=1.0, top_p=0.95, max_new_tokens=12)
     seeds = list(range(100, 100 + len(chats)))
     threads = torch.get_num_threads()
-    one, two = (load_generator(EngineConfig(backend="ctranslate2", compute_type="float32", batch_size=2, workers=w),
-                               tiny_model) for w in (1, 2))
+    one, two = (
+        load_generator(
+            EngineConfig(backend="ctranslate2", compute_type="float32", batch_size=2, workers=w), tiny_model
+        )
+        for w in (1, 2)
+    )
     # CTranslate2's one-thread workers must not leave torch (training, scoring) on one thread.
     assert torch.get_num_threads() == threads
     assert (one.workers, two.workers, one.fingerprint) == (1, 2, two.fingerprint)
@@ -288,8 +326,10 @@ def test_ctranslate2_workers_sample_what_one_worker_samples(tiny_model):
     # Probabilities are sums over a different number of threads: equal to float precision, not bit for bit
     # (on some CPUs the one-thread and two-thread reductions differ in the last digits).
     got = two.next_token_probs(chats, ["Score:"] * len(chats), [" 1", " 2"])
-    assert got == [pytest.approx(p, rel=1e-5, abs=1e-7)
-                   for p in one.next_token_probs(chats, ["Score:"] * len(chats), [" 1", " 2"])]
+    assert got == [
+        pytest.approx(p, rel=1e-5, abs=1e-7)
+        for p in one.next_token_probs(chats, ["Score:"] * len(chats), [" 1", " 2"])
+    ]
     assert torch.get_num_threads() == threads
 
 

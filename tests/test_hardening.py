@@ -21,15 +21,24 @@ from humback.data.segment import segment
 from humback.records import RecordError, RowWriter, read_jsonl
 
 ROOT = Path(__file__).resolve().parents[1]
-TEXT = ("Volcanoes erupt when magma rises through the crust and the gases dissolved in it come out of solution. "
-        "Runny basaltic magma lets bubbles escape, so its eruptions are mostly gentle rivers of glowing lava. "
-        "Sticky magma rich in silica traps the gas until the pressure becomes enormous and shatters the rock. "
-        "The resulting explosive eruptions throw columns of ash and pumice far up into the stratosphere.")
+TEXT = (
+    "Volcanoes erupt when magma rises through the crust and the gases dissolved in it come out of solution. "
+    "Runny basaltic magma lets bubbles escape, so its eruptions are mostly gentle rivers of glowing lava. "
+    "Sticky magma rich in silica traps the gas until the pressure becomes enormous and shatters the rock. "
+    "The resulting explosive eruptions throw columns of ash and pumice far up into the stratosphere."
+)
 
 
 def humback(*args, cwd=ROOT, env=None):
-    return subprocess.run([sys.executable, "-m", "humback.cli", *args], capture_output=True, text=True, cwd=cwd,
-                          check=False, timeout=300, env=env)
+    return subprocess.run(
+        [sys.executable, "-m", "humback.cli", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        check=False,
+        timeout=300,
+        env=env,
+    )
 
 
 def one_line_error(proc, code, *fragments):
@@ -40,13 +49,18 @@ def one_line_error(proc, code, *fragments):
 
 
 HOSTILE_LINES = {
-    "malformed_json": ['{"id": "n", "text": ' + "1" * 5000 + "}", "[" * 100_000],  # 4,300+ digits; deep nesting
+    "malformed_json": [
+        '{"id": "n", "text": ' + "1" * 5000 + "}",
+        "[" * 100_000,
+    ],  # 4,300+ digits; deep nesting
     "invalid_unicode": ['{"id": "s", "text": "lava \\ud800 flows"}'],  # valid JSON, not writable UTF-8
 }
 
 
 def test_hostile_json_lines_are_counted_and_skipped_or_strict(tmp_path):
-    lines = [line for group in HOSTILE_LINES.values() for line in group] + [json.dumps({"id": "ok", "text": TEXT})]
+    lines = [line for group in HOSTILE_LINES.values() for line in group] + [
+        json.dumps({"id": "ok", "text": TEXT})
+    ]
     corpus = tmp_path / "c.jsonl"
     corpus.write_bytes("\n".join(lines).encode() + b"\n" + b'{"id": "u", "text": "caf\xe9"}\n')
     logs = []
@@ -77,13 +91,21 @@ def test_byte_caps_apply_while_reading(tmp_path):
     page = b"<html><body><h1>Bomb</h1><p>" + b" " * 2_000_000 + b"</p></body></html>"
     with open(c / "w.warc.gz", "wb") as f:
         w = WARCWriter(f, gzip=True)
-        http = StatusAndHeaders("200 OK", [("Content-Type", "text/html"), ("Content-Encoding", "gzip")],
-                                protocol="HTTP/1.1")
-        w.write_record(w.create_warc_record("https://bomb.example/", "response",
-                                            payload=io.BytesIO(gzip.compress(page)), http_headers=http))
+        http = StatusAndHeaders(
+            "200 OK", [("Content-Type", "text/html"), ("Content-Encoding", "gzip")], protocol="HTTP/1.1"
+        )
+        w.write_record(
+            w.create_warc_record(
+                "https://bomb.example/",
+                "response",
+                payload=io.BytesIO(gzip.compress(page)),
+                http_headers=http,
+            )
+        )
     assert (c / "w.warc.gz").stat().st_size < 50_000
-    stats = segment(c, tmp_path / "s.jsonl", SegmentConfig(min_chars=200, max_record_bytes=1_000_000),
-                    log=lambda s: None)
+    stats = segment(
+        c, tmp_path / "s.jsonl", SegmentConfig(min_chars=200, max_record_bytes=1_000_000), log=lambda s: None
+    )
     assert stats["bad_input"] == {"document_too_large": 3} and stats["rows"] == 1
 
 
@@ -91,7 +113,10 @@ def test_truncated_zstd_is_reported(tmp_path):
     import zstandard
 
     data = zstandard.ZstdCompressor().compress(
-        "".join(json.dumps({"id": f"d{i}", "text": f"{TEXT} Number {i}."}) + "\n" for i in range(200)).encode())
+        "".join(
+            json.dumps({"id": f"d{i}", "text": f"{TEXT} Number {i}."}) + "\n" for i in range(200)
+        ).encode()
+    )
     (tmp_path / "c").mkdir()
     (tmp_path / "c" / "a.jsonl.zst").write_bytes(data[: len(data) - 30])
     problems = Problems(log=lambda s: None)
@@ -105,11 +130,16 @@ def test_truncated_zstd_is_reported(tmp_path):
 def test_hostile_html_is_linear_and_never_raises(tmp_path):
     unit = "<p>" + TEXT + "</p>"
     pages = {
-        "nested_div": "<html><body><h1>T</h1>" + "<div>" * 100_000 + unit + "</div>" * 100_000 + "</body></html>",
+        "nested_div": "<html><body><h1>T</h1>"
+        + "<div>" * 100_000
+        + unit
+        + "</div>" * 100_000
+        + "</body></html>",
         "unclosed_h1": "<html><body>" + "<h1>x" * 50_000 + unit + "</body></html>",
         "nbsp": "<html><body><h1>T</h1><p>" + "&nbsp;" * 170_000 + TEXT + "</p></body></html>",
-        "many_headers": "<html><body>" + "".join(f"<h{i % 6 + 1}>h{i}</h{i % 6 + 1}>{unit}" for i in range(2500))
-                        + "</body></html>",
+        "many_headers": "<html><body>"
+        + "".join(f"<h{i % 6 + 1}>h{i}</h{i % 6 + 1}>{unit}" for i in range(2500))
+        + "</body></html>",
         "marked_section": "<html><body><h1>T</h1><![foo[ x " + unit + "</body></html>",
     }
     for name, html in pages.items():
@@ -124,26 +154,40 @@ def test_hostile_html_is_linear_and_never_raises(tmp_path):
     (tmp_path / "c").mkdir()
     for name, html in pages.items():
         (tmp_path / "c" / f"{name}.html").write_text(html)
-    stats = segment(tmp_path / "c", tmp_path / "s.jsonl", SegmentConfig(min_chars=200, extractor="none"),
-                    log=lambda s: None)
+    stats = segment(
+        tmp_path / "c",
+        tmp_path / "s.jsonl",
+        SegmentConfig(min_chars=200, extractor="none"),
+        log=lambda s: None,
+    )
     assert stats["bad_input"].get("unparseable_html") == 1  # the marked section, counted with its file
 
 
 def test_seed_inputs_that_used_to_crash(tmp_path):
     (tmp_path / "long.csv").write_text("instruction,response\n" + "Why? " * 40_000 + ",Because.\nQ,A\n")
     assert seed_pairs(tmp_path / "long.csv", tmp_path / "o.jsonl", log=lambda s: None)["rows"] == 2
-    (tmp_path / "null.jsonl").write_text(json.dumps({"instruction": None, "response": "x"}) + "\n"
-                                         + json.dumps({"instruction": ["a"], "response": "x"}) + "\n"
-                                         + json.dumps({"instruction": "Q", "response": "A"}) + "\n")
+    (tmp_path / "null.jsonl").write_text(
+        json.dumps({"instruction": None, "response": "x"})
+        + "\n"
+        + json.dumps({"instruction": ["a"], "response": "x"})
+        + "\n"
+        + json.dumps({"instruction": "Q", "response": "A"})
+        + "\n"
+    )
     stats = seed_pairs(tmp_path / "null.jsonl", tmp_path / "o.jsonl", log=lambda s: None)
     assert stats["rows"] == 1 and stats["drops"]["empty_text"] == 2
-    (tmp_path / "dup.jsonl").write_text("".join(json.dumps({"id": "1", "instruction": f"Q{i}", "response": "A"}) + "\n"
-                                                for i in range(2)))
+    (tmp_path / "dup.jsonl").write_text(
+        "".join(json.dumps({"id": "1", "instruction": f"Q{i}", "response": "A"}) + "\n" for i in range(2))
+    )
     stats = seed_pairs(tmp_path / "dup.jsonl", tmp_path / "o.jsonl", log=lambda s: None)
     assert stats["rows"] == 1 and stats["bad_input"] == {"duplicate_id": 1}
     (tmp_path / "bad.parquet").write_bytes(b"PAR1 not really")
-    one_line_error(humback("seed", "--source", str(tmp_path / "bad.parquet"), "--out", str(tmp_path / "o.jsonl")),
-                   2, "bad.parquet", "not a readable Parquet file")
+    one_line_error(
+        humback("seed", "--source", str(tmp_path / "bad.parquet"), "--out", str(tmp_path / "o.jsonl")),
+        2,
+        "bad.parquet",
+        "not a readable Parquet file",
+    )
 
 
 def test_stage_inputs_duplicate_ids_and_bad_bytes(tmp_path):
@@ -151,7 +195,9 @@ def test_stage_inputs_duplicate_ids_and_bad_bytes(tmp_path):
     from humback.config import AugmentConfig
     from humback.rowloop import LocalRunner
 
-    (tmp_path / "seg.jsonl").write_text(json.dumps({"id": "1", "text": "a"}) + "\n" + json.dumps({"id": "1", "text": "b"}) + "\n")
+    (tmp_path / "seg.jsonl").write_text(
+        json.dumps({"id": "1", "text": "a"}) + "\n" + json.dumps({"id": "1", "text": "b"}) + "\n"
+    )
 
     class Untouched:  # the error must come before any generation
         fingerprint = model = backend = "none"
@@ -163,8 +209,19 @@ def test_stage_inputs_duplicate_ids_and_bad_bytes(tmp_path):
     with pytest.raises(RecordError, match=r"seg.jsonl:2: duplicate id '1' \(first at seg.jsonl:1\)"):
         augment(tmp_path / "seg.jsonl", LocalRunner(Untouched()), tmp_path / "cand.jsonl", AugmentConfig())
     (tmp_path / "bad.jsonl").write_bytes(b'{"id": "a", "text": "caf\xe9"}\n')
-    one_line_error(humback("augment", "--model", "default", "--segments", str(tmp_path / "bad.jsonl"), "--out",
-                           str(tmp_path / "c.jsonl")), 2, "bad.jsonl:1: invalid UTF-8")
+    one_line_error(
+        humback(
+            "augment",
+            "--model",
+            "default",
+            "--segments",
+            str(tmp_path / "bad.jsonl"),
+            "--out",
+            str(tmp_path / "c.jsonl"),
+        ),
+        2,
+        "bad.jsonl:1: invalid UTF-8",
+    )
 
 
 def test_partial_files_recover_and_follow_their_settings(tmp_path):
@@ -206,9 +263,11 @@ def test_one_process_per_run_folder(tmp_path):
     from humback.files import Busy, folder_lock
 
     with folder_lock(tmp_path / ".humback.lock", wait=False, what="run"):
-        code = ("import sys; from humback.files import Busy, folder_lock\n"
-                f"try:\n    folder_lock({str(tmp_path / '.humback.lock')!r}, wait=False).__enter__()\n"
-                "except Busy as e:\n    print(e); sys.exit(7)\n")
+        code = (
+            "import sys; from humback.files import Busy, folder_lock\n"
+            f"try:\n    folder_lock({str(tmp_path / '.humback.lock')!r}, wait=False).__enter__()\n"
+            "except Busy as e:\n    print(e); sys.exit(7)\n"
+        )
         proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
         assert proc.returncode == 7 and "another humback process" in proc.stdout
         assert f"pid {os.getpid()}" in proc.stdout  # the holder is named
@@ -242,17 +301,31 @@ def test_mistyped_local_paths_are_not_hub_ids(tmp_path, monkeypatch):
 
 
 def test_openai_urls_are_checked_and_redacted():
-    for bad, why in (("http://api.example.com/v1", "plain http"), ("https://u:secret@api.example.com/v1", "credentials"),
-                     ("ftp://x/v1", "not an http")):
+    for bad, why in (
+        ("http://api.example.com/v1", "plain http"),
+        ("https://u:secret@api.example.com/v1", "credentials"),
+        ("ftp://x/v1", "not an http"),
+    ):
         with pytest.raises(ValueError, match=why):
             EngineConfig(backend="openai", model="m", base_url=bad)
     with pytest.raises(ValueError, match="_API_KEY"):
-        EngineConfig(backend="openai", model="m", base_url="https://a.example/v1", api_key_env="AWS_SECRET_ACCESS_KEY")
+        EngineConfig(
+            backend="openai", model="m", base_url="https://a.example/v1", api_key_env="AWS_SECRET_ACCESS_KEY"
+        )
     assert EngineConfig(backend="openai", model="m", base_url="http://127.0.0.1:8000/v1").base_url
-    cfg = RunConfig.model_validate({"generation": {"judge": {"backend": "openai", "model": "m",
-                                                             "base_url": "https://a.example/v1?token=secret"}}})
-    assert "secret" not in json.dumps(cfg.model_dump()) and "secret" not in str(cfg.generation.role("judge").identity())
-    assert cfg.generation.role("judge").base_url.endswith("?token=secret")  # the engine still gets the real one
+    cfg = RunConfig.model_validate(
+        {
+            "generation": {
+                "judge": {"backend": "openai", "model": "m", "base_url": "https://a.example/v1?token=secret"}
+            }
+        }
+    )
+    assert "secret" not in json.dumps(cfg.model_dump()) and "secret" not in str(
+        cfg.generation.role("judge").identity()
+    )
+    assert cfg.generation.role("judge").base_url.endswith(
+        "?token=secret"
+    )  # the engine still gets the real one
 
 
 def test_keys_go_only_where_they_are_paired(monkeypatch):
@@ -306,21 +379,44 @@ def test_edited_corpus_reruns_segment(tmp_path):
     assert source_fingerprint("demo") == "demo" and source_fingerprint("org/dataset") == "org/dataset"
 
 
-# ---------------------------------------------------------------- fuzz (the long version: bench/fuzz_inputs.py)
+# -------------------------------------------------------- fuzz (the long version: bench/fuzz_inputs.py)
 
 hypothesis = pytest.importorskip("hypothesis")
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-TAGS = ["div", "p", "h1", "h2", "h3", "li", "ul", "table", "td", "span", "script", "style", "article", "br", "![CDATA["]
+TAGS = [
+    "div",
+    "p",
+    "h1",
+    "h2",
+    "h3",
+    "li",
+    "ul",
+    "table",
+    "td",
+    "span",
+    "script",
+    "style",
+    "article",
+    "br",
+    "![CDATA[",
+]
 
 
 @st.composite
 def html_pages(draw):
-    parts = draw(st.lists(st.one_of(
-        st.sampled_from(TAGS).map(lambda t: f"<{t}>"), st.sampled_from(TAGS).map(lambda t: f"</{t}>"),
-        st.text(max_size=40), st.sampled_from(["&nbsp;", "&#0;", "&#xD800;", "<!--", "-->", "<![foo[", "\x00", "\ud800"])),
-        max_size=200))
+    parts = draw(
+        st.lists(
+            st.one_of(
+                st.sampled_from(TAGS).map(lambda t: f"<{t}>"),
+                st.sampled_from(TAGS).map(lambda t: f"</{t}>"),
+                st.text(max_size=40),
+                st.sampled_from(["&nbsp;", "&#0;", "&#xD800;", "<!--", "-->", "<![foo[", "\x00", "\ud800"]),
+            ),
+            max_size=200,
+        )
+    )
     return "".join(parts)
 
 
@@ -335,17 +431,33 @@ def test_fuzz_html_never_escapes(html, extractor):
     assert isinstance(title, str) and all(isinstance(t, str) and 0 <= lv <= 6 for lv, t in blocks)
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
-@given(st.lists(st.one_of(st.binary(max_size=300), st.sampled_from([b"[" * 5000, b'{"text": ' + b"9" * 5000 + b"}",
-                                                                    b'{"text": "\\udc00"}', b"\xff\xfe"])),
-                max_size=20))
+@settings(
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+@given(
+    st.lists(
+        st.one_of(
+            st.binary(max_size=300),
+            st.sampled_from(
+                [b"[" * 5000, b'{"text": ' + b"9" * 5000 + b"}", b'{"text": "\\udc00"}', b"\xff\xfe"]
+            ),
+        ),
+        max_size=20,
+    )
+)
 def test_fuzz_corpus_bytes_never_escape(tmp_path_factory, chunks):
     folder = tmp_path_factory.mktemp("fuzz")
     (folder / "a.jsonl").write_bytes(b"\n".join(chunks))
-    (folder / "b.jsonl.gz").write_bytes(gzip.compress(b"\n".join(chunks))[: random.Random(len(chunks)).randint(0, 200)])
+    (folder / "b.jsonl.gz").write_bytes(
+        gzip.compress(b"\n".join(chunks))[: random.Random(len(chunks)).randint(0, 200)]
+    )
     (folder / "c.html").write_bytes(b"".join(chunks))
     try:
-        segment(folder, folder.parent / f"{folder.name}.jsonl", SegmentConfig(min_chars=1), log=lambda s: None)
+        segment(
+            folder, folder.parent / f"{folder.name}.jsonl", SegmentConfig(min_chars=1), log=lambda s: None
+        )
     except RecordError as e:
         assert "passed the filters" in str(e)  # nothing usable in random bytes is an answer, not a crash
 

@@ -8,8 +8,15 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "humback"
 # Stages of the loop and its evaluation: each is a plain function over files; they meet only through
 # shared helpers (scoring, records, rundir, generation, ...). calibrate is such a helper too: a judge
 # measurement that `humback eval` applies to each iteration's judge and `humback calibrate` to any judge.
-STAGES = {"humback.data.seed", "humback.data.segment", "humback.training.sft", "humback.augment", "humback.curate",
-          "humback.evaluate", "humback.export"}
+STAGES = {
+    "humback.data.seed",
+    "humback.data.segment",
+    "humback.training.sft",
+    "humback.augment",
+    "humback.curate",
+    "humback.evaluate",
+    "humback.export",
+}
 
 
 def module_name(path: Path) -> str:
@@ -61,8 +68,13 @@ def test_ray_is_imported_only_by_the_cluster_modules():
     importers = set()
     for path in SRC.rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):
-            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
-                     else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            names = (
+                [a.name for a in node.names]
+                if isinstance(node, ast.Import)
+                else [node.module or ""]
+                if isinstance(node, ast.ImportFrom)
+                else []
+            )
             if any(n == "ray" or n.startswith("ray.") for n in names):
                 importers.add(module_name(path))
     assert importers and importers <= allowed, importers - allowed

@@ -16,14 +16,18 @@ from humback.generation.base import SamplingParams
 from humback.models import ModelError
 
 pytestmark = pytest.mark.slow
-CHATS = [[{"role": "user", "content": "What is the capital of France?"}],
-         [{"role": "user", "content": "Name three kinds of bread."}]]
+CHATS = [
+    [{"role": "user", "content": "What is the capital of France?"}],
+    [{"role": "user", "content": "Name three kinds of bread."}],
+]
 
 
 @pytest.fixture(scope="module")
 def pair():
-    return (load_generator(EngineConfig(backend="llamacpp"), "default"),
-            load_generator(EngineConfig(backend="transformers", device="cpu"), "default"))
+    return (
+        load_generator(EngineConfig(backend="llamacpp"), "default"),
+        load_generator(EngineConfig(backend="transformers", device="cpu"), "default"),
+    )
 
 
 def test_greedy_answers_are_as_likely_as_transformers_own(pair):
@@ -51,7 +55,10 @@ def test_seeds_repeat_per_request(pair):
 def test_choice_probabilities_and_reply_logprobs_match_transformers(pair):
     cpp, hf = pair
     choices = [" 1", " 2", " 3", " 4", " 5"]
-    a, b = cpp.next_token_probs(CHATS, ["Score:"] * 2, choices), hf.next_token_probs(CHATS, ["Score:"] * 2, choices)
+    a, b = (
+        cpp.next_token_probs(CHATS, ["Score:"] * 2, choices),
+        hf.next_token_probs(CHATS, ["Score:"] * 2, choices),
+    )
     for x, y in zip(a, b):
         assert list(x) == choices and math.isclose(sum(x.values()), 1.0, abs_tol=1e-6)
         assert max(abs(x[c] - y[c]) for c in choices) < 0.1

@@ -31,12 +31,18 @@ def test_default_model_converts_once_and_generates(tmp_path, monkeypatch):
     path = Path(resolve_model("default"))
     assert (path / "model.safetensors").is_file() and (path / "tokenizer.json").is_file()
     mtime = (path / "model.safetensors").stat().st_mtime
-    assert Path(resolve_model("smollm2-135m")) == path and (path / "model.safetensors").stat().st_mtime == mtime
+    assert (
+        Path(resolve_model("smollm2-135m")) == path and (path / "model.safetensors").stat().st_mtime == mtime
+    )
     from humback.config import EngineConfig
 
     question = [[{"role": "user", "content": "What is the capital of France?"}]]
     # The fast CPU paths convert the checkpoint once too. float weights there: int8's greedy answer from a
     # 135M model depends on the CPU's int8 kernels (on an AVX-512 VNNI machine it drifts off "Paris").
-    for backend, weights in (("transformers", "float32"), ("ctranslate2", "float32"), ("openvino", "float16")):
+    for backend, weights in (
+        ("transformers", "float32"),
+        ("ctranslate2", "float32"),
+        ("openvino", "float16"),
+    ):
         gen = load_generator(EngineConfig(backend=backend, compute_type=weights), "default")
         assert "Paris" in gen.generate(question, SamplingParams(temperature=0, max_new_tokens=12))[0]

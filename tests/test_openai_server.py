@@ -20,7 +20,9 @@ import pytest
 from humback.records import read_jsonl
 
 SERVE = shutil.which("transformers", path=str(Path(sys.executable).parent))
-pytestmark = pytest.mark.skipif(SERVE is None, reason="needs transformers' `serve` command (fastapi, uvicorn)")
+pytestmark = pytest.mark.skipif(
+    SERVE is None, reason="needs transformers' `serve` command (fastapi, uvicorn)"
+)
 
 
 def free_port() -> int:
@@ -30,9 +32,13 @@ def free_port() -> int:
 
 
 def start_server(model: str, port: int) -> subprocess.Popen:
-    proc = subprocess.Popen([SERVE, "serve", model, "--host", "127.0.0.1", "--port", str(port), "--device", "cpu"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-                            env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    proc = subprocess.Popen(
+        [SERVE, "serve", model, "--host", "127.0.0.1", "--port", str(port), "--device", "cpu"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
     deadline = time.time() + 120
     while time.time() < deadline:
         if proc.poll() is not None:
@@ -56,9 +62,14 @@ ENV = {**os.environ, "OPENAI_API_KEY": SECRET}
 
 
 def humback(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "humback.cli", *args], check=False, capture_output=True, text=True,
-                          timeout=600,
-                          env=ENV)
+    return subprocess.run(
+        [sys.executable, "-m", "humback.cli", *args],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=ENV,
+    )
 
 
 def test_server_killed_mid_run_then_restarted(tiny_model, tmp_path):
@@ -66,15 +77,40 @@ def test_server_killed_mid_run_then_restarted(tiny_model, tmp_path):
     url = f"http://127.0.0.1:{port}/v1"
     segments = tmp_path / "segments.jsonl"
     ids = [f"seg{i:03d}" for i in range(60)]
-    segments.write_text("".join(json.dumps({"id": i, "text": f"Text {i} about bread and tea. " * 5}) + "\n" for i in ids))
+    segments.write_text(
+        "".join(json.dumps({"id": i, "text": f"Text {i} about bread and tea. " * 5}) + "\n" for i in ids)
+    )
     out = tmp_path / "candidates.jsonl"
-    args = ["augment", "--backend", "openai", "--base-url", url, "--model", tiny_model, "--segments", str(segments),
-            "--out", str(out), "--set", "augment.max_new_tokens=48", "--set", "generation.concurrency=2",
-            "--set", "generation.max_retries=1", "--set", "generation.timeout=20"]
+    args = [
+        "augment",
+        "--backend",
+        "openai",
+        "--base-url",
+        url,
+        "--model",
+        tiny_model,
+        "--segments",
+        str(segments),
+        "--out",
+        str(out),
+        "--set",
+        "augment.max_new_tokens=48",
+        "--set",
+        "generation.concurrency=2",
+        "--set",
+        "generation.max_retries=1",
+        "--set",
+        "generation.timeout=20",
+    ]
     server = start_server(tiny_model, port)
     try:
-        run = subprocess.Popen([sys.executable, "-m", "humback.cli", *args], stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True, env=ENV)
+        run = subprocess.Popen(
+            [sys.executable, "-m", "humback.cli", *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=ENV,
+        )
         partial = out.with_name(out.name + ".partial")
         deadline = time.time() + 300
         while time.time() < deadline and run.poll() is None:
@@ -105,19 +141,48 @@ def test_server_killed_mid_run_then_restarted(tiny_model, tmp_path):
 
 
 def test_expected_scores_need_logprobs_clear_error(tiny_model, tmp_path):
-    """transformers serve does not return log-probabilities: the 'expected' method says so and how to fix it."""
+    """transformers serve returns no log-probabilities: the 'expected' method says so and how to fix it."""
     port = free_port()
     cands = tmp_path / "candidates.jsonl"
     cands.write_text(json.dumps({"id": "a", "instruction": "Say hi.", "response": "Hi."}) + "\n")
     server = start_server(tiny_model, port)
     try:
-        res = humback("curate", "--backend", "openai", "--base-url", f"http://127.0.0.1:{port}/v1", "--judge", tiny_model,
-                      "--candidates", str(cands), "--out-dir", str(tmp_path / "iter1"),
-                      "--set", "curate.method=expected", "--set", "curate.max_new_tokens=0",
-                      "--set", "generation.max_retries=0")
-        ok = humback("curate", "--backend", "openai", "--base-url", f"http://127.0.0.1:{port}/v1", "--judge", tiny_model,
-                     "--candidates", str(cands), "--out-dir", str(tmp_path / "iter1b"),
-                     "--set", "curate.method=sample", "--set", "curate.max_new_tokens=8")
+        res = humback(
+            "curate",
+            "--backend",
+            "openai",
+            "--base-url",
+            f"http://127.0.0.1:{port}/v1",
+            "--judge",
+            tiny_model,
+            "--candidates",
+            str(cands),
+            "--out-dir",
+            str(tmp_path / "iter1"),
+            "--set",
+            "curate.method=expected",
+            "--set",
+            "curate.max_new_tokens=0",
+            "--set",
+            "generation.max_retries=0",
+        )
+        ok = humback(
+            "curate",
+            "--backend",
+            "openai",
+            "--base-url",
+            f"http://127.0.0.1:{port}/v1",
+            "--judge",
+            tiny_model,
+            "--candidates",
+            str(cands),
+            "--out-dir",
+            str(tmp_path / "iter1b"),
+            "--set",
+            "curate.method=sample",
+            "--set",
+            "curate.max_new_tokens=8",
+        )
     finally:
         kill(server)
     # A setting to change, not a fault to wait out: exit 2 with the fix.

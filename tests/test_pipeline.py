@@ -15,13 +15,34 @@ from humback.pipeline import StageError, run_pipeline
 from humback.records import read_jsonl
 from humback.status import status_table
 
-STAGES = ["seed", "segment", "train:myx", "augment", "train:m0", "curate:1", "train:m1", "curate:2", "train:m2"]
+STAGES = [
+    "seed",
+    "segment",
+    "train:myx",
+    "augment",
+    "train:m0",
+    "curate:1",
+    "train:m1",
+    "curate:2",
+    "train:m2",
+]
 
 
 def tiny_overrides(model: str, segments: int = 6) -> list[str]:
-    return [f"model={model}", f"segment.max_segments={segments}", "train.max_steps=2", "train.batch_size=4",
-            "train.micro_batch_size=4", "train.max_length=1536", "train.lr=1e-3", "augment.max_new_tokens=8",
-            "curate.method=expected", "curate.max_new_tokens=4", "curate.threshold=1.0", "generation.batch_size=4"]
+    return [
+        f"model={model}",
+        f"segment.max_segments={segments}",
+        "train.max_steps=2",
+        "train.batch_size=4",
+        "train.micro_batch_size=4",
+        "train.max_length=1536",
+        "train.lr=1e-3",
+        "augment.max_new_tokens=8",
+        "curate.method=expected",
+        "curate.max_new_tokens=4",
+        "curate.threshold=1.0",
+        "generation.batch_size=4",
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -54,13 +75,16 @@ def test_every_stage_and_artefact(finished_run):
         assert selected and all(s["tag"] == "augmented" for s in selected)
     manifest = json.loads((run_dir / "manifest.json").read_text())
     assert manifest["stages"]["train:m1"]["stats"]["examples"] == 46 + len(
-        list(read_jsonl(run_dir / "iter1" / "selected.jsonl")))
+        list(read_jsonl(run_dir / "iter1" / "selected.jsonl"))
+    )
     assert manifest["stages"]["augment"]["output_files"]["candidates"]["sha256"]
     assert manifest["stages"]["seed"]["versions"]["transformers"].startswith("5.")
     # Every stage's stats are what humback/stats.py declares (the agreement report and export read).
     from humback.stats import stats_problem
 
-    assert [stats_problem(k, e["stats"]) for k, e in manifest["stages"].items()] == [None] * len(manifest["stages"])
+    assert [stats_problem(k, e["stats"]) for k, e in manifest["stages"].items()] == [None] * len(
+        manifest["stages"]
+    )
     assert stats_problem("curate:1", {**manifest["stages"]["curate:1"]["stats"], "new_key": 1})
     assert (run_dir / "config.yaml").is_file()
     table = status_table(run_dir)
@@ -73,7 +97,9 @@ def test_rerun_skips_everything(finished_run):
     start = time.time()
     run_pipeline(cfg, run_dir, log=logs.append)
     assert time.time() - start < 10
-    assert [line for line in logs if line.startswith("[")] == [f"[{k}] skipped: done with the same fingerprint" for k in STAGES]
+    assert [line for line in logs if line.startswith("[")] == [
+        f"[{k}] skipped: done with the same fingerprint" for k in STAGES
+    ]
 
 
 def test_changed_setting_reruns_from_that_stage(finished_run):
@@ -86,13 +112,17 @@ def test_changed_setting_reruns_from_that_stage(finished_run):
     assert ran == ["curate:1", "train:m1", "curate:2", "train:m2"]
     # The judge M0 did not change: every judge request is answered by the response cache.
     stats = json.loads((run_dir / "manifest.json").read_text())["stages"]["curate:1"]["stats"]
-    assert stats["cache_misses"] == 0 and stats["cache_hits"] > 0 and stats["backend"] == "openvino"  # auto on a CPU
+    assert (
+        stats["cache_misses"] == 0 and stats["cache_hits"] > 0 and stats["backend"] == "openvino"
+    )  # auto on a CPU
     assert (run_dir / "iter1" / "scored.jsonl").read_text() == scored_before
 
 
 def test_force_reruns_the_stage_and_its_dependents_only(finished_run):
     cfg, run_dir, _, _ = finished_run
-    cfg2 = load_config(None, tiny_overrides(cfg.model) + ["curate.threshold=1.5"])  # as the test above left it
+    cfg2 = load_config(
+        None, tiny_overrides(cfg.model) + ["curate.threshold=1.5"]
+    )  # as the test above left it
     logs: list[str] = []
     candidates_before = (run_dir / "candidates.jsonl").read_text()
     run_pipeline(cfg2, run_dir, force="augment", log=logs.append)
@@ -118,8 +148,9 @@ def _wait_for_rows(path: Path, n: int, proc, timeout: float = 240) -> bool:
     return False
 
 
-@pytest.mark.parametrize("stage,partial", [("augment", "candidates.jsonl.partial"),
-                                           ("curate", "iter1/scored.jsonl.partial")])
+@pytest.mark.parametrize(
+    "stage,partial", [("augment", "candidates.jsonl.partial"), ("curate", "iter1/scored.jsonl.partial")]
+)
 def test_kill_9_then_rerun_loses_and_repeats_nothing(tiny_model, tmp_path, stage, partial):
     run_dir = tmp_path / "run"
     overrides = tiny_overrides(tiny_model, segments=12) + ["generation.batch_size=1", "iterations=1"]
@@ -149,16 +180,31 @@ def test_kill_9_then_rerun_loses_and_repeats_nothing(tiny_model, tmp_path, stage
 def test_status_shows_pending_and_running_stages():
     from humback.status import summary
 
-    data = {"name": "x", "run_dir": "runs/x", "config": {"iterations": 1}, "stages": {
-        "seed": {"status": "done", "seconds": 0.1, "stats": {"rows": 46, "drops": {"language": 4}},
-                 "outputs": {"seed": "runs/x/seed.jsonl"}},
-        "segment": {"status": "running"}}}
+    data = {
+        "name": "x",
+        "run_dir": "runs/x",
+        "config": {"iterations": 1},
+        "stages": {
+            "seed": {
+                "status": "done",
+                "seconds": 0.1,
+                "stats": {"rows": 46, "drops": {"language": 4}},
+                "outputs": {"seed": "runs/x/seed.jsonl"},
+            },
+            "segment": {"status": "running"},
+        },
+    }
     table = summary(data)
     lines = {line.split()[0]: line for line in table.splitlines()[2:] if line.strip()}
     assert "46" in lines["seed"] and "{'language': 4}" in lines["seed"]
     assert lines["segment"].split()[1] == "running"
     assert [k for k, line in lines.items() if line.split()[1:2] == ["pending"]] == [
-        "train:myx", "augment", "train:m0", "curate:1", "train:m1"]
+        "train:myx",
+        "augment",
+        "train:m0",
+        "curate:1",
+        "train:m1",
+    ]
 
 
 def test_external_judge_and_backward_models_cut_the_dependencies(tiny_model, tmp_path):
@@ -168,14 +214,28 @@ def test_external_judge_and_backward_models_cut_the_dependencies(tiny_model, tmp
 
     base = tiny_overrides(tiny_model)
     own = {s.key: s for s in build_stages(load_config(None, base), tmp_path, print)}
-    ext_cfg = load_config(None, base + ["generation.judge.backend=openai", "generation.judge.model=judge-70b",
-                                        "generation.judge.base_url=http://127.0.0.1:9/v1",
-                                        f"generation.backward.model={tiny_model}"])
+    ext_cfg = load_config(
+        None,
+        base
+        + [
+            "generation.judge.backend=openai",
+            "generation.judge.model=judge-70b",
+            "generation.judge.base_url=http://127.0.0.1:9/v1",
+            f"generation.backward.model={tiny_model}",
+        ],
+    )
     ext = {s.key: s for s in build_stages(ext_cfg, tmp_path, print)}
     assert set(own["curate:2"].deps) == {"augment", "train:m1"} and ext["curate:2"].deps == ("augment",)
     assert ext["curate:1"].inputs["judge"] == "judge-70b" and ext["augment"].deps == ("segment",)
     assert ext["curate:1"].fp != own["curate:1"].fp
-    other = load_config(None, base + ["generation.judge.backend=openai", "generation.judge.model=judge-8b",
-                                      "generation.judge.base_url=http://127.0.0.1:9/v1",
-                                      f"generation.backward.model={tiny_model}"])
+    other = load_config(
+        None,
+        base
+        + [
+            "generation.judge.backend=openai",
+            "generation.judge.model=judge-8b",
+            "generation.judge.base_url=http://127.0.0.1:9/v1",
+            f"generation.backward.model={tiny_model}",
+        ],
+    )
     assert {s.key: s for s in build_stages(other, tmp_path, print)}["curate:1"].fp != ext["curate:1"].fp

@@ -20,9 +20,17 @@ def test_role_flags_work_on_any_saved_config(tmp_path):
     saved = tmp_path / "config.yaml"
     saved.write_text(yaml.safe_dump(RunConfig().model_dump(), sort_keys=False))
     assert "referee: null" in saved.read_text()
-    cfg = load_config(saved, ["generation.referee.model=judge-x", "generation.referee.backend=transformers",
-                              "generation.backward.model=myx-2"])
-    assert cfg.generation.role("referee").model == "judge-x" and cfg.generation.role("backward").model == "myx-2"
+    cfg = load_config(
+        saved,
+        [
+            "generation.referee.model=judge-x",
+            "generation.referee.backend=transformers",
+            "generation.backward.model=myx-2",
+        ],
+    )
+    assert (
+        cfg.generation.role("referee").model == "judge-x" and cfg.generation.role("backward").model == "myx-2"
+    )
     assert cfg.generation.role("referee").backend == "transformers"
     with pytest.raises(ConfigError, match="'model' is not a section"):
         load_config(saved, ["model.x=1"])  # a value, not a section: still refused
@@ -52,21 +60,28 @@ def test_alias_bomb_errors_are_short_and_quick(tmp_path):
 
 
 def test_bad_set_values_and_ranges_are_config_errors():
-    for sets, fragment in ((["curate.threshold=[4"], "not valid YAML"),
-                           (["x=!!python/object/apply:os.system ['true']"], "not valid YAML"),
-                           (["random_seed=-1"], "random_seed"), (["random_seed=4294967296"], "random_seed"),
-                           (["curate.combine={ifd: .nan, bias: 0}"], "curate.combine.ifd"),
-                           (["curate.combine={ifd: 1, bias: .inf}"], "curate.combine.bias"),
-                           (["train.lr=.inf"], "train.lr")):
+    for sets, fragment in (
+        (["curate.threshold=[4"], "not valid YAML"),
+        (["x=!!python/object/apply:os.system ['true']"], "not valid YAML"),
+        (["random_seed=-1"], "random_seed"),
+        (["random_seed=4294967296"], "random_seed"),
+        (["curate.combine={ifd: .nan, bias: 0}"], "curate.combine.ifd"),
+        (["curate.combine={ifd: 1, bias: .inf}"], "curate.combine.bias"),
+        (["train.lr=.inf"], "train.lr"),
+    ):
         with pytest.raises(ConfigError, match=fragment):
             load_config(None, sets)
-    one_line_error(humback("seed", "--out", "/tmp/x.jsonl", "--set", "curate.threshold=[4"), 2, "not valid YAML")
+    one_line_error(
+        humback("seed", "--out", "/tmp/x.jsonl", "--set", "curate.threshold=[4"), 2, "not valid YAML"
+    )
 
 
 def test_a_nan_weight_cannot_make_every_score_5(tmp_path):
     from humback.scoring import combined_score
 
-    assert combined_score({"ifd": float("nan")}, {"ifd": 1.0, "bias": 0.0}) is None  # unscored, never selected
+    assert (
+        combined_score({"ifd": float("nan")}, {"ifd": 1.0, "bias": 0.0}) is None
+    )  # unscored, never selected
     assert combined_score({"ifd": 0.5}, {"ifd": 1.0, "bias": 0.0}) < 5.0
     with pytest.raises(ValueError, match="finite"):
         RunConfig.model_validate({"curate": {"combine": {"ifd": float("nan")}}})
@@ -82,7 +97,10 @@ WRONG_SHAPES = {
     "key curate:x": ({"stages": {"curate:x": {"status": "done"}}}, "'stages.curate:x' is not a stage"),
     "stage as a string": ({"stages": {"seed": "done"}}, "'stages.seed' must be an object"),
     "config null": ({"config": None, "stages": {}}, "key 'config' must be an object"),
-    "config.segment a list": ({"config": {"segment": []}, "stages": {}}, "'config.segment' must be an object"),
+    "config.segment a list": (
+        {"config": {"segment": []}, "stages": {}},
+        "'config.segment' must be an object",
+    ),
     "stats a list": ({"stages": {"seed": {"status": "done", "stats": []}}}, "'stages.seed.stats'"),
 }
 
@@ -92,7 +110,11 @@ def test_wrong_shaped_manifest_is_a_located_error_for_every_reader(tmp_path, cas
     data, fragment = WRONG_SHAPES[case]
     run = curated_run(tmp_path / "run")
     write_manifest(run, data)
-    for args in (("status", str(run)), ("report", str(run)), ("export", str(run), "--out", str(tmp_path / "e"))):
+    for args in (
+        ("status", str(run)),
+        ("report", str(run)),
+        ("export", str(run), "--out", str(tmp_path / "e")),
+    ):
         one_line_error(humback(*args), 2, "manifest.json", fragment)
 
 
@@ -100,7 +122,9 @@ def test_wrong_shaped_metrics_and_training_records(tmp_path):
     run = curated_run(tmp_path / "run")
     (run / "eval").mkdir()
     (run / "eval" / "metrics.json").write_text("{}")
-    one_line_error(humback("report", str(run)), 2, "metrics.json: missing key(s) heldout", "rerun humback eval")
+    one_line_error(
+        humback("report", str(run)), 2, "metrics.json: missing key(s) heldout", "rerun humback eval"
+    )
     metrics = {k: {} for k in ("backward", "forward", "judges")}
     metrics.update(heldout="h.jsonl", nll_pairs=1, answer_pairs=1, win_rates={"judge": "j", "method": "m"})
     (run / "eval" / "metrics.json").write_text(json.dumps(metrics))
@@ -118,10 +142,19 @@ def test_wrong_shaped_metrics_and_training_records(tmp_path):
 def test_dataset_card_escapes_free_text_and_keeps_valid_front_matter(tmp_path):
     from humback.export import dataset_card
 
-    hostile = "# Heading\n<img src=x onerror=alert(1)> [click](javascript:alert(1)) `x` ```\n---\nlicense: evil"
-    manifest = {"name": hostile, "config": {"model": hostile, "segment": {"corpus": hostile},
-                                            "seed": {"source": hostile, "lang": "en\n---"},
-                                            "generation": {"model": "```\n# out"}}, "stages": {}}
+    hostile = (
+        "# Heading\n<img src=x onerror=alert(1)> [click](javascript:alert(1)) `x` ```\n---\nlicense: evil"
+    )
+    manifest = {
+        "name": hostile,
+        "config": {
+            "model": hostile,
+            "segment": {"corpus": hostile},
+            "seed": {"source": hostile, "lang": "en\n---"},
+            "generation": {"model": "```\n# out"},
+        },
+        "stages": {},
+    }
     card = dataset_card(manifest, 1, 5, ["data/train.jsonl"], "apache-2.0", None)
     _, front, body = card.split("---\n", 2)
     meta = yaml.safe_load(front)
@@ -131,8 +164,11 @@ def test_dataset_card_escapes_free_text_and_keeps_valid_front_matter(tmp_path):
     fences = [line for line in body.splitlines() if line.startswith("```")]
     assert fences[0].rstrip("yaml") == fences[1] and len(fences[1]) > 3  # longer than any ``` inside
     run = curated_run(tmp_path / "run")
-    one_line_error(humback("export", str(run), "--out", str(tmp_path / "e"), "--license", "mit\n---\nx: 1"), 2,
-                   "--license")
+    one_line_error(
+        humback("export", str(run), "--out", str(tmp_path / "e"), "--license", "mit\n---\nx: 1"),
+        2,
+        "--license",
+    )
 
 
 # -- the viewer ------------------------------------------------------------------------------------------
@@ -184,7 +220,9 @@ def test_viewer_bounds_requests_and_skips_non_finite_values(tmp_path):
     h = c.get("/api/histogram/1")
     assert h.status_code == 200, h.text
     body = h.json()
-    assert all(math.isfinite(e) for e in body["edges"]) and sum(body["all"]) == 18  # the NaN and the unscored row are left out
+    assert (
+        all(math.isfinite(e) for e in body["edges"]) and sum(body["all"]) == 18
+    )  # the NaN and the unscored row are left out
     assert c.get("/api/histogram/99999999999").status_code == 422
 
 

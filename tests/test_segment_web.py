@@ -12,19 +12,79 @@ from humback.data.sections import text_paragraphs, windows
 from humback.data.segment import segment
 from humback.records import read_jsonl
 
-NOUNS = ["harbour", "mill", "bridge", "orchard", "library", "railway", "market", "canal", "school", "chapel",
-         "factory", "garden", "quarry", "theatre", "hospital", "lighthouse", "brewery", "museum", "farm", "forge"]
-PLACES = ["Lisbon", "Bergen", "Lyon", "Krakow", "Porto", "Ghent", "Turin", "Leeds", "Cork", "Basel", "Riga",
-          "Delft", "Bruges", "Seville", "Tallinn", "Graz"]
-VERBS = ["rebuilt", "expanded", "sold", "flooded", "restored", "closed", "painted", "surveyed", "moved", "opened"]
-PEOPLE = ["the mayor", "a local teacher", "two brothers", "the guild", "an engineer", "the council", "a merchant",
-          "the bishop", "a young architect", "the railway company"]
+NOUNS = [
+    "harbour",
+    "mill",
+    "bridge",
+    "orchard",
+    "library",
+    "railway",
+    "market",
+    "canal",
+    "school",
+    "chapel",
+    "factory",
+    "garden",
+    "quarry",
+    "theatre",
+    "hospital",
+    "lighthouse",
+    "brewery",
+    "museum",
+    "farm",
+    "forge",
+]
+PLACES = [
+    "Lisbon",
+    "Bergen",
+    "Lyon",
+    "Krakow",
+    "Porto",
+    "Ghent",
+    "Turin",
+    "Leeds",
+    "Cork",
+    "Basel",
+    "Riga",
+    "Delft",
+    "Bruges",
+    "Seville",
+    "Tallinn",
+    "Graz",
+]
+VERBS = [
+    "rebuilt",
+    "expanded",
+    "sold",
+    "flooded",
+    "restored",
+    "closed",
+    "painted",
+    "surveyed",
+    "moved",
+    "opened",
+]
+PEOPLE = [
+    "the mayor",
+    "a local teacher",
+    "two brothers",
+    "the guild",
+    "an engineer",
+    "the council",
+    "a merchant",
+    "the bishop",
+    "a young architect",
+    "the railway company",
+]
 
 
 def sentence(rng: random.Random) -> str:
-    return (f"In {rng.randint(1700, 1999)} {rng.choice(PEOPLE)} {rng.choice(VERBS)} the {rng.choice(NOUNS)} "
-            f"near {rng.choice(PLACES)}, and {rng.choice(PEOPLE)} kept {rng.choice(['a diary', 'the accounts', 'careful notes', 'every letter'])} "
-            f"about the {rng.choice(NOUNS)} for {rng.randint(2, 40)} years.")
+    return (
+        f"In {rng.randint(1700, 1999)} {rng.choice(PEOPLE)} {rng.choice(VERBS)} the {rng.choice(NOUNS)} "
+        f"near {rng.choice(PLACES)}, and {rng.choice(PEOPLE)} kept"
+        f" {rng.choice(['a diary', 'the accounts', 'careful notes', 'every letter'])} "
+        f"about the {rng.choice(NOUNS)} for {rng.randint(2, 40)} years."
+    )
 
 
 def paragraph(rng: random.Random, sentences: int) -> str:
@@ -57,15 +117,21 @@ def test_long_paragraph_is_cut_at_sentence_ends():
     assert " ".join(t for t, _, _ in found) == para
     # A "sentence" longer than a window (no full stop) is cut at spaces.
     words = " ".join(["lorem"] * 1500)
-    assert all(len(t) <= 3000 and not t.startswith(" ") for t, _, _ in windows(text_paragraphs(words), 600, 3000))
+    assert all(
+        len(t) <= 3000 and not t.startswith(" ") for t, _, _ in windows(text_paragraphs(words), 600, 3000)
+    )
 
 
 def test_plain_text_corpus_segments_keep_their_spans(tmp_path):
     rng = random.Random(2)
     doc = "\n".join(paragraph(rng, 4) for _ in range(20))  # ~9,000 characters: one window before
     (tmp_path / "c.jsonl").write_text(json.dumps({"id": "d1", "text": doc}) + "\n")
-    stats = segment(tmp_path / "c.jsonl", tmp_path / "s.jsonl", SegmentConfig(near_duplicate_threshold=None),
-                    log=lambda s: None)
+    stats = segment(
+        tmp_path / "c.jsonl",
+        tmp_path / "s.jsonl",
+        SegmentConfig(near_duplicate_threshold=None),
+        log=lambda s: None,
+    )
     rows = list(read_jsonl(tmp_path / "s.jsonl"))
     assert stats["funnel"]["segments"] == len(rows) >= 3
     assert sum(len(r["text"]) for r in rows) >= 0.95 * len(doc)
@@ -86,13 +152,16 @@ def _article(rng: random.Random, history_paragraphs: int) -> str:
 </footer></body></html>"""
 
 
-FOOTER = ("Old Town Guide Ltd, 14 Harbour Street, Bergen 5003, Norway. Registered office and editorial desk open "
-          "Monday to Friday from nine in the morning to five in the afternoon, closed on public holidays. "
-          "Telephone our switchboard on +47 55 00 00 00 or write to the editors at the address above; we answer "
-          "letters about corrections within ten working days and publish every correction on our corrections page. "
-          "Advertising enquiries go to our commercial team at the same address. Press enquiries are handled by the "
-          "communications office, which also keeps the archive of past editions and the photo library for licensing. "
-          "Company number 9876543, VAT number NO 987 654 321 MVA, member of the regional publishers association.")
+FOOTER = (
+    "Old Town Guide Ltd, 14 Harbour Street, Bergen 5003, Norway. Registered office and editorial desk open "
+    "Monday to Friday from nine in the morning to five in the afternoon, closed on public holidays. "
+    "Telephone our switchboard on +47 55 00 00 00 or write to the editors at the address above; we answer "
+    "letters about corrections within ten working days and publish every correction on our corrections page. "
+    "Advertising enquiries go to our commercial team at the same address. Press enquiries are handled by the "
+    "communications office, which also keeps the archive of past editions and the photo library for "
+    "licensing. "
+    "Company number 9876543, VAT number NO 987 654 321 MVA, member of the regional publishers association."
+)
 
 
 def test_long_section_split_under_its_header_path_and_footer_left_out(tmp_path):
@@ -109,7 +178,9 @@ def test_long_section_split_under_its_header_path_and_footer_left_out(tmp_path):
     text = "\n".join(r["text"] for r in rows)
     assert "Harbour Street" not in text and "Follow us" not in text  # the footer is not main content
     # The paper's literal rule drops the long section whole; the whole page keeps the footer's section.
-    segment(tmp_path / "c", tmp_path / "d.jsonl", SegmentConfig(long_sections="drop", **cfg), log=lambda s: None)
+    segment(
+        tmp_path / "c", tmp_path / "d.jsonl", SegmentConfig(long_sections="drop", **cfg), log=lambda s: None
+    )
     assert ["Old Town Guide", "History"] not in [r["header_path"] for r in read_jsonl(tmp_path / "d.jsonl")]
     segment(tmp_path / "c", tmp_path / "n.jsonl", SegmentConfig(extractor="none", **cfg), log=lambda s: None)
     assert any("Harbour Street" in r["text"] for r in read_jsonl(tmp_path / "n.jsonl"))
@@ -135,23 +206,37 @@ def test_extractor_in_stats_and_stage_fingerprint(tmp_path):
     assert default["segment"] != other["segment"] != drop["segment"] != default["segment"]
     assert default["augment"] != other["augment"]  # what depends on the segments follows
     assert default["seed"] == other["seed"]
-    stats = segment("demo", tmp_path / "s.jsonl", SegmentConfig(extractor="resiliparse", max_segments=3),
-                    log=lambda s: None)
+    stats = segment(
+        "demo",
+        tmp_path / "s.jsonl",
+        SegmentConfig(extractor="resiliparse", max_segments=3),
+        log=lambda s: None,
+    )
     assert stats["extractor"] == "resiliparse" and stats["extractor_version"].startswith("resiliparse ")
 
 
 def test_quality_filters_counted_and_switchable(tmp_path):
     rng = random.Random(5)
     good = "\n".join(paragraph(rng, 3) for _ in range(5))
-    numbers = "\n".join(" ".join(str(rng.randint(10, 99999)) for _ in range(12)) + " item." for _ in range(20))
+    numbers = "\n".join(
+        " ".join(str(rng.randint(10, 99999)) for _ in range(12)) + " item." for _ in range(20)
+    )
     no_stops = "\n".join(paragraph(rng, 1).rstrip(".") for _ in range(4)) + "\n" + paragraph(rng, 8)
-    docs = [{"id": "good", "text": good}, {"id": "numbers", "text": numbers}, {"id": "lines", "text": no_stops}]
+    docs = [
+        {"id": "good", "text": good},
+        {"id": "numbers", "text": numbers},
+        {"id": "lines", "text": no_stops},
+    ]
     (tmp_path / "c.jsonl").write_text("".join(json.dumps(d) + "\n" for d in docs))
     cfg = {"lang": None, "near_duplicate_threshold": None}
     plain = segment(tmp_path / "c.jsonl", tmp_path / "a.jsonl", SegmentConfig(**cfg), log=lambda s: None)
     assert plain["rows"] == 3 and plain["quality_filters"] == []
-    stats = segment(tmp_path / "c.jsonl", tmp_path / "b.jsonl",
-                    SegmentConfig(quality_filters=["gopher_quality", "c4"], **cfg), log=lambda s: None)
+    stats = segment(
+        tmp_path / "c.jsonl",
+        tmp_path / "b.jsonl",
+        SegmentConfig(quality_filters=["gopher_quality", "c4"], **cfg),
+        log=lambda s: None,
+    )
     assert stats["funnel"]["dropped_gopher_quality"] == 1 and stats["rows"] == 2
     rows = {r["meta"]["doc_id"]: r["text"] for r in read_jsonl(tmp_path / "b.jsonl")}
     # C4's line filter removed the four lines without a full stop; the rest is still long enough.

@@ -15,8 +15,13 @@ import pytest
 from humback.config import TrainConfig
 from humback.training.sft import train
 
-PAIRS = [{"instruction": f"Question {i}: how do I keep bread fresh?", "response": "Wrap it in a cloth. " * (1 + i % 7)}
-         for i in range(24)]
+PAIRS = [
+    {
+        "instruction": f"Question {i}: how do I keep bread fresh?",
+        "response": "Wrap it in a cloth. " * (1 + i % 7),
+    }
+    for i in range(24)
+]
 
 
 def pairs_file(folder) -> list:
@@ -26,8 +31,15 @@ def pairs_file(folder) -> list:
 
 
 def small(**kw) -> TrainConfig:
-    base = {"method": "full", "lr": 1e-5, "min_lr_ratio": 0.9, "batch_size": 4, "micro_batch_size": 2,
-            "max_steps": 5, "max_length": 512}
+    base = {
+        "method": "full",
+        "lr": 1e-5,
+        "min_lr_ratio": 0.9,
+        "batch_size": 4,
+        "micro_batch_size": 2,
+        "max_steps": 5,
+        "max_length": 512,
+    }
     return TrainConfig(**{**base, **kw})
 
 
@@ -47,9 +59,33 @@ def test_paper_schedule_ends_at_9e_6(tiny_model, tmp_path):
 
 def test_same_seed_same_loss_curve(tiny_model, tmp_path):
     cfg = small(method="lora", lr=1e-3)
-    train(pairs_file(tmp_path), tiny_model, tmp_path / "a", cfg, direction="backward", seed=7, log=lambda s: None)
-    train(pairs_file(tmp_path), tiny_model, tmp_path / "b", cfg, direction="backward", seed=7, log=lambda s: None)
-    train(pairs_file(tmp_path), tiny_model, tmp_path / "c", cfg, direction="backward", seed=8, log=lambda s: None)
+    train(
+        pairs_file(tmp_path),
+        tiny_model,
+        tmp_path / "a",
+        cfg,
+        direction="backward",
+        seed=7,
+        log=lambda s: None,
+    )
+    train(
+        pairs_file(tmp_path),
+        tiny_model,
+        tmp_path / "b",
+        cfg,
+        direction="backward",
+        seed=7,
+        log=lambda s: None,
+    )
+    train(
+        pairs_file(tmp_path),
+        tiny_model,
+        tmp_path / "c",
+        cfg,
+        direction="backward",
+        seed=8,
+        log=lambda s: None,
+    )
     a, b, c = (curve(tmp_path / x) for x in "abc")
     assert [e["loss"] for e in a] == [e["loss"] for e in b]
     assert [e["loss"] for e in a] != [e["loss"] for e in c]
@@ -59,10 +95,29 @@ def test_killed_training_resumes_from_its_last_checkpoint(tiny_model, tmp_path):
     data = tmp_path / "pairs.jsonl"
     data.write_text("".join(json.dumps(p) + "\n" for p in PAIRS))
     out = tmp_path / "model"
-    cmd = [sys.executable, "-m", "humback.cli", "train", "--direction", "forward", "--model", tiny_model,
-           "--data", str(data), "--out", str(out)]
-    for key, value in {"method": "full", "lr": 1e-3, "batch_size": 4, "micro_batch_size": 2, "max_steps": 30,
-                       "save_steps": 3, "max_length": 512}.items():
+    cmd = [
+        sys.executable,
+        "-m",
+        "humback.cli",
+        "train",
+        "--direction",
+        "forward",
+        "--model",
+        tiny_model,
+        "--data",
+        str(data),
+        "--out",
+        str(out),
+    ]
+    for key, value in {
+        "method": "full",
+        "lr": 1e-3,
+        "batch_size": 4,
+        "micro_batch_size": 2,
+        "max_steps": 30,
+        "save_steps": 3,
+        "max_length": 512,
+    }.items():
         cmd += ["--set", f"train.{key}={value}"]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     trainer_dir = out.with_name("model.tmp") / "trainer"
@@ -107,11 +162,38 @@ def test_two_process_data_parallel_on_cpu(tiny_model, tmp_path):
     data = tmp_path / "pairs.jsonl"
     data.write_text("".join(json.dumps(p) + "\n" for p in PAIRS))
     out = tmp_path / "ddp"
-    cmd = [launcher, "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no",
-           "--dynamo_backend", "no", "-m", "humback.cli", "train", "--direction", "forward", "--model", tiny_model,
-           "--data", str(data), "--out", str(out)]
-    for key, value in {"method": "full", "lr": 3e-3, "batch_size": 8, "micro_batch_size": 2, "max_steps": 12,
-                       "max_length": 512}.items():
+    cmd = [
+        launcher,
+        "launch",
+        "--multi_gpu",
+        "--num_processes",
+        "2",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        "-m",
+        "humback.cli",
+        "train",
+        "--direction",
+        "forward",
+        "--model",
+        tiny_model,
+        "--data",
+        str(data),
+        "--out",
+        str(out),
+    ]
+    for key, value in {
+        "method": "full",
+        "lr": 3e-3,
+        "batch_size": 8,
+        "micro_batch_size": 2,
+        "max_steps": 12,
+        "max_length": 512,
+    }.items():
         cmd += ["--set", f"train.{key}={value}"]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=600, check=False)
     assert done.returncode == 0, done.stderr[-3000:]

@@ -22,29 +22,91 @@ def jsonl(path: Path, rows: list[dict]) -> None:
 
 
 def make_run(root: Path, n: int = 120) -> Path:
-    segs = [{"id": f"r{i:03d}", "text": (HOSTILE if i == 7 else f"Segment {i} about {'recipes' if i % 10 == 0 else 'trains'}."),
-             "url": f"https://example.org/{i}", "header_path": ["Page", f"Part {i}"]} for i in range(n)]
+    segs = [
+        {
+            "id": f"r{i:03d}",
+            "text": (HOSTILE if i == 7 else f"Segment {i} about {'recipes' if i % 10 == 0 else 'trains'}."),
+            "url": f"https://example.org/{i}",
+            "header_path": ["Page", f"Part {i}"],
+        }
+        for i in range(n)
+    ]
     jsonl(root / "segments.jsonl", segs)
-    jsonl(root / "candidates.jsonl", [{"id": s["id"], "instruction": f"Write about item {i}% now",
-                                       "response": s["text"], "segment_id": s["id"]} for i, s in enumerate(segs)])
+    jsonl(
+        root / "candidates.jsonl",
+        [
+            {
+                "id": s["id"],
+                "instruction": f"Write about item {i}% now",
+                "response": s["text"],
+                "segment_id": s["id"],
+            }
+            for i, s in enumerate(segs)
+        ],
+    )
     for t in (1, 2):
-        scored = [{"id": s["id"], "judge_score": (i * t) % 5 + 1.0, "score": (i * t) % 5 + 1.0, "ifd": 0.5 + i / 1000,
-                   "reasoning": f"Reason {i}", "iteration": t} for i, s in enumerate(segs)]
-        scored[3] = {"id": segs[3]["id"], "skipped": "empty_instruction", "score": None, "judge_score": None, "iteration": t}
+        scored = [
+            {
+                "id": s["id"],
+                "judge_score": (i * t) % 5 + 1.0,
+                "score": (i * t) % 5 + 1.0,
+                "ifd": 0.5 + i / 1000,
+                "reasoning": f"Reason {i}",
+                "iteration": t,
+            }
+            for i, s in enumerate(segs)
+        ]
+        scored[3] = {
+            "id": segs[3]["id"],
+            "skipped": "empty_instruction",
+            "score": None,
+            "judge_score": None,
+            "iteration": t,
+        }
         jsonl(root / f"iter{t}" / "scored.jsonl", scored)
-        jsonl(root / f"iter{t}" / "selected.jsonl", [{"id": s["id"]} for s in scored if (s["score"] or 0) >= 4])
+        jsonl(
+            root / f"iter{t}" / "selected.jsonl", [{"id": s["id"]} for s in scored if (s["score"] or 0) >= 4]
+        )
     (root / "models" / "m0").mkdir(parents=True)
-    (root / "models" / "m0" / "humback_train.json").write_text(json.dumps(
-        {"loss_curve": [{"step": k, "loss": 2.0 - 0.1 * k, "lr": 1e-5} for k in range(1, 6)]}))
-    jsonl(root / "eval" / "calibration" / "iter1" / "scored.jsonl",
-          [{"id": f"h{i}", "score": float(i % 7), "ifd": 0.3 + (i % 3) / 10, "label": int(i % 7 > 2)} for i in range(30)])
-    selected = {t: sum(1 for line in (root / f"iter{t}" / "selected.jsonl").read_text().splitlines() if line)
-                for t in (1, 2)}
-    (root / "manifest.json").write_text(json.dumps({"name": "viewer-test", "stages": {
-        "segment": {"status": "done", "stats": {"rows": n, "funnel": {"documents": 40, "dropped_too_short": 9}}},
-        "augment": {"status": "done", "stats": {"rows": n}},
-        **{f"curate:{t}": {"status": "done", "stats": {"threshold": 4.0, "selected": selected[t],
-                                                        "skipped": {"empty_instruction": 1}}} for t in (1, 2)}}}))
+    (root / "models" / "m0" / "humback_train.json").write_text(
+        json.dumps({"loss_curve": [{"step": k, "loss": 2.0 - 0.1 * k, "lr": 1e-5} for k in range(1, 6)]})
+    )
+    jsonl(
+        root / "eval" / "calibration" / "iter1" / "scored.jsonl",
+        [
+            {"id": f"h{i}", "score": float(i % 7), "ifd": 0.3 + (i % 3) / 10, "label": int(i % 7 > 2)}
+            for i in range(30)
+        ],
+    )
+    selected = {
+        t: sum(1 for line in (root / f"iter{t}" / "selected.jsonl").read_text().splitlines() if line)
+        for t in (1, 2)
+    }
+    (root / "manifest.json").write_text(
+        json.dumps(
+            {
+                "name": "viewer-test",
+                "stages": {
+                    "segment": {
+                        "status": "done",
+                        "stats": {"rows": n, "funnel": {"documents": 40, "dropped_too_short": 9}},
+                    },
+                    "augment": {"status": "done", "stats": {"rows": n}},
+                    **{
+                        f"curate:{t}": {
+                            "status": "done",
+                            "stats": {
+                                "threshold": 4.0,
+                                "selected": selected[t],
+                                "skipped": {"empty_instruction": 1},
+                            },
+                        }
+                        for t in (1, 2)
+                    },
+                },
+            }
+        )
+    )
     return root
 
 
@@ -61,18 +123,30 @@ def test_page_and_headers(client):
     assert page.status_code == 200 and "humback viewer" in page.text
     csp = page.headers["content-security-policy"]
     assert "script-src 'self'" in csp and "unsafe-inline" not in csp
-    assert client.get("/static/viewer.js").status_code == 200 and client.get("/static/../data.py").status_code == 404
+    assert (
+        client.get("/static/viewer.js").status_code == 200
+        and client.get("/static/../data.py").status_code == 404
+    )
 
 
 def test_the_page_never_writes_server_text_as_html():
-    js = (Path(__file__).resolve().parents[1] / "src" / "humback" / "viewer" / "static" / "viewer.js").read_text()
-    assert "innerHTML" not in js and "outerHTML" not in js and "insertAdjacentHTML" not in js and "eval(" not in js
+    js = (
+        Path(__file__).resolve().parents[1] / "src" / "humback" / "viewer" / "static" / "viewer.js"
+    ).read_text()
+    assert (
+        "innerHTML" not in js
+        and "outerHTML" not in js
+        and "insertAdjacentHTML" not in js
+        and "eval(" not in js
+    )
 
 
 def test_paging_filters_search_and_sort(client):
     first = client.get("/api/candidates", params={"limit": 50}).json()
     assert first["total"] == 120 and len(first["rows"]) == 50 and first["iteration"] == 2
-    assert client.get("/api/candidates", params={"offset": 100, "limit": 50}).json()["rows"][-1]["id"] == "r119"
+    assert (
+        client.get("/api/candidates", params={"offset": 100, "limit": 50}).json()["rows"][-1]["id"] == "r119"
+    )
     high = client.get("/api/candidates", params={"iteration": 1, "min_score": 4}).json()
     assert high["total"] == sum(1 for i in range(120) if i != 3 and i % 5 + 1 >= 4)
     assert all(r["s1_score"] >= 4 for r in high["rows"])
@@ -117,7 +191,10 @@ def test_the_viewers_copy_is_reused_and_follows_changes_to_the_run(tmp_path, mon
     stamp = copies[0].stat().st_mtime_ns
     assert RunData(run).page()["total"] == 20 and copies[0].stat().st_mtime_ns == stamp  # reused, not rebuilt
     with open(run / "candidates.jsonl", "a") as f:
-        f.write(json.dumps({"id": "new", "instruction": "Another?", "response": "Yes.", "segment_id": "new"}) + "\n")
+        f.write(
+            json.dumps({"id": "new", "instruction": "Another?", "response": "Yes.", "segment_id": "new"})
+            + "\n"
+        )
     assert RunData(run).page()["total"] == 21  # the run changed: read again
 
 
@@ -125,9 +202,18 @@ def test_view_of_a_folder_that_is_no_run_is_a_clear_error(tmp_path):
     import subprocess
     import sys
 
-    done = subprocess.run([sys.executable, "-m", "humback.cli", "view", str(tmp_path)], capture_output=True,
-                          text=True, timeout=120, check=False)
-    assert done.returncode == 2 and "not a humback run directory" in done.stderr and "Traceback" not in done.stderr
+    done = subprocess.run(
+        [sys.executable, "-m", "humback.cli", "view", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert (
+        done.returncode == 2
+        and "not a humback run directory" in done.stderr
+        and "Traceback" not in done.stderr
+    )
 
 
 def test_lengths_loss_and_roc_curves(client):
@@ -139,4 +225,3 @@ def test_lengths_loss_and_roc_curves(client):
     assert set(roc) == {"score", "ifd"} and roc["score"][0] == [0.0, 0.0] and roc["score"][-1] == [1.0, 1.0]
     assert [0.0, 1.0] in roc["score"]  # the score separates the labels perfectly here
     assert client.get("/api/lengths/9").status_code == 404
-

@@ -33,9 +33,17 @@ def free_port() -> int:
 def browser():
     opts = webdriver.ChromeOptions()
     opts.binary_location = CHROMIUM
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--window-size=1400,1000"):
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--window-size=1400,1000",
+    ):
         opts.add_argument(flag)
     driver = webdriver.Chrome(service=webdriver.ChromeService(executable_path=DRIVER), options=opts)
     yield driver
@@ -99,7 +107,9 @@ def test_table_filters_search_detail_diff_and_eval_tabs(browser, viewer, tmp_pat
     wait(browser, lambda d: d.find_element(By.ID, "detail").is_displayed())
     wait(browser, lambda d: HOSTILE in [p.text for p in d.find_elements(By.CSS_SELECTOR, "#detail pre")])
     # the markup is shown as text ...
-    assert not browser.find_elements(By.CSS_SELECTOR, "#detail img, #detail script")  # ... and never became markup
+    assert not browser.find_elements(
+        By.CSS_SELECTOR, "#detail img, #detail script"
+    )  # ... and never became markup
     with pytest.raises(NoAlertPresentException):
         browser.switch_to.alert.text  # noqa: B018 (no script ran)
     browser.save_screenshot(str(tmp_path / "detail.png"))
@@ -107,7 +117,9 @@ def test_table_filters_search_detail_diff_and_eval_tabs(browser, viewer, tmp_pat
 
     browser.find_element(By.CSS_SELECTOR, "nav button[data-tab=diff]").click()
     wait(browser, lambda d: len(d.find_elements(By.CSS_SELECTOR, "#diff-body h3")) == 2)
-    assert browser.find_element(By.CSS_SELECTOR, "#diff-body h3").text.startswith("selected in iteration 2, not in 1:")
+    assert browser.find_element(By.CSS_SELECTOR, "#diff-body h3").text.startswith(
+        "selected in iteration 2, not in 1:"
+    )
     browser.find_element(By.CSS_SELECTOR, "nav button[data-tab=eval]").click()
     wait(browser, lambda d: "No evaluation yet" in d.find_element(By.ID, "eval-body").text)
     browser.save_screenshot(str(tmp_path / "eval.png"))

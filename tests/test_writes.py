@@ -18,8 +18,10 @@ from humback.records import RowWriter, ShardWriter, read_jsonl, write_jsonl
 from humback.rundir import RunDir, writer_lock
 from test_hardening import TEXT, humback, one_line_error
 
-MORE = ("Geologists watch for swelling ground, small earthquakes and changing gas output before an eruption. "
-        "Satellites measure how the flanks of a volcano rise by a few centimetres as fresh magma collects below.")
+MORE = (
+    "Geologists watch for swelling ground, small earthquakes and changing gas output before an eruption. "
+    "Satellites measure how the flanks of a volcano rise by a few centimetres as fresh magma collects below."
+)
 PAGE = f"<html><body><h1>Volcanoes</h1><p>{TEXT}</p><p>{MORE}</p></body></html>"
 
 
@@ -73,8 +75,12 @@ def test_shard_writer_ignores_old_temp_names_and_refuses_a_linked_output(tmp_pat
         w.write({"id": str(i)})
     w.finish()
     assert (mine / "notes.txt").read_text() == "mine"
-    assert sorted(p.name for p in (tmp_path / "shards").iterdir()) == [".humback-owned", "00000.jsonl",
-                                                                      "00001.jsonl", "00002.jsonl"]
+    assert sorted(p.name for p in (tmp_path / "shards").iterdir()) == [
+        ".humback-owned",
+        "00000.jsonl",
+        "00001.jsonl",
+        "00002.jsonl",
+    ]
     assert len(list(read_jsonl(tmp_path / "shards"))) == 3
     # The output folder itself as a link to someone's folder: refused.
     (tmp_path / "linked").symlink_to(victim.parent, target_is_directory=True)
@@ -115,16 +121,38 @@ def test_row_writer_refuses_links_at_partial_settings_and_output(tmp_path, victi
 
 def test_segment_refuses_a_linked_output_and_leaves_the_target(tmp_path, victim):
     (tmp_path / "segments.jsonl").symlink_to(victim)
-    one_line_error(humback("segment", "--corpus", str(corpus(tmp_path)), "--out", str(tmp_path / "segments.jsonl"),
-                           "--min-chars", "100"), 2, "symbolic link")
+    one_line_error(
+        humback(
+            "segment",
+            "--corpus",
+            str(corpus(tmp_path)),
+            "--out",
+            str(tmp_path / "segments.jsonl"),
+            "--min-chars",
+            "100",
+        ),
+        2,
+        "symbolic link",
+    )
     assert untouched(victim)
 
 
 def test_report_refuses_a_linked_plot(tmp_path, victim):
     run = tmp_path / "run"
     (run / "report").mkdir(parents=True)
-    (run / "manifest.json").write_text(json.dumps({"name": "r", "stages": {"segment": {
-        "status": "done", "stats": {"rows": 3, "funnel": {"documents": 2, "segments": 5}}}}}))
+    (run / "manifest.json").write_text(
+        json.dumps(
+            {
+                "name": "r",
+                "stages": {
+                    "segment": {
+                        "status": "done",
+                        "stats": {"rows": 3, "funnel": {"documents": 2, "segments": 5}},
+                    }
+                },
+            }
+        )
+    )
     (run / "report" / "funnel.png").symlink_to(victim)
     one_line_error(humback("report", str(run)), 2, "funnel.png is a symbolic link")
     assert untouched(victim)
@@ -140,8 +168,9 @@ def curated_run(root: Path) -> Path:
     (root / "iter1" / "selected.jsonl").write_text(json.dumps(row) + "\n")
     (root / "iter1" / "scored.jsonl").write_text(json.dumps(row) + "\n")
     (root / "candidates.jsonl").write_text(json.dumps(row) + "\n")
-    (root / "manifest.json").write_text(json.dumps({"name": "r", "stages": {"curate:1": {
-        "status": "done", "stats": {"selected": 1}}}}))
+    (root / "manifest.json").write_text(
+        json.dumps({"name": "r", "stages": {"curate:1": {"status": "done", "stats": {"selected": 1}}}})
+    )
     return root
 
 
@@ -170,11 +199,15 @@ def test_train_never_replaces_a_folder_it_did_not_make(tmp_path):
     (mine / "README").write_text("mine")
     args = ("train", "--direction", "forward", "--data", str(pairs), "--model", "default")
     one_line_error(humback(*args, "--out", str(mine)), 2, "did not make")
-    assert (mine / "important" / "notes.txt").read_text() == "mine" and (mine / "README").read_text() == "mine"
+    assert (mine / "important" / "notes.txt").read_text() == "mine" and (
+        mine / "README"
+    ).read_text() == "mine"
     # A folder of the user's named <out>.tmp: refused before any training too.
     (tmp_path / "model.tmp").mkdir()
     (tmp_path / "model.tmp" / "notes.txt").write_text("mine")
-    one_line_error(humback(*args, "--out", str(tmp_path / "model")), 2, "model.tmp is a folder humback did not make")
+    one_line_error(
+        humback(*args, "--out", str(tmp_path / "model")), 2, "model.tmp is a folder humback did not make"
+    )
     assert (tmp_path / "model.tmp" / "notes.txt").read_text() == "mine"
 
 
@@ -205,12 +238,23 @@ def test_a_second_writer_into_the_same_output_exits_3_naming_the_holder(tmp_path
     run = tmp_path / "run"
     run.mkdir()
     (run / "manifest.json").write_text('{"stages": {}}')
-    (run / "candidates.jsonl").write_text(json.dumps({"id": "1", "instruction": "Why?", "response": TEXT}) + "\n")
+    (run / "candidates.jsonl").write_text(
+        json.dumps({"id": "1", "instruction": "Why?", "response": TEXT}) + "\n"
+    )
     with folder_lock(RunDir(run).lock_path, wait=False):
-        for args in (("curate", "--judge", "default", "--candidates", str(run / "candidates.jsonl"), "--out-dir",
-                      str(run / "iter1")),
-                     ("segment", "--corpus", str(c), "--out", str(run / "segments.jsonl"), "--min-chars", "100"),
-                     ("report", str(run))):
+        for args in (
+            (
+                "curate",
+                "--judge",
+                "default",
+                "--candidates",
+                str(run / "candidates.jsonl"),
+                "--out-dir",
+                str(run / "iter1"),
+            ),
+            ("segment", "--corpus", str(c), "--out", str(run / "segments.jsonl"), "--min-chars", "100"),
+            ("report", str(run)),
+        ):
             one_line_error(humback(*args), 3, "another humback process", str(run))
     proc = humback("segment", "--corpus", str(c), "--out", str(out), "--min-chars", "100")
     assert proc.returncode == 0, proc.stderr
@@ -250,11 +294,19 @@ def test_a_full_disk_is_exit_3_naming_the_path_and_leaves_no_temp_file(tmp_path,
 
     c = corpus(tmp_path)
     for i in range(20):
-        (c / f"p{i}.html").write_text(PAGE.replace("Volcanoes", f"Volcano {i}").replace("magma", f"magma {i}"))
+        (c / f"p{i}.html").write_text(
+            PAGE.replace("Volcanoes", f"Volcano {i}").replace("magma", f"magma {i}")
+        )
     out = tmp_path / "o" / "segments.jsonl"
     real_open = open
-    monkeypatch.setattr(records, "open", lambda p, mode="r", **kw: FullDisk(p, 300) if "w" in mode or "x" in mode
-                        else real_open(p, mode, **kw), raising=False)
+    monkeypatch.setattr(
+        records,
+        "open",
+        lambda p, mode="r", **kw: (
+            FullDisk(p, 300) if "w" in mode or "x" in mode else real_open(p, mode, **kw)
+        ),
+        raising=False,
+    )
     with pytest.raises(DiskFull, match="no space left"):
         segment(c, out, SegmentConfig(min_chars=100, near_duplicate_threshold=None))
     assert list(out.parent.iterdir()) == []  # no half output, no temp file
@@ -263,20 +315,36 @@ def test_a_full_disk_is_exit_3_naming_the_path_and_leaves_no_temp_file(tmp_path,
     assert "no space left on the device while writing" in err and "Traceback" not in err
     assert [p.name for p in out.parent.iterdir()] == [".humback.lock"]  # the lock; no half output, no temp
     monkeypatch.undo()
-    assert cli.main(["segment", "--corpus", str(c), "--out", str(out), "--min-chars", "100"]) == 0  # rerun: whole
+    assert (
+        cli.main(["segment", "--corpus", str(c), "--out", str(out), "--min-chars", "100"]) == 0
+    )  # rerun: whole
     ref = tmp_path / "ref.jsonl"
     assert cli.main(["segment", "--corpus", str(c), "--out", str(ref), "--min-chars", "100"]) == 0
     assert list(read_jsonl(out)) == list(read_jsonl(ref)) and ref.stat().st_size > 1000
 
 
 def test_curate_checks_its_input_before_loading_the_judge(tmp_path):
-    for row, problem in (({"id": "1", "instruction": 12345, "response": TEXT}, "key 'instruction' must be a string"),
-                         ({"id": [1], "instruction": "Why?", "response": TEXT}, "key 'id' must be a string")):
+    for row, problem in (
+        ({"id": "1", "instruction": 12345, "response": TEXT}, "key 'instruction' must be a string"),
+        ({"id": [1], "instruction": "Why?", "response": TEXT}, "key 'id' must be a string"),
+    ):
         bad = tmp_path / "c.jsonl"
         bad.write_text(json.dumps(row) + "\n")
         # The judge does not exist: the input error comes first, so no model was looked for.
-        one_line_error(humback("curate", "--judge", str(tmp_path / "no-such-model"), "--candidates", str(bad),
-                               "--out-dir", str(tmp_path / "iter1")), 2, "c.jsonl:1", problem)
+        one_line_error(
+            humback(
+                "curate",
+                "--judge",
+                str(tmp_path / "no-such-model"),
+                "--candidates",
+                str(bad),
+                "--out-dir",
+                str(tmp_path / "iter1"),
+            ),
+            2,
+            "c.jsonl:1",
+            problem,
+        )
 
 
 def test_a_damaged_response_cache_is_named_with_the_fix(tmp_path):

@@ -32,8 +32,11 @@ def _config(args, default: str | None = None):
     if path is None and default and Path(default).is_file():
         path = default
     sets = list(args.set or [])
-    sets += [f"{dest[len(KEY):]}={json.dumps(value)}" for dest, value in vars(args).items()
-             if dest.startswith(KEY) and value is not None]
+    sets += [
+        f"{dest[len(KEY) :]}={json.dumps(value)}"
+        for dest, value in vars(args).items()
+        if dest.startswith(KEY) and value is not None
+    ]
     return load_config(path, sets)
 
 
@@ -41,9 +44,12 @@ KEY = "config:"  # argparse dests of flags derived from config fields: "config:<
 
 
 def _flag_type(annotation) -> tuple[type | None, tuple | None]:
-    """The argparse type and choices of a config field, or (None, None) for a list, mapping or flag-less one."""
-    args = [a for a in get_args(annotation) if a is not type(None)] if get_origin(annotation) in (Union, UnionType) \
+    """The argparse type and choices of a config field; (None, None) for a list, a mapping and the like."""
+    args = (
+        [a for a in get_args(annotation) if a is not type(None)]
+        if get_origin(annotation) in (Union, UnionType)
         else [annotation]
+    )
     if len(args) != 1:
         return None, None
     kind = args[0]
@@ -73,18 +79,36 @@ def _flags(sp, section: str, names: list[str] | None = None, rename: dict[str, s
         if kind is bool:
             sp.add_argument(flag, dest=KEY + key, action="store_const", const=True, help=text)
         else:
-            sp.add_argument(flag, dest=KEY + key, type=kind, choices=choices, metavar=None if choices else name.upper(),
-                            help=text)
+            sp.add_argument(
+                flag,
+                dest=KEY + key,
+                type=kind,
+                choices=choices,
+                metavar=None if choices else name.upper(),
+                help=text,
+            )
 
 
 def _role_flags(sp, role: str, flag: str) -> None:
     """`--<flag>` names the role's model; `--<flag>-backend` and `--<flag>-base-url` its engine."""
-    sp.add_argument(f"--{flag}", dest=f"{KEY}generation.{role}.model", metavar="MODEL",
-                    help=f"the {role}'s model [generation.{role}.model]")
-    sp.add_argument(f"--{flag}-backend", dest=f"{KEY}generation.{role}.backend", choices=BACKENDS,
-                    help=f"the {role}'s backend [generation.{role}.backend]")
-    sp.add_argument(f"--{flag}-base-url", dest=f"{KEY}generation.{role}.base_url", metavar="URL",
-                    help=f"the {role}'s OpenAI-compatible server [generation.{role}.base_url]")
+    sp.add_argument(
+        f"--{flag}",
+        dest=f"{KEY}generation.{role}.model",
+        metavar="MODEL",
+        help=f"the {role}'s model [generation.{role}.model]",
+    )
+    sp.add_argument(
+        f"--{flag}-backend",
+        dest=f"{KEY}generation.{role}.backend",
+        choices=BACKENDS,
+        help=f"the {role}'s backend [generation.{role}.backend]",
+    )
+    sp.add_argument(
+        f"--{flag}-base-url",
+        dest=f"{KEY}generation.{role}.base_url",
+        metavar="URL",
+        help=f"the {role}'s OpenAI-compatible server [generation.{role}.base_url]",
+    )
 
 
 def cmd_run(args) -> None:
@@ -117,8 +141,15 @@ def cmd_segment(args) -> None:
 
     cfg = _config(args)
     with writer_lock(args.out):
-        print(segment(cfg.segment.corpus, args.out, cfg.segment, seed=cfg.random_seed,
-                      map_files=file_map(cfg.cluster)))
+        print(
+            segment(
+                cfg.segment.corpus,
+                args.out,
+                cfg.segment,
+                seed=cfg.random_seed,
+                map_files=file_map(cfg.cluster),
+            )
+        )
 
 
 def cmd_train(args) -> None:
@@ -126,7 +157,9 @@ def cmd_train(args) -> None:
 
     cfg = _config(args)
     with writer_lock(args.out):
-        print(train(args.data, cfg.model, args.out, cfg.train, direction=args.direction, seed=cfg.random_seed))
+        print(
+            train(args.data, cfg.model, args.out, cfg.train, direction=args.direction, seed=cfg.random_seed)
+        )
 
 
 def _runner(cfg, role: str, out: Path):
@@ -134,7 +167,9 @@ def _runner(cfg, role: str, out: Path):
     enabled), or its replicas on Ray (cluster.engine: ray)."""
     from humback.runners import runner_for
 
-    return runner_for(cfg.generation.role(role), None, RunDir(out).cache_file(cfg.generation.cache), cfg.cluster)
+    return runner_for(
+        cfg.generation.role(role), None, RunDir(out).cache_file(cfg.generation.cache), cfg.cluster
+    )
 
 
 def cmd_augment(args) -> None:
@@ -154,7 +189,16 @@ def cmd_curate(args) -> None:
     read_candidates(args.candidates)  # bad input is reported before the model loads
     with writer_lock(args.out_dir):
         runner = _runner(cfg, "judge", Path(args.out_dir))
-        print(curate(args.candidates, runner, args.out_dir, cfg.curate, iteration=args.iteration, seed=cfg.random_seed))
+        print(
+            curate(
+                args.candidates,
+                runner,
+                args.out_dir,
+                cfg.curate,
+                iteration=args.iteration,
+                seed=cfg.random_seed,
+            )
+        )
 
 
 def cmd_calibrate(args) -> None:
@@ -164,10 +208,14 @@ def cmd_calibrate(args) -> None:
     cfg = _config(args)
     out = Path(args.out_dir)
     fit = [s.strip() for s in args.fit.split(",")] if args.fit else None
-    pairs = read_pairs(args.data, args.response_field, args.limit)  # bad input is reported before the model loads
+    pairs = read_pairs(
+        args.data, args.response_field, args.limit
+    )  # bad input is reported before the model loads
     with writer_lock(out):
         # The judge named by --judge or the config's generation.judge.model, else the config's model.
-        gen = open_generator(cfg.generation.role("judge"), cfg.model, RunDir(out).cache_file(cfg.generation.cache))
+        gen = open_generator(
+            cfg.generation.role("judge"), cfg.model, RunDir(out).cache_file(cfg.generation.cache)
+        )
         result = calibrate(pairs, gen, out, cfg.curate, fit=fit, seed=cfg.random_seed, source=args.data)
     print(report(result))
     print(f"[humback] scored rows: {out / 'scored.jsonl'}; metrics: {out / 'calibration.json'}")
@@ -177,7 +225,9 @@ def _run_config(args):
     """The config a run was made with (its saved config.yaml), then --set and the subcommand's flags."""
     saved = Path(args.run_dir) / "config.yaml"
     if args.config is None and not saved.is_file():
-        raise ConfigError(f"{args.run_dir} has no config.yaml: is it a humback run directory? (or pass --config)")
+        raise ConfigError(
+            f"{args.run_dir} has no config.yaml: is it a humback run directory? (or pass --config)"
+        )
     args.config = args.config or str(saved)
     return args
 
@@ -190,7 +240,10 @@ def cmd_eval(args) -> None:
     with writer_lock(RunDir(args.run_dir).eval_dir, what=args.run_dir):
         metrics = evaluate(args.run_dir, cfg)
         print(json.dumps({k: metrics[k] for k in ("backward", "forward", "win_rates")}, indent=1))
-        print(f"[humback] metrics: {Path(args.run_dir) / 'eval' / 'metrics.json'}; report: {report(args.run_dir)}")
+        print(
+            f"[humback] metrics: {Path(args.run_dir) / 'eval' / 'metrics.json'}; report: "
+            f"{report(args.run_dir)}"
+        )
 
 
 def cmd_report(args) -> None:
@@ -204,24 +257,42 @@ def cmd_export(args) -> None:
     from humback.export import export
 
     with writer_lock(args.out):
-        print(json.dumps(export(args.run_dir, args.out, args.iteration, args.format, args.license,
-                                args.push_to_hub, private=not args.public), indent=1))
+        print(
+            json.dumps(
+                export(
+                    args.run_dir,
+                    args.out,
+                    args.iteration,
+                    args.format,
+                    args.license,
+                    args.push_to_hub,
+                    private=not args.public,
+                ),
+                indent=1,
+            )
+        )
 
 
 def cmd_view(args) -> None:
     try:
         from humback.viewer.server import serve
     except ImportError as e:
-        raise ConfigError(f"humback view needs its extra ({e.name} is missing): pip install 'humback[view]'") from None
+        raise ConfigError(
+            f"humback view needs its extra ({e.name} is missing): pip install 'humback[view]'"
+        ) from None
     if args.host not in ("127.0.0.1", "localhost", "::1"):
-        print(f"[humback] warning: serving on {args.host}: anyone who reaches this address can read the run",
-              file=sys.stderr)
+        print(
+            f"[humback] warning: serving on {args.host}: anyone who reaches this address can read the run",
+            file=sys.stderr,
+        )
     serve(args.run_dir, args.host, args.port)
 
 
 def _with_config(sp) -> None:
     sp.add_argument("--config", "-c", help="YAML recipe whose settings apply (default: built-in defaults)")
-    sp.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key, e.g. curate.threshold=4.5")
+    sp.add_argument(
+        "--set", action="append", metavar="KEY=VALUE", help="override a config key, e.g. curate.threshold=4.5"
+    )
 
 
 def _backend_flags(sp) -> None:
@@ -233,7 +304,11 @@ def _add_run(sub) -> None:
     sp.add_argument("config", nargs="?", help=f"YAML recipe (default: {DEFAULT_CONFIG})")
     sp.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key")
     sp.add_argument("--run-dir", help="run directory (default: runs/<name>)")
-    sp.add_argument("--force", metavar="STAGE", help="rerun this stage (e.g. augment, curate:1, or train for all training) and the stages that depend on it")
+    sp.add_argument(
+        "--force",
+        metavar="STAGE",
+        help="rerun this stage (augment, curate:1 ..., or train: every train stage) and what depends on it",
+    )
     sp.set_defaults(func=cmd_run)
 
 
@@ -244,7 +319,9 @@ def _add_status(sub) -> None:
 
 
 def _add_seed(sub) -> None:
-    sp = sub.add_parser("seed", help="oasst (hub, tree export, message table) or generic pairs -> seed pairs JSONL")
+    sp = sub.add_parser(
+        "seed", help="oasst (hub, tree export, message table) or generic pairs -> seed pairs JSONL"
+    )
     sp.add_argument("--out", required=True)
     _flags(sp, "seed")
     _flags(sp, "", ["random_seed"])
@@ -274,8 +351,12 @@ def _add_train(sub) -> None:
 
 def _add_augment(sub) -> None:
     sp = sub.add_parser("augment", help="segments -> candidates with a backward model")
-    sp.add_argument("--model", dest=f"{KEY}generation.backward.model", metavar="MODEL",
-                    help="backward model M_yx [generation.backward.model]")
+    sp.add_argument(
+        "--model",
+        dest=f"{KEY}generation.backward.model",
+        metavar="MODEL",
+        help="backward model M_yx [generation.backward.model]",
+    )
     sp.add_argument("--segments", required=True)
     sp.add_argument("--out", required=True)
     _flags(sp, "augment")
@@ -287,8 +368,12 @@ def _add_augment(sub) -> None:
 
 def _add_curate(sub) -> None:
     sp = sub.add_parser("curate", help="score candidates with a judge and select")
-    sp.add_argument("--judge", dest=f"{KEY}generation.judge.model", metavar="MODEL",
-                    help="judge model [generation.judge.model]")
+    sp.add_argument(
+        "--judge",
+        dest=f"{KEY}generation.judge.model",
+        metavar="MODEL",
+        help="judge model [generation.judge.model]",
+    )
     sp.add_argument("--candidates", required=True)
     sp.add_argument("--out-dir", required=True)
     sp.add_argument("--iteration", type=int, default=1)
@@ -300,15 +385,29 @@ def _add_curate(sub) -> None:
 
 
 def _add_calibrate(sub) -> None:
-    sp = sub.add_parser("calibrate", help="how well a judge separates good from bad: AUC, precision, recall, F1")
-    sp.add_argument("data", help="JSONL of (instruction, response, label), or of good pairs only: then a mismatched,"
-                    " a truncated and a boilerplate-spliced negative is built from each")
-    sp.add_argument("--judge", dest=f"{KEY}generation.judge.model", metavar="MODEL",
-                    help="judge model (default: the config's model) [generation.judge.model]")
-    sp.add_argument("--response-field", default="response", help="column holding the response, e.g. output_gpt4")
+    sp = sub.add_parser(
+        "calibrate", help="how well a judge separates good from bad: AUC, precision, recall, F1"
+    )
+    sp.add_argument(
+        "data",
+        help="JSONL of (instruction, response, label), or of good pairs only: then a mismatched,"
+        " a truncated and a boilerplate-spliced negative is built from each",
+    )
+    sp.add_argument(
+        "--judge",
+        dest=f"{KEY}generation.judge.model",
+        metavar="MODEL",
+        help="judge model (default: the config's model) [generation.judge.model]",
+    )
+    sp.add_argument(
+        "--response-field", default="response", help="column holding the response, e.g. output_gpt4"
+    )
     sp.add_argument("--limit", type=int, help="use the first N rows")
-    sp.add_argument("--fit", metavar="SIGNALS", help="fit curate.combine weights over these signals, e.g."
-                    " ifd,end_logprob,judge_score")
+    sp.add_argument(
+        "--fit",
+        metavar="SIGNALS",
+        help="fit curate.combine weights over these signals, e.g. ifd,end_logprob,judge_score",
+    )
     sp.add_argument("--out-dir", default="calibration", help="where scored.jsonl and calibration.json go")
     _flags(sp, "", ["random_seed"])
     _backend_flags(sp)
@@ -317,8 +416,11 @@ def _add_calibrate(sub) -> None:
 
 
 def _add_eval(sub) -> None:
-    sp = sub.add_parser("eval", help="evaluate a run on held-out pairs: backward NLL/ROUGE-L, judge AUC, forward"
-                        " NLL and win rates; writes eval/metrics.json and the report")
+    sp = sub.add_parser(
+        "eval",
+        help="evaluate a run on held-out pairs: backward NLL/ROUGE-L, judge AUC, forward"
+        " NLL and win rates; writes eval/metrics.json and the report",
+    )
     sp.add_argument("run_dir")
     _flags(sp, "eval")
     _role_flags(sp, "referee", "referee")
@@ -333,19 +435,27 @@ def _add_report(sub) -> None:
 
 
 def _add_export(sub) -> None:
-    sp = sub.add_parser("export", help="the curated dataset as chat-messages JSONL/Parquet with a dataset card")
+    sp = sub.add_parser(
+        "export", help="the curated dataset as chat-messages JSONL/Parquet with a dataset card"
+    )
     sp.add_argument("run_dir")
     sp.add_argument("--out", required=True, help="output folder (data/ + README.md card)")
     sp.add_argument("--iteration", type=int, help="which iteration's selection (default: the last finished)")
     sp.add_argument("--format", choices=["jsonl", "parquet"], default="jsonl")
-    sp.add_argument("--license", default="other", help="licence of the data (that of your corpus), for the card")
-    sp.add_argument("--push-to-hub", metavar="REPO", help="also upload to this dataset repo (token from HF_TOKEN)")
+    sp.add_argument(
+        "--license", default="other", help="licence of the data (that of your corpus), for the card"
+    )
+    sp.add_argument(
+        "--push-to-hub", metavar="REPO", help="also upload to this dataset repo (token from HF_TOKEN)"
+    )
     sp.add_argument("--public", action="store_true", help="make a new hub repo public (default: private)")
     sp.set_defaults(func=cmd_export)
 
 
 def _add_view(sub) -> None:
-    sp = sub.add_parser("view", help="browse a run in the browser: funnel, candidates, scores, iteration diff, eval")
+    sp = sub.add_parser(
+        "view", help="browse a run in the browser: funnel, candidates, scores, iteration diff, eval"
+    )
     sp.add_argument("run_dir")
     sp.add_argument("--port", type=int, default=8765)
     sp.add_argument("--host", default="127.0.0.1", help="address to bind (default: this machine only)")
@@ -355,7 +465,20 @@ def _add_view(sub) -> None:
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="humback", description="Instruction backtranslation, end to end.")
     sub = p.add_subparsers(dest="command", required=True)
-    for add in (_add_run, _add_status, _add_seed, _add_segment, _add_train, _add_augment, _add_curate, _add_calibrate, _add_eval, _add_report, _add_export, _add_view):
+    for add in (
+        _add_run,
+        _add_status,
+        _add_seed,
+        _add_segment,
+        _add_train,
+        _add_augment,
+        _add_curate,
+        _add_calibrate,
+        _add_eval,
+        _add_report,
+        _add_export,
+        _add_view,
+    ):
         add(sub)
     return p
 
@@ -366,7 +489,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args.func(args)
     except EnvironmentFault as e:
-        print(f"humback: {e}\nWork finished so far is kept: rerun the same command to resume.", file=sys.stderr)
+        print(
+            f"humback: {e}\nWork finished so far is kept: rerun the same command to resume.", file=sys.stderr
+        )
         return e.exit_code
     except HumbackError as e:
         print(f"humback: error: {e}", file=sys.stderr)
@@ -375,8 +500,11 @@ def main(argv: list[str] | None = None) -> int:
         if e.errno not in (errno.ENOSPC, errno.EDQUOT):
             raise
         # A write that did not pass through humback's writers (a library's save): still one line, exit 3.
-        print(f"humback: no space left on the device{f' writing {e.filename}' if e.filename else ''}: free some"
-              " space and rerun the same command (finished work is kept)", file=sys.stderr)
+        print(
+            f"humback: no space left on the device{f' writing {e.filename}' if e.filename else ''}: free some"
+            " space and rerun the same command (finished work is kept)",
+            file=sys.stderr,
+        )
         return 3
     except KeyboardInterrupt:
         print("humback: interrupted; rerun the same command to resume", file=sys.stderr)

@@ -22,8 +22,9 @@ def connect(cluster: ClusterConfig) -> None:
     try:
         import ray
     except ImportError:
-        raise ConfigError("cluster.engine: ray needs Ray: pip install 'humback[ray]' (or set cluster.engine:"
-                          " local)") from None
+        raise ConfigError(
+            "cluster.engine: ray needs Ray: pip install 'humback[ray]' (or set cluster.engine: local)"
+        ) from None
     if ray.is_initialized():
         return
     from ray.data import DataContext
@@ -37,8 +38,10 @@ def connect(cluster: ClusterConfig) -> None:
         else:
             ray.init(address=cluster.address, **kwargs)
     except (ConnectionError, TimeoutError, RuntimeError, ValueError) as e:
-        raise ClusterError(f"cannot reach the Ray cluster at '{cluster.address}' ({type(e).__name__}: {e}); start"
-                           " it (`ray start --head` on the head node) or fix cluster.address") from None
+        raise ClusterError(
+            f"cannot reach the Ray cluster at '{cluster.address}' ({type(e).__name__}: {e}); start"
+            " it (`ray start --head` on the head node) or fix cluster.address"
+        ) from None
     DataContext.get_current().enable_progress_bars = False  # humback shows one bar per stage
 
 
@@ -60,8 +63,10 @@ def _check_reachable(address: str) -> None:
     try:
         socket.create_connection((host, port), timeout=5).close()
     except OSError as e:
-        raise ClusterError(f"cannot reach the Ray cluster at '{address}' ({e.strerror or e}); start it (`ray start"
-                           " --head` on the head node) or fix cluster.address") from None
+        raise ClusterError(
+            f"cannot reach the Ray cluster at '{address}' ({e.strerror or e}); start it (`ray start"
+            " --head` on the head node) or fix cluster.address"
+        ) from None
 
 
 def reraise(e: BaseException, kept: str) -> NoReturn:

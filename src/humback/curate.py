@@ -24,19 +24,35 @@ if TYPE_CHECKING:
     from humback.rowloop import Runner
 
 
-def judged_rows(generator: Generator, rows: list[dict], cfg: CurateConfig, seed: int, iteration: int) -> list[dict]:
+def judged_rows(
+    generator: Generator, rows: list[dict], cfg: CurateConfig, seed: int, iteration: int
+) -> list[dict]:
     """Each candidate row scored by the judge (and forward signals), tagged with the iteration."""
     return [{**rec, "iteration": iteration} for rec in score_rows(generator, rows, cfg, seed)]
 
 
 def read_candidates(candidates: str | Path) -> list[dict]:
     """curate's input, checked whole (ids, instruction and response strings) before any model loads."""
-    return list(read_jsonl(candidates, required=("id", "instruction", "response"), unique_ids=True,
-                           strings=("instruction", "response")))
+    return list(
+        read_jsonl(
+            candidates,
+            required=("id", "instruction", "response"),
+            unique_ids=True,
+            strings=("instruction", "response"),
+        )
+    )
 
 
-def curate(candidates: str | Path, runner: Runner, out: str | Path, cfg: CurateConfig, *, iteration: int = 1,
-           seed: int = 0, log: Callable[[str], None] = print) -> CurateStats:
+def curate(
+    candidates: str | Path,
+    runner: Runner,
+    out: str | Path,
+    cfg: CurateConfig,
+    *,
+    iteration: int = 1,
+    seed: int = 0,
+    log: Callable[[str], None] = print,
+) -> CurateStats:
     """Every candidate scored by the judge `runner` runs (`out`/scored.jsonl), and the selection
     (`out`/selected.jsonl)."""
     out = Path(out)
@@ -44,22 +60,40 @@ def curate(candidates: str | Path, runner: Runner, out: str | Path, cfg: CurateC
     # What a scored row depends on besides the judge: a rerun with another scoring method starts
     # scored.jsonl over (selection settings only choose among scored rows, so changing them costs no
     # generation).
-    done = runner.map(rows, partial(judged_rows, cfg=cfg, seed=seed, iteration=iteration), out / SCORED,
-                      {"scoring": cfg.scoring_settings(), "prompt": CURATION_PROMPT, "seed": seed,
-                       "iteration": iteration},
-                      f"curate (iteration {iteration})", lambda r: len(r["instruction"]) + len(r["response"]), log=log)
+    done = runner.map(
+        rows,
+        partial(judged_rows, cfg=cfg, seed=seed, iteration=iteration),
+        out / SCORED,
+        {"scoring": cfg.scoring_settings(), "prompt": CURATION_PROMPT, "seed": seed, "iteration": iteration},
+        f"curate (iteration {iteration})",
+        lambda r: len(r["instruction"]) + len(r["response"]),
+        log=log,
+    )
     scored = {r["id"]: r for r in done.rows}
     by_id = {r["id"]: r for r in rows}
     selected = [by_id[i] for i in select_ids(rows, scored, cfg)]
-    write_jsonl(out / SELECTED, (
-        {"id": c["id"], "instruction": c["instruction"], "response": c["response"],
-         "score": scored[c["id"]]["score"], "tag": "augmented"} for c in selected))
+    write_jsonl(
+        out / SELECTED,
+        (
+            {
+                "id": c["id"],
+                "instruction": c["instruction"],
+                "response": c["response"],
+                "score": scored[c["id"]]["score"],
+                "tag": "augmented",
+            }
+            for c in selected
+        ),
+    )
     return curate_stats(rows, scored, selected, cfg) | {"resumed_rows": done.resumed, **runner.stats()}
 
 
-def curate_stats(rows: list[dict], scored: dict[str, dict], selected: list[dict], cfg: CurateConfig) -> CurateStats:
+def curate_stats(
+    rows: list[dict], scored: dict[str, dict], selected: list[dict], cfg: CurateConfig
+) -> CurateStats:
     """The stage's record: the funnel, parse failures, score histograms and the length-bias guard."""
-    # Candidates skipped before judging (empty instruction, a gate, IFD cut) are counted apart, not as failures.
+    # Candidates skipped before judging (empty instruction, a gate, IFD cut) are counted apart, not as
+    # failures.
     skipped = Counter(scored[r["id"]].get("skipped") for r in rows if scored[r["id"]].get("skipped"))
     judged = [scored[r["id"]] for r in rows if not scored[r["id"]].get("skipped")]
     judge_scores = [s.get("judge_score") for s in judged] if cfg.judged else []
@@ -71,22 +105,31 @@ def curate_stats(rows: list[dict], scored: dict[str, dict], selected: list[dict]
         return round(sum(len(c[key]) for c in items) / len(items), 1) if items else 0.0
 
     stats: CurateStats = {
-        "rows": len(rows), "selected": len(selected), "threshold": cfg.threshold, "method": cfg.method,
-        "skipped_empty_instruction": skipped.get("empty_instruction", 0), "skipped_ifd": skipped.get("ifd", 0),
+        "rows": len(rows),
+        "selected": len(selected),
+        "threshold": cfg.threshold,
+        "method": cfg.method,
+        "skipped_empty_instruction": skipped.get("empty_instruction", 0),
+        "skipped_ifd": skipped.get("ifd", 0),
         "skipped": dict(sorted(skipped.items())),
         "judge_directed": sum(bool(scored[r["id"]].get("judge_directed")) for r in rows),
         "parse_failures": sum(v is None for v in judge_scores),
         "parse_failure_rate": parse_failure_rate(judged) if cfg.judged else 0.0,
-        "mean_score": mean(scores), "score_histogram": histogram([s["score"] for s in judged]),
-        "response_chars_pool": mean_len(rows, "response"), "response_chars_selected": mean_len(selected, "response"),
+        "mean_score": mean(scores),
+        "score_histogram": histogram([s["score"] for s in judged]),
+        "response_chars_pool": mean_len(rows, "response"),
+        "response_chars_selected": mean_len(selected, "response"),
         "instruction_chars_pool": mean_len(rows, "instruction"),
-        "instruction_chars_selected": mean_len(selected, "instruction")}
+        "instruction_chars_selected": mean_len(selected, "instruction"),
+    }
     if cfg.judged:
         stats["histogram"] = histogram(judge_scores)
         stats["mean_judge_score"] = mean([v for v in judge_scores if v is not None])
     if cfg.judged and cfg.method == "mean-of-k":
         samples = [p for s in judged for p in s["samples"]]
-        stats["sample_parse_failure_rate"] = round(sum(p is None for p in samples) / len(samples), 4) if samples else 0.0
+        stats["sample_parse_failure_rate"] = (
+            round(sum(p is None for p in samples) / len(samples), 4) if samples else 0.0
+        )
     if cfg.forward_signals:
         stats["mean_ifd"] = mean([s["ifd"] for s in scored.values() if s.get("ifd") is not None])
     return stats

@@ -59,17 +59,23 @@ def answers(generator: Generator, instructions: list[str], max_new_tokens: int) 
     return generator.generate([forward_messages(i, "inference") for i in instructions], params)
 
 
-def preferences(judge: Generator, instructions: list[str], first: list[str], second: list[str],
-                method: str = "expected") -> list[float | None]:
+def preferences(
+    judge: Generator, instructions: list[str], first: list[str], second: list[str], method: str = "expected"
+) -> list[float | None]:
     """P(`first[i]` is better than `second[i]`), averaged over both presentation orders. 'expected' reads
     the judge's next-token probability of A vs B; 'sample' parses a greedy reply (1, 0, or 0.5 for a
     tie or an unreadable verdict in one order; None when neither order was readable)."""
+
     def ask(a: list[str], b: list[str]) -> list[float | None]:
-        prompts = [[{"role": "user", "content": PAIRWISE_PROMPT.format(instruction=i, a=x, b=y)}]
-                   for i, x, y in zip(instructions, a, b)]
+        prompts = [
+            [{"role": "user", "content": PAIRWISE_PROMPT.format(instruction=i, a=x, b=y)}]
+            for i, x, y in zip(instructions, a, b)
+        ]
         if method == "expected":
-            return [d.get(" A") if d else None for d in
-                    judge.next_token_probs(prompts, [PAIRWISE_PREFIX] * len(prompts), [" A", " B"])]
+            return [
+                d.get(" A") if d else None
+                for d in judge.next_token_probs(prompts, [PAIRWISE_PREFIX] * len(prompts), [" A", " B"])
+            ]
         replies = judge.generate(prompts, SamplingParams(temperature=0.0, top_p=1.0, max_new_tokens=8))
         return [parse_verdict(r) for r in replies]
 
@@ -95,9 +101,13 @@ def win_rates(prefs: list[float | None], first: list[str], second: list[str]) ->
     if not keep:
         return {"win_rate": None, "lc_win_rate": None, "n": 0, "unreadable": len(prefs)}
     p = [prefs[i] for i in keep]
-    out = {"win_rate": round(sum(p) / len(p), 4), "n": len(keep), "unreadable": len(prefs) - len(keep),
-           "mean_chars_first": round(sum(len(first[i]) for i in keep) / len(keep), 1),
-           "mean_chars_second": round(sum(len(second[i]) for i in keep) / len(keep), 1)}
+    out = {
+        "win_rate": round(sum(p) / len(p), 4),
+        "n": len(keep),
+        "unreadable": len(prefs) - len(keep),
+        "mean_chars_first": round(sum(len(first[i]) for i in keep) / len(keep), 1),
+        "mean_chars_second": round(sum(len(second[i]) for i in keep) / len(keep), 1),
+    }
     out["lc_win_rate"] = length_controlled(p, [len(first[i]) - len(second[i]) for i in keep])
     return out
 
@@ -123,8 +133,15 @@ def length_controlled(prefs: list[float], length_diff: list[int]) -> float | Non
 
 def alpaca_eval_records(instructions: list[dict], outputs: list[str], generator_name: str) -> list[dict]:
     """AlpacaEval's model-output format: [{instruction, output, generator, dataset}]."""
-    return [{"instruction": r["instruction"], "output": o, "generator": generator_name,
-             "dataset": r.get("dataset", "humback-heldout")} for r, o in zip(instructions, outputs)]
+    return [
+        {
+            "instruction": r["instruction"],
+            "output": o,
+            "generator": generator_name,
+            "dataset": r.get("dataset", "humback-heldout"),
+        }
+        for r, o in zip(instructions, outputs)
+    ]
 
 
 def run_lm_eval(model_path: str, tasks: list[str], limit: int | None = None) -> dict:
@@ -132,16 +149,22 @@ def run_lm_eval(model_path: str, tasks: list[str], limit: int | None = None) -> 
     try:
         import lm_eval
     except ImportError:
-        raise EvalError("eval.lm_eval_tasks needs lm-evaluation-harness: pip install 'humback[lm-eval]'") from None
+        raise EvalError(
+            "eval.lm_eval_tasks needs lm-evaluation-harness: pip install 'humback[lm-eval]'"
+        ) from None
     res = lm_eval.simple_evaluate(model="hf", model_args=f"pretrained={model_path}", tasks=tasks, limit=limit)
-    return {task: {k: v for k, v in metrics.items() if isinstance(v, (int, float))}
-            for task, metrics in res["results"].items()}
+    return {
+        task: {k: v for k, v in metrics.items() if isinstance(v, (int, float))}
+        for task, metrics in res["results"].items()
+    }
 
 
 def _heldout(cfg: EvalConfig) -> list[dict]:
     if not cfg.heldout:
-        raise EvalError("no held-out data: pass --heldout FILE (JSONL with instruction and response columns;"
-                        " never data the run trained on) or set eval.heldout")
+        raise EvalError(
+            "no held-out data: pass --heldout FILE (JSONL with instruction and response columns;"
+            " never data the run trained on) or set eval.heldout"
+        )
     try:
         return read_pairs(cfg.heldout, cfg.response_field)
     except RecordError as e:
@@ -156,11 +179,15 @@ def evaluate(run_dir: str | Path, cfg: RunConfig, log=print) -> dict:
     forward = {"base": cfg.model, **{f"m{t}": str(run.model(f"m{t}")) for t in range(cfg.iterations + 1)}}
     missing = [str(run.model(n)) for n in ["myx", *list(forward)[1:]] if not run.model(n).is_dir()]
     if missing:
-        raise EvalError(f"models missing from {run_dir}: {', '.join(missing)} (run `humback run` to finish it)")
+        raise EvalError(
+            f"models missing from {run_dir}: {', '.join(missing)} (run `humback run` to finish it)"
+        )
     unknown = {m for pair in cfg.eval.comparisons(cfg.iterations) for m in pair} - set(forward)
     if unknown:
-        raise EvalError(f"eval.compare names unknown model(s) {', '.join(sorted(unknown))}"
-                        f" (accepted: {', '.join(forward)})")
+        raise EvalError(
+            f"eval.compare names unknown model(s) {', '.join(sorted(unknown))}"
+            f" (accepted: {', '.join(forward)})"
+        )
     cache = run.cache_file(cfg.generation.cache)
 
     def load(role: str, model: str) -> Generator:
@@ -168,15 +195,18 @@ def evaluate(run_dir: str | Path, cfg: RunConfig, log=print) -> dict:
         return open_generator(cfg.generation.role(role), model, cache)
 
     ev = cfg.eval
-    nll_pairs, ask = pairs[:ev.nll_pairs], pairs[:ev.answer_pairs]
+    nll_pairs, ask = pairs[: ev.nll_pairs], pairs[: ev.answer_pairs]
     metrics: dict = {"heldout": str(ev.heldout), "nll_pairs": len(nll_pairs), "answer_pairs": len(ask)}
     metrics["backward"] = _backward(cfg, run, nll_pairs, load)
     metrics["forward"], outputs = _forward(cfg, forward, nll_pairs, ask, run.eval_dir, load)
     metrics["win_rates"] = _win_rates(cfg, ask, outputs, load)
-    metrics["judges"] = _judges(cfg, run, pairs[:ev.calibration_pairs], load)
+    metrics["judges"] = _judges(cfg, run, pairs[: ev.calibration_pairs], load)
     if ev.lm_eval_tasks:
-        metrics["lm_eval"] = {name: run_lm_eval(model, ev.lm_eval_tasks, ev.lm_eval_limit)
-                              for name, model in forward.items() if name != "base" or Path(model).is_dir()}
+        metrics["lm_eval"] = {
+            name: run_lm_eval(model, ev.lm_eval_tasks, ev.lm_eval_limit)
+            for name, model in forward.items()
+            if name != "base" or Path(model).is_dir()
+        }
     atomic_write(run.eval_dir / "metrics.json", json.dumps(metrics, indent=1))
     return metrics
 
@@ -185,7 +215,9 @@ def _backward(cfg: RunConfig, run: RunDir, pairs: list[dict], load) -> dict:
     """Base vs M_yx as backward models: NLL of the true instruction, ROUGE-L of sampled ones."""
     prompts = [backward_messages(p["response"]) for p in pairs]
     truth = [p["instruction"] for p in pairs]
-    params = SamplingParams(cfg.augment.temperature, cfg.augment.top_p, cfg.augment.max_new_tokens, cfg.random_seed)
+    params = SamplingParams(
+        cfg.augment.temperature, cfg.augment.top_p, cfg.augment.max_new_tokens, cfg.random_seed
+    )
     out = {}
     for name, model in (("base", cfg.model), ("myx", str(run.model("myx")))):
         gen = load("backward", model)
@@ -196,8 +228,9 @@ def _backward(cfg: RunConfig, run: RunDir, pairs: list[dict], load) -> dict:
     return out
 
 
-def _forward(cfg: RunConfig, models: dict[str, str], nll_pairs: list[dict], ask: list[dict], out_dir: Path,
-             load) -> tuple[dict, dict[str, list[str]]]:
+def _forward(
+    cfg: RunConfig, models: dict[str, str], nll_pairs: list[dict], ask: list[dict], out_dir: Path, load
+) -> tuple[dict, dict[str, list[str]]]:
     """Each forward model's NLL of the reference answers and its greedy answers (written in AlpacaEval's
     format to out_dir/answers/<name>.json)."""
     prompts = [forward_messages(p["instruction"], "inference") for p in nll_pairs]
@@ -206,10 +239,18 @@ def _forward(cfg: RunConfig, models: dict[str, str], nll_pairs: list[dict], ask:
     for name, model in models.items():
         gen = load("answerer", model)
         outputs[name] = answers(gen, [p["instruction"] for p in ask], cfg.eval.max_new_tokens)
-        metrics[name] = {"reference_nll": mean_nll(gen, prompts, [p["response"] for p in nll_pairs]),
-                         "mean_answer_chars": round(sum(map(len, outputs[name])) / max(1, len(ask)), 1)}
-        atomic_write(out_dir / "answers" / f"{name}.json", json.dumps(
-            alpaca_eval_records(ask, outputs[name], f"humback-{cfg.name}-{name}"), indent=1, ensure_ascii=False))
+        metrics[name] = {
+            "reference_nll": mean_nll(gen, prompts, [p["response"] for p in nll_pairs]),
+            "mean_answer_chars": round(sum(map(len, outputs[name])) / max(1, len(ask)), 1),
+        }
+        atomic_write(
+            out_dir / "answers" / f"{name}.json",
+            json.dumps(
+                alpaca_eval_records(ask, outputs[name], f"humback-{cfg.name}-{name}"),
+                indent=1,
+                ensure_ascii=False,
+            ),
+        )
         del gen
         gc.collect()
     return metrics, outputs
@@ -221,7 +262,9 @@ def _win_rates(cfg: RunConfig, ask: list[dict], outputs: dict[str, list[str]], l
     judge = load("referee", model)
     result: dict = {"judge": model, "method": cfg.eval.pairwise_method, "pairs": {}}
     for a, b in cfg.eval.comparisons(cfg.iterations):
-        prefs = preferences(judge, [p["instruction"] for p in ask], outputs[a], outputs[b], cfg.eval.pairwise_method)
+        prefs = preferences(
+            judge, [p["instruction"] for p in ask], outputs[a], outputs[b], cfg.eval.pairwise_method
+        )
         result["pairs"][f"{a} vs {b}"] = win_rates(prefs, outputs[a], outputs[b])
     del judge
     gc.collect()
@@ -235,9 +278,15 @@ def _judges(cfg: RunConfig, run: RunDir, pairs: list[dict], load) -> dict:
     for t in range(1, cfg.iterations + 1):
         name = run.judge(t, cfg.generation.role("judge").model)
         gen = load("judge", name)
-        res = calibrate(pairs, gen, run.calibration(t), cfg.curate, seed=cfg.random_seed, source=str(cfg.eval.heldout))
-        out[f"iter{t}"] = {"judge": name, "parse_failure_rate": res.get("parse_failure_rate", 0.0),
-                           "signals": res["signals"], "selection": res["selection"]}
+        res = calibrate(
+            pairs, gen, run.calibration(t), cfg.curate, seed=cfg.random_seed, source=str(cfg.eval.heldout)
+        )
+        out[f"iter{t}"] = {
+            "judge": name,
+            "parse_failure_rate": res.get("parse_failure_rate", 0.0),
+            "signals": res["signals"],
+            "selection": res["selection"],
+        }
         del gen
         gc.collect()
     return out

@@ -30,7 +30,9 @@ class ExportError(HumbackError):
 
 def _leftover(path: Path) -> bool:
     """A temporary file a killed export left (`.train.jsonl.<random>.tmp`): its own, not a foreign file."""
-    return path.is_file() and any(is_temp_of(path.name, w) for w in ("README.md", "train.jsonl", "train.parquet"))
+    return path.is_file() and any(
+        is_temp_of(path.name, w) for w in ("README.md", "train.jsonl", "train.parquet")
+    )
 
 
 def curated_rows(run_dir: Path, iteration: int) -> list[dict]:
@@ -38,16 +40,26 @@ def curated_rows(run_dir: Path, iteration: int) -> list[dict]:
     selected = run.selected(iteration)
     if not selected.is_file():
         raise ExportError(f"{selected} does not exist: run curation first (humback run) or pick --iteration")
-    segments = ({str(s["id"]): s for s in read_jsonl(run.segments, required=("id",), unique_ids=True)}
-                if run.segments.is_file() else {})
+    segments = (
+        {str(s["id"]): s for s in read_jsonl(run.segments, required=("id",), unique_ids=True)}
+        if run.segments.is_file()
+        else {}
+    )
     rows = []
     text = ("instruction", "response")
     for r in read_jsonl(selected, required=("id", *text), unique_ids=True, strings=text):
         seg = segments.get(str(r["id"]), {})
-        rows.append({"id": r["id"],
-                     "messages": [{"role": "user", "content": r["instruction"]},
-                                  {"role": "assistant", "content": r["response"]}],
-                     "score": r.get("score"), "source": {"segment_id": r["id"], "url": seg.get("url")}})
+        rows.append(
+            {
+                "id": r["id"],
+                "messages": [
+                    {"role": "user", "content": r["instruction"]},
+                    {"role": "assistant", "content": r["response"]},
+                ],
+                "score": r.get("score"),
+                "source": {"segment_id": r["id"], "url": seg.get("url")},
+            }
+        )
     return rows
 
 
@@ -77,19 +89,33 @@ def _fence(block: str) -> str:
 LICENSE = re.compile(r"[A-Za-z0-9][A-Za-z0-9.+-]{0,63}")  # hub licence ids: apache-2.0, cc-by-4.0, other
 
 
-def dataset_card(manifest: dict, iteration: int, rows: int, files: list[str], license: str, repo: str | None) -> str:
+def dataset_card(
+    manifest: dict, iteration: int, rows: int, files: list[str], license: str, repo: str | None
+) -> str:
     cfg = manifest.get("config") or {}
     stats = stage_stats(manifest)
     rows_at = {step.name: step.rows for step in funnel(manifest)}
     lang = _get(cfg, "seed", "lang")
     meta = {
         "license": license,
-        "language": [lang if isinstance(lang, str) and re.fullmatch(r"[A-Za-z]{2,3}(-[A-Za-z0-9]{1,8})*", lang)
-                     else "und"],
+        "language": [
+            lang
+            if isinstance(lang, str) and re.fullmatch(r"[A-Za-z]{2,3}(-[A-Za-z0-9]{1,8})*", lang)
+            else "und"
+        ],
         "task_categories": ["text-generation"],
         "tags": ["instruction-backtranslation", "humback", "synthetic-instructions"],
-        "size_categories": ["n<1K" if rows < 1000 else "1K<n<10K" if rows < 10_000 else "10K<n<100K"
-                            if rows < 100_000 else "100K<n<1M" if rows < 1_000_000 else "n>1M"],
+        "size_categories": [
+            "n<1K"
+            if rows < 1000
+            else "1K<n<10K"
+            if rows < 10_000
+            else "10K<n<100K"
+            if rows < 100_000
+            else "100K<n<1M"
+            if rows < 1_000_000
+            else "n>1M"
+        ],
         "configs": [{"config_name": "default", "data_files": [{"split": "train", "path": f} for f in files]}],
     }
 
@@ -101,42 +127,83 @@ def dataset_card(manifest: dict, iteration: int, rows: int, files: list[str], li
 
     cur = f"curate:{iteration}"
     title = repo or f"humback-{manifest.get('name', 'run')}"
-    settings = yaml.safe_dump({k: cfg.get(k) for k in ("augment", "curate", "generation")}, sort_keys=False).rstrip()
+    settings = yaml.safe_dump(
+        {k: cfg.get(k) for k in ("augment", "curate", "generation")}, sort_keys=False
+    ).rstrip()
     fence = _fence(settings)
     lines = [
-        "---", yaml.safe_dump(meta, sort_keys=False, width=10_000).rstrip(), "---", "",
-        f"# {_text(title)}", "",
-        "Instruction-response pairs made by instruction backtranslation (Li et al. 2023, \"Self-Alignment with",
-        "Instruction Backtranslation\") with the humback toolkit: a backward model",
-        "wrote an instruction for each human-written web segment, and a judge kept the best pairs.", "",
-        "## Sources", "",
+        "---",
+        yaml.safe_dump(meta, sort_keys=False, width=10_000).rstrip(),
+        "---",
+        "",
+        f"# {_text(title)}",
+        "",
+        (
+            "Instruction-response pairs made by instruction backtranslation (Li et al. 2023,"
+            ' "Self-Alignment with'
+        ),
+        'Instruction Backtranslation") with the humback toolkit: a backward model',
+        "wrote an instruction for each human-written web segment, and a judge kept the best pairs.",
+        "",
+        "## Sources",
+        "",
         f"- seed data: {_text(_get(cfg, 'seed', 'source'))} ({stat('seed', 'rows')} pairs)",
-        (f"- unlabelled corpus: {_text(_get(cfg, 'segment', 'corpus'))} ({count('documents')} documents,"
-         f" {count('segments kept')} segments kept)"),
-        f"- base model: {_text(cfg.get('model'))}", "",
+        (
+            f"- unlabelled corpus: {_text(_get(cfg, 'segment', 'corpus'))} ({count('documents')} documents,"
+            f" {count('segments kept')} segments kept)"
+        ),
+        f"- base model: {_text(cfg.get('model'))}",
+        "",
         "The responses are text from the corpus: its licence and terms apply to them. Set `license` above to",
-        "match (`humback export --license`).", "",
-        "## Counts", "",
+        "match (`humback export --license`).",
+        "",
+        "## Counts",
+        "",
         f"- candidates (one generated instruction per segment): {count('candidates')}",
-        f"- selected in iteration {iteration}: {count(f'selected, iteration {iteration}')} (exported: {rows})",
-        (f"- curation: method {stat(cur, 'method')}, threshold {stat(cur, 'threshold')}, parse failures"
-         f" {stat(cur, 'parse_failure_rate')}, mean response chars pool {stat(cur, 'response_chars_pool')} vs"
-         f" selected {stat(cur, 'response_chars_selected')}"), "",
-        "## Settings", "", fence + "yaml", settings, fence, "",
-        "## Format", "",
+        (
+            f"- selected in iteration {iteration}: {count(f'selected, iteration {iteration}')}"
+            f" (exported: {rows})"
+        ),
+        (
+            f"- curation: method {stat(cur, 'method')}, threshold {stat(cur, 'threshold')}, parse failures"
+            f" {stat(cur, 'parse_failure_rate')}, mean response chars pool"
+            f" {stat(cur, 'response_chars_pool')} vs"
+            f" selected {stat(cur, 'response_chars_selected')}"
+        ),
+        "",
+        "## Settings",
+        "",
+        fence + "yaml",
+        settings,
+        fence,
+        "",
+        "## Format",
+        "",
         "JSON rows: `id`, `messages` (user instruction, assistant response), `score` (the curation score),",
-        "`source` (`segment_id`, `url`).", "",
+        "`source` (`segment_id`, `url`).",
+        "",
     ]
     return "\n".join(lines)
 
 
-def export(run_dir: str | Path, out_dir: str | Path, iteration: int | None = None, fmt: str = "jsonl",
-           license: str = "other", push_to_hub: str | None = None, private: bool = True) -> dict:
-    run_dir, out_dir = Path(run_dir), Path(out_dir)
+def export(
+    run_dir: str | Path,
+    out: str | Path,
+    iteration: int | None = None,
+    fmt: str = "jsonl",
+    license: str = "other",
+    push_to_hub: str | None = None,
+    private: bool = True,
+) -> dict:
+    """The curated rows of `iteration` (default: the last finished) as chat-messages JSONL or Parquet in
+    `out`/data with a dataset card, optionally pushed to a hub dataset repo."""
+    run_dir, out_dir = Path(run_dir), Path(out)
     if fmt not in FORMATS:
         raise ExportError(f"unknown export format '{fmt}' (accepted: {', '.join(FORMATS)})")
     if not LICENSE.fullmatch(license):
-        raise ExportError(f"--license {license[:80]!r}: give a licence id such as apache-2.0, cc-by-4.0 or other")
+        raise ExportError(
+            f"--license {license[:80]!r}: give a licence id such as apache-2.0, cc-by-4.0 or other"
+        )
     manifest = RunDir(run_dir).read_manifest()
     if iteration is None:
         done = finished_iterations(manifest)
@@ -148,13 +215,18 @@ def export(run_dir: str | Path, out_dir: str | Path, iteration: int | None = Non
     # overwritten (or, before, uploaded with it).
     written = {"README.md", "data/train.jsonl", "data/train.parquet", "data"}
     if out_dir.is_dir():
-        # A link (a `data` pointing at another folder) is never one of ours: it is refused like a foreign file.
-        foreign = sorted(str(p.relative_to(out_dir)) + (" (a symbolic link)" if p.is_symlink() else "")
-                         for p in out_dir.rglob("*")
-                         if (str(p.relative_to(out_dir)) not in written and not _leftover(p)) or p.is_symlink())
+        # A link (a `data` pointing at another folder) is never one of ours: it is refused like a foreign
+        # file.
+        foreign = sorted(
+            str(p.relative_to(out_dir)) + (" (a symbolic link)" if p.is_symlink() else "")
+            for p in out_dir.rglob("*")
+            if (str(p.relative_to(out_dir)) not in written and not _leftover(p)) or p.is_symlink()
+        )
         if foreign:
-            raise ExportError(f"export folder {out_dir} holds other files ({', '.join(foreign[:3])}"
-                              f"{', ...' if len(foreign) > 3 else ''}): give a new or empty folder")
+            raise ExportError(
+                f"export folder {out_dir} holds other files ({', '.join(foreign[:3])}"
+                f"{', ...' if len(foreign) > 3 else ''}): give a new or empty folder"
+            )
     ensure_dir(out_dir / "data")
     if fmt == "parquet":
         import pyarrow as pa
@@ -166,8 +238,14 @@ def export(run_dir: str | Path, out_dir: str | Path, iteration: int | None = Non
     else:
         name = "data/train.jsonl"
         write_jsonl(out_dir / name, rows)
-    atomic_write(out_dir / "README.md", dataset_card(manifest, iteration, len(rows), [name], license, push_to_hub))
-    result = {"rows": len(rows), "iteration": iteration, "files": [str(out_dir / name), str(out_dir / "README.md")]}
+    atomic_write(
+        out_dir / "README.md", dataset_card(manifest, iteration, len(rows), [name], license, push_to_hub)
+    )
+    result = {
+        "rows": len(rows),
+        "iteration": iteration,
+        "files": [str(out_dir / name), str(out_dir / "README.md")],
+    }
     if push_to_hub:
         result["url"] = upload(out_dir, [name, "README.md"], push_to_hub, private)
     return result
@@ -181,6 +259,11 @@ def upload(folder: Path, files: list[str], repo: str, private: bool) -> str:
 
     api = HfApi()
     api.create_repo(repo, repo_type="dataset", private=private, exist_ok=True)
-    info = api.upload_folder(repo_id=repo, repo_type="dataset", folder_path=str(folder), allow_patterns=files,
-                             commit_message="humback export")
+    info = api.upload_folder(
+        repo_id=repo,
+        repo_type="dataset",
+        folder_path=str(folder),
+        allow_patterns=files,
+        commit_message="humback export",
+    )
     return str(getattr(info, "commit_url", repo))

@@ -47,8 +47,10 @@ class Busy(EnvironmentFault):
 
 def refuse_link(path: str | Path) -> None:
     if os.path.islink(path):
-        raise UnsafePath(f"{path} is a symbolic link: humback never writes through a link (it could overwrite a"
-                         " file outside this folder); remove the link, or give another output path")
+        raise UnsafePath(
+            f"{path} is a symbolic link: humback never writes through a link (it could overwrite a"
+            " file outside this folder); remove the link, or give another output path"
+        )
 
 
 def ensure_dir(path: str | Path) -> Path:
@@ -70,8 +72,10 @@ def disk_errors(path: str | Path) -> Iterator[None]:
         yield
     except OSError as e:
         if e.errno in (errno.ENOSPC, errno.EDQUOT):
-            raise DiskFull(f"no space left on the device while writing {path}: free some space and rerun the same"
-                           " command") from None
+            raise DiskFull(
+                f"no space left on the device while writing {path}: free some space and rerun the same"
+                " command"
+            ) from None
         if e.errno == errno.ELOOP:  # O_NOFOLLOW met a link
             refuse_link(path)
         raise
@@ -173,7 +177,8 @@ def write_via(target: str | Path, write: Callable[[Path], None]) -> None:
 
 
 def atomic_write(path: str | Path, data: str | bytes) -> None:
-    """Write a final file whole or not at all: a fresh temp file beside it, fsync, rename, fsync the folder."""
+    """Write a final file whole or not at all: a fresh temp file beside it, fsync, rename, fsync the dir."""
+
     def write(tmp: Path) -> None:
         with open(tmp, "wb") as f:
             f.write(data.encode("utf-8") if isinstance(data, str) else data)
@@ -199,8 +204,10 @@ def make_owned_dir(folder: str | Path, also: tuple[str, ...] = ()) -> Path:
     folder = ensure_dir(folder)
     if not is_owned(folder, also):
         if any(folder.iterdir()):
-            raise UnsafePath(f"{folder} is a folder humback did not make (it has no {OWNED} marker and is not"
-                             " empty): give a new or empty folder, or move this one away")
+            raise UnsafePath(
+                f"{folder} is a folder humback did not make (it has no {OWNED} marker and is not"
+                " empty): give a new or empty folder, or move this one away"
+            )
         mark_owned(folder)
     return folder
 
@@ -213,11 +220,15 @@ def check_replaceable(folder: str | Path, also: tuple[str, ...] = ()) -> None:
     if not folder.exists():
         return
     if not folder.is_dir():
-        raise UnsafePath(f"{folder} is a file humback did not write where it would put a folder: move it away or"
-                         " give another output path")
+        raise UnsafePath(
+            f"{folder} is a file humback did not write where it would put a folder: move it away or"
+            " give another output path"
+        )
     if not is_owned(folder, also) and any(folder.iterdir()):
-        raise UnsafePath(f"{folder} is a folder humback did not make (no {OWNED} marker, not empty): humback would"
-                         " replace it; give a new or empty folder, or move this one away")
+        raise UnsafePath(
+            f"{folder} is a folder humback did not make (no {OWNED} marker, not empty): humback would"
+            " replace it; give a new or empty folder, or move this one away"
+        )
 
 
 def remove_owned(folder: str | Path, also: tuple[str, ...] = ()) -> None:
@@ -241,12 +252,18 @@ def folder_lock(path: str | Path, wait: bool = True, what: str = "it") -> Iterat
             fcntl.flock(f, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
         except BlockingIOError:
             holder = _holder(path)
-            raise Busy(f"another humback process{holder} is writing {what} (lock {path}); wait for it to finish"
-                       " or stop it") from None
+            raise Busy(
+                f"another humback process{holder} is writing {what} (lock {path}); wait for it to finish"
+                " or stop it"
+            ) from None
+        command = " ".join(Path(a).name if i == 0 else a for i, a in enumerate(sys.argv))
         try:
             os.ftruncate(f.fileno(), 0)
-            f.write(f"pid {os.getpid()}: {' '.join(Path(a).name if i == 0 else a for i, a in enumerate(sys.argv))[:300]}"
-                    f" (since {time.strftime('%Y-%m-%d %H:%M:%S')})\n".encode("utf-8", "replace"))
+            f.write(
+                f"pid {os.getpid()}: {command[:300]} (since {time.strftime('%Y-%m-%d %H:%M:%S')})\n".encode(
+                    "utf-8", "replace"
+                )
+            )
             f.flush()
             yield
         finally:

@@ -19,71 +19,290 @@ from __future__ import annotations
 import re
 import zlib
 
-GATES = ("no_content", "copy", "echo", "meta", "stacked", "repetition", "not_request")  # checked in this order
+GATES = (
+    "no_content",
+    "copy",
+    "echo",
+    "meta",
+    "stacked",
+    "repetition",
+    "not_request",
+)  # checked in this order
 
 _WORD = re.compile(r"[^\W_]+(?:['’][^\W_]+)?", re.UNICODE)
 
 # Chat-template tokens anywhere, or a role label opening the instruction: the backward model writing a
 # conversation or a template, not a request.
-_TEMPLATE = re.compile(r"<\|[a-z_]+\|>|\[/?INST\]|<</?SYS>>|</?s>|^#{2,}\s*(system|user|assistant|instruction|response)\b"
-                       r"|\A\s*(system|user|assistant|human|instruction|response|question|output)\s*:", re.IGNORECASE | re.MULTILINE)
+_TEMPLATE = re.compile(
+    r"<\|[a-z_]+\|>|\[/?INST\]|<</?SYS>>|</?s>|^#{2,}\s*(system|user|assistant|instruction|response)\b"
+    r"|\A\s*(system|user|assistant|human|instruction|response|question|output)\s*:",
+    re.IGNORECASE | re.MULTILINE,
+)
 # The backward prompt's own wording (src/humback/prompts.py BACKWARD_PROMPT) coming back out.
-_PROMPT_ECHO = re.compile(r"candidate answer|would be a (great|good) answer|to which the (text|passage|answer)"
-                          r"|in the style of an ai assistant|question or instruction from an? user", re.IGNORECASE)
+_PROMPT_ECHO = re.compile(
+    r"candidate answer|would be a (great|good) answer|to which the (text|passage|answer)"
+    r"|in the style of an ai assistant|question or instruction from an? user",
+    re.IGNORECASE,
+)
 # Talking about a question or instruction instead of asking one. "What questions should I ask a landlord?"
 # asks for questions as its topic and passes: the cues are the backward task's own framing.
 _META = re.compile(
-    r"\b(most likely|likely|probable|possible|best|good|great|appropriate|suitable)\s+(question|instruction|query|prompt)s?"
-    r"\s+(to ask|to which|that (the|this)|for which|would|could|for (this|the|that) (text|passage|answer|response|article))"
-    r"|\b(question|instruction|query|prompt)s?\s+(to which|that (the|this) (text|passage|answer)|would (be|have) (answered|produced))"
+    r"\b(most likely|likely|probable|possible|best|good|great|appropriate|suitable)\s+(question|instruction"
+    r"|query|prompt)s?"
+    r"\s+(to ask|to which|that (the|this)|for which|would|could|for (this|the|that) (text|passage|answer"
+    r"|response|article))"
+    r"|\b(question|instruction|query|prompt)s?\s+(to which|that (the|this) (text|passage|answer)|would (be"
+    r"|have) (answered|produced))"
     r"|\b(what|how) (would|might|will|does|do) the user\b|\bthe user('s)? (question|request|instruction)\b"
     r"|\b(the|this) answer to (the|this) question\b|\bhow to answer\b\s*[:?]"
-    r"|^(write|generate|create|formulate|produce|come up with|suggest|give)\s+(me\s+)?(a|an|the|one)\s+(question|instruction|query|prompt)\s+"
-    r"(for|to which|that|about (this|the) (text|passage|answer))", re.IGNORECASE | re.MULTILINE)
+    r"|^(write|generate|create|formulate|produce|come up with|suggest|give)\s+(me\s+)?(a|an|the|one)\s+"
+    r"(question|instruction|query|prompt)\s+"
+    r"(for|to which|that|about (this|the) (text|passage|answer))",
+    re.IGNORECASE | re.MULTILINE,
+)
 # "the text" with nothing attached: a generated instruction never carries the text it would refer to. Only
 # for short instructions (a long one usually brings its context along).
 _DANGLING = re.compile(
-    r"\b(according to|based on|in|from|of|about|summari[sz]e|with)\s+(the|this|that)\s+(given\s+|above\s+|following\s+)?"
+    r"\b(according to|based on|in|from|of|about|summari[sz]e|with)\s+(the|this|that)\s+(given\s+|above\s+"
+    r"|following\s+)?"
     r"(text|passage|excerpt|article|paragraph)\b(?!\s+(file|editor|message|box|field|format|in|of|to)\b)"
     r"|\b(the|this|given|above|following|provided)\s+(text|passage|excerpt|article|paragraph)\s*(above|below|provided|given)?"
     r"\s*(says|describes|discusses|mentions|explains|is about)\b"
     r"|\b(according to|did|does|do) the (author|writer|narrator)\b(?!\s+of\b)"
-    r"|\bthe (author|writer|narrator) (say|says|said|think|thinks|mean|means|argue|argues|suggest|suggests|claim|claims)\b",
-    re.IGNORECASE)
+    r"|\bthe (author|writer|narrator) (say|says|said|think|thinks|mean|means|argue|argues|suggest|suggests"
+    r"|claim|claims)\b",
+    re.IGNORECASE,
+)
 # A request: a question, an imperative, or one of the ways people phrase a need without either.
-_QUESTION_START = {"what", "how", "why", "when", "where", "who", "whom", "which", "whose", "is", "are", "am",
-                   "was", "were", "can", "could", "do", "does", "did", "should", "would", "will", "shall", "may",
-                   "might", "has", "have", "had", "must", "isn't", "aren't", "can't", "don't", "doesn't", "won't"}
+_QUESTION_START = {
+    "what",
+    "how",
+    "why",
+    "when",
+    "where",
+    "who",
+    "whom",
+    "which",
+    "whose",
+    "is",
+    "are",
+    "am",
+    "was",
+    "were",
+    "can",
+    "could",
+    "do",
+    "does",
+    "did",
+    "should",
+    "would",
+    "will",
+    "shall",
+    "may",
+    "might",
+    "has",
+    "have",
+    "had",
+    "must",
+    "isn't",
+    "aren't",
+    "can't",
+    "don't",
+    "doesn't",
+    "won't",
+}
 _IMPERATIVE = {
-    "write", "list", "explain", "describe", "give", "tell", "summarize", "summarise", "create", "make", "generate",
-    "compare", "suggest", "provide", "help", "show", "find", "translate", "rewrite", "draft", "design", "outline",
-    "recommend", "name", "identify", "calculate", "define", "discuss", "plan", "compose", "prepare", "build",
-    "convert", "classify", "analyze", "analyse", "evaluate", "propose", "teach", "share", "develop", "brainstorm",
-    "paraphrase", "edit", "correct", "fix", "solve", "implement", "code", "draw", "elaborate", "clarify",
-    "interpret", "predict", "estimate", "determine", "rank", "sort", "choose", "pick", "select", "imagine",
-    "pretend", "act", "play", "assume", "consider", "review", "critique", "proofread", "arrange", "organize",
-    "organise", "format", "extract", "argue", "justify", "prove", "derive", "simplify", "expand", "shorten",
-    "improve", "optimize", "debug", "check", "verify", "complete", "continue", "add", "remove", "replace",
-    "change", "turn", "use", "apply", "introduce", "invent", "produce", "reply", "respond", "answer", "state",
-    "present", "illustrate", "demonstrate", "walk", "guide", "break", "start", "try", "compile", "research",
-    "investigate", "explore", "examine", "assess", "convince", "persuade", "remind", "advise", "craft", "plot",
-    "schedule", "categorize", "categorise", "rate", "take", "phrase", "need", "come", "think", "read", "curate",
-    "publish", "be", "do", "get", "reword", "detail", "highlight", "mention", "offer", "recite",
-    "sketch", "tweet", "email", "cite", "quote", "spell", "count", "match", "group", "label", "ask",
-    "repeat", "copy", "paste", "print", "indicate", "enter", "include", "decide", "structure", "look", "search",
-    "discover", "learn", "practice", "say", "greet", "thank", "wish",
+    "write",
+    "list",
+    "explain",
+    "describe",
+    "give",
+    "tell",
+    "summarize",
+    "summarise",
+    "create",
+    "make",
+    "generate",
+    "compare",
+    "suggest",
+    "provide",
+    "help",
+    "show",
+    "find",
+    "translate",
+    "rewrite",
+    "draft",
+    "design",
+    "outline",
+    "recommend",
+    "name",
+    "identify",
+    "calculate",
+    "define",
+    "discuss",
+    "plan",
+    "compose",
+    "prepare",
+    "build",
+    "convert",
+    "classify",
+    "analyze",
+    "analyse",
+    "evaluate",
+    "propose",
+    "teach",
+    "share",
+    "develop",
+    "brainstorm",
+    "paraphrase",
+    "edit",
+    "correct",
+    "fix",
+    "solve",
+    "implement",
+    "code",
+    "draw",
+    "elaborate",
+    "clarify",
+    "interpret",
+    "predict",
+    "estimate",
+    "determine",
+    "rank",
+    "sort",
+    "choose",
+    "pick",
+    "select",
+    "imagine",
+    "pretend",
+    "act",
+    "play",
+    "assume",
+    "consider",
+    "review",
+    "critique",
+    "proofread",
+    "arrange",
+    "organize",
+    "organise",
+    "format",
+    "extract",
+    "argue",
+    "justify",
+    "prove",
+    "derive",
+    "simplify",
+    "expand",
+    "shorten",
+    "improve",
+    "optimize",
+    "debug",
+    "check",
+    "verify",
+    "complete",
+    "continue",
+    "add",
+    "remove",
+    "replace",
+    "change",
+    "turn",
+    "use",
+    "apply",
+    "introduce",
+    "invent",
+    "produce",
+    "reply",
+    "respond",
+    "answer",
+    "state",
+    "present",
+    "illustrate",
+    "demonstrate",
+    "walk",
+    "guide",
+    "break",
+    "start",
+    "try",
+    "compile",
+    "research",
+    "investigate",
+    "explore",
+    "examine",
+    "assess",
+    "convince",
+    "persuade",
+    "remind",
+    "advise",
+    "craft",
+    "plot",
+    "schedule",
+    "categorize",
+    "categorise",
+    "rate",
+    "take",
+    "phrase",
+    "need",
+    "come",
+    "think",
+    "read",
+    "curate",
+    "publish",
+    "be",
+    "do",
+    "get",
+    "reword",
+    "detail",
+    "highlight",
+    "mention",
+    "offer",
+    "recite",
+    "sketch",
+    "tweet",
+    "email",
+    "cite",
+    "quote",
+    "spell",
+    "count",
+    "match",
+    "group",
+    "label",
+    "ask",
+    "repeat",
+    "copy",
+    "paste",
+    "print",
+    "indicate",
+    "enter",
+    "include",
+    "decide",
+    "structure",
+    "look",
+    "search",
+    "discover",
+    "learn",
+    "practice",
+    "say",
+    "greet",
+    "thank",
+    "wish",
 }
 _REQUEST_CUE = re.compile(
-    r"\?|\b(can|could|would|will) you\b|\bplease\b|\bi(['’]d| would) (like|love|appreciate)\b|\bi (want|need|wish)\b"
+    r"\?|\b(can|could|would|will) you\b|\bplease\b|\bi(['’]d| would) (like|love|appreciate)\b|\bi (want|need"
+    r"|wish)\b"
     r"|\bi(['’]m| am) (looking|trying|wondering|curious|interested|planning|struggling|hoping|stuck)\b"
-    r"|\bhelp me\b|\blet me know\b|\blet(['’]s| us)\b|\bi wonder\b|\bany (tips|ideas|advice|suggestions|recommendations)\b"
+    r"|\bhelp me\b|\blet me know\b|\blet(['’]s| us)\b|\bi wonder\b|\bany (tips|ideas|advice|suggestions"
+    r"|recommendations)\b"
     r"|\byou (need|should|must|have|are going|are asked|are required|will|can|could) (to )?\w+|\bhow to\b"
     r"|\b(should|must|needs? to|has to|have to) be \w+(ed|en)\b|\bif you (could|can|would)\b"
     r"|^(ideas|tips|ways|steps|examples|names|reasons|suggestions) (for|to|of|on)\b",
-    re.IGNORECASE)
+    re.IGNORECASE,
+)
 # A sentence that opens with its subject and goes on to its verb ("The correct answer is: ...").
-_STATEMENT = re.compile(r"\W*(the|this|that|these|those|it|there|they|he|she|we|our|my|its|their|a|an)\b[^?]*?"
-                        r"\b(is|are|was|were|has|have|had|will|can|does|do)\b", re.IGNORECASE)
+_STATEMENT = re.compile(
+    r"\W*(the|this|that|these|those|it|there|they|he|she|we|our|my|its|their|a|an)\b[^?]*?"
+    r"\b(is|are|was|were|has|have|had|will|can|does|do)\b",
+    re.IGNORECASE,
+)
 _CLAUSE = re.compile(r"[.!?;:\n]+\s*|,\s+")
 _LIST_MARK = re.compile(r"^[ \t]*(\d+[.)]|[-*•])[ \t]+", re.MULTILINE)
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n+")
@@ -102,13 +321,15 @@ def shared(instruction: str, response: str, n: int = 4) -> tuple[float, float]:
     if not iw or not rw:
         return 0.0, 0.0
     k = min(n, len(iw), len(rw))
-    common = {tuple(iw[i:i + k]) for i in range(len(iw) - k + 1)} & {tuple(rw[i:i + k]) for i in range(len(rw) - k + 1)}
+    common = {tuple(iw[i : i + k]) for i in range(len(iw) - k + 1)} & {
+        tuple(rw[i : i + k]) for i in range(len(rw) - k + 1)
+    }
 
     def covered(ws: list[str]) -> float:
         hit = [False] * len(ws)
         for i in range(len(ws) - k + 1):
-            if tuple(ws[i:i + k]) in common:
-                hit[i:i + k] = [True] * k
+            if tuple(ws[i : i + k]) in common:
+                hit[i : i + k] = [True] * k
         return round(sum(hit) / len(ws), 4)
 
     return covered(iw), covered(rw)
@@ -129,8 +350,21 @@ def _is_request(text: str) -> bool:
         return True
     for clause in _CLAUSE.split(text.strip()):
         w = words(clause)
-        while w and w[0] in ("please", "kindly", "now", "then", "also", "and", "so", "first", "next", "finally", "hi",
-                             "hello", "hey"):
+        while w and w[0] in (
+            "please",
+            "kindly",
+            "now",
+            "then",
+            "also",
+            "and",
+            "so",
+            "first",
+            "next",
+            "finally",
+            "hi",
+            "hello",
+            "hey",
+        ):
             w = w[1:]
         if w and (w[0] in _IMPERATIVE or w[0] in _QUESTION_START):
             return True
@@ -145,8 +379,11 @@ def _stacked(text: str) -> bool:
     passes."""
     text = _LIST_MARK.sub("", text)
     sentences = [s for s in _SENTENCE_END.split(text.strip()) if words(s)]
-    questions = [s for s in sentences if s.rstrip().endswith("?") or (words(s)[0] in _QUESTION_START
-                                                                      and not s.rstrip().endswith("."))]
+    questions = [
+        s
+        for s in sentences
+        if s.rstrip().endswith("?") or (words(s)[0] in _QUESTION_START and not s.rstrip().endswith("."))
+    ]
     if len(questions) >= 3 and len(questions) >= 0.6 * len(sentences) and len(words(text)) <= 80:
         return True
     if re.search(r"\n\s*\n", text.strip()):
@@ -182,7 +419,9 @@ def gate(instruction: str, response: str, enabled: tuple[str, ...] = GATES) -> s
 LONG_RESPONSE = 50  # words
 # A request to reproduce text ("Repeat this text:", "Copy the following"): with the response's own text
 # after it, the pair teaches copying.
-_REPRODUCE = re.compile(r"\W*(please\s+)?(repeat|copy|echo|reproduce|recite|retype|transcribe)\b", re.IGNORECASE)
+_REPRODUCE = re.compile(
+    r"\W*(please\s+)?(repeat|copy|echo|reproduce|recite|retype|transcribe)\b", re.IGNORECASE
+)
 
 
 def _copy(iw: list[str], rw: list[str], instruction: str, response: str) -> bool:

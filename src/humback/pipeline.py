@@ -51,8 +51,13 @@ def _versions() -> dict:
     import transformers
     import trl
 
-    return {"humback": __version__, "python": platform.python_version(), "torch": torch.__version__,
-            "transformers": transformers.__version__, "trl": trl.__version__}
+    return {
+        "humback": __version__,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "trl": trl.__version__,
+    }
 
 
 class Manifest:
@@ -81,8 +86,10 @@ def source_fingerprint(source: str) -> list | str:
     if source == "demo" or not path.exists():
         return source
     files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
-    return [[str(p.relative_to(path) if path.is_dir() else p.name), p.stat().st_size, p.stat().st_mtime_ns]
-            for p in files]
+    return [
+        [str(p.relative_to(path) if path.is_dir() else p.name), p.stat().st_size, p.stat().st_mtime_ns]
+        for p in files
+    ]
 
 
 def build_stages(cfg: RunConfig, run_dir: Path, log: Callable[[str], None]) -> list[Stage]:
@@ -101,9 +108,16 @@ def build_stages(cfg: RunConfig, run_dir: Path, log: Callable[[str], None]) -> l
     stages: list[Stage] = []
     fps: dict[str, str] = {}
 
-    def add(key: str, work: Callable[[], dict], own: tuple, upstream: tuple[str | None, ...],
-            outputs: dict[str, Path], inputs: dict[str, str]) -> None:
-        fps[key] = fingerprint(key, *own, *(fps[u] if u else None for u in upstream), rs)
+    def add(
+        key: str,
+        work: Callable[[], dict],
+        *,
+        settings: tuple,
+        upstream: tuple[str | None, ...] = (),
+        outputs: dict[str, Path],
+        inputs: dict[str, str],
+    ) -> None:
+        fps[key] = fingerprint(key, *settings, *(fps[u] if u else None for u in upstream), rs)
         stages.append(Stage(key, work, fps[key], outputs, inputs, tuple(u for u in upstream if u)))
 
     def runner(role, own_model: Path):
@@ -114,50 +128,106 @@ def build_stages(cfg: RunConfig, run_dir: Path, log: Callable[[str], None]) -> l
             if cfg.cluster.engine == "ray" and cfg.cluster.train_workers:
                 from humback.training.ray_train import train_on_ray
 
-                return train_on_ray(partial(train, data, cfg.model, run.model(name), cfg.train, direction=direction,
-                                            seed=rs, log=print), run.model(name), cfg.cluster)
+                return train_on_ray(
+                    partial(
+                        train,
+                        data,
+                        cfg.model,
+                        run.model(name),
+                        cfg.train,
+                        direction=direction,
+                        seed=rs,
+                        log=print,
+                    ),
+                    run.model(name),
+                    cfg.cluster,
+                )
             return train(data, cfg.model, run.model(name), cfg.train, direction=direction, seed=rs, log=log)
+
         return work
 
     # Each section's fields marked speed-only (micro-batching, shard sizes, strictness ...) are left out.
     train_fp = fingerprint_settings(cfg.train)
-    add("seed", lambda: seed_pairs(cfg.seed.source, run.seed, cfg.seed, seed=rs, log=log),
-        (fingerprint_settings(cfg.seed), source_fingerprint(cfg.seed.source)), (),
-        {"seed": run.seed}, {"source": cfg.seed.source})
-    add("segment", lambda: segment(cfg.segment.corpus, run.segments, cfg.segment, seed=rs, log=log,
-                                   map_files=file_map(cfg.cluster)),
-        (fingerprint_settings(cfg.segment), extractor_version(cfg.segment.extractor),
-         source_fingerprint(cfg.segment.corpus)), (),
-        {"segments": run.segments}, {"corpus": cfg.segment.corpus})
-    add("train:myx", train_stage("myx", "backward", [run.seed]), (cfg.model, train_fp, prompts.BACKWARD_PROMPT),
-        ("seed",), {"model": run.model("myx")}, {"data": str(run.seed), "base": cfg.model})
+    add(
+        "seed",
+        lambda: seed_pairs(cfg.seed.source, run.seed, cfg.seed, seed=rs, log=log),
+        settings=(fingerprint_settings(cfg.seed), source_fingerprint(cfg.seed.source)),
+        outputs={"seed": run.seed},
+        inputs={"source": cfg.seed.source},
+    )
+    add(
+        "segment",
+        lambda: segment(
+            cfg.segment.corpus, run.segments, cfg.segment, seed=rs, log=log, map_files=file_map(cfg.cluster)
+        ),
+        settings=(
+            fingerprint_settings(cfg.segment),
+            extractor_version(cfg.segment.extractor),
+            source_fingerprint(cfg.segment.corpus),
+        ),
+        outputs={"segments": run.segments},
+        inputs={"corpus": cfg.segment.corpus},
+    )
+    add(
+        "train:myx",
+        train_stage("myx", "backward", [run.seed]),
+        settings=(cfg.model, train_fp, prompts.BACKWARD_PROMPT),
+        upstream=("seed",),
+        outputs={"model": run.model("myx")},
+        inputs={"data": str(run.seed), "base": cfg.model},
+    )
     backward, judge_engine = g.role("backward"), g.role("judge")
-    add("augment", lambda: augment(run.segments, runner("backward", run.model("myx")), run.candidates,
-                                   cfg.augment, seed=rs, log=log),
-        (cfg.augment, prompts.BACKWARD_PROMPT, backward.identity()),
-        (None if backward.model else "train:myx", "segment"),
-        {"candidates": run.candidates},
-        {"segments": str(run.segments), "model": backward.model or str(run.model("myx"))})
-    add("train:m0", train_stage("m0", "forward", [run.seed]), (cfg.model, train_fp, prompts.SYSTEM_SEED),
-        ("seed",), {"model": run.model("m0")}, {"data": str(run.seed), "base": cfg.model})
+    add(
+        "augment",
+        lambda: augment(
+            run.segments, runner("backward", run.model("myx")), run.candidates, cfg.augment, seed=rs, log=log
+        ),
+        settings=(cfg.augment, prompts.BACKWARD_PROMPT, backward.identity()),
+        upstream=(None if backward.model else "train:myx", "segment"),
+        outputs={"candidates": run.candidates},
+        inputs={"segments": str(run.segments), "model": backward.model or str(run.model("myx"))},
+    )
+    add(
+        "train:m0",
+        train_stage("m0", "forward", [run.seed]),
+        settings=(cfg.model, train_fp, prompts.SYSTEM_SEED),
+        upstream=("seed",),
+        outputs={"model": run.model("m0")},
+        inputs={"data": str(run.seed), "base": cfg.model},
+    )
     for t in range(1, cfg.iterations + 1):
         judge = run.judge(t, judge_engine.model)
-        add(f"curate:{t}",
-            lambda judge=judge, t=t: curate(run.candidates, runner("judge", judge), run.iteration(t), cfg.curate,
-                                            iteration=t, seed=rs, log=log),
-            (cfg.curate, prompts.CURATION_PROMPT, judge_engine.identity()),
-            (None if judge_engine.model else f"train:m{t - 1}", "augment"),
-            {"scored": run.scored(t), "selected": run.selected(t)},
-            {"candidates": str(run.candidates), "judge": judge})
+        add(
+            f"curate:{t}",
+            lambda judge=judge, t=t: curate(
+                run.candidates,
+                runner("judge", judge),
+                run.iteration(t),
+                cfg.curate,
+                iteration=t,
+                seed=rs,
+                log=log,
+            ),
+            settings=(cfg.curate, prompts.CURATION_PROMPT, judge_engine.identity()),
+            upstream=(None if judge_engine.model else f"train:m{t - 1}", "augment"),
+            outputs={"scored": run.scored(t), "selected": run.selected(t)},
+            inputs={"candidates": str(run.candidates), "judge": judge},
+        )
         # Paper §2.2: M_t is fine-tuned from the *base* model on seed + A_k^(t), not from M_{t-1}.
-        add(f"train:m{t}", train_stage(f"m{t}", "forward", [run.seed, run.selected(t)]),
-            (cfg.model, train_fp, prompts.SYSTEM_AUGMENTED), ("seed", f"curate:{t}"),
-            {"model": run.model(f"m{t}")}, {"data": f"{run.seed} + {run.selected(t)}", "base": cfg.model})
+        add(
+            f"train:m{t}",
+            train_stage(f"m{t}", "forward", [run.seed, run.selected(t)]),
+            settings=(cfg.model, train_fp, prompts.SYSTEM_AUGMENTED),
+            upstream=("seed", f"curate:{t}"),
+            outputs={"model": run.model(f"m{t}")},
+            inputs={"data": f"{run.seed} + {run.selected(t)}", "base": cfg.model},
+        )
     return stages
 
 
-def run_pipeline(cfg: RunConfig, run_dir: str | Path, force: str | None = None,
-                 log: Callable[[str], None] = print) -> dict:
+def run_pipeline(
+    cfg: RunConfig, run_dir: str | Path, force: str | None = None, log: Callable[[str], None] = print
+) -> dict:
     """Run every stage not already done with the same fingerprint. Returns the manifest data."""
     from humback.models import resolve_model
 
@@ -165,10 +235,21 @@ def run_pipeline(cfg: RunConfig, run_dir: str | Path, force: str | None = None,
     if run_dir.is_symlink():  # the run folder you named (e.g. a link to a larger disk): followed once, here
         run_dir = run_dir.resolve()
     run = RunDir(run_dir)
-    own = {run.manifest_path.name, run.config_path.name, run.lock_path.name, "cache"}  # what an early kill leaves
-    if run_dir.is_dir() and any(p.name not in own for p in run_dir.iterdir()) and not run.manifest_path.exists():
-        raise StageError(f"{run_dir} is a folder humback did not create (no manifest.json, not empty): give the run "
-                         "a new name or an empty folder")
+    own = {
+        run.manifest_path.name,
+        run.config_path.name,
+        run.lock_path.name,
+        "cache",
+    }  # what an early kill leaves
+    if (
+        run_dir.is_dir()
+        and any(p.name not in own for p in run_dir.iterdir())
+        and not run.manifest_path.exists()
+    ):
+        raise StageError(
+            f"{run_dir} is a folder humback did not create (no manifest.json, not empty): give the run "
+            "a new name or an empty folder"
+        )
     resolve_model(cfg.model)  # an unknown model name fails now, not after the data stages
     ensure_dir(run_dir)
     # One process per run folder: two would resume the same partial files and delete each other's temp output.
@@ -192,15 +273,23 @@ def _run_stages(cfg: RunConfig, run_dir: Path, force: str | None, log: Callable[
         # fingerprint is not (a resumed or forced stage).
         forcing = force in (stage.key, StageKey.parse(stage.key).kind) or any(d in ran for d in stage.deps)
         prev = manifest.stage(stage.key)
-        done = (prev.get("status") == "done" and prev.get("fingerprint") == stage.fp
-                and all(p.exists() for p in stage.outputs.values()))
+        done = (
+            prev.get("status") == "done"
+            and prev.get("fingerprint") == stage.fp
+            and all(p.exists() for p in stage.outputs.values())
+        )
         if done and not forcing:
             log(f"[{stage.key}] skipped: done with the same fingerprint")
             continue
         if prev.get("fingerprint") != stage.fp or forcing:
             _discard_partials(stage)  # rows of another configuration must not be resumed
-        entry = {"status": "running", "fingerprint": stage.fp, "inputs": stage.inputs,
-                 "started": datetime.now(timezone.utc).isoformat(timespec="seconds"), "versions": _versions()}
+        entry = {
+            "status": "running",
+            "fingerprint": stage.fp,
+            "inputs": stage.inputs,
+            "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "versions": _versions(),
+        }
         manifest.data["stages"][stage.key] = entry
         manifest.save()
         log(f"[{stage.key}] running")
@@ -211,10 +300,16 @@ def _run_stages(cfg: RunConfig, run_dir: Path, force: str | None, log: Callable[
             log(f"[humback] warning, please report: {problem}")
         gc.collect()  # each stage loads its own model: free the last one before the next loads
         ran.add(stage.key)
-        entry.update({"status": "done", "stats": stats, "seconds": round(time.time() - start, 1),
-                      "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                      "outputs": {k: str(p) for k, p in stage.outputs.items()},
-                      "output_files": {k: _describe(p) for k, p in stage.outputs.items()}})
+        entry.update(
+            {
+                "status": "done",
+                "stats": stats,
+                "seconds": round(time.time() - start, 1),
+                "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                "outputs": {k: str(p) for k, p in stage.outputs.items()},
+                "output_files": {k: _describe(p) for k, p in stage.outputs.items()},
+            }
+        )
         manifest.save()
     log(summary(manifest.data))
     return manifest.data

@@ -64,13 +64,21 @@ class RayRunner:
         self.fingerprint = "ray:" + hashlib.sha256(identity.encode()).hexdigest()[:24]
         self.backend: str | None = None if engine.backend == "auto" else engine.backend
 
-    def map(self, rows: list[dict], work: Work, out: Path, settings: dict, desc: str = "rows",
-            length: Callable[[dict], int] = len, log: Callable[[str], None] = print) -> Mapped:
+    def map(
+        self,
+        rows: list[dict],
+        work: Work,
+        out: Path,
+        settings: dict,
+        desc: str = "rows",
+        length: Callable[[dict], int] = len,
+        log: Callable[[str], None] = print,
+    ) -> Mapped:
         """The shards' rows, in input order, written to `out` (`length` is the local runner's: each replica
         batches its own shard)."""
         store = ShardStore(out, {**settings, "model": self.fingerprint}, log=log)
         size = self.cluster.shard_rows
-        shards = [rows[i:i + size] for i in range(0, len(rows), size)]
+        shards = [rows[i : i + size] for i in range(0, len(rows), size)]
         todo = [k for k, shard in enumerate(shards) if store.ids(k) != [r["id"] for r in shard]]
         resumed = len(rows) - sum(len(shards[k]) for k in todo)
         if todo:
@@ -82,8 +90,16 @@ class RayRunner:
     def stats(self) -> GeneratorStats:
         return {"backend": self.backend or self.engine.backend}
 
-    def _run(self, todo: list[int], shards: list[list[dict]], work: Work, store: ShardStore, desc: str, done: int,
-             total: int) -> None:
+    def _run(
+        self,
+        todo: list[int],
+        shards: list[list[dict]],
+        work: Work,
+        store: ShardStore,
+        desc: str,
+        done: int,
+        total: int,
+    ) -> None:
         connect(self.cluster)
         import ray
 
@@ -92,12 +108,21 @@ class RayRunner:
         # Ray Data restarts an actor whose process dies and retries its shard (max_restarts and
         # max_task_retries default to -1 for actor pools); the driver writes each shard once.
         results = ds.map_batches(
-            Replica, batch_size=1, compute=ray.data.ActorPoolStrategy(size=self.cluster.replicas),
-            num_cpus=self.cluster.cpus_per_replica, num_gpus=self.cluster.gpus_per_replica or None,
-            fn_constructor_kwargs={"load": partial(self.load, self.engine, self.model), "work": work,
-                                   "threads": max(1, int(self.cluster.cpus_per_replica))})
+            Replica,
+            batch_size=1,
+            compute=ray.data.ActorPoolStrategy(size=self.cluster.replicas),
+            num_cpus=self.cluster.cpus_per_replica,
+            num_gpus=self.cluster.gpus_per_replica or None,
+            fn_constructor_kwargs={
+                "load": partial(self.load, self.engine, self.model),
+                "work": work,
+                "threads": max(1, int(self.cluster.cpus_per_replica)),
+            },
+        )
         try:
-            with tqdm(total=total, initial=done, desc=f"{desc} [ray x{self.cluster.replicas}]", unit="row") as bar:
+            with tqdm(
+                total=total, initial=done, desc=f"{desc} [ray x{self.cluster.replicas}]", unit="row"
+            ) as bar:
                 for result in results.iter_rows():
                     k = int(result["shard"])
                     produced = json.loads(result["rows"])
@@ -109,8 +134,11 @@ class RayRunner:
         except HumbackError:
             raise
         except Exception as e:  # noqa: BLE001 (Ray wraps a replica's error in its own types; reraise sorts them)
-            reraise(e, f"the {len(store.finished())} finished shards are kept in {store.folder}: rerun the same"
-                       " command to resume")
+            reraise(
+                e,
+                f"the {len(store.finished())} finished shards are kept in {store.folder}: rerun the same"
+                " command to resume",
+            )
 
 
 class Replica:
@@ -125,9 +153,15 @@ class Replica:
     def __call__(self, batch: dict) -> dict:
         import numpy as np
 
-        out = [json.dumps(self.work(self.generator, json.loads(rows)), ensure_ascii=False) for rows in batch["rows"]]
-        return {"shard": batch["shard"], "rows": np.array(out, dtype=object),
-                "backend": np.array([self.generator.backend] * len(out), dtype=object)}
+        out = [
+            json.dumps(self.work(self.generator, json.loads(rows)), ensure_ascii=False)
+            for rows in batch["rows"]
+        ]
+        return {
+            "shard": batch["shard"],
+            "rows": np.array(out, dtype=object),
+            "backend": np.array([self.generator.backend] * len(out), dtype=object),
+        }
 
 
 class ShardStore:
@@ -140,12 +174,18 @@ class ShardStore:
         stamp_file = self.folder / "settings.json"
         refuse_link(self.folder)
         if self.folder.is_dir():
-            foreign = [p.name for p in self.folder.iterdir()
-                       if p.name != "settings.json" and not (p.suffix == ".jsonl" and p.stem.isdigit())
-                       and not p.name.endswith(".tmp")]
+            foreign = [
+                p.name
+                for p in self.folder.iterdir()
+                if p.name != "settings.json"
+                and not (p.suffix == ".jsonl" and p.stem.isdigit())
+                and not p.name.endswith(".tmp")
+            ]
             if foreign:
-                raise RecordError(f"{self.folder} holds files humback did not write ({', '.join(foreign[:3])}):"
-                                  " move them away")
+                raise RecordError(
+                    f"{self.folder} holds files humback did not write ({', '.join(foreign[:3])}):"
+                    " move them away"
+                )
             if not stamp_file.is_file() or stamp_file.read_text(encoding="utf-8") != stamp:
                 log(f"[resume] {self.folder} was written with other settings; starting it over")
                 shutil.rmtree(self.folder)

@@ -106,8 +106,9 @@ def json_lines(f, max_bytes: int) -> Iterator[tuple[int, object]]:
 MAX_LINE_BYTES = 64 << 20  # stage files: a row this large is not one humback wrote
 
 
-def read_jsonl(path: str | Path, required: tuple[str, ...] = (), unique_ids: bool = False,
-               strings: tuple[str, ...] = ()) -> Iterator[dict]:
+def read_jsonl(
+    path: str | Path, required: tuple[str, ...] = (), unique_ids: bool = False, strings: tuple[str, ...] = ()
+) -> Iterator[dict]:
     """Yield rows of a JSONL file, or of every *.jsonl file in a folder (sorted). A malformed line is a
     RecordError naming file and line; so is a key of `strings` that holds no string; with `unique_ids`, an
     id that is not a string or integer, and a second row with the same id (its row would otherwise be lost:
@@ -134,16 +135,22 @@ def read_jsonl(path: str | Path, required: tuple[str, ...] = (), unique_ids: boo
                     raise RecordError(f"{file}:{lineno}: missing key(s) {', '.join(missing)}")
                 wrong = [k for k in strings if k in row and not isinstance(row[k], str)]
                 if wrong:
-                    raise RecordError(f"{file}:{lineno}: key '{wrong[0]}' must be a string, got "
-                                      f"{type(row[wrong[0]]).__name__}")
+                    raise RecordError(
+                        f"{file}:{lineno}: key '{wrong[0]}' must be a string, got "
+                        f"{type(row[wrong[0]]).__name__}"
+                    )
                 if unique_ids:
                     if not isinstance(row.get("id"), (str, int)) or isinstance(row.get("id"), bool):
-                        raise RecordError(f"{file}:{lineno}: key 'id' must be a string or an integer, got "
-                                          f"{type(row.get('id')).__name__}")
+                        raise RecordError(
+                            f"{file}:{lineno}: key 'id' must be a string or an integer, got "
+                            f"{type(row.get('id')).__name__}"
+                        )
                     key = str(row.get("id"))
                     if key in seen:
-                        raise RecordError(f"{file}:{lineno}: duplicate id {key!r} (first at {seen[key]}); ids must be "
-                                          "unique: rows are matched by id")
+                        raise RecordError(
+                            f"{file}:{lineno}: duplicate id {key!r} (first at {seen[key]}); ids must be "
+                            "unique: rows are matched by id"
+                        )
                     seen[key] = f"{file.name}:{lineno}"
                 yield row
 
@@ -288,15 +295,21 @@ class ShardWriter:
         # careless --out (a home folder, the corpus itself) is never deleted.
         refuse_link(self.out)
         if not self.single and self.out.is_file():
-            raise RecordError(f"output {self.out} is an existing file: give a .jsonl path or a folder for shards")
+            raise RecordError(
+                f"output {self.out} is an existing file: give a .jsonl path or a folder for shards"
+            )
         if self.single and self.out.is_dir():
             raise RecordError(f"output {self.out} is a folder: give a new .jsonl path")
         if not self.single and self.out.is_dir():
-            foreign = [p.name for p in self.out.iterdir() if not SHARD_NAME.fullmatch(p.name) and p.name != OWNED]
+            foreign = [
+                p.name for p in self.out.iterdir() if not SHARD_NAME.fullmatch(p.name) and p.name != OWNED
+            ]
             if foreign:
-                raise RecordError(f"output folder {self.out} holds other files ({', '.join(sorted(foreign)[:3])}"
-                                  f"{', ...' if len(foreign) > 3 else ''}); it would be replaced: give a new or "
-                                  "empty folder, or a .jsonl file")
+                raise RecordError(
+                    f"output folder {self.out} holds other files ({', '.join(sorted(foreign)[:3])}"
+                    f"{', ...' if len(foreign) > 3 else ''}); it would be replaced: give a new or "
+                    "empty folder, or a .jsonl file"
+                )
 
     def write(self, row: dict) -> None:
         path = self.tmp

@@ -84,34 +84,80 @@ def _loss_plot(curves: dict[str, list[dict]], out: Path) -> str:
 
 
 def _table(header: list[str], rows: list[list]) -> list[str]:
-    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)] + \
-        ["| " + " | ".join("–" if v is None else str(v) for v in row) + " |" for row in rows]
+    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)] + [
+        "| " + " | ".join("–" if v is None else str(v) for v in row) + " |" for row in rows
+    ]
 
 
-METRICS = ("heldout", "nll_pairs", "answer_pairs", "backward", "forward", "win_rates", "judges")  # what humback eval writes
+METRICS = (
+    "heldout",
+    "nll_pairs",
+    "answer_pairs",
+    "backward",
+    "forward",
+    "win_rates",
+    "judges",
+)  # what humback eval writes
 
 
 def _eval_section(metrics: dict) -> list[str]:
-    lines = [(f"Held-out data: `{metrics['heldout']}` ({metrics['nll_pairs']} pairs for NLL,"
-             f" {metrics['answer_pairs']} instructions for win rates)."), "", "**Backward model** (instruction given response):", ""]
-    lines += _table(["model", "instruction NLL (nats/token)", "ROUGE-L of sampled instructions"],
-                    [[k, v["instruction_nll"], v["rouge_l"]] for k, v in metrics["backward"].items()])
+    lines = [
+        (
+            f"Held-out data: `{metrics['heldout']}` ({metrics['nll_pairs']} pairs for NLL,"
+            f" {metrics['answer_pairs']} instructions for win rates)."
+        ),
+        "",
+        "**Backward model** (instruction given response):",
+        "",
+    ]
+    lines += _table(
+        ["model", "instruction NLL (nats/token)", "ROUGE-L of sampled instructions"],
+        [[k, v["instruction_nll"], v["rouge_l"]] for k, v in metrics["backward"].items()],
+    )
     lines += ["", "**Forward models**:", ""]
-    lines += _table(["model", "reference-answer NLL (nats/token)", "mean answer chars"],
-                    [[k, v["reference_nll"], v["mean_answer_chars"]] for k, v in metrics["forward"].items()])
+    lines += _table(
+        ["model", "reference-answer NLL (nats/token)", "mean answer chars"],
+        [[k, v["reference_nll"], v["mean_answer_chars"]] for k, v in metrics["forward"].items()],
+    )
     wr = metrics["win_rates"]
     lines += ["", f"**Win rates** (judge `{wr['judge']}`, {wr['method']}, both answer orders):", ""]
-    lines += _table(["pair", "win rate", "length-controlled", "n", "mean chars (first / second)"],
-                    [[k, v["win_rate"], v.get("lc_win_rate"), v["n"],
-                      f"{v.get('mean_chars_first')} / {v.get('mean_chars_second')}"] for k, v in wr["pairs"].items()])
+    lines += _table(
+        ["pair", "win rate", "length-controlled", "n", "mean chars (first / second)"],
+        [
+            [
+                k,
+                v["win_rate"],
+                v.get("lc_win_rate"),
+                v["n"],
+                f"{v.get('mean_chars_first')} / {v.get('mean_chars_second')}",
+            ]
+            for k, v in wr["pairs"].items()
+        ],
+    )
     lines += ["", "**Judges** (ROC-AUC on held-out pairs vs built negatives):", ""]
     rows = []
     for it, j in metrics["judges"].items():
         for signal, e in j["signals"].items():
-            rows.append([it, signal, e["auc"], e.get("auc_mismatch"), e.get("auc_truncated"), e.get("auc_boilerplate")])
+            rows.append(
+                [
+                    it,
+                    signal,
+                    e["auc"],
+                    e.get("auc_mismatch"),
+                    e.get("auc_truncated"),
+                    e.get("auc_boilerplate"),
+                ]
+            )
     lines += _table(["iteration", "signal", "AUC", "mismatch", "truncated", "boilerplate"], rows)
     if "lm_eval" in metrics:
-        lines += ["", "**lm-evaluation-harness**:", "", "```", json.dumps(metrics["lm_eval"], indent=1), "```"]
+        lines += [
+            "",
+            "**lm-evaluation-harness**:",
+            "",
+            "```",
+            json.dumps(metrics["lm_eval"], indent=1),
+            "```",
+        ]
     return lines
 
 
@@ -126,7 +172,11 @@ def report(run_dir: str | Path) -> Path:
 
     md += [f"## {SECTIONS[0]}", ""]
     steps = [(step.name, step.rows) for step in funnel(manifest)]
-    md += [f"![data funnel]({_funnel_plot(steps, out / 'funnel.png')})", ""] if steps else ["(no stage finished yet)", ""]
+    md += (
+        [f"![data funnel]({_funnel_plot(steps, out / 'funnel.png')})", ""]
+        if steps
+        else ["(no stage finished yet)", ""]
+    )
     md += _table(["step", "rows"], [[n, c] for n, c in steps]) + [""]
 
     iterations = run.iterations()
@@ -139,9 +189,22 @@ def report(run_dir: str | Path) -> Path:
         for t in iterations:
             st = stats.get(f"curate:{t}", {})
             skipped = st.get("skipped") if isinstance(st.get("skipped"), dict) else {}
-            rows.append([t] + [st.get(k) for k in keys] + [", ".join(f"{r} {n}" for r, n in skipped.items()) or "-"])
-        md += _table(["iteration", "candidates", "selected", "threshold", "parse failures", "mean score",
-                      "judge-directed", "skipped before judging"], rows)
+            rows.append(
+                [t] + [st.get(k) for k in keys] + [", ".join(f"{r} {n}" for r, n in skipped.items()) or "-"]
+            )
+        md += _table(
+            [
+                "iteration",
+                "candidates",
+                "selected",
+                "threshold",
+                "parse failures",
+                "mean score",
+                "judge-directed",
+                "skipped before judging",
+            ],
+            rows,
+        )
     else:
         md += ["(no curation yet)"]
     md += ["", f"## {SECTIONS[2]}", ""]
@@ -151,8 +214,11 @@ def report(run_dir: str | Path) -> Path:
         text = ("instruction", "response")
         pool = list(read_jsonl(run.candidates, required=text, strings=text))
         sel_file = run.selected(t)
-        selected = (list(read_jsonl(sel_file, required=text, strings=text))
-                    if sel_file.is_file() and sel_file.stat().st_size else [])
+        selected = (
+            list(read_jsonl(sel_file, required=text, strings=text))
+            if sel_file.is_file() and sel_file.stat().st_size
+            else []
+        )
         md += [f"Iteration {t}.", "", f"![lengths]({_length_plot(pool, selected, out / 'lengths.png')})", ""]
     else:
         md += ["(no curation yet)", ""]
@@ -160,13 +226,20 @@ def report(run_dir: str | Path) -> Path:
     md += [f"## {SECTIONS[3]}", ""]
     curves = {}
     for p in sorted(run.models.glob("*/humback_train.json")):
-        curve = read_json(p, keys=("loss_curve",), fix="retrain the model (humback run --force train)")["loss_curve"]
-        if not isinstance(curve, list) or not all(isinstance(e, dict) and is_number(e.get("step"))
-                                                  and is_number(e.get("loss")) for e in curve):
+        curve = read_json(p, keys=("loss_curve",), fix="retrain the model (humback run --force train)")[
+            "loss_curve"
+        ]
+        if not isinstance(curve, list) or not all(
+            isinstance(e, dict) and is_number(e.get("step")) and is_number(e.get("loss")) for e in curve
+        ):
             raise RecordError(f"{p}: key 'loss_curve' must be a list of {{step, loss}} numbers")
         if curve:
             curves[p.parent.name] = curve
-    md += [f"![training loss]({_loss_plot(curves, out / 'loss.png')})", ""] if curves else ["(no model trained yet)", ""]
+    md += (
+        [f"![training loss]({_loss_plot(curves, out / 'loss.png')})", ""]
+        if curves
+        else ["(no model trained yet)", ""]
+    )
 
     md += [f"## {SECTIONS[4]}", ""]
     metrics_file = run.eval_dir / "metrics.json"
@@ -174,16 +247,26 @@ def report(run_dir: str | Path) -> Path:
         metrics = read_json(metrics_file, keys=METRICS, fix=f"rerun humback eval {run_dir}")
         try:
             md += _eval_section(metrics)
-        except (KeyError, TypeError, AttributeError, ValueError) as e:  # a hand-edited file of the wrong shape
+        except (
+            KeyError,
+            TypeError,
+            AttributeError,
+            ValueError,
+        ) as e:  # a hand-edited file of the wrong shape
             where = f"key {e}" if isinstance(e, KeyError) else f"{type(e).__name__}: {str(e)[:80]}"
-            raise RecordError(f"{metrics_file}: not the shape humback eval writes ({where}); rerun humback eval"
-                              f" {run_dir}") from None
+            raise RecordError(
+                f"{metrics_file}: not the shape humback eval writes ({where}); rerun humback eval {run_dir}"
+            ) from None
     else:
         md += [f"(not evaluated yet: `humback eval {run_dir} --heldout FILE`)"]
     path = out / "report.md"
     atomic_write(path, "\n".join(md) + "\n")
-    atomic_write(out / "index.html", html_page(manifest.get("name", run_dir.name), "\n".join(md), out,
-                                               _sample_rows(run, iterations, pool)))
+    atomic_write(
+        out / "index.html",
+        html_page(
+            manifest.get("name", run_dir.name), "\n".join(md), out, _sample_rows(run, iterations, pool)
+        ),
+    )
     return path
 
 
@@ -196,9 +279,17 @@ def _sample_rows(run: RunDir, iterations: list[int], pool: list[dict], n: int = 
     texts = {r["id"]: r for r in pool}
     scored = [r for r in read_jsonl(run.scored(t)) if r.get("score") is not None and r["id"] in texts]
     scored.sort(key=lambda r: r["score"], reverse=True)
-    picks = scored[:n] + scored[max(n, len(scored) - n):]  # best n, then worst n not already shown
-    return [{"id": r["id"], "score": r["score"], "instruction": texts[r["id"]]["instruction"],
-             "response": texts[r["id"]]["response"][:600], "iteration": t} for r in picks]
+    picks = scored[:n] + scored[max(n, len(scored) - n) :]  # best n, then worst n not already shown
+    return [
+        {
+            "id": r["id"],
+            "score": r["score"],
+            "instruction": texts[r["id"]]["instruction"],
+            "response": texts[r["id"]]["response"][:600],
+            "iteration": t,
+        }
+        for r in picks
+    ]
 
 
 # Nothing leaves the page: no script, no request; images are inline data.
@@ -228,14 +319,28 @@ def html_page(name: str, md: str, folder: Path, rows: list[dict]) -> str:
     body = re.sub(r'<img alt="([^"]*)" src="([^"]+\.png)"', inline, body)
     cells = "".join(
         f"<tr><td>{html.escape(str(r['score']))}</td><td>{html.escape(r['instruction'])}</td>"
-        f"<td>{html.escape(r['response'])}</td></tr>" for r in rows)
-    sample = (f"<h2>Sample of rows (iteration {rows[0]['iteration']}: highest and lowest scores)</h2><table>"
-              f"<tr><th>score</th><th>instruction</th><th>response (segment, first 600 characters)</th></tr>{cells}"
-              "</table>") if rows else ""
-    style = ("body{font:14px/1.45 system-ui,sans-serif;max-width:1100px;margin:24px auto;padding:0 16px;color:#222}"
-             "table{border-collapse:collapse;margin:8px 0 16px}td,th{border:1px solid #ccc;padding:4px 6px;"
-             "vertical-align:top;white-space:pre-wrap}img{max-width:100%}code{background:#f3f3f3}")
-    return (f'<!doctype html><html lang="en"><head><meta charset="utf-8">'
-            f'<meta http-equiv="Content-Security-Policy" content="{_HTML_CSP}">'
-            f"<title>humback run {html.escape(name)}</title><style>{style}</style></head>"
-            f"<body>{body}{sample}</body></html>\n")
+        f"<td>{html.escape(r['response'])}</td></tr>"
+        for r in rows
+    )
+    sample = (
+        (
+            f"<h2>Sample of rows (iteration {rows[0]['iteration']}: highest and lowest scores)</h2><table>"
+            f"<tr><th>score</th><th>instruction</th><th>response (segment, first 600 "
+            f"characters)</th></tr>{cells}"
+            "</table>"
+        )
+        if rows
+        else ""
+    )
+    style = (
+        "body{font:14px/1.45 system-ui,sans-serif;max-width:1100px;margin:24px auto;padding:0 "
+        "16px;color:#222}"
+        "table{border-collapse:collapse;margin:8px 0 16px}td,th{border:1px solid #ccc;padding:4px 6px;"
+        "vertical-align:top;white-space:pre-wrap}img{max-width:100%}code{background:#f3f3f3}"
+    )
+    return (
+        f'<!doctype html><html lang="en"><head><meta charset="utf-8">'
+        f'<meta http-equiv="Content-Security-Policy" content="{_HTML_CSP}">'
+        f"<title>humback run {html.escape(name)}</title><style>{style}</style></head>"
+        f"<body>{body}{sample}</body></html>\n"
+    )

@@ -40,8 +40,16 @@ class Runner(Protocol):
 
     fingerprint: str
 
-    def map(self, rows: list[dict], work: Work, out: Path, settings: dict, desc: str = "rows",
-            length: Callable[[dict], int] = len, log: Callable[[str], None] = print) -> Mapped:
+    def map(
+        self,
+        rows: list[dict],
+        work: Work,
+        out: Path,
+        settings: dict,
+        desc: str = "rows",
+        length: Callable[[dict], int] = len,
+        log: Callable[[str], None] = print,
+    ) -> Mapped:
         """Write work's output rows for `rows` to `out`, kill-safely; `settings` is what the rows depend on
         besides the model (a rerun with other settings starts over, saying so through `log`); `length`
         orders rows for batching."""
@@ -58,8 +66,16 @@ class LocalRunner:
     def __init__(self, generator: Generator):
         self.generator, self.fingerprint = generator, generator.fingerprint
 
-    def map(self, rows: list[dict], work: Work, out: Path, settings: dict, desc: str = "rows",
-            length: Callable[[dict], int] = len, log: Callable[[str], None] = print) -> Mapped:
+    def map(
+        self,
+        rows: list[dict],
+        work: Work,
+        out: Path,
+        settings: dict,
+        desc: str = "rows",
+        length: Callable[[dict], int] = len,
+        log: Callable[[str], None] = print,
+    ) -> Mapped:
         writer = RowWriter(out, {**settings, "model": self.fingerprint}, log=log)
         # Shortest first: batches of similar length waste little on padding (or, in CTranslate2, on prompt
         # tails fed token by token); the file is put back in input order at the end.
@@ -69,7 +85,7 @@ class LocalRunner:
         try:
             with tqdm(total=len(rows), initial=resumed, desc=desc, unit="row") as bar:
                 for start in range(0, len(todo), size):
-                    chunk = todo[start:start + size]
+                    chunk = todo[start : start + size]
                     writer.write(work(self.generator, chunk))
                     bar.update(len(chunk))
             done = writer.finish(order=[r["id"] for r in rows])

@@ -81,8 +81,11 @@ class RunDir:
 
     def iterations(self) -> list[int]:
         """Iterations with scored rows; only iter<N> folders (a user's copy such as iter1.bak is not one)."""
-        return sorted(int(p.name[4:]) for p in self.root.glob("iter*")
-                      if p.name[4:].isdigit() and (p / SCORED).is_file())
+        return sorted(
+            int(p.name[4:])
+            for p in self.root.glob("iter*")
+            if p.name[4:].isdigit() and (p / SCORED).is_file()
+        )
 
     @property
     def eval_dir(self) -> Path:
@@ -104,27 +107,41 @@ class RunDir:
         """The manifest, or a RecordError saying what is wrong with it."""
         path = self.manifest_path
         if not path.is_file():
-            raise RecordError(f"{self.root} is not a humback run directory (no manifest.json; `humback run` makes one)")
+            raise RecordError(
+                f"{self.root} is not a humback run directory (no manifest.json; `humback run` makes one)"
+            )
         try:
             data = json.loads(path.read_bytes().decode("utf-8"))
         except (UnicodeDecodeError, ValueError, RecursionError) as e:
-            raise RecordError(f"{path} is corrupt ({type(e).__name__}: {str(e)[:80]}); restore it, or delete it to "
-                              "rerun every stage (finished outputs are checked again)") from None
+            raise RecordError(
+                f"{path} is corrupt ({type(e).__name__}: {str(e)[:80]}); restore it, or delete it to "
+                "rerun every stage (finished outputs are checked again)"
+            ) from None
         if not isinstance(data, dict) or not isinstance(data.get("stages", {}), dict):
             raise RecordError(f"{path} is not a humback manifest (expected an object with 'stages')")
         data.setdefault("stages", {})
         problem = manifest_problem(data)
         if problem:
-            raise RecordError(f"{path}: {problem}; restore the file, or delete it to rerun every stage (finished"
-                              " outputs are checked again)")
+            raise RecordError(
+                f"{path}: {problem}; restore the file, or delete it to rerun every stage (finished"
+                " outputs are checked again)"
+            )
         return data
 
     def write_manifest(self, data: dict) -> None:
         atomic_write(self.manifest_path, json.dumps(data, indent=1))
 
 
-_SHAPES = {"status": str, "stats": dict, "outputs": dict, "output_files": dict, "inputs": dict, "fingerprint": str,
-           "seconds": (int, float), "versions": dict}
+_SHAPES = {
+    "status": str,
+    "stats": dict,
+    "outputs": dict,
+    "output_files": dict,
+    "inputs": dict,
+    "fingerprint": str,
+    "seconds": (int, float),
+    "versions": dict,
+}
 
 
 def manifest_problem(data: dict) -> str | None:
@@ -133,13 +150,27 @@ def manifest_problem(data: dict) -> str | None:
     for key in ("config", "name", "run_dir"):
         want = dict if key == "config" else str
         if key in data and not isinstance(data[key], want):
-            return f"key '{key}' must be {'an object' if want is dict else 'a string'}, got {_kind(data[key])}"
+            return (
+                f"key '{key}' must be {'an object' if want is dict else 'a string'}, got {_kind(data[key])}"
+            )
     for section, value in (data.get("config") or {}).items():
-        if section in ("seed", "segment", "generation", "augment", "curate", "train", "eval", "cluster") and not isinstance(value, dict):
+        if section in (
+            "seed",
+            "segment",
+            "generation",
+            "augment",
+            "curate",
+            "train",
+            "eval",
+            "cluster",
+        ) and not isinstance(value, dict):
             return f"key 'config.{section}' must be an object, got {_kind(value)}"
     for key, stage in data["stages"].items():
         if StageKey.parse(key) is None:
-            return f"'stages.{key}' is not a stage (stages: seed, segment, train:myx, augment, train:m<t>, curate:<t>)"
+            return (
+                f"'stages.{key}' is not a stage (stages: seed, segment, train:myx, augment, train:m<t>,"
+                " curate:<t>)"
+            )
         if not isinstance(stage, dict):
             return f"'stages.{key}' must be an object, got {_kind(stage)}"
         if "status" not in stage:
@@ -168,7 +199,8 @@ def writer_lock(out: str | Path, what: str | None = None):
     """The lock a command takes before writing `out` (a file or folder): the run's own lock, the one
     `humback run` holds, when `out` lies in a run directory; else `.humback.lock` in `out`'s folder. Two
     commands writing one output never interleave: the second is a Busy error (exit 3) naming the first.
-    Under a distributed launch (`accelerate launch`, torchrun) only rank 0 takes it: the others write nothing."""
+    Under a distributed launch (`accelerate launch`, torchrun) only rank 0 takes it: the others write
+    nothing."""
     if os.environ.get("RANK", "0") != "0":
         return nullcontext()
     out = Path(out)

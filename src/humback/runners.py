@@ -14,8 +14,9 @@ from humback.models import ModelError
 from humback.rowloop import LocalRunner, Runner
 
 
-def runner_for(engine: EngineConfig, model: str | None, cache_file: Path | None,
-               cluster: ClusterConfig | None = None) -> Runner:
+def runner_for(
+    engine: EngineConfig, model: str | None, cache_file: Path | None, cluster: ClusterConfig | None = None
+) -> Runner:
     """The runner a generating stage gets: this process's generator for the role behind the response cache
     in `cache_file` (None: no cache), or, with cluster.engine 'ray', replicas of it on the Ray cluster."""
     if cluster is None or cluster.engine == "local":
@@ -24,7 +25,9 @@ def runner_for(engine: EngineConfig, model: str | None, cache_file: Path | None,
 
     name = engine.model or model
     if not name:
-        raise ModelError("no model given for generation: pass --model/--judge or set the role's `model` in the config")
+        raise ModelError(
+            "no model given for generation: pass --model/--judge or set the role's `model` in the config"
+        )
     return RayRunner(engine, name, cluster)
 
 

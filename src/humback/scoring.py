@@ -54,7 +54,7 @@ def _reasoning_before_score(text: str) -> str:
     """The judge's reasoning, cut before any score it wrote itself (the 'expected' method reads the
     score from the distribution instead)."""
     cut = re.search(r"\**\s*score\s*\**\s*[:=]", text, re.IGNORECASE)
-    return (text[:cut.start()] if cut else text).rstrip()
+    return (text[: cut.start()] if cut else text).rstrip()
 
 
 def expected_score(dist: dict[str, float]) -> float | None:
@@ -75,8 +75,13 @@ def forward_signals(generator: Generator, rows: list[dict]) -> list[dict]:
     out = []
     for c, b in zip(cond, bare):
         given, alone = _mean_nll(c["tokens"]), _mean_nll(b["tokens"])
-        out.append({"ifd": round(given / alone, 4) if alone > 0 else None, "nll": round(given, 4),
-                    "end_logprob": round(c["end"], 4)})
+        out.append(
+            {
+                "ifd": round(given / alone, 4) if alone > 0 else None,
+                "nll": round(given, 4),
+                "end_logprob": round(c["end"], 4),
+            }
+        )
     return out
 
 
@@ -94,14 +99,23 @@ def judge(generator: Generator, rows: list[dict], cfg: CurateConfig, seed: int) 
     if cfg.method == "mean-of-k":
         # k samples per row, each with its own seed (the first is the 'sample' method's, so the cache
         # shares it); unparseable ones are left out of the mean.
-        samples = [generator.generate(prompts, params, seeds if j == 0 else
-                                      [row_seed(seed, f"{r['id']}:{j}") for r in rows]) for j in range(cfg.k)]
+        samples = [
+            generator.generate(
+                prompts, params, seeds if j == 0 else [row_seed(seed, f"{r['id']}:{j}") for r in rows]
+            )
+            for j in range(cfg.k)
+        ]
         out = []
         for i in range(len(rows)):
             parsed = [parse_score(s[i]) for s in samples]
             valid = [p for p in parsed if p is not None]
-            out.append({"judge_score": round(sum(valid) / len(valid), 4) if valid else None,
-                        "samples": parsed, "reasoning": samples[0][i]})
+            out.append(
+                {
+                    "judge_score": round(sum(valid) / len(valid), 4) if valid else None,
+                    "samples": parsed,
+                    "reasoning": samples[0][i],
+                }
+            )
         return out
     # expected: E[score] under the judge's next-token distribution after its own reasoning
     replies = generator.generate(prompts, params, seeds) if cfg.max_new_tokens else [""] * len(rows)
@@ -194,7 +208,11 @@ def select_ids(candidates: list[dict], scored: dict[str, dict], cfg: CurateConfi
     cfg.top_fraction of all candidates (rounded down, at least one)."""
     from humback.data.dedup import Deduplicator
 
-    keep = [c for c in candidates if scored[c["id"]]["score"] is not None and scored[c["id"]]["score"] >= cfg.threshold]
+    keep = [
+        c
+        for c in candidates
+        if scored[c["id"]]["score"] is not None and scored[c["id"]]["score"] >= cfg.threshold
+    ]
     keep.sort(key=lambda c: -scored[c["id"]]["score"])
     caps = [len(keep)]
     if cfg.max_selected:
@@ -202,7 +220,11 @@ def select_ids(candidates: list[dict], scored: dict[str, dict], cfg: CurateConfi
     if cfg.top_fraction:
         caps.append(max(1, int(cfg.top_fraction * len(candidates))))
     # Instructions are short: character 5-grams, not the word 5-grams used for segments.
-    dedup = Deduplicator(cfg.near_duplicate_instructions, char_ngrams=5) if cfg.near_duplicate_instructions else None
+    dedup = (
+        Deduplicator(cfg.near_duplicate_instructions, char_ngrams=5)
+        if cfg.near_duplicate_instructions
+        else None
+    )
     chosen: list[str] = []
     for c in keep:
         if len(chosen) == min(caps):

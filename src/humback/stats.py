@@ -58,7 +58,9 @@ class CurateStats(TypedDict):
     method: str
     skipped_empty_instruction: int
     skipped_ifd: int
-    skipped: dict[str, int]  # every reason a candidate was not judged (gates, IFD, judge-directed text), counted
+    skipped: dict[
+        str, int
+    ]  # every reason a candidate was not judged (gates, IFD, judge-directed text), counted
     judge_directed: int  # pairs whose text spoke to the judge: neutralised for the judge, scored or skipped
     parse_failures: int
     parse_failure_rate: float
@@ -104,8 +106,13 @@ class TrainStats(Hardware):
 
 
 # Stage kind -> what its stats hold.
-STAGE_STATS: dict[str, Any] = {"seed": SeedStats, "segment": SegmentStats, "augment": AugmentStats,
-                                "curate": CurateStats, "train": TrainStats}
+STAGE_STATS: dict[str, Any] = {
+    "seed": SeedStats,
+    "segment": SegmentStats,
+    "augment": AugmentStats,
+    "curate": CurateStats,
+    "train": TrainStats,
+}
 
 _KEY = re.compile(r"(seed|segment|augment)|curate:([1-9]\d*)|train:(myx|m(\d+))")
 
@@ -155,5 +162,8 @@ def stats_problem(key: str, stats: dict) -> str | None:
     extra = sorted(set(stats) - set(get_type_hints(kind)))
     if not missing and not extra:
         return None
-    return (f"stage {key} returned stats that do not match {kind.__name__} in humback/stats.py: missing {missing},"
-            f" undeclared {extra}")
+    return (
+        f"stage {key} returned stats that do not match {kind.__name__} in humback/stats.py: missing "
+        f"{missing},"
+        f" undeclared {extra}"
+    )

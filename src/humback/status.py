@@ -16,14 +16,19 @@ from humback.stats import StageKey, stage_keys
 def stage_stats(manifest: dict) -> dict[str, dict]:
     """Stage key -> its recorded stats ({} where none were recorded or they are not an object)."""
     stages = manifest.get("stages") or {}
-    return {k: (v.get("stats") if isinstance(v, dict) and isinstance(v.get("stats"), dict) else {})
-            for k, v in stages.items()}
+    return {
+        k: (v.get("stats") if isinstance(v, dict) and isinstance(v.get("stats"), dict) else {})
+        for k, v in stages.items()
+    }
 
 
 def finished_iterations(manifest: dict) -> list[int]:
     """The iterations whose curation finished, in order."""
-    keys = [StageKey.parse(k) for k, v in (manifest.get("stages") or {}).items()
-            if isinstance(v, dict) and v.get("status") == "done"]
+    keys = [
+        StageKey.parse(k)
+        for k, v in (manifest.get("stages") or {}).items()
+        if isinstance(v, dict) and v.get("status") == "done"
+    ]
     return sorted(k.iteration for k in keys if k is not None and k.kind == "curate")
 
 
@@ -43,12 +48,21 @@ def funnel(manifest: dict) -> list[Step]:
     stats = stage_stats(manifest)
     seg = stats.get("segment", {})
     cut = seg.get("funnel") if isinstance(seg.get("funnel"), dict) else {}
-    steps = [Step("documents", cut.get("documents")), Step("sections", cut.get("segments")),
-             Step("segments kept", seg.get("rows"),
-                  {k.removeprefix("dropped_"): v for k, v in cut.items() if k.startswith("dropped_")}),
-             Step("candidates", stats.get("augment", {}).get("rows"))]
-    curated = sorted((key.iteration, s) for k, s in stats.items()
-                     if (key := StageKey.parse(k)) is not None and key.kind == "curate")
+    steps = [
+        Step("documents", cut.get("documents")),
+        Step("sections", cut.get("segments")),
+        Step(
+            "segments kept",
+            seg.get("rows"),
+            {k.removeprefix("dropped_"): v for k, v in cut.items() if k.startswith("dropped_")},
+        ),
+        Step("candidates", stats.get("augment", {}).get("rows")),
+    ]
+    curated = sorted(
+        (key.iteration, s)
+        for k, s in stats.items()
+        if (key := StageKey.parse(k)) is not None and key.kind == "curate"
+    )
     for t, s in curated:
         skipped = s.get("skipped") if isinstance(s.get("skipped"), dict) else {}
         steps.append(Step(f"selected, iteration {t}", s.get("selected"), dict(skipped), s.get("threshold")))
@@ -67,19 +81,27 @@ def _note(key: StageKey, stats: dict) -> str:
         cut = ", ".join(f"{n} {reason}" for reason, n in (stats.get("skipped") or {}).items())
         ifd = f"; skipped: {cut}" if cut else ""
         directed = f", {stats['judge_directed']} judge-directed" if stats.get("judge_directed") else ""
-        return (f"selected {stats['selected']} (score >= {stats['threshold']}{ifd}{directed}), parse failures "
-                f"{stats['parse_failure_rate']:.0%}, mean score {stats['mean_score']}, histogram "
-                f"{stats['score_histogram']}" + _engine_note(stats))
+        return (
+            f"selected {stats['selected']} (score >= {stats['threshold']}{ifd}{directed}), parse failures "
+            f"{stats['parse_failure_rate']:.0%}, mean score {stats['mean_score']}, histogram "
+            f"{stats['score_histogram']}" + _engine_note(stats)
+        )
     if key.kind == "train":
-        loss = "" if stats.get("first_loss") is None else f", loss {stats['first_loss']:.3f} -> {stats['last_loss']:.3f}"
+        loss = (
+            ""
+            if stats.get("first_loss") is None
+            else f", loss {stats['first_loss']:.3f} -> {stats['last_loss']:.3f}"
+        )
         return f"{stats['steps']} steps x batch {stats['batch_size']}, {stats['method']}{loss}"
     if key.kind == "segment":
         return f"funnel {stats['funnel']}"
     if key.kind == "seed":
         return f"drops {stats['drops']}"
     if key.kind == "augment":
-        return (f"empty instructions {stats['empty_instructions']}, resumed rows {stats['resumed_rows']}"
-                + _engine_note(stats))
+        return (
+            f"empty instructions {stats['empty_instructions']}, resumed rows {stats['resumed_rows']}"
+            + _engine_note(stats)
+        )
     return ""
 
 
@@ -90,8 +112,11 @@ def _shard_note(data: dict, key: StageKey) -> str:
     from humback.ray_runner import finished_shards, shard_folder
 
     run = RunDir(data["run_dir"])
-    source, out = (run.segments, run.candidates) if key.kind == "augment" else (run.candidates,
-                                                                                run.scored(key.iteration))
+    source, out = (
+        (run.segments, run.candidates)
+        if key.kind == "augment"
+        else (run.candidates, run.scored(key.iteration))
+    )
     if not shard_folder(out).is_dir():
         return ""
     done = len(finished_shards(out))
@@ -105,8 +130,10 @@ def _shard_note(data: dict, key: StageKey) -> str:
 
 def summary(data: dict) -> str:
     """The closing summary: rows per stage, score histograms, parse failures, where things are."""
-    lines = [f"\nhumback run '{data.get('name', '?')}' in {data.get('run_dir', '?')}",
-             f"{'stage':<10} {'status':<8} {'rows':>5} {'seconds':>8}  notes"]
+    lines = [
+        f"\nhumback run '{data.get('name', '?')}' in {data.get('run_dir', '?')}",
+        f"{'stage':<10} {'status':<8} {'rows':>5} {'seconds':>8}  notes",
+    ]
     iterations = data.get("config", {}).get("iterations", 0)
     keys = list(dict.fromkeys(stage_keys(iterations) + list(data["stages"])))
     for key in keys:
@@ -119,7 +146,11 @@ def summary(data: dict) -> str:
         except (KeyError, TypeError, ValueError) as e:  # stats of an older version, or edited by hand
             note = f"(stats incomplete: {e})"
         lines.append(f"{key:<10} {st['status']:<8} {rows!s:>5} {st.get('seconds', '')!s:>8}  {note}")
-    outs = {StageKey.parse(k): st.get("outputs", {}) for k, st in data["stages"].items() if st.get("status") == "done"}
+    outs = {
+        StageKey.parse(k): st.get("outputs", {})
+        for k, st in data["stages"].items()
+        if st.get("status") == "done"
+    }
     curated = [o["selected"] for k, o in outs.items() if k.kind == "curate" and "selected" in o]
     models = [o["model"] for k, o in outs.items() if k.kind == "train" and "model" in o]
     if curated:

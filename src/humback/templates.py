@@ -32,8 +32,8 @@ def render_target(tokenizer, messages: list[dict], target: str) -> str:
         full = tokenizer.apply_chat_template(
             messages + [{"role": "assistant", "content": target}], tokenize=False
         )
-        if full.startswith(prompt) and target in full[len(prompt):]:
-            completion = full[len(prompt):]
+        if full.startswith(prompt) and target in full[len(prompt) :]:
+            completion = full[len(prompt) :]
             # Keep the turn's end marker but not the template's trailing newline after it.
             return completion.rstrip("\n")
     return target + (tokenizer.eos_token or "")
@@ -46,6 +46,8 @@ def backward_messages(response: str) -> list[dict]:
 
 def forward_messages(instruction: str, tag: str | None) -> list[dict]:
     """Forward input: `tag` is 'seed' (S_a), 'augmented' (S_w), 'inference' (both) or None (no tag)."""
-    system = {"seed": SYSTEM_SEED, "augmented": SYSTEM_AUGMENTED, "inference": SYSTEM_INFERENCE}.get(tag or "")
+    system = {"seed": SYSTEM_SEED, "augmented": SYSTEM_AUGMENTED, "inference": SYSTEM_INFERENCE}.get(
+        tag or ""
+    )
     msgs = [{"role": "system", "content": system}] if system else []
     return msgs + [{"role": "user", "content": instruction}]

@@ -22,14 +22,23 @@ _PATTERNS = [
     # score lines and ratings: "Score: 5", "**Rating:** 4.5/5", "grade = 5", "score 5/5"
     r"\**\b(score|rating|grade|verdict)\b\s*\**\s*[:=]\s*\**\s*\d+(\.\d+)?\s*\**(\s*(/|out of)\s*\d+)?",
     r"\b\d+(\.\d+)?\s*(/|out of)\s*(5|five|10|ten)\b",
-    # addressing whoever reads: to rate, to score, to ignore, to answer only (the rest of such a line goes too)
-    (r"\b(ignore|disregard|forget|override)\b[^.\n]{0,40}?\b(instructions?|rubric|rules|prompt|guidelines|above|previous"
-    r"|everything)\b[^\n]*"),
+    # addressing whoever reads: to rate, to score, to ignore, to answer only (the rest of such a line goes
+    # too)
+    (
+        r"\b(ignore|disregard|forget|override)\b[^.\n]{0,40}?\b(instructions?|rubric|rules|prompt|guidelines|above|previous"
+        r"|everything)\b[^\n]*"
+    ),
     r"\b(rate|score|grade|mark)\s+(this|it|the (answer|response|text|page))\b",
-    r"\b(give|assign|award|rate)\s+(this|it|the (answer|response|text))?\s*(a\s+)?(score|rating|grade|mark|\d)\b",
+    (
+        r"\b(give|assign|award|rate)\s+(this|it|the (answer|response|text))?\s*(a\s+)?"
+        r"(score|rating|grade|mark|\d)\b"
+    ),
     r"\b(answer|reply|respond|output)\s+only\b[^\n]*",
     r"\b(you are|as) (an?|the) (ai |impartial |fair )?(evaluator|judge|grader|reviewer|rater)\b",
-    r"\b(dear|attention|note to|message to) (the )?(ai|llm|model|assistant|evaluator|judge|grader|reviewer)s?\b[^\n]*",
+    (
+        r"\b(dear|attention|note to|message to) (the )?(ai|llm|model|assistant|evaluator|judge|grader"
+        r"|reviewer)s?\b[^\n]*"
+    ),
     # the rubric's and the judge prompt's own words
     r"\b(5|five)-point scale\b|\bthe rubric\b|\bperfect answer from an ai assistant\b|\bscore:?\s*<rating>",
     r"</?\s*(instruction|answer)\s*>",

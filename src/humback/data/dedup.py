@@ -19,7 +19,9 @@ class Deduplicator:
     index, with the same decisions.
     """
 
-    def __init__(self, near_threshold: float | None = 0.8, num_perm: int = 64, char_ngrams: int | None = None):
+    def __init__(
+        self, near_threshold: float | None = 0.8, num_perm: int = 64, char_ngrams: int | None = None
+    ):
         # char_ngrams: shingle by character n-grams instead (short texts such as instructions, where a
         # few words give too few word 5-grams to compare).
         self.char_ngrams = char_ngrams
@@ -39,14 +41,19 @@ class Deduplicator:
         from datasketch import MinHash
 
         t = self._template
-        mh = MinHash(num_perm=t.num_perm, seed=t.seed, hashfunc=t.hashfunc, permutations=t.permutations,
-                     scheme=t.scheme)
+        mh = MinHash(
+            num_perm=t.num_perm,
+            seed=t.seed,
+            hashfunc=t.hashfunc,
+            permutations=t.permutations,
+            scheme=t.scheme,
+        )
         if self.char_ngrams:
             n = self.char_ngrams
-            shingles = {norm[i:i + n].encode() for i in range(max(1, len(norm) - n + 1))}
+            shingles = {norm[i : i + n].encode() for i in range(max(1, len(norm) - n + 1))}
         else:
             words = norm.split()
-            shingles = {" ".join(words[i:i + 5]).encode() for i in range(max(1, len(words) - 4))}
+            shingles = {" ".join(words[i : i + 5]).encode() for i in range(max(1, len(words) - 4))}
         mh.update_batch(list(shingles))
         return mh.hashvalues
 
@@ -58,7 +65,10 @@ class Deduplicator:
         self.exact.add(digest)
         if self.bands:
             values, r = self._signature(norm), self.rows_per_band
-            keys = [xxhash.xxh3_64_intdigest(values[i * r:(i + 1) * r].tobytes()) for i in range(len(self.bands))]
+            keys = [
+                xxhash.xxh3_64_intdigest(values[i * r : (i + 1) * r].tobytes())
+                for i in range(len(self.bands))
+            ]
             if any(k in band for k, band in zip(keys, self.bands)):
                 return "near_duplicate"
             for k, band in zip(keys, self.bands):

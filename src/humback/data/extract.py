@@ -45,7 +45,9 @@ def extractor_version(extractor: Extractor) -> str:
     """The extracting library and its version: a new release may extract differently."""
     from importlib.metadata import version
 
-    library = {"trafilatura": "trafilatura", "resiliparse": "resiliparse", "none": "beautifulsoup4"}[extractor]
+    library = {"trafilatura": "trafilatura", "resiliparse": "resiliparse", "none": "beautifulsoup4"}[
+        extractor
+    ]
     return f"{library} {version(library)}"
 
 
@@ -73,8 +75,9 @@ def _trafilatura(html: str) -> tuple[str, list[Block]]:
     # first and put back where they stand relative to the extracted paragraphs.
     page, headers = _page_text_and_headers(tree)
     # Comments are reader text, not the page's; tables are kept (their rows read as lines).
-    doc = trafilatura.bare_extraction(tree, include_comments=False, include_tables=True, include_formatting=True,
-                                      with_metadata=False)
+    doc = trafilatura.bare_extraction(
+        tree, include_comments=False, include_tables=True, include_formatting=True, with_metadata=False
+    )
     if doc is None or doc.body is None:
         return title, []
     paragraphs: list[str] = []
@@ -83,8 +86,11 @@ def _trafilatura(html: str) -> tuple[str, list[Block]]:
             continue  # placed from the page's own headers below
         if el.tag in ("list", "table"):
             # One line per item or row: a list or table is read as the lines it shows.
-            paragraphs.extend(clean(" ".join(row.itertext())) for row in el.iter("item", "row")
-                              if el.tag == "table" or row.getparent() is el)
+            paragraphs.extend(
+                clean(" ".join(row.itertext()))
+                for row in el.iter("item", "row")
+                if el.tag == "table" or row.getparent() is el
+            )
         else:  # p, quote, code, ...
             paragraphs.append(clean(" ".join(el.itertext())))
     return title, _place_headers(page, headers, [p for p in paragraphs if p])
@@ -174,8 +180,9 @@ def _resiliparse(html: str) -> tuple[str, list[Block]]:
     if _may_be_deep(html):
         _check_depth(tree)
     title = clean(tree.title or "")
-    minimal = extract_plain_text(tree, main_content=True, preserve_formatting="minimal_html", list_bullets=False,
-                                 alt_texts=False)
+    minimal = extract_plain_text(
+        tree, main_content=True, preserve_formatting="minimal_html", list_bullets=False, alt_texts=False
+    )
     body = HTMLTree.parse(minimal).body
     blocks: list[Block] = []
     # Walked through `next` links: indexing `child_nodes` costs time quadratic in the number of children.
@@ -199,7 +206,44 @@ MAX_DEPTH = 256
 
 # Tags whose end the parser infers (a new <p> closes the last, <li> the last item, ...) and void tags: not
 # counted when estimating nesting from the raw markup.
-_SELF_CLOSING = frozenset(["p", "li", "dt", "dd", "tr", "td", "th", "thead", "tbody", "tfoot", "option", "optgroup", "h1", "h2", "h3", "h4", "h5", "h6", "br", "hr", "img", "input", "meta", "link", "area", "base", "col", "embed", "param", "source", "track", "wbr", "rt", "rp"])
+_SELF_CLOSING = frozenset(
+    [
+        "p",
+        "li",
+        "dt",
+        "dd",
+        "tr",
+        "td",
+        "th",
+        "thead",
+        "tbody",
+        "tfoot",
+        "option",
+        "optgroup",
+        "h1",
+        "h2",
+        "h3",
+        "h4",
+        "h5",
+        "h6",
+        "br",
+        "hr",
+        "img",
+        "input",
+        "meta",
+        "link",
+        "area",
+        "base",
+        "col",
+        "embed",
+        "param",
+        "source",
+        "track",
+        "wbr",
+        "rt",
+        "rp",
+    ]
+)
 _TAG = re.compile(rb"<(/?)([a-zA-Z][a-zA-Z0-9-]*)[^>]*?(/?)>")
 
 

@@ -28,8 +28,10 @@ def quality_filters(names: Sequence[str], lang: str | None) -> list[tuple[str, C
         from datatrove.data import Document
         from datatrove.pipeline import filters
     except ImportError as e:
-        raise ConfigError(f"segment.quality_filters {list(names)} need datatrove and spaCy: "
-                           "pip install 'humback[quality]' (or set segment.quality_filters: [])") from e
+        raise ConfigError(
+            f"segment.quality_filters {list(names)} need datatrove and spaCy: "
+            "pip install 'humback[quality]' (or set segment.quality_filters: [])"
+        ) from e
     language = lang or "en"
     make = {
         "gopher_repetition": lambda: filters.GopherRepetitionFilter(language=language),

@@ -41,14 +41,21 @@ class Problems:
     """Counts malformed input by kind; warns with the location (first few of each kind), or raises at
     the first one when strict."""
 
-    def __init__(self, strict: bool = False, log: Callable[[str], None] = print, max_warnings: int = 5,
-                 stage: str = "segment"):
+    def __init__(
+        self,
+        strict: bool = False,
+        log: Callable[[str], None] = print,
+        max_warnings: int = 5,
+        stage: str = "segment",
+    ):
         self.strict, self.log, self.max_warnings, self.stage = strict, log, max_warnings, stage
         self.counts: Counter = Counter()
 
     def __call__(self, kind: str, location: str, detail: str) -> None:
         if self.strict:
-            raise RecordError(f"{location}: {detail} (--strict stops at the first bad input; drop it to skip and count)")
+            raise RecordError(
+                f"{location}: {detail} (--strict stops at the first bad input; drop it to skip and count)"
+            )
         self.counts[kind] += 1
         if self.counts[kind] <= self.max_warnings:
             self.log(self.warning(location, detail))
@@ -142,7 +149,9 @@ def _open_binary(path: Path):
     return open(path, "rb")
 
 
-def jsonl_rows(path: Path, problems: Problems, max_bytes: int = MAX_RECORD_BYTES) -> Iterator[tuple[str, object]]:
+def jsonl_rows(
+    path: Path, problems: Problems, max_bytes: int = MAX_RECORD_BYTES
+) -> Iterator[tuple[str, object]]:
     """(location, parsed line) for each line of a JSONL file (plain, .gz or .zst); undecodable lines,
     lines over `max_bytes` (skipped through, never held whole) and a truncated compressed stream are
     reported with their line and skipped."""
@@ -152,29 +161,41 @@ def jsonl_rows(path: Path, problems: Problems, max_bytes: int = MAX_RECORD_BYTES
             for lineno, row in json_lines(f, max_bytes):
                 where = f"{path}:{lineno}"
                 if isinstance(row, BadLine):
-                    hint = " (max_record_bytes of the seed or segment section)" if row.kind == "document_too_large" else ""
+                    hint = (
+                        " (max_record_bytes of the seed or segment section)"
+                        if row.kind == "document_too_large"
+                        else ""
+                    )
                     problems(row.kind, where, f"{row}{hint}")
                     continue
                 yield where, row
     except (EOFError, gzip.BadGzipFile, zlib.error, OSError) as e:
         if isinstance(e, FileNotFoundError):
             raise
-        problems("truncated_file", f"{path}:{lineno + 1}", f"unreadable compressed data ({type(e).__name__}: {e})")
+        problems(
+            "truncated_file", f"{path}:{lineno + 1}", f"unreadable compressed data ({type(e).__name__}: {e})"
+        )
     except Exception as e:  # zstandard.ZstdError and other decoder errors of a damaged file
         if type(e).__module__.split(".")[0] != "zstandard":
             raise
         problems("truncated_file", f"{path}:{lineno + 1}", f"damaged zstd data ({e})")
 
 
-def read_jsonl_docs(path: Path, text_field: str, problems: Problems, max_bytes: int = MAX_RECORD_BYTES
-                    ) -> Iterator[Document]:
+def read_jsonl_docs(
+    path: Path, text_field: str, problems: Problems, max_bytes: int = MAX_RECORD_BYTES
+) -> Iterator[Document]:
     for where, row in jsonl_rows(path, problems, max_bytes):
         text = row.get(text_field) if isinstance(row, dict) else None
         if not isinstance(text, str):
             problems("missing_text", where, f"no string field '{text_field}' (set segment.text_field)")
             continue
-        yield Document(str(row.get("id", where.rsplit("/", 1)[-1])), str(path), str(row.get("url") or ""),
-                       where, text=text)
+        yield Document(
+            str(row.get("id", where.rsplit("/", 1)[-1])),
+            str(path),
+            str(row.get("url") or ""),
+            where,
+            text=text,
+        )
 
 
 def read_parquet_docs(path: Path, text_field: str, problems: Problems) -> Iterator[Document]:
@@ -197,13 +218,17 @@ def read_parquet_docs(path: Path, text_field: str, problems: Problems) -> Iterat
             row += 1
             if isinstance(text, str):
                 doc_id = str(ids[i]) if ids else f"{path.name}:{row}"
-                yield Document(doc_id, str(path), str(urls[i] or "") if urls else "", f"{path}#row{row}", text=text)
+                yield Document(
+                    doc_id, str(path), str(urls[i] or "") if urls else "", f"{path}#row{row}", text=text
+                )
 
 
 def read_html_doc(path: Path, problems: Problems, max_bytes: int = MAX_RECORD_BYTES) -> Iterator[Document]:
     size = path.stat().st_size
     if size > max_bytes:  # checked before reading: the file is never held whole
-        problems("document_too_large", str(path), f"HTML file of {size:,} bytes exceeds segment.max_record_bytes")
+        problems(
+            "document_too_large", str(path), f"HTML file of {size:,} bytes exceeds segment.max_record_bytes"
+        )
         return
     try:
         html = path.read_bytes().decode("utf-8")
@@ -232,8 +257,12 @@ def read_warc_docs(path: Path, problems: Problems, max_bytes: int = MAX_RECORD_B
                 body = rec.content_stream().read(max_bytes + 1)
                 offset = records.get_record_offset()  # only after the body: asking first consumes it
                 if len(body) > max_bytes:
-                    problems("document_too_large", f"{path}@{offset}",
-                             f"WARC record body over {max_bytes:,} bytes (max_record_bytes of the seed or segment section)")
+                    problems(
+                        "document_too_large",
+                        f"{path}@{offset}",
+                        f"WARC record body over {max_bytes:,} bytes (max_record_bytes of the seed or segment "
+                        f"section)",
+                    )
                     continue
                 if getattr(rec.raw_stream, "limit", 0):  # bytes the header promised but the file lacks
                     problems("truncated_file", f"{path}@{offset}", "truncated WARC record")
@@ -258,7 +287,9 @@ def read_warc_docs(path: Path, problems: Problems, max_bytes: int = MAX_RECORD_B
             problems("truncated_file", f"{path}@{offset}", f"damaged or truncated WARC ({type(e).__name__})")
 
 
-def read_hub_docs(dataset_id: str, text_field: str, problems: Problems, split: str = "train") -> Iterator[Document]:
+def read_hub_docs(
+    dataset_id: str, text_field: str, problems: Problems, split: str = "train"
+) -> Iterator[Document]:
     """Stream a hub dataset (needs network; `datasets` caches nothing to disk in streaming mode)."""
     from datasets import load_dataset
 
@@ -269,9 +300,15 @@ def read_hub_docs(dataset_id: str, text_field: str, problems: Problems, split: s
     for i, row in enumerate(stream):
         text = row.get(text_field)
         if not isinstance(text, str):
-            problems("missing_text", f"{dataset_id}#row{i}", f"no string field '{text_field}' (set segment.text_field)")
+            problems(
+                "missing_text",
+                f"{dataset_id}#row{i}",
+                f"no string field '{text_field}' (set segment.text_field)",
+            )
             continue
-        yield Document(str(row.get("id", i)), dataset_id, str(row.get("url") or ""), f"{dataset_id}#row{i}", text=text)
+        yield Document(
+            str(row.get("id", i)), dataset_id, str(row.get("url") or ""), f"{dataset_id}#row{i}", text=text
+        )
 
 
 def files_of(path: Path) -> list[Path]:
@@ -281,8 +318,12 @@ def files_of(path: Path) -> list[Path]:
     return [path]
 
 
-def iter_documents(corpus: str | Path, text_field: str = "text", problems: Problems | None = None,
-                   max_bytes: int = MAX_RECORD_BYTES) -> Iterator[Document]:
+def iter_documents(
+    corpus: str | Path,
+    text_field: str = "text",
+    problems: Problems | None = None,
+    max_bytes: int = MAX_RECORD_BYTES,
+) -> Iterator[Document]:
     """Every document of a corpus: a file, a folder (recursively, sorted), or a hub dataset id."""
     problems = problems or Problems()
     path = Path(corpus)
@@ -290,8 +331,10 @@ def iter_documents(corpus: str | Path, text_field: str = "text", problems: Probl
         if is_hub_id(str(corpus)):
             yield from read_hub_docs(str(corpus), text_field, problems)
             return
-        raise RecordError(f"corpus {corpus} not found: give a file or folder (HTML, WARC, JSONL, Parquet), "
-                          "a hub dataset id, or 'demo'")
+        raise RecordError(
+            f"corpus {corpus} not found: give a file or folder (HTML, WARC, JSONL, Parquet), "
+            "a hub dataset id, or 'demo'"
+        )
     for file in corpus_files(path):
         yield from file_documents(file, text_field, problems, max_bytes)
 
@@ -300,12 +343,15 @@ def corpus_files(path: Path) -> list[Path]:
     """The files of a local corpus (a file, or a folder's files recursively, sorted): its order."""
     files = files_of(path)
     if not files:
-        raise RecordError(f"corpus folder {path} holds no .html, .warc[.gz], .jsonl[.gz|.zst] or .parquet files")
+        raise RecordError(
+            f"corpus folder {path} holds no .html, .warc[.gz], .jsonl[.gz|.zst] or .parquet files"
+        )
     return files
 
 
-def file_documents(file: Path, text_field: str, problems: Problems, max_bytes: int = MAX_RECORD_BYTES
-                   ) -> Iterator[Document]:
+def file_documents(
+    file: Path, text_field: str, problems: Problems, max_bytes: int = MAX_RECORD_BYTES
+) -> Iterator[Document]:
     """Every document of one corpus file, by its type."""
     kind = _suffix(file)
     if kind in HTML_SUFFIXES:
@@ -317,10 +363,14 @@ def file_documents(file: Path, text_field: str, problems: Problems, max_bytes: i
     elif kind in JSONL_SUFFIXES:
         yield from read_jsonl_docs(file, text_field, problems, max_bytes)
     else:
-        raise RecordError(f"{file}: unknown corpus file type; expected .html, .warc[.gz], .jsonl[.gz|.zst] or .parquet")
+        raise RecordError(
+            f"{file}: unknown corpus file type; expected .html, .warc[.gz], .jsonl[.gz|.zst] or .parquet"
+        )
 
 
-def read_rows(path: Path, problems: Problems, max_bytes: int = MAX_RECORD_BYTES) -> Iterator[tuple[str, dict]]:
+def read_rows(
+    path: Path, problems: Problems, max_bytes: int = MAX_RECORD_BYTES
+) -> Iterator[tuple[str, dict]]:
     """(location, row) for every object in a JSONL[.gz|.zst], JSON (a list), CSV or Parquet file."""
     name = path.name.lower()
     if name.endswith(".parquet"):
@@ -349,14 +399,18 @@ def read_rows(path: Path, problems: Problems, max_bytes: int = MAX_RECORD_BYTES)
                     lineno = reader.line_num
                     yield f"{path}:{lineno}", item
         except UnicodeDecodeError as e:
-            raise RecordError(f"{path}: invalid UTF-8 after line {lineno} (byte {e.start} of a block)") from None
+            raise RecordError(
+                f"{path}: invalid UTF-8 after line {lineno} (byte {e.start} of a block)"
+            ) from None
         except csv.Error as e:
             raise RecordError(f"{path}:{lineno + 1}: malformed CSV ({e})") from None
     elif name.endswith((".json", ".json.gz")) and not name.endswith(".jsonl.gz"):
         with _open_binary(path) as f:
             raw = f.read(max_bytes + 1)
         if len(raw) > max_bytes:
-            raise RecordError(f"{path}: JSON document over {max_bytes:,} bytes; use JSONL (one object per line)")
+            raise RecordError(
+                f"{path}: JSON document over {max_bytes:,} bytes; use JSONL (one object per line)"
+            )
         try:
             data = parse_json_line(raw)
         except BadLine as e:

@@ -48,7 +48,7 @@ def _sentence_spans(text: str, max_chars: int) -> list[tuple[int, int]]:
             cut = text.rfind(" ", s + 1, s + max_chars + 1)
             cut = cut if cut > s else s + max_chars
             spans.append((s, cut))
-            s = cut + (text[cut:cut + 1] == " ")
+            s = cut + (text[cut : cut + 1] == " ")
         if e > s:
             spans.append((s, e))
     return spans
@@ -92,7 +92,7 @@ def windows(pieces: list[Piece], min_chars: int, max_chars: int) -> list[Piece]:
                     size += e - part[1]
                     part = (part[0], e)
                     continue
-                group.append((text[part[0]:part[1]], base + part[0], base + part[1]))
+                group.append((text[part[0] : part[1]], base + part[0], base + part[1]))
                 close()
                 part = None
             sep = 1 if group else 0
@@ -102,7 +102,7 @@ def windows(pieces: list[Piece], min_chars: int, max_chars: int) -> list[Piece]:
             part = (s, e)
             size += sep + e - s
         if part is not None:
-            group.append((text[part[0]:part[1]], base + part[0], base + part[1]))
+            group.append((text[part[0] : part[1]], base + part[0], base + part[1]))
             if size >= target:
                 close()
     close()
@@ -128,8 +128,9 @@ def _even_out(parts: list[Piece], max_chars: int) -> list[list[Piece]]:
     return [parts[:best_cut], parts[best_cut:]]
 
 
-def html_sections(title: str, blocks: list[Block], min_chars: int, max_chars: int, split_long: bool
-                  ) -> Iterator[tuple[list[str], list[str], bool]]:
+def html_sections(
+    title: str, blocks: list[Block], min_chars: int, max_chars: int, split_long: bool
+) -> Iterator[tuple[list[str], list[str], bool]]:
     """(header path, paragraphs, whole) for the sections of a page, in document order.
 
     A header's section is the text under it up to the next header of the same or a higher level, its
@@ -175,7 +176,11 @@ def html_sections(title: str, blocks: list[Block], min_chars: int, max_chars: in
             path = [p for p in path if p[0] < blocks[i][0]] + [(blocks[i][0], blocks[i][1])]
             headers = [h for _, h in path]
             # Under the page title; an h1 that repeats it adds no level.
-            yield (root + headers[1:] if root and headers[0] == title else root + headers), lines(i + 1, ends[i]), True
+            yield (
+                (root + headers[1:] if root and headers[0] == title else root + headers),
+                lines(i + 1, ends[i]),
+                True,
+            )
         return
 
     def children(start: int, end: int) -> list[int]:

@@ -1,6 +1,7 @@
 """Seed pairs from Open Assistant (oasst1/oasst2) or from any instruction/response file.
 
-oasst rules (paper §2.1, docs/method.md §2): only the first turn of a conversation tree, i.e. the root prompter
+oasst rules (paper §2.1, docs/method.md §2): only the first turn of a conversation tree, i.e. the root
+prompter
 message and an assistant reply *to it*; roles checked; the language asked for; the rank-0 reply; deleted,
 synthetic and review-failed messages dropped; optionally a minimum 'quality' label. The paper does not
 say how its 3,200 were chosen among the eligible pairs, so the rule here is explicit and recorded
@@ -24,8 +25,10 @@ from humback.hub import is_hub_id
 from humback.records import RecordError, write_jsonl
 from humback.stats import LengthStats, SeedStats
 
-SELECTION_RULE = ("eligible pairs ordered by reply 'quality' label (highest first, missing = 0), then by "
-                  "sha256(seed:tree_id); the first max_seed kept")
+SELECTION_RULE = (
+    "eligible pairs ordered by reply 'quality' label (highest first, missing = 0), then by "
+    "sha256(seed:tree_id); the first max_seed kept"
+)
 MESSAGE_COLUMNS = {"message_id", "parent_id", "role", "text"}
 
 
@@ -80,8 +83,13 @@ def first_turn_pair(tree: dict, lang: str, min_quality: float | None = None) -> 
         "instruction": instruction,
         "response": response,
         "source": "oasst",
-        "meta": {"tree_id": tree.get("message_tree_id", root.get("message_id")), "prompt_id": root.get("message_id"),
-                 "reply_id": reply.get("message_id"), "lang": lang, "quality": quality},
+        "meta": {
+            "tree_id": tree.get("message_tree_id", root.get("message_id")),
+            "prompt_id": root.get("message_id"),
+            "reply_id": reply.get("message_id"),
+            "lang": lang,
+            "quality": quality,
+        },
     }
     return pair, "kept"
 
@@ -118,14 +126,20 @@ def _pair_from_row(row: dict, cfg: SeedConfig) -> tuple[str, str] | None:
         return row["prompt"], row["response"]
     turns = row.get("conversations") or row.get("messages")
     if isinstance(turns, list):  # sharegpt {from, value} or chat {role, content}: the first user turn + reply
-        norm = [(t.get("from") or t.get("role"), t.get("value") or t.get("content")) for t in turns if isinstance(t, dict)]
+        norm = [
+            (t.get("from") or t.get("role"), t.get("value") or t.get("content"))
+            for t in turns
+            if isinstance(t, dict)
+        ]
         norm = [(r, c) for r, c in norm if r not in ("system",)]
         if len(norm) >= 2 and norm[0][0] in ("human", "user") and norm[1][0] in ("gpt", "assistant"):
             return norm[0][1], norm[1][1]
     return None
 
 
-def _generic_pairs(rows: Iterator[tuple[str, dict]], cfg: SeedConfig, reasons: Counter, problems: Problems) -> list[dict]:
+def _generic_pairs(
+    rows: Iterator[tuple[str, dict]], cfg: SeedConfig, reasons: Counter, problems: Problems
+) -> list[dict]:
     pairs = []
     seen: dict[str, str] = {}
     for where, row in rows:
@@ -134,8 +148,12 @@ def _generic_pairs(rows: Iterator[tuple[str, dict]], cfg: SeedConfig, reasons: C
             continue
         found = _pair_from_row(row, cfg)
         if found is None:
-            problems("unrecognised_row", where, "no instruction/response found (set seed.instruction_field and "
-                     "seed.response_field, or use alpaca, sharegpt or messages style)")
+            problems(
+                "unrecognised_row",
+                where,
+                "no instruction/response found (set seed.instruction_field and "
+                "seed.response_field, or use alpaca, sharegpt or messages style)",
+            )
             reasons["unrecognised_row"] += 1
             continue
         # null, numbers or lists where text belongs: counted as empty, never turned into text
@@ -149,8 +167,15 @@ def _generic_pairs(rows: Iterator[tuple[str, dict]], cfg: SeedConfig, reasons: C
             continue
         seen[pid] = where
         reasons["kept"] += 1
-        pairs.append({"id": pid, "instruction": ins, "response": res, "source": "pairs",
-                      "meta": {"tree_id": pid, "location": where}})
+        pairs.append(
+            {
+                "id": pid,
+                "instruction": ins,
+                "response": res,
+                "source": "pairs",
+                "meta": {"tree_id": pid, "location": where},
+            }
+        )
     return pairs
 
 
@@ -172,8 +197,10 @@ def _load(source: str, cfg: SeedConfig, reasons: Counter, problems: Problems) ->
                 raise RecordError(f"cannot load hub dataset '{source}': {e}") from e
             trees = trees_from_messages(iter(table))
             return _oasst_pairs(trees, cfg, reasons), "oasst-messages"
-        raise RecordError(f"seed source {path} not found: give an oasst tree export (*.trees.jsonl[.gz]), a message "
-                          "table, a pairs file (JSONL/JSON/CSV/Parquet), a hub id such as OpenAssistant/oasst1, or 'demo'")
+        raise RecordError(
+            f"seed source {path} not found: give an oasst tree export (*.trees.jsonl[.gz]), a message "
+            "table, a pairs file (JSONL/JSON/CSV/Parquet), a hub id such as OpenAssistant/oasst1, or 'demo'"
+        )
     rows = read_rows(path, problems, cfg.max_record_bytes)
     fmt = cfg.format
     if fmt == "auto":
@@ -181,8 +208,11 @@ def _load(source: str, cfg: SeedConfig, reasons: Counter, problems: Problems) ->
         if first is None:
             raise RecordError(f"seed source {path} is empty")
         keys = set(first[1]) if isinstance(first[1], dict) else set()
-        fmt = "oasst-trees" if "prompt" in keys and isinstance(first[1]["prompt"], dict) else (
-            "oasst-messages" if MESSAGE_COLUMNS <= keys else "pairs")
+        fmt = (
+            "oasst-trees"
+            if "prompt" in keys and isinstance(first[1]["prompt"], dict)
+            else ("oasst-messages" if MESSAGE_COLUMNS <= keys else "pairs")
+        )
         rows = _chain(first, rows)
     if fmt == "oasst-trees":
         return _oasst_pairs((row for _, row in rows), cfg, reasons), fmt
@@ -206,8 +236,14 @@ def _oasst_pairs(trees, cfg: SeedConfig, reasons: Counter) -> list[dict]:
     return pairs
 
 
-def seed_pairs(source: str | Path, out: str | Path, cfg: SeedConfig | None = None, *, seed: int = 0,
-               log: Callable[[str], None] = print) -> SeedStats:
+def seed_pairs(
+    source: str | Path,
+    out: str | Path,
+    cfg: SeedConfig | None = None,
+    *,
+    seed: int = 0,
+    log: Callable[[str], None] = print,
+) -> SeedStats:
     """Write the seed pairs of `source` (cfg.source in a run) to `out`; return the stage stats (kept, drop
     reasons, lengths, the rule). `seed` is the random seed of the rule choosing among the pairs kept."""
     cfg = cfg or SeedConfig()
@@ -215,14 +251,16 @@ def seed_pairs(source: str | Path, out: str | Path, cfg: SeedConfig | None = Non
     problems = Problems(strict=cfg.strict, log=log, stage="seed")
     pairs, fmt = _load(str(source), cfg, reasons, problems)
     if not pairs:
-        raise RecordError(f"{source}: no seed pair passed the rules (drops: {dict(reasons)}); check seed.lang "
-                          "and seed.format")
+        raise RecordError(
+            f"{source}: no seed pair passed the rules (drops: {dict(reasons)}); check seed.lang "
+            "and seed.format"
+        )
 
     def order(p):
         quality = (p["meta"].get("quality") or 0.0) if p["source"] == "oasst" else 0.0
         return -quality, hashlib.sha256(f"{seed}:{p['meta']['tree_id']}".encode()).hexdigest()
 
-    kept = sorted(pairs, key=order)[:cfg.max_pairs]
+    kept = sorted(pairs, key=order)[: cfg.max_pairs]
     reasons["over_max_seed"] = len(pairs) - len(kept)
     write_jsonl(out, kept)
     return {

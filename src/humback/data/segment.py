@@ -42,9 +42,26 @@ FileMap = Callable[[Callable, list], Iterator]
 
 # Paper §2.1 names "advertisement", "forum", "quick link", "free newsletter"; the rest are the same kind.
 NAV_HEADERS = (
-    "advertisement", "forum", "quick link", "free newsletter", "newsletter", "related article",
-    "related post", "comments", "share this", "cookie", "sponsored", "sign up", "log in", "menu",
-    "navigation", "footer", "recent posts", "popular posts", "follow us", "subscribe",
+    "advertisement",
+    "forum",
+    "quick link",
+    "free newsletter",
+    "newsletter",
+    "related article",
+    "related post",
+    "comments",
+    "share this",
+    "cookie",
+    "sponsored",
+    "sign up",
+    "log in",
+    "menu",
+    "navigation",
+    "footer",
+    "recent posts",
+    "popular posts",
+    "follow us",
+    "subscribe",
 )
 # Whole lines that are site furniture rather than content; removed before the length filter.
 BOILERPLATE_LINE = re.compile(
@@ -109,21 +126,29 @@ def boilerplate_line(line: str) -> bool:
     return bool(BOILERPLATE_LINE.match(line.strip()))
 
 
-def document_pieces(doc, cfg: SegmentConfig, funnel: Counter, problems: Problems
-                    ) -> Iterator[tuple[list[str], str, list[int] | None]]:
+def document_pieces(
+    doc, cfg: SegmentConfig, funnel: Counter, problems: Problems
+) -> Iterator[tuple[list[str], str, list[int] | None]]:
     """(header path, text, character span in the document or None) of every candidate segment of one
     document, before the quality filters: header sections of a page (long ones as windows under their
     header path, or whole to be dropped, by segment.long_sections), windows of paragraphs for plain text."""
     if doc.html is not None:
         if len(doc.html) > cfg.max_html_chars:
-            problems("document_too_large", doc.location, f"HTML page of {len(doc.html):,} characters exceeds "
-                     f"segment.max_html_chars={cfg.max_html_chars:,}")
+            problems(
+                "document_too_large",
+                doc.location,
+                f"HTML page of {len(doc.html):,} characters exceeds "
+                f"segment.max_html_chars={cfg.max_html_chars:,}",
+            )
             return
         try:
             title, blocks = page_blocks(doc.html, cfg.extractor)
         except Exception as e:  # noqa: BLE001 (each HTML library rejects hostile markup with its own types)
-            problems("unparseable_html", doc.location, f"{cfg.extractor} cannot parse the page "
-                     f"({type(e).__name__}: {str(e)[:100]})")
+            problems(
+                "unparseable_html",
+                doc.location,
+                f"{cfg.extractor} cannot parse the page ({type(e).__name__}: {str(e)[:100]})",
+            )
             return
         kept = [(level, text) for level, text in blocks if level or not boilerplate_line(text)]
         funnel["boilerplate_lines_removed"] += len(blocks) - len(kept)
@@ -132,11 +157,16 @@ def document_pieces(doc, cfg: SegmentConfig, funnel: Counter, problems: Problems
             funnel["pages_without_main_text"] += 1
             return
         if chars > cfg.max_document_chars:
-            problems("document_too_large", doc.location, f"main text of {chars:,} characters exceeds "
-                     f"segment.max_document_chars={cfg.max_document_chars:,}")
+            problems(
+                "document_too_large",
+                doc.location,
+                f"main text of {chars:,} characters exceeds "
+                f"segment.max_document_chars={cfg.max_document_chars:,}",
+            )
             return
-        for path, paras, whole in html_sections(title, kept, cfg.min_chars, cfg.max_chars,
-                                                  cfg.long_sections == "split"):
+        for path, paras, whole in html_sections(
+            title, kept, cfg.min_chars, cfg.max_chars, cfg.long_sections == "split"
+        ):
             if whole:
                 yield path, "\n".join(paras), None
             else:
@@ -145,8 +175,12 @@ def document_pieces(doc, cfg: SegmentConfig, funnel: Counter, problems: Problems
                     yield path, text, None
         return
     if len(doc.text) > cfg.max_document_chars:
-        problems("document_too_large", doc.location, f"document of {len(doc.text):,} characters exceeds "
-                 f"segment.max_document_chars={cfg.max_document_chars:,}")
+        problems(
+            "document_too_large",
+            doc.location,
+            f"document of {len(doc.text):,} characters exceeds "
+            f"segment.max_document_chars={cfg.max_document_chars:,}",
+        )
         return
     lines = text_paragraphs(doc.text)
     content = [p for p in lines if not boilerplate_line(p[0])]
@@ -216,8 +250,15 @@ class Sampler:
         return [row for _, row in sorted(self.reservoir, key=lambda x: x[0])]
 
 
-def segment(corpus: str | Path, out: str | Path, cfg: SegmentConfig | None = None, *, seed: int = 0,
-            log: Callable[[str], None] = print, map_files: FileMap | None = None) -> SegmentStats:
+def segment(
+    corpus: str | Path,
+    out: str | Path,
+    cfg: SegmentConfig | None = None,
+    *,
+    seed: int = 0,
+    log: Callable[[str], None] = print,
+    map_files: FileMap | None = None,
+) -> SegmentStats:
     """Write filtered, deduplicated, optionally sampled segments to `out` (a .jsonl file, or a folder
     of shards otherwise); return the funnel as stage stats. With `map_files` (the Ray runner's, for
     cluster.engine 'ray'), a local corpus's files are extracted and filtered in parallel elsewhere; dedup,
@@ -226,8 +267,10 @@ def segment(corpus: str | Path, out: str | Path, cfg: SegmentConfig | None = Non
     corpus = demo_corpus_path() if str(corpus) == "demo" else corpus
     source, target = Path(corpus).resolve(), Path(out).resolve()
     if source.exists() and (target == source or source in target.parents or target in source.parents):
-        raise RecordError(f"output {out} overlaps the corpus {corpus}: the corpus would be overwritten; "
-                          "write the segments somewhere else")
+        raise RecordError(
+            f"output {out} overlaps the corpus {corpus}: the corpus would be overwritten; "
+            "write the segments somewhere else"
+        )
     problems = Problems(strict=cfg.strict, log=log)
     funnel: Counter = Counter()
     dedup, sampler = Deduplicator(cfg.near_duplicate_threshold), Sampler(cfg.max_segments, seed)
@@ -246,20 +289,28 @@ def segment(corpus: str | Path, out: str | Path, cfg: SegmentConfig | None = Non
                 writer.write(row)
         if writer.rows == 0:
             raise RecordError(
-                f"no segment of {corpus} passed the filters (funnel: {dict(funnel)}); check segment.min_chars/"
+                f"no segment of {corpus} passed the filters (funnel: {dict(funnel)}); check "
+                f"segment.min_chars/"
                 f"max_chars ({cfg.min_chars}-{cfg.max_chars}), segment.lang and that the corpus has text"
             )
         writer.finish()
     finally:
         writer.close(discard=True)  # after finish() there is nothing left to discard
     funnel["kept"] = writer.rows
-    return {"rows": writer.rows, "funnel": dict(funnel), "bad_input": dict(problems.counts),
-            "extractor": cfg.extractor, "extractor_version": extractor_version(cfg.extractor),
-            "long_sections": cfg.long_sections, "quality_filters": list(cfg.quality_filters)}
+    return {
+        "rows": writer.rows,
+        "funnel": dict(funnel),
+        "bad_input": dict(problems.counts),
+        "extractor": cfg.extractor,
+        "extractor_version": extractor_version(cfg.extractor),
+        "long_sections": cfg.long_sections,
+        "quality_filters": list(cfg.quality_filters),
+    }
 
 
-def _filtered_rows(corpus: str | Path, cfg: SegmentConfig, funnel: Counter, problems: Problems,
-                   map_files: FileMap | None) -> Iterator[list[dict]]:
+def _filtered_rows(
+    corpus: str | Path, cfg: SegmentConfig, funnel: Counter, problems: Problems, map_files: FileMap | None
+) -> Iterator[list[dict]]:
     """The segments that pass the filters (before dedup), a document's or a file's at a time, in corpus
     order; the funnel and bad-input counts as they go."""
     if map_files is None or not Path(corpus).exists():
@@ -270,8 +321,12 @@ def _filtered_rows(corpus: str | Path, cfg: SegmentConfig, funnel: Counter, prob
             yield list(kept_segments(doc, cfg, keep, funnel, problems))
         return
     files = corpus_files(Path(corpus))
-    for result in tqdm(map_files(partial(file_segments, cfg=cfg), files), total=len(files),
-                       desc=f"segment [ray, {len(files)} files]", unit="file"):
+    for result in tqdm(
+        map_files(partial(file_segments, cfg=cfg), files),
+        total=len(files),
+        desc=f"segment [ray, {len(files)} files]",
+        unit="file",
+    ):
         funnel.update(result["funnel"])
         problems.merge(result["bad_input"], result["warnings"])
         yield result["rows"]
@@ -281,12 +336,22 @@ def file_segments(file: Path, cfg: SegmentConfig) -> dict:
     """One corpus file's filtered segments (before dedup) with its funnel and bad-input counts: the part
     of the stage a Ray worker does."""
     keep, funnel, problems = SegmentFilter(cfg), Counter(), CollectedProblems(cfg.strict)
-    rows = [row for doc in file_documents(file, cfg.text_field, problems, cfg.max_record_bytes)
-            for row in kept_segments(doc, cfg, keep, funnel, problems)]
-    return {"rows": rows, "funnel": dict(funnel), "bad_input": dict(problems.counts), "warnings": problems.warnings}
+    rows = [
+        row
+        for doc in file_documents(file, cfg.text_field, problems, cfg.max_record_bytes)
+        for row in kept_segments(doc, cfg, keep, funnel, problems)
+    ]
+    return {
+        "rows": rows,
+        "funnel": dict(funnel),
+        "bad_input": dict(problems.counts),
+        "warnings": problems.warnings,
+    }
 
 
-def kept_segments(doc, cfg: SegmentConfig, keep: SegmentFilter, funnel: Counter, problems: Problems) -> Iterator[dict]:
+def kept_segments(
+    doc, cfg: SegmentConfig, keep: SegmentFilter, funnel: Counter, problems: Problems
+) -> Iterator[dict]:
     """One document's segments that pass `keep`, as output rows; every step counted in `funnel`."""
     funnel["documents"] += 1
     body = doc.html if doc.html is not None else doc.text
@@ -299,8 +364,14 @@ def kept_segments(doc, cfg: SegmentConfig, keep: SegmentFilter, funnel: Counter,
         if reason:
             funnel[f"dropped_{reason}"] += 1
             continue
-        row = {"id": segment_id(doc.url, header_path, text), "text": text, "source": doc.source, "url": doc.url,
-               "header_path": header_path, "meta": {"doc_id": doc.doc_id, "location": doc.location}}
+        row = {
+            "id": segment_id(doc.url, header_path, text),
+            "text": text,
+            "source": doc.source,
+            "url": doc.url,
+            "header_path": header_path,
+            "meta": {"doc_id": doc.doc_id, "location": doc.location},
+        }
         if offsets:
             row["meta"]["offsets"] = offsets
         yield row

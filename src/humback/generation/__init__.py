@@ -39,7 +39,9 @@ def load_generator(engine: EngineConfig, model: str | None = None) -> Generator:
     """The generator `engine` describes, for `model` (the role's own model) unless engine.model is set."""
     name = engine.model or model
     if not name:
-        raise ModelError("no model given for generation: pass --model/--judge or set the role's `model` in the config")
+        raise ModelError(
+            "no model given for generation: pass --model/--judge or set the role's `model` in the config"
+        )
     backend = resolve_backend(engine.backend, engine.device)
     # Heavy imports stay inside each backend's module.
     if backend == "transformers":
@@ -49,14 +51,23 @@ def load_generator(engine: EngineConfig, model: str | None = None) -> Generator:
     if backend == "ctranslate2":
         from humback.generation.ct2 import CTranslate2Generator
 
-        return CTranslate2Generator(name, device=engine.device, batch_size=engine.batch_size,
-                                    compute_type=engine.compute_type, sampling_top_k=engine.sampling_top_k,
-                                    workers=engine.workers)
+        return CTranslate2Generator(
+            name,
+            device=engine.device,
+            batch_size=engine.batch_size,
+            compute_type=engine.compute_type,
+            sampling_top_k=engine.sampling_top_k,
+            workers=engine.workers,
+        )
     if backend == "openvino":
         from humback.generation.openvino import OpenVINOGenerator
 
-        return OpenVINOGenerator(name, batch_size=engine.batch_size, compute_type=engine.compute_type,
-                                 sampling_top_k=engine.sampling_top_k)
+        return OpenVINOGenerator(
+            name,
+            batch_size=engine.batch_size,
+            compute_type=engine.compute_type,
+            sampling_top_k=engine.sampling_top_k,
+        )
     if backend == "llamacpp":
         from humback.generation.llamacpp import LlamaCppGenerator
 
@@ -64,14 +75,22 @@ def load_generator(engine: EngineConfig, model: str | None = None) -> Generator:
     if backend == "vllm":
         from humback.generation.vllm import VLLMGenerator
 
-        return VLLMGenerator(name, tensor_parallel_size=engine.tensor_parallel_size,
-                             gpu_memory_utilization=engine.gpu_memory_utilization)
+        return VLLMGenerator(
+            name,
+            tensor_parallel_size=engine.tensor_parallel_size,
+            gpu_memory_utilization=engine.gpu_memory_utilization,
+        )
     if backend == "openai":
         from humback.generation.openai_api import OpenAIGenerator
 
-        return OpenAIGenerator(name, base_url=engine.base_url, api_key_env=engine.api_key_env,
-                               concurrency=engine.concurrency, timeout=engine.timeout,
-                               max_retries=engine.max_retries)
+        return OpenAIGenerator(
+            name,
+            base_url=engine.base_url,
+            api_key_env=engine.api_key_env,
+            concurrency=engine.concurrency,
+            timeout=engine.timeout,
+            max_retries=engine.max_retries,
+        )
     from humback.config import BACKENDS
 
     raise ModelError(f"unknown generation backend '{backend}' (accepted: {', '.join(BACKENDS)})")

@@ -70,13 +70,15 @@ class Generator(Protocol):
     # How many requests a stage should hand over per call: rows are saved after each call.
     chunk_size: int
 
-    def generate(self, prompts: list[list[dict]], params: SamplingParams,
-                 seeds: Sequence[int] | None = None) -> list[str]:
+    def generate(
+        self, prompts: list[list[dict]], params: SamplingParams, seeds: Sequence[int] | None = None
+    ) -> list[str]:
         """One completion per chat, in input order. `seeds[i]` seeds request i (default params.seed)."""
         ...
 
-    def next_token_probs(self, prompts: list[list[dict]], continuations: list[str],
-                         choices: list[str]) -> list[dict[str, float]]:
+    def next_token_probs(
+        self, prompts: list[list[dict]], continuations: list[str], choices: list[str]
+    ) -> list[dict[str, float]]:
         """For each chat, with the assistant's reply begun by `continuations[i]`, the probability of each
         of `choices` as the next token, renormalised over the choices; {} when no choice has any (none
         among an engine's top log-probabilities). Every backend agrees on this: callers count {} as an
@@ -114,9 +116,11 @@ def choice_targets(tokenizer, text: str, choices: list[str], model: str) -> tupl
         common += 1
     targets = [s[common] if len(s) > common else -1 for s in seqs]
     if -1 in targets or len(set(targets)) != len(targets):
-        raise ModelError(f"the scores {choices} do not start with distinct tokens in {model}'s tokenizer,"
-                         " so the 'expected' method cannot read them: use the 'sample' method"
-                         " (curate.method for curation, eval.pairwise_method for win rates)")
+        raise ModelError(
+            f"the scores {choices} do not start with distinct tokens in {model}'s tokenizer,"
+            " so the 'expected' method cannot read them: use the 'sample' method"
+            " (curate.method for curation, eval.pairwise_method for win rates)"
+        )
     return seqs[0][:common], targets
 
 
@@ -125,7 +129,7 @@ def reply_pieces(tokenizer, messages: list[dict], reply: str) -> tuple[list[int]
     training tokenises prompt and target apart, so a reply is scored on the tokens it was trained on."""
     target = render_target(tokenizer, messages, reply)
     cut = target.rfind(reply) if reply else 0
-    end = target[cut + len(reply):] if cut >= 0 else (tokenizer.eos_token or "")
+    end = target[cut + len(reply) :] if cut >= 0 else (tokenizer.eos_token or "")
 
     def ids(text: str) -> list[int]:
         return tokenizer(text, add_special_tokens=False)["input_ids"] if text else []
@@ -136,7 +140,7 @@ def reply_pieces(tokenizer, messages: list[dict], reply: str) -> tuple[list[int]
 def length_batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
     """Index batches of similar length, so little compute goes to padding."""
     order = sorted(range(len(lengths)), key=lambda i: lengths[i])
-    return [order[s:s + batch_size] for s in range(0, len(order), batch_size)]
+    return [order[s : s + batch_size] for s in range(0, len(order), batch_size)]
 
 
 def probabilities(choices: list[str], scores: Sequence[float]) -> dict[str, float]:

@@ -22,7 +22,7 @@ from humback.generation.base import GenerationError, Generator, SamplingParams, 
 
 
 class CacheError(HumbackError):
-    """The response cache file is not a readable SQLite database (corrupt, truncated, not one humback made)."""
+    """The response cache file is not a readable SQLite database (corrupt, truncated, or not humback's)."""
 
 
 class CacheUnavailable(EnvironmentFault):
@@ -38,15 +38,21 @@ def _sqlite(path: Path) -> Iterator[None]:
     except sqlite3.OperationalError as e:
         raise CacheUnavailable(f"response cache {path}: {e}") from None
     except sqlite3.DatabaseError as e:
-        raise CacheError(f"response cache {path} is damaged ({e}): move it aside (e.g. mv {path} {path}.bad) and"
-                         " rerun; the replies it held are asked again, everything else is kept") from None
+        raise CacheError(
+            f"response cache {path} is damaged ({e}): move it aside (e.g. mv {path} {path}.bad) and"
+            " rerun; the replies it held are asked again, everything else is kept"
+        ) from None
 
 
 class ResponseCache:
     def __init__(self, path: str | Path):
         self.path = Path(path)
         ensure_dir(self.path.parent)
-        for p in (self.path, self.path.with_name(self.path.name + "-wal"), self.path.with_name(self.path.name + "-shm")):
+        for p in (
+            self.path,
+            self.path.with_name(self.path.name + "-wal"),
+            self.path.with_name(self.path.name + "-shm"),
+        ):
             refuse_link(p)  # SQLite would write through a planted link
         with _sqlite(self.path):
             self.db = sqlite3.connect(self.path, timeout=60)
@@ -63,10 +69,12 @@ class ResponseCache:
     def get_many(self, keys: list[str]) -> dict[str, object]:
         found: dict[str, object] = {}
         for start in range(0, len(keys), 500):  # SQLite's bound-parameter limit
-            part = keys[start:start + 500]
+            part = keys[start : start + 500]
             marks = ",".join("?" * len(part))
             with _sqlite(self.path):
-                rows = self.db.execute(f"SELECT key, value FROM replies WHERE key IN ({marks})", part).fetchall()
+                rows = self.db.execute(
+                    f"SELECT key, value FROM replies WHERE key IN ({marks})", part
+                ).fetchall()
             for k, v in rows:
                 try:
                     found[k] = json.loads(v)
@@ -78,8 +86,10 @@ class ResponseCache:
 
     def put_many(self, items: dict[str, object]) -> None:
         with _sqlite(self.path), self.db:
-            self.db.executemany("INSERT OR REPLACE INTO replies VALUES (?, ?)",
-                                [(k, json.dumps(v, ensure_ascii=False)) for k, v in items.items()])
+            self.db.executemany(
+                "INSERT OR REPLACE INTO replies VALUES (?, ?)",
+                [(k, json.dumps(v, ensure_ascii=False)) for k, v in items.items()],
+            )
 
 
 class CachedGenerator:
@@ -90,8 +100,9 @@ class CachedGenerator:
         self.model, self.fingerprint, self.chunk_size = inner.model, inner.fingerprint, inner.chunk_size
         self.backend = inner.backend
 
-    def generate(self, prompts: list[list[dict]], params: SamplingParams,
-                 seeds: Sequence[int] | None = None) -> list[str]:
+    def generate(
+        self, prompts: list[list[dict]], params: SamplingParams, seeds: Sequence[int] | None = None
+    ) -> list[str]:
         seeds = request_seeds(params, seeds, len(prompts))
         shared = {k: v for k, v in params.as_dict().items() if k != "seed"}
         keys = [self.cache.key(self.fingerprint, "generate", p, shared, s) for p, s in zip(prompts, seeds)]
@@ -120,14 +131,23 @@ class CachedGenerator:
             found.update(new)
         return [found[k] for k in keys]
 
-    def next_token_probs(self, prompts: list[list[dict]], continuations: list[str],
-                         choices: list[str]) -> list[dict[str, float]]:
-        keys = [self.cache.key(self.fingerprint, "next_token_probs", p, c, choices)
-                for p, c in zip(prompts, continuations)]
-        return self._lookup(keys, lambda miss: self.inner.next_token_probs(
-            [prompts[i] for i in miss], [continuations[i] for i in miss], choices))
+    def next_token_probs(
+        self, prompts: list[list[dict]], continuations: list[str], choices: list[str]
+    ) -> list[dict[str, float]]:
+        keys = [
+            self.cache.key(self.fingerprint, "next_token_probs", p, c, choices)
+            for p, c in zip(prompts, continuations)
+        ]
+        return self._lookup(
+            keys,
+            lambda miss: self.inner.next_token_probs(
+                [prompts[i] for i in miss], [continuations[i] for i in miss], choices
+            ),
+        )
 
     def reply_logprobs(self, prompts: list[list[dict]], replies: list[str]) -> list[dict]:
         keys = [self.cache.key(self.fingerprint, "reply_logprobs", p, r) for p, r in zip(prompts, replies)]
-        return self._lookup(keys, lambda miss: self.inner.reply_logprobs(
-            [prompts[i] for i in miss], [replies[i] for i in miss]))
+        return self._lookup(
+            keys,
+            lambda miss: self.inner.reply_logprobs([prompts[i] for i in miss], [replies[i] for i in miss]),
+        )

@@ -46,11 +46,13 @@ def converted_path(model: str, quantization: str, fp: str) -> Path:
 
     def convert(folder: Path) -> None:
         TransformersConverter(resolve_model(model), load_as_float16=False).convert(
-            str(folder), quantization=quantization, force=True)  # force: into our own fresh folder
+            str(folder), quantization=quantization, force=True
+        )  # force: into our own fresh folder
 
     out = cache_dir() / "ctranslate2" / f"{fp}-{quantization}-{ctranslate2.__version__}"
-    return converted_once(out, "model.bin", convert, f"{model} for CTranslate2 ({quantization})",
-                          legacy=("config.json",))
+    return converted_once(
+        out, "model.bin", convert, f"{model} for CTranslate2 ({quantization})", legacy=("config.json",)
+    )
 
 
 def ct2_device(device: str) -> tuple[str, int]:
@@ -58,7 +60,9 @@ def ct2_device(device: str) -> tuple[str, int]:
     so "cuda:1" is ("cuda", 1), not the first GPU."""
     kind, _, index = pick_device(device).partition(":")
     if kind not in ("cpu", "cuda") or (index and not index.isdigit()) or (kind == "cpu" and index):
-        raise ModelError(f"device '{device}' is not one CTranslate2 runs on (accepted: auto, cpu, cuda, cuda:N)")
+        raise ModelError(
+            f"device '{device}' is not one CTranslate2 runs on (accepted: auto, cpu, cuda, cuda:N)"
+        )
     return kind, int(index or 0)
 
 
@@ -79,8 +83,15 @@ _SEEDING = threading.Lock()
 class CTranslate2Generator:
     backend = "ctranslate2"
 
-    def __init__(self, model: str, device: str = "auto", batch_size: int = 8, compute_type: str = "int8",
-                 sampling_top_k: int = 1000, workers: int = 0):
+    def __init__(
+        self,
+        model: str,
+        device: str = "auto",
+        batch_size: int = 8,
+        compute_type: str = "int8",
+        sampling_top_k: int = 1000,
+        workers: int = 0,
+    ):
         self.model = model
         self.device, self.device_index = ct2_device(device)
         self.batch_size = batch_size
@@ -118,8 +129,13 @@ class CTranslate2Generator:
         # (and the next generator's default) on one core.
         threads = torch.get_num_threads()
         try:
-            return ctranslate2.Generator(str(self.path), device=self.device, device_index=self.device_index,
-                                         compute_type=self.compute_type, intra_threads=self.threads)
+            return ctranslate2.Generator(
+                str(self.path),
+                device=self.device,
+                device_index=self.device_index,
+                compute_type=self.compute_type,
+                intra_threads=self.threads,
+            )
         finally:
             torch.set_num_threads(threads)
 
@@ -136,8 +152,12 @@ class CTranslate2Generator:
             ctranslate2.set_random_seed(seed)
             self.lms[worker] = None  # free the old copy before building the new one
             self.lms[worker] = self._load()
-            self.lms[worker].generate_batch([[self.tokenizer.convert_ids_to_tokens(0)]], max_length=1,
-                                            sampling_topk=2, include_prompt_in_result=False)
+            self.lms[worker].generate_batch(
+                [[self.tokenizer.convert_ids_to_tokens(0)]],
+                max_length=1,
+                sampling_topk=2,
+                include_prompt_in_result=False,
+            )
 
     def _each_batch(self, batches: list[list[int]], run: Callable[[int, list[int]], None]) -> None:
         """`run(worker, batch)` for every batch, on `workers` generators side by side."""
@@ -171,8 +191,9 @@ class CTranslate2Generator:
         tokens = head if isinstance(head[0], str) else self.tokenizer.convert_ids_to_tokens(head)
         return static, {"static_prompt": tokens, "cache_static_prompt": True}
 
-    def generate(self, prompts: list[list[dict]], params: SamplingParams,
-                 seeds: Sequence[int] | None = None) -> list[str]:
+    def generate(
+        self, prompts: list[list[dict]], params: SamplingParams, seeds: Sequence[int] | None = None
+    ) -> list[str]:
         seeds = request_seeds(params, seeds, len(prompts))
         tokens = self._tokens([render_prompt(self.tokenizer, p) for p in prompts])
         temperature, top_p = params.effective()
@@ -184,8 +205,11 @@ class CTranslate2Generator:
             if not params.greedy:
                 self._seeded(worker, seeds[idx[0]])  # one seed per batch: its first request's
             results = self.lms[worker].generate_batch(
-                [tokens[i] for i in idx], max_length=params.max_new_tokens, include_prompt_in_result=False,
-                end_token=self.end_tokens, **extra,
+                [tokens[i] for i in idx],
+                max_length=params.max_new_tokens,
+                include_prompt_in_result=False,
+                end_token=self.end_tokens,
+                **extra,
                 # top-k first (0 = the whole vocabulary), then the top_p cut within it
                 sampling_topk=1 if params.greedy else self.topk,
                 sampling_topp=top_p,
@@ -197,8 +221,9 @@ class CTranslate2Generator:
         self._each_batch(self._batches([len(t) for t in tokens]), run)
         return [self.tokenizer.decode(ids, skip_special_tokens=True).strip() for ids in replies]
 
-    def next_token_probs(self, prompts: list[list[dict]], continuations: list[str],
-                         choices: list[str]) -> list[dict[str, float]]:
+    def next_token_probs(
+        self, prompts: list[list[dict]], continuations: list[str], choices: list[str]
+    ) -> list[dict[str, float]]:
         import numpy as np
 
         texts = [render_prompt(self.tokenizer, p) + c for p, c in zip(prompts, continuations)]
@@ -211,13 +236,20 @@ class CTranslate2Generator:
             by_length.setdefault(len(ctx), []).append(i)
         # Only prompts of one length share a batch: in a mixed batch CTranslate2 feeds the longer prompts'
         # tail through its decoding loop, and the first step's logits would be a prompt position's.
-        batches = [g[s:s + self.batch_size] for g in by_length.values() for s in range(0, len(g), self.batch_size)]
+        batches = [
+            g[s : s + self.batch_size] for g in by_length.values() for s in range(0, len(g), self.batch_size)
+        ]
 
         def run(worker: int, idx: list[int]) -> None:
             # One greedy step with the vocabulary's logits of that step.
             results = self.lms[worker].generate_batch(
-                [self.tokenizer.convert_ids_to_tokens(pieces[i][0]) for i in idx], max_length=1,
-                include_prompt_in_result=False, return_logits_vocab=True, sampling_topk=1, **extra)
+                [self.tokenizer.convert_ids_to_tokens(pieces[i][0]) for i in idx],
+                max_length=1,
+                include_prompt_in_result=False,
+                return_logits_vocab=True,
+                sampling_topk=1,
+                **extra,
+            )
             for i, res in zip(idx, results):
                 logits = np.asarray(res.logits[0], dtype=np.float64).reshape(-1)
                 out[i] = probabilities(choices, logits[pieces[i][1]].tolist())
@@ -235,8 +267,8 @@ class CTranslate2Generator:
             results = self.lms[worker].score_batch([seqs[i] for i in idx], max_input_length=0)
             for i, res in zip(idx, results):
                 _, reply, end = pieces[i]
-                lp = list(res.log_probs)[-(len(reply) + len(end)):] if reply or end else []
-                out[i] = {"tokens": lp[:len(reply)], "end": sum(lp[len(reply):])}
+                lp = list(res.log_probs)[-(len(reply) + len(end)) :] if reply or end else []
+                out[i] = {"tokens": lp[: len(reply)], "end": sum(lp[len(reply) :])}
 
         self._each_batch(self._batches([len(s) for s in seqs]), run)
         return out  # type: ignore[return-value]

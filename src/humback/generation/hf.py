@@ -33,11 +33,14 @@ class TransformersGenerator:
         self.fingerprint = f"transformers:{str(dtype).removeprefix('torch.')}:{model_fingerprint(model)}"
 
     def _encode(self, texts: list[str]):
-        return self.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(self.device)
+        return self.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(
+            self.device
+        )
 
     @torch.inference_mode()
-    def generate(self, prompts: list[list[dict]], params: SamplingParams,
-                 seeds: Sequence[int] | None = None) -> list[str]:
+    def generate(
+        self, prompts: list[list[dict]], params: SamplingParams, seeds: Sequence[int] | None = None
+    ) -> list[str]:
         seeds = request_seeds(params, seeds, len(prompts))
         texts = [render_prompt(self.tokenizer, p) for p in prompts]
         out: list[str | None] = [None] * len(texts)
@@ -55,7 +58,7 @@ class TransformersGenerator:
                 top_k=None,
                 pad_token_id=self.tokenizer.pad_token_id,
             )
-            new = gen[:, enc["input_ids"].shape[1]:]
+            new = gen[:, enc["input_ids"].shape[1] :]
             for i, row in zip(idx, new):
                 out[i] = self.tokenizer.decode(row, skip_special_tokens=True).strip()
         return out  # type: ignore[return-value]
@@ -70,8 +73,9 @@ class TransformersGenerator:
         return self.lm(input_ids=ids, attention_mask=mask, position_ids=positions, logits_to_keep=keep).logits
 
     @torch.inference_mode()
-    def next_token_probs(self, prompts: list[list[dict]], continuations: list[str],
-                         choices: list[str]) -> list[dict[str, float]]:
+    def next_token_probs(
+        self, prompts: list[list[dict]], continuations: list[str], choices: list[str]
+    ) -> list[dict[str, float]]:
         texts = [render_prompt(self.tokenizer, p) + c for p, c in zip(prompts, continuations)]
         out: list[dict | None] = [None] * len(texts)
         for idx in length_batches([len(t) for t in texts], self.batch_size):
@@ -95,7 +99,7 @@ class TransformersGenerator:
             for row, i in enumerate(idx):
                 _, reply, end = pieces[i]
                 n = len(reply) + len(end)
-                scored = torch.log_softmax(logits[row, -n - 1:-1].float(), dim=-1)
+                scored = torch.log_softmax(logits[row, -n - 1 : -1].float(), dim=-1)
                 lp = scored.gather(-1, torch.tensor(reply + end, device=self.device)[:, None])[:, 0].tolist()
-                out[i] = {"tokens": lp[:len(reply)], "end": sum(lp[len(reply):])}
+                out[i] = {"tokens": lp[: len(reply)], "end": sum(lp[len(reply) :])}
         return out  # type: ignore[return-value]

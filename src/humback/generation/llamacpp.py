@@ -35,9 +35,11 @@ def gguf_file(model: str) -> Path:
     found = sorted(path.glob("*.gguf")) if path.is_dir() else []
     if len(found) == 1:
         return found[0]
-    raise UnsupportedRequest(f"the llamacpp backend runs GGUF models, and {model} has {len(found) or 'no'} .gguf"
-                             " file(s): give the default model, a .gguf file or a folder holding one (convert a"
-                             " checkpoint with llama.cpp's convert_hf_to_gguf.py), or choose another backend")
+    raise UnsupportedRequest(
+        f"the llamacpp backend runs GGUF models, and {model} has {len(found) or 'no'} .gguf"
+        " file(s): give the default model, a .gguf file or a folder holding one (convert a"
+        " checkpoint with llama.cpp's convert_hf_to_gguf.py), or choose another backend"
+    )
 
 
 class LlamaCppGenerator:
@@ -47,8 +49,10 @@ class LlamaCppGenerator:
         try:
             from llama_cpp import Llama
         except ImportError:
-            raise ModelError("the llamacpp backend needs llama-cpp-python: pip install 'humback[llamacpp]'"
-                             " (it builds llama.cpp with the machine's compiler)") from None
+            raise ModelError(
+                "the llamacpp backend needs llama-cpp-python: pip install 'humback[llamacpp]'"
+                " (it builds llama.cpp with the machine's compiler)"
+            ) from None
         import torch
 
         from humback.files import file_sha256
@@ -58,8 +62,14 @@ class LlamaCppGenerator:
         self.tokenizer = load_tokenizer(model if model in DEFAULT_ALIASES else str(self.gguf.parent))
         threads = torch.get_num_threads()
         # logits_all: reply log-probabilities (IFD, reference NLL) need the logits of every position.
-        self.lm = Llama(model_path=str(self.gguf), n_ctx=n_ctx, n_threads=threads, n_threads_batch=threads,
-                        logits_all=True, verbose=False)
+        self.lm = Llama(
+            model_path=str(self.gguf),
+            n_ctx=n_ctx,
+            n_threads=threads,
+            n_threads_batch=threads,
+            logits_all=True,
+            verbose=False,
+        )
         self.chunk_size = 16  # one sequence at a time inside; rows are saved after each chunk
         self.fingerprint = f"llamacpp:{file_sha256(self.gguf)[:24]}"
         eos = [self.tokenizer.eos_token_id, self.lm.token_eos()]
@@ -68,8 +78,9 @@ class LlamaCppGenerator:
     def _ids(self, text: str) -> list[int]:
         return self.tokenizer(text, add_special_tokens=False)["input_ids"]
 
-    def generate(self, prompts: list[list[dict]], params: SamplingParams,
-                 seeds: Sequence[int] | None = None) -> list[str]:
+    def generate(
+        self, prompts: list[list[dict]], params: SamplingParams, seeds: Sequence[int] | None = None
+    ) -> list[str]:
         seeds = request_seeds(params, seeds, len(prompts))
         temperature, top_p = params.effective()
         out = []
@@ -78,8 +89,13 @@ class LlamaCppGenerator:
             tokens: list[int] = []
             if params.max_new_tokens > 0:
                 # temp 0 is llama.cpp's greedy sampler; top_k 0 keeps the whole vocabulary before top_p.
-                for tok in self.lm.generate(self._ids(render_prompt(self.tokenizer, chat)), top_k=0, top_p=top_p,
-                                            temp=temperature, reset=True):
+                for tok in self.lm.generate(
+                    self._ids(render_prompt(self.tokenizer, chat)),
+                    top_k=0,
+                    top_p=top_p,
+                    temp=temperature,
+                    reset=True,
+                ):
                     if tok in self.end_ids:
                         break
                     tokens.append(tok)
@@ -94,11 +110,14 @@ class LlamaCppGenerator:
         self.lm.eval(ids)
         return self.lm.scores[: len(ids)]
 
-    def next_token_probs(self, prompts: list[list[dict]], continuations: list[str],
-                         choices: list[str]) -> list[dict[str, float]]:
+    def next_token_probs(
+        self, prompts: list[list[dict]], continuations: list[str], choices: list[str]
+    ) -> list[dict[str, float]]:
         out = []
         for chat, cont in zip(prompts, continuations):
-            ctx, targets = choice_targets(self.tokenizer, render_prompt(self.tokenizer, chat) + cont, choices, self.model)
+            ctx, targets = choice_targets(
+                self.tokenizer, render_prompt(self.tokenizer, chat) + cont, choices, self.model
+            )
             last = self._logits(ctx)[-1]
             out.append(probabilities(choices, [float(last[t]) for t in targets]))
         return out
@@ -112,9 +131,9 @@ class LlamaCppGenerator:
             seq = prompt + answer + end
             logits = np.asarray(self._logits(seq), dtype=np.float64)
             n = len(answer) + len(end)
-            rows = logits[len(seq) - n - 1: len(seq) - 1]  # the row before each scored token predicts it
+            rows = logits[len(seq) - n - 1 : len(seq) - 1]  # the row before each scored token predicts it
             top = rows.max(axis=1, keepdims=True)
             logz = top[:, 0] + np.log(np.exp(rows - top).sum(axis=1))
             lp = [float(rows[i, t] - logz[i]) for i, t in enumerate(answer + end)]
-            out.append({"tokens": lp[:len(answer)], "end": math.fsum(lp[len(answer):])})
+            out.append({"tokens": lp[: len(answer)], "end": math.fsum(lp[len(answer) :])})
         return out

@@ -57,7 +57,11 @@ def _origin(url: str) -> tuple[str, str, int]:
     from urllib.parse import urlsplit
 
     parts = urlsplit(url)
-    return parts.scheme, (parts.hostname or "").lower(), parts.port or (443 if parts.scheme == "https" else 80)
+    return (
+        parts.scheme,
+        (parts.hostname or "").lower(),
+        parts.port or (443 if parts.scheme == "https" else 80),
+    )
 
 
 def api_key_for(base_url: str | None, api_key_env: str) -> str | None:
@@ -79,18 +83,29 @@ def api_key_for(base_url: str | None, api_key_env: str) -> str | None:
         return None  # a local server: it takes any key, and gets none of the user's
     prefix = api_key_env.removesuffix("_API_KEY")
     if not key:
-        raise ConfigError(f"the openai backend needs an API key for {redact_url(target)} in the environment variable "
-                          f"{api_key_env} (paired with it by {prefix}_BASE_URL={redact_url(target)})")
-    raise ConfigError(f"{api_key_env} is not paired with {redact_url(target)}, so it is not sent there: if that "
-                      f"server should get this key, set {prefix}_BASE_URL={redact_url(target)} in your environment "
-                      "(a recipe alone cannot send a key to a server of its choosing)")
+        raise ConfigError(
+            f"the openai backend needs an API key for {redact_url(target)} in the environment variable "
+            f"{api_key_env} (paired with it by {prefix}_BASE_URL={redact_url(target)})"
+        )
+    raise ConfigError(
+        f"{api_key_env} is not paired with {redact_url(target)}, so it is not sent there: if that "
+        f"server should get this key, set {prefix}_BASE_URL={redact_url(target)} in your environment "
+        "(a recipe alone cannot send a key to a server of its choosing)"
+    )
 
 
 class OpenAIGenerator:
     backend = "openai"
 
-    def __init__(self, model: str, base_url: str | None = None, api_key_env: str = "OPENAI_API_KEY",
-                 concurrency: int = 16, timeout: float = 120.0, max_retries: int = 5):
+    def __init__(
+        self,
+        model: str,
+        base_url: str | None = None,
+        api_key_env: str = "OPENAI_API_KEY",
+        concurrency: int = 16,
+        timeout: float = 120.0,
+        max_retries: int = 5,
+    ):
         import openai  # noqa: F401  (fail here, not mid-stage, if the SDK is missing)
 
         self.model = model
@@ -104,13 +119,18 @@ class OpenAIGenerator:
         import openai
 
         # Local servers take any key; the SDK insists on one being set.
-        return openai.AsyncOpenAI(base_url=self.base_url, api_key=self._key or "not-needed", timeout=self.timeout,
-                                  max_retries=self.max_retries)
+        return openai.AsyncOpenAI(
+            base_url=self.base_url,
+            api_key=self._key or "not-needed",
+            timeout=self.timeout,
+            max_retries=self.max_retries,
+        )
 
     def _run(self, calls: list[dict], read) -> list:
         """Send `calls` (chat.completions.create keyword arguments) concurrently; `read` turns a response
         into a result. On the first failure the rest are cancelled and GenerationError carries the
         results that did arrive."""
+
         async def main():
             done: dict[int, object] = {}
             gate = asyncio.Semaphore(self.concurrency)
@@ -132,19 +152,31 @@ class OpenAIGenerator:
                         raise UnsupportedRequest(f"{endpoint}: {e}") from None
                     if isinstance(e, GenerationError):
                         raise GenerationError(f"{endpoint}: {e}", dict(done)) from None  # type: ignore[arg-type]
-                    raise GenerationError(f"generation request to {endpoint} (model '{self.model}') failed after"
-                                          f" {self.max_retries} retries: {_describe(e)}", dict(done),  # type: ignore[arg-type]
-                                          getattr(e, "status_code", None)) from e
+                    raise GenerationError(
+                        f"generation request to {endpoint} (model '{self.model}') failed after"
+                        f" {self.max_retries} retries: {_describe(e)}",
+                        dict(done),  # type: ignore[arg-type]
+                        getattr(e, "status_code", None),
+                    ) from e
             return [done[i] for i in range(len(calls))]
 
         return asyncio.run(main())
 
-    def generate(self, prompts: list[list[dict]], params: SamplingParams,
-                 seeds: Sequence[int] | None = None) -> list[str]:
+    def generate(
+        self, prompts: list[list[dict]], params: SamplingParams, seeds: Sequence[int] | None = None
+    ) -> list[str]:
         seeds = request_seeds(params, seeds, len(prompts))
         temperature, top_p = params.effective()
-        calls = [{"messages": p, "temperature": temperature, "top_p": top_p, "max_tokens": params.max_new_tokens, "seed": s}
-                 for p, s in zip(prompts, seeds)]
+        calls = [
+            {
+                "messages": p,
+                "temperature": temperature,
+                "top_p": top_p,
+                "max_tokens": params.max_new_tokens,
+                "seed": s,
+            }
+            for p, s in zip(prompts, seeds)
+        ]
 
         def read(resp) -> str:
             # Model output is untrusted: a reply may come back with no choices or no content.
@@ -152,33 +184,47 @@ class OpenAIGenerator:
 
         return self._run(calls, read)
 
-    def next_token_probs(self, prompts: list[list[dict]], continuations: list[str],
-                         choices: list[str]) -> list[dict[str, float]]:
+    def next_token_probs(
+        self, prompts: list[list[dict]], continuations: list[str], choices: list[str]
+    ) -> list[dict[str, float]]:
         # The assistant's reply so far goes in as a final assistant message that the server continues
         # (vLLM's and SGLang's `continue_final_message`); one token, with the top log-probabilities.
-        calls = [{"messages": p + [{"role": "assistant", "content": c}], "max_tokens": 1, "temperature": 0.0,
-                  "logprobs": True, "top_logprobs": TOP_LOGPROBS,
-                  "extra_body": {"continue_final_message": True, "add_generation_prompt": False}}
-                 for p, c in zip(prompts, continuations)]
+        calls = [
+            {
+                "messages": p + [{"role": "assistant", "content": c}],
+                "max_tokens": 1,
+                "temperature": 0.0,
+                "logprobs": True,
+                "top_logprobs": TOP_LOGPROBS,
+                "extra_body": {"continue_final_message": True, "add_generation_prompt": False},
+            }
+            for p, c in zip(prompts, continuations)
+        ]
 
         def read(resp) -> dict[str, float]:
             content = resp.choices[0].logprobs.content if resp.choices and resp.choices[0].logprobs else None
             if not content:
-                raise UnsupportedRequest("the server returned no log-probabilities: use the 'sample' method"
-                                         " (curate.method, eval.pairwise_method) with this endpoint")
+                raise UnsupportedRequest(
+                    "the server returned no log-probabilities: use the 'sample' method"
+                    " (curate.method, eval.pairwise_method) with this endpoint"
+                )
             return choice_probs([(t.token, t.logprob) for t in content[0].top_logprobs], choices)
 
         try:
             return self._run(calls, read)
         except GenerationError as e:
             if e.status is not None and 400 <= e.status < 500:  # e.g. transformers serve rejects `logprobs`
-                raise UnsupportedRequest(f"{e} — this endpoint does not give log-probabilities, which the"
-                                      " 'expected' method needs: use the 'sample' method (curate.method, eval.pairwise_method)") from None
+                raise UnsupportedRequest(
+                    f"{e} — this endpoint does not give log-probabilities, which the"
+                    " 'expected' method needs: use the 'sample' method (curate.method, eval.pairwise_method)"
+                ) from None
             raise
 
     def reply_logprobs(self, prompts: list[list[dict]], replies: list[str]) -> list[dict]:
         # The chat API returns log-probabilities of generated tokens only, not of text sent in; scoring a
         # given reply needs the model itself (or a server's non-standard prompt_logprobs).
-        raise UnsupportedRequest(f"the openai backend cannot score given replies (IFD, reference NLL): the chat API"
-                              f" has no log-probabilities for input text. Use a local backend (transformers,"
-                              f" ctranslate2, vllm) for {self.model}, or set curate.ifd: false")
+        raise UnsupportedRequest(
+            f"the openai backend cannot score given replies (IFD, reference NLL): the chat API"
+            f" has no log-probabilities for input text. Use a local backend (transformers,"
+            f" ctranslate2, vllm) for {self.model}, or set curate.ifd: false"
+        )

@@ -27,7 +27,13 @@ from humback.templates import render_prompt
 def sampling_kwargs(params: SamplingParams, seed: int) -> dict:
     """humback's sampling settings as vLLM SamplingParams keyword arguments."""
     temperature, top_p = params.effective()
-    return {"temperature": temperature, "top_p": top_p, "max_tokens": params.max_new_tokens, "seed": seed, "skip_special_tokens": True}
+    return {
+        "temperature": temperature,
+        "top_p": top_p,
+        "max_tokens": params.max_new_tokens,
+        "seed": seed,
+        "skip_special_tokens": True,
+    }
 
 
 class VLLMGenerator:
@@ -37,27 +43,38 @@ class VLLMGenerator:
         try:
             from vllm import LLM
         except ImportError:
-            raise ModelError("the vllm backend needs vLLM: `pip install 'humback[vllm]'` on a machine with"
-                             " a GPU, or choose generation.backend: transformers") from None
+            raise ModelError(
+                "the vllm backend needs vLLM: `pip install 'humback[vllm]'` on a machine with"
+                " a GPU, or choose generation.backend: transformers"
+            ) from None
         self.model = model
         self.chunk_size = 1024  # vLLM schedules its own batches; rows are saved after each call
         self.tokenizer = load_tokenizer(model)
-        self.lm = LLM(model=resolve_model(model), tensor_parallel_size=tensor_parallel_size,
-                      gpu_memory_utilization=gpu_memory_utilization, enable_prefix_caching=True,
-                      trust_remote_code=False, max_logprobs=TOP_LOGPROBS)
+        self.lm = LLM(
+            model=resolve_model(model),
+            tensor_parallel_size=tensor_parallel_size,
+            gpu_memory_utilization=gpu_memory_utilization,
+            enable_prefix_caching=True,
+            trust_remote_code=False,
+            max_logprobs=TOP_LOGPROBS,
+        )
         self.fingerprint = f"vllm:{model_fingerprint(model)}"
 
-    def generate(self, prompts: list[list[dict]], params: SamplingParams,
-                 seeds: Sequence[int] | None = None) -> list[str]:
+    def generate(
+        self, prompts: list[list[dict]], params: SamplingParams, seeds: Sequence[int] | None = None
+    ) -> list[str]:
         from vllm import SamplingParams as VllmParams
 
         seeds = request_seeds(params, seeds, len(prompts))
         texts = [render_prompt(self.tokenizer, p) for p in prompts]
-        outs = self.lm.generate(texts, [VllmParams(**sampling_kwargs(params, s)) for s in seeds], use_tqdm=False)
+        outs = self.lm.generate(
+            texts, [VllmParams(**sampling_kwargs(params, s)) for s in seeds], use_tqdm=False
+        )
         return [o.outputs[0].text.strip() for o in outs]
 
-    def next_token_probs(self, prompts: list[list[dict]], continuations: list[str],
-                         choices: list[str]) -> list[dict[str, float]]:
+    def next_token_probs(
+        self, prompts: list[list[dict]], continuations: list[str], choices: list[str]
+    ) -> list[dict[str, float]]:
         from vllm import SamplingParams as VllmParams
 
         texts = [render_prompt(self.tokenizer, p) + c for p, c in zip(prompts, continuations)]
@@ -67,7 +84,9 @@ class VLLMGenerator:
         result = []
         for out, (_, targets) in zip(outs, pieces):
             step = out.outputs[0].logprobs[0]  # top-k only: a target outside it has probability 0
-            result.append(probabilities(choices, [step[t].logprob if t in step else -math.inf for t in targets]))
+            result.append(
+                probabilities(choices, [step[t].logprob if t in step else -math.inf for t in targets])
+            )
         return result
 
     def reply_logprobs(self, prompts: list[list[dict]], replies: list[str]) -> list[dict]:
@@ -76,8 +95,13 @@ class VLLMGenerator:
         pieces = [reply_pieces(self.tokenizer, p, r) for p, r in zip(prompts, replies)]
         # prompt_logprobs=0: the log-probability of each prompt token itself (and no alternatives).
         params = VllmParams(max_tokens=1, temperature=0.0, prompt_logprobs=0)
-        outs = self.lm.generate([{"prompt_token_ids": a + b + c} for a, b, c in pieces], params, use_tqdm=False)
-        return [reply_scores(out.prompt_logprobs, a + b + c, len(b), len(c)) for out, (a, b, c) in zip(outs, pieces)]
+        outs = self.lm.generate(
+            [{"prompt_token_ids": a + b + c} for a, b, c in pieces], params, use_tqdm=False
+        )
+        return [
+            reply_scores(out.prompt_logprobs, a + b + c, len(b), len(c))
+            for out, (a, b, c) in zip(outs, pieces)
+        ]
 
 
 def reply_scores(prompt_logprobs: list, seq: list[int], n_reply: int, n_end: int) -> dict:

@@ -41,14 +41,18 @@ def encode(tokenizer, pairs: list[dict], direction: Direction, tags: bool, max_l
     for pair in pairs:
         messages, target = pair_messages(pair, direction, tags)
         prompt_ids = tokenizer(render_prompt(tokenizer, messages), add_special_tokens=False)["input_ids"]
-        target_ids = tokenizer(render_target(tokenizer, messages, target), add_special_tokens=False)["input_ids"]
+        target_ids = tokenizer(render_target(tokenizer, messages, target), add_special_tokens=False)[
+            "input_ids"
+        ]
         if len(prompt_ids) + len(target_ids) > max_length:
             out.dropped_too_long += 1
             continue
-        out.examples.append({
-            "input_ids": prompt_ids + target_ids,
-            "labels": [-100] * len(prompt_ids) + target_ids,
-        })
+        out.examples.append(
+            {
+                "input_ids": prompt_ids + target_ids,
+                "labels": [-100] * len(prompt_ids) + target_ids,
+            }
+        )
         out.target_tokens += len(target_ids)
     if not pairs:
         raise TrainingDataError("no training pairs given: the dataset is empty")

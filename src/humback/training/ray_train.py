@@ -24,12 +24,17 @@ def train_on_ray(train, out: Path, cluster: ClusterConfig) -> dict:
     gpus = cluster.train_gpus_per_worker
     records = make_owned_dir(out.with_name(out.name + ".ray"))  # Ray Train's run records, removed after
     trainer = TorchTrainer(
-        _train_loop, train_loop_config={"train": train, "threads": max(1, int(cluster.train_cpus_per_worker))},
-        scaling_config=ScalingConfig(num_workers=cluster.train_workers, use_gpu=gpus > 0,
-                                     resources_per_worker={"CPU": cluster.train_cpus_per_worker,
-                                                           **({"GPU": gpus} if gpus else {})}),
-        run_config=RunConfig(name=out.name, storage_path=str(records.resolve()),
-                             failure_config=FailureConfig(max_failures=0)))
+        _train_loop,
+        train_loop_config={"train": train, "threads": max(1, int(cluster.train_cpus_per_worker))},
+        scaling_config=ScalingConfig(
+            num_workers=cluster.train_workers,
+            use_gpu=gpus > 0,
+            resources_per_worker={"CPU": cluster.train_cpus_per_worker, **({"GPU": gpus} if gpus else {})},
+        ),
+        run_config=RunConfig(
+            name=out.name, storage_path=str(records.resolve()), failure_config=FailureConfig(max_failures=0)
+        ),
+    )
     try:
         trainer.fit()
     except Exception as e:  # noqa: BLE001 (Ray Train wraps a worker's error; reraise sorts them)

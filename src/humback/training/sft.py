@@ -26,8 +26,16 @@ TRAINED = "humback_train.json"  # in every checkpoint humback trains: its config
 RESUME_KEY = "trainer/humback_resume_key"  # in <out>.tmp: what the checkpoints there were trained on
 
 # Paper Table 18: (data size N, steps, batch size).
-TABLE18 = [(100, 30, 8), (800, 300, 8), (1600, 600, 8), (3200, 500, 32), (6400, 600, 32),
-           (12800, 600, 32), (25600, 1200, 32), (51200, 1600, 32)]
+TABLE18 = [
+    (100, 30, 8),
+    (800, 300, 8),
+    (1600, 600, 8),
+    (3200, 500, 32),
+    (6400, 600, 32),
+    (12800, 600, 32),
+    (25600, 1200, 32),
+    (51200, 1600, 32),
+]
 
 
 def paper_steps(n: int) -> int:
@@ -56,8 +64,12 @@ def _hardware(cfg: TrainConfig) -> Hardware:
         checkpointing = cuda
     else:
         checkpointing = cfg.gradient_checkpointing == "on"
-    return {"device": "cuda" if cuda else "cpu", "bf16": bf16, "gradient_checkpointing": checkpointing,
-            "padding_free": padding_free}
+    return {
+        "device": "cuda" if cuda else "cpu",
+        "bf16": bf16,
+        "gradient_checkpointing": checkpointing,
+        "padding_free": padding_free,
+    }
 
 
 def resume_key(base_model: str, direction: str, cfg: TrainConfig, seed: int, examples: list[dict]) -> str:
@@ -91,6 +103,7 @@ def last_checkpoint(trainer_dir: Path, key: str) -> str | None:
 class Plan:
     """How many steps of how many examples, and how a step's batch is split over micro-batches and
     processes (examples per step = batch, whatever the hardware)."""
+
     examples: int
     steps: int
     batch: int
@@ -102,8 +115,14 @@ class Plan:
 def plan(n: int, cfg: TrainConfig, processes: int) -> Plan:
     batch = cfg.batch_size or paper_batch_size(n)
     micro = min(cfg.micro_batch_size, batch)
-    return Plan(examples=n, steps=cfg.max_steps or paper_steps(n), batch=batch, micro=micro,
-                accumulate=max(1, math.ceil(batch / (micro * processes))), processes=processes)
+    return Plan(
+        examples=n,
+        steps=cfg.max_steps or paper_steps(n),
+        batch=batch,
+        micro=micro,
+        accumulate=max(1, math.ceil(batch / (micro * processes))),
+        processes=processes,
+    )
 
 
 def train(
@@ -140,10 +159,15 @@ def train(
     tokenizer = load_tokenizer(base_model)
     encoded = encode(tokenizer, pairs, direction, cfg.tags, cfg.max_length)
     p = plan(len(encoded.examples), cfg, state.num_processes)
-    log(f"[train {direction}] {p.examples} examples ({encoded.dropped_too_long} dropped > {cfg.max_length} tokens), "
-        f"{p.steps} steps x batch {p.batch} ({p.micro} x {p.accumulate} accumulated x {p.processes} processes), "
+    log(
+        f"[train {direction}] {p.examples} examples ({encoded.dropped_too_long} dropped > {cfg.max_length} "
+        f"tokens), "
+        f"{p.steps} steps x batch {p.batch} ({p.micro} x {p.accumulate} accumulated x {p.processes} "
+        f"processes), "
         f"{cfg.method}, {hw['device']} {'bf16' if hw['bf16'] else 'fp32'}, gradient checkpointing "
-        f"{'on' if hw['gradient_checkpointing'] else 'off'}, {'padding-free' if hw['padding_free'] else 'length-grouped'} batches")
+        f"{'on' if hw['gradient_checkpointing'] else 'off'},"
+        f" {'padding-free' if hw['padding_free'] else 'length-grouped'} batches"
+    )
     model, peft_config = _model(base_model, cfg, hw)
     # The run trains in <out>.tmp and checkpoints there; a killed run with the same key resumes from its
     # last checkpoint, anything else starts over.
@@ -157,8 +181,13 @@ def train(
         warnings.filterwarnings("ignore", message="Both num_training_steps and num_stable_steps")
         args = SFTConfig(**sft_settings(tmp / "trainer", p, cfg, hw, seed))
         rows = [{**ex, "length": len(ex["input_ids"])} for ex in encoded.examples]
-        trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(rows),
-                             processing_class=tokenizer, peft_config=peft_config)
+        trainer = SFTTrainer(
+            model=model,
+            args=args,
+            train_dataset=Dataset.from_list(rows),
+            processing_class=tokenizer,
+            peft_config=peft_config,
+        )
         start = time.time()
         trainer.train(resume_from_checkpoint=resume)
     seconds = time.time() - start
@@ -168,8 +197,11 @@ def train(
         warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*deprecated")
         trainer.save_model(str(tmp / "adapter" if peft_config is not None else tmp))
         state.wait_for_everyone()
-        curve = [{"step": e["step"], "loss": e["loss"], "lr": e.get("learning_rate")}
-                 for e in trainer.state.log_history if "loss" in e]
+        curve = [
+            {"step": e["step"], "loss": e["loss"], "lr": e.get("learning_rate")}
+            for e in trainer.state.log_history
+            if "loss" in e
+        ]
         stats = _stats(trainer, encoded, direction, p, cfg, seconds, resume, hw, curve)
         if state.is_main_process:
             _finish(tmp, out, base_model, tokenizer, peft_config is not None, cfg, stats, curve)
@@ -186,8 +218,13 @@ def _model(base_model: str, cfg: TrainConfig, hw: Hardware):
         return load_model(base_model, attention_dropout=cfg.dropout, **attn), None
     from peft import LoraConfig
 
-    return load_model(base_model, **attn), LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.dropout,
-                                                      target_modules="all-linear", task_type="CAUSAL_LM")
+    return load_model(base_model, **attn), LoraConfig(
+        r=cfg.lora_r,
+        lora_alpha=cfg.lora_alpha,
+        lora_dropout=cfg.dropout,
+        target_modules="all-linear",
+        task_type="CAUSAL_LM",
+    )
 
 
 def _work_folder(tmp: Path, key: str, state) -> str | None:
@@ -216,8 +253,12 @@ def sft_settings(trainer_dir: Path, p: Plan, cfg: TrainConfig, hw: Hardware, see
         "lr_scheduler_type": "warmup_stable_decay",
         # The lr of step k (1-based) is lr * factor(k - 1): decaying over steps - 1 intervals puts the
         # last step exactly at min_lr_ratio (paper: 1e-5 -> 9e-6 at the end).
-        "lr_scheduler_kwargs": {"num_stable_steps": 0, "num_decay_steps": max(1, p.steps - 1),
-                                "decay_type": "linear", "min_lr_ratio": cfg.min_lr_ratio},
+        "lr_scheduler_kwargs": {
+            "num_stable_steps": 0,
+            "num_decay_steps": max(1, p.steps - 1),
+            "decay_type": "linear",
+            "min_lr_ratio": cfg.min_lr_ratio,
+        },
         "warmup_steps": 0,
         "bf16": hw["bf16"],
         "fp16": False,
@@ -239,23 +280,52 @@ def sft_settings(trainer_dir: Path, p: Plan, cfg: TrainConfig, hw: Hardware, see
     }
 
 
-def _stats(trainer, encoded, direction: str, p: Plan, cfg: TrainConfig, seconds: float, resume: str | None,
-           hw: Hardware, losses: list[dict]) -> TrainStats:
+def _stats(
+    trainer,
+    encoded,
+    direction: str,
+    p: Plan,
+    cfg: TrainConfig,
+    seconds: float,
+    resume: str | None,
+    hw: Hardware,
+    losses: list[dict],
+) -> TrainStats:
     return {
-        "direction": direction, "examples": p.examples, "dropped_too_long": encoded.dropped_too_long,
-        "target_tokens": encoded.target_tokens, "steps": p.steps, "batch_size": p.batch, "method": cfg.method,
-        "processes": trainer.args.world_size, "seconds": round(seconds, 1), "resumed_from": resume,
-        "device": hw["device"], "bf16": hw["bf16"], "gradient_checkpointing": hw["gradient_checkpointing"],
+        "direction": direction,
+        "examples": p.examples,
+        "dropped_too_long": encoded.dropped_too_long,
+        "target_tokens": encoded.target_tokens,
+        "steps": p.steps,
+        "batch_size": p.batch,
+        "method": cfg.method,
+        "processes": trainer.args.world_size,
+        "seconds": round(seconds, 1),
+        "resumed_from": resume,
+        "device": hw["device"],
+        "bf16": hw["bf16"],
+        "gradient_checkpointing": hw["gradient_checkpointing"],
         "padding_free": hw["padding_free"],
         "tokens_seen": trainer.state.num_input_tokens_seen,
         # After a resume the count includes steps of the killed run: no rate then.
-        "tokens_per_s": round(trainer.state.num_input_tokens_seen / seconds, 1) if seconds and not resume else None,
-        "first_loss": losses[0]["loss"] if losses else None, "last_loss": losses[-1]["loss"] if losses else None,
+        "tokens_per_s": round(trainer.state.num_input_tokens_seen / seconds, 1)
+        if seconds and not resume
+        else None,
+        "first_loss": losses[0]["loss"] if losses else None,
+        "last_loss": losses[-1]["loss"] if losses else None,
     }
 
 
-def _finish(tmp: Path, out: Path, base_model: str, tokenizer, lora: bool, cfg: TrainConfig, stats: TrainStats,
-            curve: list[dict]) -> None:
+def _finish(
+    tmp: Path,
+    out: Path,
+    base_model: str,
+    tokenizer,
+    lora: bool,
+    cfg: TrainConfig,
+    stats: TrainStats,
+    curve: list[dict],
+) -> None:
     """Make <out>.tmp a plain checkpoint (LoRA merged, fp32 safetensors, tokenizer with its chat
     template, training config and loss curve) and rename it to <out>."""
     import torch
@@ -271,5 +341,7 @@ def _finish(tmp: Path, out: Path, base_model: str, tokenizer, lora: bool, cfg: T
     (tmp / "training_args.bin").unlink(missing_ok=True)  # a pickle: checkpoints here hold none
     tokenizer.save_pretrained(tmp)
     shutil.rmtree(tmp / "trainer", ignore_errors=True)
-    atomic_write(tmp / TRAINED, json.dumps({"config": cfg.model_dump(), "stats": stats, "loss_curve": curve}, indent=1))
+    atomic_write(
+        tmp / TRAINED, json.dumps({"config": cfg.model_dump(), "stats": stats, "loss_curve": curve}, indent=1)
+    )
     publish(tmp, out, also=(TRAINED,))

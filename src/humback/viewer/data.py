@@ -44,7 +44,6 @@ def _json_source(path: Path) -> str:
     return "read_json_auto('" + literal + "', format='newline_delimited', sample_size=-1)"
 
 
-
 SCHEMA = 1  # bump when the tables change: older cached databases are then rebuilt
 
 
@@ -56,7 +55,9 @@ class RunData:
 
         self.run = RunDir(run_dir)
         if not self.run.candidates.is_file():
-            raise ViewerError(f"{run_dir}: no candidates.jsonl yet (run `humback run` at least to augmentation)")
+            raise ViewerError(
+                f"{run_dir}: no candidates.jsonl yet (run `humback run` at least to augmentation)"
+            )
         self.iterations = self.run.iterations()
         path = cache_dir() / "view" / f"{self._key()}.duckdb"
         if not path.is_file():
@@ -73,8 +74,9 @@ class RunData:
     def _key(self) -> str:
         import hashlib
 
-        files = [self.run.candidates, self.run.segments] + [f(t) for t in self.iterations
-                                                            for f in (self.run.scored, self.run.selected)]
+        files = [self.run.candidates, self.run.segments] + [
+            f(t) for t in self.iterations for f in (self.run.scored, self.run.selected)
+        ]
         stamp = [[str(p.resolve()), p.stat().st_size, p.stat().st_mtime_ns] for p in files if p.is_file()]
         return hashlib.sha256(json.dumps([SCHEMA, stamp]).encode()).hexdigest()[:24]
 
@@ -84,28 +86,36 @@ class RunData:
         try:
             self._tables()
         except duckdb.Error as e:
-            raise RunFileError(f"{self._reading}: cannot be read as JSON rows of the expected shape"
-                               f" ({str(e).splitlines()[0][:200]})") from None
+            raise RunFileError(
+                f"{self._reading}: cannot be read as JSON rows of the expected shape"
+                f" ({str(e).splitlines()[0][:200]})"
+            ) from None
 
     def _tables(self) -> None:
         # Each file is read once (DuckDB infers the schema over the whole file, then loads it); the
         # candidates meet every iteration's scores and selection in one join.
         if self.run.candidates.stat().st_size == 0:
-            self.db.execute("CREATE TEMP TABLE c0 (id VARCHAR, instruction VARCHAR, response VARCHAR,"
-                            " segment_id VARCHAR)")
+            self.db.execute(
+                "CREATE TEMP TABLE c0 (id VARCHAR, instruction VARCHAR, response VARCHAR, segment_id VARCHAR)"
+            )
         else:
             cols = self._load("c0_raw", self.run.candidates)
             missing = {"id", "instruction", "response"} - cols
             if missing:
                 raise RunFileError(f"{self.run.candidates}: rows lack key(s) {', '.join(sorted(missing))}")
             seg = "segment_id::VARCHAR" if "segment_id" in cols else "NULL::VARCHAR"
-            self.db.execute(f"CREATE TEMP TABLE c0 AS SELECT id::VARCHAR AS id, instruction::VARCHAR AS"
-                            f" instruction, response::VARCHAR AS response, {seg} AS segment_id FROM c0_raw")
+            self.db.execute(
+                f"CREATE TEMP TABLE c0 AS SELECT id::VARCHAR AS id, instruction::VARCHAR AS"
+                f" instruction, response::VARCHAR AS response, {seg} AS segment_id FROM c0_raw"
+            )
         cols, joins = ["c0.*"], []
         for t in self.iterations:
             self._add_iteration(t)
-            cols += [f"sc{t}.s{t}_{n}" for n in SIGNALS] + [f"sc{t}.s{t}_skipped", f"sc{t}.s{t}_reasoning",
-                                                             f"(se{t}.id IS NOT NULL) AS sel{t}"]
+            cols += [f"sc{t}.s{t}_{n}" for n in SIGNALS] + [
+                f"sc{t}.s{t}_skipped",
+                f"sc{t}.s{t}_reasoning",
+                f"(se{t}.id IS NOT NULL) AS sel{t}",
+            ]
             joins += [f"LEFT JOIN sc{t} ON sc{t}.id = c0.id", f"LEFT JOIN se{t} ON se{t}.id = c0.id"]
         self.db.execute(f"CREATE TABLE cand AS SELECT {', '.join(cols)} FROM c0 {' '.join(joins)}")
         self._add_segments()
@@ -124,8 +134,10 @@ class RunData:
             cols = self._load("seg_raw", self.run.segments)
             url = "url::VARCHAR" if "url" in cols else "NULL::VARCHAR"
             path = "to_json(header_path)::VARCHAR" if "header_path" in cols else "NULL::VARCHAR"
-            self.db.execute(f"CREATE TABLE seg AS SELECT id::VARCHAR AS id, text::VARCHAR AS text, {url} AS url,"
-                            f" {path} AS header_path FROM seg_raw")
+            self.db.execute(
+                f"CREATE TABLE seg AS SELECT id::VARCHAR AS id, text::VARCHAR AS text, {url} AS url,"
+                f" {path} AS header_path FROM seg_raw"
+            )
         else:
             self.db.execute("CREATE TABLE seg (id VARCHAR, text VARCHAR, url VARCHAR, header_path VARCHAR)")
 
@@ -135,12 +147,16 @@ class RunData:
             cols = {"id"}
         else:
             cols = self._load(f"raw{t}", self.run.scored(t))
-        picks = ", ".join(f"{('TRY_CAST(' + src + ' AS DOUBLE)') if src in cols else 'NULL::DOUBLE'} AS s{t}_{name}"
-                          for name, src in SIGNALS.items())
+        picks = ", ".join(
+            f"{('TRY_CAST(' + src + ' AS DOUBLE)') if src in cols else 'NULL::DOUBLE'} AS s{t}_{name}"
+            for name, src in SIGNALS.items()
+        )
         skipped = "skipped::VARCHAR" if "skipped" in cols else "NULL::VARCHAR"
         reasoning = "reasoning::VARCHAR" if "reasoning" in cols else "NULL::VARCHAR"
-        self.db.execute(f"CREATE TEMP TABLE sc{t} AS SELECT id::VARCHAR AS id, {picks}, {skipped} AS s{t}_skipped,"
-                        f" {reasoning} AS s{t}_reasoning FROM raw{t}")
+        self.db.execute(
+            f"CREATE TEMP TABLE sc{t} AS SELECT id::VARCHAR AS id, {picks}, {skipped} AS s{t}_skipped,"
+            f" {reasoning} AS s{t}_reasoning FROM raw{t}"
+        )
         selected = self.run.selected(t)
         if selected.is_file() and selected.stat().st_size:
             self._load(f"se_raw{t}", selected)
@@ -156,11 +172,23 @@ class RunData:
         return self.db.cursor().execute(query, params or [])
 
     def sortable(self) -> list[str]:
-        return ["id", "instruction_chars", "response_chars"] + [f"s{t}_{n}" for t in self.iterations for n in SIGNALS]
+        return ["id", "instruction_chars", "response_chars"] + [
+            f"s{t}_{n}" for t in self.iterations for n in SIGNALS
+        ]
 
-    def page(self, iteration: int | None = None, sort: str = "id", descending: bool = False,
-             min_score: float | None = None, max_score: float | None = None, selected: bool | None = None,
-             skipped: str | None = None, search: str | None = None, offset: int = 0, limit: int = 50) -> dict:
+    def page(
+        self,
+        iteration: int | None = None,
+        sort: str = "id",
+        descending: bool = False,
+        min_score: float | None = None,
+        max_score: float | None = None,
+        selected: bool | None = None,
+        skipped: str | None = None,
+        search: str | None = None,
+        offset: int = 0,
+        limit: int = 50,
+    ) -> dict:
         """One page of candidates and the number of rows matching the filters. Score bounds, `selected`
         and `skipped` apply to `iteration` (the last one by default)."""
         t = iteration if iteration is not None else (self.iterations[-1] if self.iterations else None)
@@ -187,19 +215,33 @@ class RunData:
             like = "%" + search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
             params += [like, like]
         cond = " AND ".join(where).replace("ILIKE ?", "ILIKE ? ESCAPE '\\'")
-        order = {"instruction_chars": "length(instruction)", "response_chars": "length(response)"}.get(sort, sort)
+        order = {"instruction_chars": "length(instruction)", "response_chars": "length(response)"}.get(
+            sort, sort
+        )
         total = self._sql(f"SELECT count(*) FROM cand WHERE {cond}", params).fetchone()[0]
         limit = max(1, min(PAGE_MAX, limit))
-        cols = ["id", "left(instruction, 300) AS instruction", "left(response, 300) AS response",
-                "length(response) AS response_chars"]
+        cols = [
+            "id",
+            "left(instruction, 300) AS instruction",
+            "left(response, 300) AS response",
+            "length(response) AS response_chars",
+        ]
         cols += [f"s{i}_{n}" for i in self.iterations for n in ("score", "judge", "ifd")]
         cols += [f"sel{i}" for i in self.iterations] + [f"s{i}_skipped" for i in self.iterations]
         rows = self._sql(
-            f"SELECT {', '.join(cols)} FROM cand WHERE {cond} ORDER BY {order} {'DESC' if descending else 'ASC'}"
-            f" NULLS LAST, id LIMIT ? OFFSET ?", [*params, limit, max(0, offset)])
+            f"SELECT {', '.join(cols)} FROM cand WHERE {cond}"
+            f" ORDER BY {order} {'DESC' if descending else 'ASC'}"
+            f" NULLS LAST, id LIMIT ? OFFSET ?",
+            [*params, limit, max(0, offset)],
+        )
         names = [d[0] for d in rows.description]
-        return {"total": total, "offset": offset, "limit": limit, "iteration": t,
-                "rows": [dict(zip(names, r)) for r in rows.fetchall()]}
+        return {
+            "total": total,
+            "offset": offset,
+            "limit": limit,
+            "iteration": t,
+            "rows": [dict(zip(names, r)) for r in rows.fetchall()],
+        }
 
     def row(self, row_id: str) -> dict:
         """One candidate in full: texts, every iteration's numbers and reasoning, its segment."""
@@ -208,19 +250,28 @@ class RunData:
         if found is None:
             raise ViewerError(f"no candidate with id {row_id!r}")
         row = dict(zip([d[0] for d in cur.description], found))
-        seg = self._sql("SELECT text, url, header_path FROM seg WHERE id = ?", [row["segment_id"] or row_id]).fetchone()
-        row["segment"] = None if seg is None else {"text": seg[0], "url": seg[1],
-                                                   "header_path": json.loads(seg[2]) if seg[2] else None}
+        seg = self._sql(
+            "SELECT text, url, header_path FROM seg WHERE id = ?", [row["segment_id"] or row_id]
+        ).fetchone()
+        row["segment"] = (
+            None
+            if seg is None
+            else {"text": seg[0], "url": seg[1], "header_path": json.loads(seg[2]) if seg[2] else None}
+        )
         return row
 
     def diff(self, t: int) -> dict:
         """Rows selected in iteration t and not in t-1 ('gained'), and the reverse ('lost')."""
         if t not in self.iterations or t - 1 not in self.iterations:
-            raise ViewerError(f"iteration diff needs iterations {t - 1} and {t} (this run has {self.iterations})")
+            raise ViewerError(
+                f"iteration diff needs iterations {t - 1} and {t} (this run has {self.iterations})"
+            )
         out = {}
         for name, cond in (("gained", f"sel{t} AND NOT sel{t - 1}"), ("lost", f"sel{t - 1} AND NOT sel{t}")):
-            cur = self._sql(f"SELECT id, left(instruction, 300) AS instruction, s{t - 1}_score AS before,"
-                                  f" s{t}_score AS after FROM cand WHERE {cond} ORDER BY id")
+            cur = self._sql(
+                f"SELECT id, left(instruction, 300) AS instruction, s{t - 1}_score AS before,"
+                f" s{t}_score AS after FROM cand WHERE {cond} ORDER BY id"
+            )
             out[name] = [dict(zip([d[0] for d in cur.description], r)) for r in cur.fetchall()]
         return out
 
@@ -228,8 +279,11 @@ class RunData:
         """The run's funnel (status.funnel: documents -> segments -> candidates -> selected per iteration,
         with the drop reasons)."""
         manifest = self.run.read_manifest() if self.run.manifest_path.is_file() else {"stages": {}}
-        return {"name": manifest.get("name"), "iterations": self.iterations,
-                "steps": [asdict(step) | {"step": step.name} for step in funnel(manifest)]}
+        return {
+            "name": manifest.get("name"),
+            "iterations": self.iterations,
+            "steps": [asdict(step) | {"step": step.name} for step in funnel(manifest)],
+        }
 
     def histogram(self, t: int, signal: str = "score", bins: int = 20) -> dict:
         """Counts of a signal over all candidates and over the selected ones, in equal-width bins."""
@@ -250,7 +304,8 @@ class RunData:
         counts = self._sql(
             f"SELECT greatest(0, least(CAST(floor({expr} / ? - ? / ?) AS INTEGER), ?)) AS b, count(*),"
             f" count(*) FILTER (WHERE sel{t}) FROM cand WHERE isfinite({expr}) GROUP BY 1 ORDER BY 1",
-            [width, lo, width, bins - 1]).fetchall()
+            [width, lo, width, bins - 1],
+        ).fetchall()
         every, chosen = [0] * bins, [0] * bins
         for b, n, c in counts:
             every[b], chosen[b] = n, c
@@ -266,7 +321,6 @@ class RunData:
         return self._bins("length(response)", t, 0, hi, bins)
 
 
-
 def evaluation(run: RunDir) -> dict:
     """humback eval's metrics and each model's answers side by side, when the run was evaluated. Reads only
     eval/ (not the run's rows): a bad candidates file leaves this tab working."""
@@ -275,17 +329,29 @@ def evaluation(run: RunDir) -> dict:
         return {"metrics": None, "answers": []}
     metrics = read_json(ev / "metrics.json")
     if not isinstance(metrics, dict):
-        raise RunFileError(f"{ev / 'metrics.json'}: expected a JSON object of metrics, got {type(metrics).__name__}")
+        raise RunFileError(
+            f"{ev / 'metrics.json'}: expected a JSON object of metrics, got {type(metrics).__name__}"
+        )
     by_model = {}
     for p in sorted((ev / "answers").glob("*.json")):
         rows = read_json(p)
-        if not (isinstance(rows, list) and all(isinstance(r, dict) and isinstance(r.get("instruction"), str)
-                                               and "output" in r for r in rows)):
+        if not (
+            isinstance(rows, list)
+            and all(
+                isinstance(r, dict) and isinstance(r.get("instruction"), str) and "output" in r for r in rows
+            )
+        ):
             raise RunFileError(f"{p}: expected a list of {{instruction, output}} objects")
         by_model[p.stem] = rows
     names = list(by_model)
-    answers = [{"instruction": rows[0]["instruction"], **{n: by_model[n][i]["output"] for n in names}}
-               for i, rows in enumerate(zip(*by_model.values()))] if by_model else []
+    answers = (
+        [
+            {"instruction": rows[0]["instruction"], **{n: by_model[n][i]["output"] for n in names}}
+            for i, rows in enumerate(zip(*by_model.values()))
+        ]
+        if by_model
+        else []
+    )
     return {"metrics": metrics, "models": names, "answers": answers}
 
 
@@ -303,8 +369,11 @@ def curves(run: RunDir) -> dict:
         except (RecordError, RunFileError) as e:
             problems.append(str(e))
             continue
-        loss[p.parent.name] = [[e["step"], e["loss"]] for e in curve
-                               if isinstance(e, dict) and is_number(e.get("step")) and is_number(e.get("loss"))]
+        loss[p.parent.name] = [
+            [e["step"], e["loss"]]
+            for e in curve
+            if isinstance(e, dict) and is_number(e.get("step")) and is_number(e.get("loss"))
+        ]
     roc: dict[str, dict] = {}
     for p in sorted(run.eval_dir.glob("calibration/iter*/scored.jsonl")):
         try:
@@ -312,10 +381,13 @@ def curves(run: RunDir) -> dict:
         except HumbackError as e:
             problems.append(str(e))
             continue
-        roc[p.parent.name] = {name: _roc([r["label"] for r in rows], [sign * r[name] if is_number(r.get(name))
-                                                                      else None for r in rows])
-                              for name, sign in (("score", 1), ("ifd", -1), ("end_logprob", 1))
-                              if any(is_number(r.get(name)) for r in rows)}
+        roc[p.parent.name] = {
+            name: _roc(
+                [r["label"] for r in rows], [sign * r[name] if is_number(r.get(name)) else None for r in rows]
+            )
+            for name, sign in (("score", 1), ("ifd", -1), ("end_logprob", 1))
+            if any(is_number(r.get(name)) for r in rows)
+        }
     return {"loss": loss, "roc": roc, "problems": problems}
 
 
@@ -328,4 +400,3 @@ def _roc(labels: list[int], scores: list[float | None]) -> list[list[float]]:
     low = min((s for s in scores if s is not None), default=0.0) - 1.0
     fpr, tpr, _ = roc_curve(labels, [low if s is None else s for s in scores])
     return [[round(float(a), 4), round(float(b), 4)] for a, b in zip(fpr, tpr)]
-

@@ -22,8 +22,10 @@ from humback.viewer.data import curves as run_curves
 from humback.viewer.data import evaluation as run_evaluation
 
 # The page's own script only; no inline handlers, no remote anything.
-CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self';"
-       " base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
+CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self';"
+    " base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+)
 
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
@@ -81,8 +83,13 @@ def create_app(run_dir: str | Path, host: str = "127.0.0.1"):
         return holder["data"]
 
     static = Path(str(resources.files("humback.viewer") / "static"))
-    app = FastAPI(title="humback viewer", docs_url=None, redoc_url=None, openapi_url=None,
-                  default_response_class=FiniteJSON)
+    app = FastAPI(
+        title="humback viewer",
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+        default_response_class=FiniteJSON,
+    )
     app.add_middleware(TrustedHostMiddleware, allowed_hosts=allowed_hosts(host))
 
     @app.middleware("http")
@@ -96,7 +103,13 @@ def create_app(run_dir: str | Path, host: str = "127.0.0.1"):
     @app.exception_handler(HumbackError)
     async def not_here(request, exc: HumbackError):
         # A run file that cannot be read is the run's problem, not the server's: 422 naming the file.
-        status = 422 if isinstance(exc, (RunFileError, RecordError)) else 404 if isinstance(exc, ViewerError) else 500
+        status = (
+            422
+            if isinstance(exc, (RunFileError, RecordError))
+            else 404
+            if isinstance(exc, ViewerError)
+            else 500
+        )
         return JSONResponse({"error": str(exc)}, status_code=status)
 
     @app.get("/")
@@ -115,11 +128,18 @@ def create_app(run_dir: str | Path, host: str = "127.0.0.1"):
         return data().funnel()
 
     @app.get("/api/candidates")
-    def candidates(iteration: int | None = Query(None, ge=0, le=1000), sort: str = "id", desc: bool = False,
-                   min_score: float | None = Query(None, ge=-1e300, le=1e300),
-                   max_score: float | None = Query(None, ge=-1e300, le=1e300), selected: bool | None = None,
-                   skipped: str | None = Query(None, max_length=100), q: str | None = Query(None, max_length=200),
-                   offset: int = Query(0, ge=0, le=BIG), limit: int = Query(50, ge=1, le=BIG)):
+    def candidates(
+        iteration: int | None = Query(None, ge=0, le=1000),
+        sort: str = "id",
+        desc: bool = False,
+        min_score: float | None = Query(None, ge=-1e300, le=1e300),
+        max_score: float | None = Query(None, ge=-1e300, le=1e300),
+        selected: bool | None = None,
+        skipped: str | None = Query(None, max_length=100),
+        q: str | None = Query(None, max_length=200),
+        offset: int = Query(0, ge=0, le=BIG),
+        limit: int = Query(50, ge=1, le=BIG),
+    ):
         return data().page(iteration, sort, desc, min_score, max_score, selected, skipped, q, offset, limit)
 
     @app.get("/api/candidates/{row_id}")
