@@ -59,3 +59,67 @@ def test_set_malformed_and_missing_file(tmp_path):
         load_config(None, ["curate.threshold"])
     with pytest.raises(ConfigError, match="not found"):
         load_config(tmp_path / "nope.yaml")
+
+
+def test_docs_config_md_is_the_generated_reference():
+    """docs/config.md is generated from the fields' descriptions; it must be regenerated when they change."""
+    from pathlib import Path
+
+    from humback.config.reference import reference
+
+    doc = Path(__file__).resolve().parents[1] / "docs" / "config.md"
+    assert doc.read_text(encoding="utf-8") == reference(), (
+        "docs/config.md is stale: run `.venv/bin/python -m humback.config.reference > docs/config.md`"
+    )
+
+
+def test_every_config_field_says_what_it_does():
+    from pydantic import BaseModel
+
+    from humback.config import RunConfig
+    from humback.config.engine import EngineKeys
+
+    def sections(model):
+        yield model
+        for f in model.model_fields.values():
+            inner = [a for a in (f.annotation, *getattr(f.annotation, "__args__", ())) if isinstance(a, type)]
+            for a in inner:
+                if issubclass(a, BaseModel) and a is not model:
+                    yield from sections(a)
+
+    missing = {
+        f"{m.__name__}.{n}"
+        for m in {*sections(RunConfig), EngineKeys}
+        for n, f in m.model_fields.items()
+        if not f.description
+    }
+    assert not missing, missing
+
+
+def test_an_old_key_is_refused_with_its_new_place(tmp_path):
+    old = tmp_path / "old.yaml"
+    old.write_text("seed: 3\ndata:\n  seed_source: demo\n  segment_lang: null\n  max_seed: 10\n")
+    with pytest.raises(ConfigError) as e:
+        load_config(old)
+    message = str(e.value)
+    for said in (
+        "random_seed: 3",
+        "data.seed_source: moved to seed.source",
+        "data.segment_lang: moved to segment.lang",
+        "data.max_seed: moved to seed.max_pairs",
+    ):
+        assert said in message
+    with pytest.raises(ConfigError, match="data.corpus: moved to segment.corpus"):
+        load_config(None, ["data.corpus=pages/"])
+
+
+def test_fingerprint_settings_leave_out_what_is_marked_speed_only():
+    from humback.config import CurateConfig, TrainConfig, fingerprint_settings
+
+    train = fingerprint_settings(TrainConfig())
+    assert "micro_batch_size" not in train and "save_steps" not in train and "lr" in train
+    assert fingerprint_settings(TrainConfig(micro_batch_size=1)) == train
+    assert fingerprint_settings(TrainConfig(lr=3e-5)) != train
+    scoring = CurateConfig().scoring_settings()
+    assert "threshold" not in scoring and "near_duplicate_instructions" not in scoring and "method" in scoring
+    assert "threshold" in fingerprint_settings(CurateConfig())

@@ -1,70 +1,19 @@
-"""The run recipe: one YAML file, typed and validated once, with `--set key=value` overrides.
-
-Every problem is reported together, each with the key's dotted path and what is accepted.
-"""
+"""The run recipe's sections, one per stage (seed, segment, augment, curate, train), with eval and
+cluster, and the run itself (RunConfig). Every field says what it does in its description: docs/config.md
+is generated from them."""
 
 from __future__ import annotations
 
-import hashlib
-import json
-import re
-import reprlib
-from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Literal
 
-import yaml
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    ValidationError,
-    field_serializer,
-    field_validator,
-    model_validator,
-)
+from pydantic import Field, model_validator
 
-from humback.errors import HumbackError
+from humback.config.base import SELECTION, SPEED, Strict, fingerprint_settings, selection, speed
+from humback.config.engine import GenerationConfig
 from humback.gates import GATES
 
 
-class ConfigError(HumbackError):
-    """An invalid recipe; the message lists every problem with its key path."""
-
-
-class _Strict(BaseModel):
-    # No NaN or infinity anywhere: a NaN weight would make every combined score 5.0 (min(50, nan) is 50).
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
-
-
-# What a field does to a stage's outputs, marked where the field is declared; `fingerprint_settings` and
-# `CurateConfig.scoring_settings` read the marks, so a new field is in every fingerprint unless marked.
-SPEED = "speed"  # how a stage runs (speed, memory, where, whether bad input stops it), never what it writes
-SELECTION = "selection"  # curate: chooses among scored rows (in the stage's fingerprint, not the rows')
-
-
-def speed(default: Any = ..., **kw) -> Any:
-    """A field that changes how a stage runs, never what it writes: left out of every fingerprint."""
-    return Field(default, json_schema_extra={"effect": SPEED}, **kw)
-
-
-def selection(default: Any = ..., **kw) -> Any:
-    """A curate field that only chooses among scored rows: changing it reruns selection, not scoring."""
-    return Field(default, json_schema_extra={"effect": SELECTION}, **kw)
-
-
-def effect(section: type[BaseModel], name: str) -> str | None:
-    """A field's mark (SPEED, SELECTION) or None: it changes what the stage writes."""
-    extra = section.model_fields[name].json_schema_extra
-    return extra.get("effect") if isinstance(extra, dict) else None  # type: ignore[return-value]
-
-
-def fingerprint_settings(section: BaseModel, leave_out: tuple[str, ...] = (SPEED,)) -> dict:
-    """The section's settings that change what its stage writes, as they enter the stage's fingerprint."""
-    cls = type(section)
-    return section.model_dump(exclude={n for n in cls.model_fields if effect(cls, n) in leave_out})
-
-
-class SeedConfig(_Strict):
+class SeedConfig(Strict):
     """The seed stage: human (instruction, response) pairs from oasst or a pairs file (paper §2.1)."""
 
     source: str = Field(
@@ -94,7 +43,7 @@ class SeedConfig(_Strict):
     )
 
 
-class SegmentConfig(_Strict):
+class SegmentConfig(Strict):
     """The segment stage: unlabelled documents cut into segments, filtered and deduplicated (paper §2.1)."""
 
     corpus: str = Field(
@@ -162,187 +111,7 @@ class SegmentConfig(_Strict):
         return self
 
 
-Backend = Literal["auto", "transformers", "ctranslate2", "openvino", "llamacpp", "vllm", "openai"]
-BACKENDS = get_args(Backend)  # the one list: CLI choices and error messages read it
-
-
-def redact_url(url: str | None) -> str | None:
-    """A URL without the secrets it may carry (user:password@, a query string): what may be written."""
-    if not url:
-        return url
-    from urllib.parse import urlsplit, urlunsplit
-
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    netloc = f"[{host}]" if ":" in host else host
-    if parts.port:
-        netloc += f":{parts.port}"
-    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
-
-
-def is_loopback(url: str) -> bool:
-    """Whether a URL points at this machine (localhost, 127.0.0.0/8, ::1)."""
-    import ipaddress
-    from urllib.parse import urlsplit
-
-    host = urlsplit(url).hostname or ""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-class EngineKeys(_Strict):
-    """Where one role's text comes from. Every key applies to the backends named in its description."""
-
-    backend: Backend = Field(
-        "auto",
-        description="'auto' = vllm on a GPU if installed, else transformers; on a CPU openvino if"
-        " installed, else ctranslate2, else transformers",
-    )
-    model: str | None = Field(
-        None,
-        description="null = the pipeline's own model for the role (M_yx, M_{t-1}, the model evaluated);"
-        " else a checkpoint, hub id, or for openai the served model's name",
-    )
-    batch_size: int = speed(
-        8,
-        ge=1,
-        description="transformers, ctranslate2: requests per forward batch;"
-        " openvino: sequences decoded side by side",
-    )
-    device: str = speed("auto", description="transformers, ctranslate2: 'auto', 'cpu', 'cuda', 'cuda:1' ...")
-    compute_type: str = Field(
-        "int8",
-        description="ctranslate2: weight precision (int8, int8_float32, float32,"
-        " ...); openvino: int8 (GGUF Q8_0) or float16 weights",
-    )
-    sampling_top_k: int = Field(
-        1000,
-        ge=0,
-        description="ctranslate2, openvino: sample from the k most probable tokens, then apply top_p"
-        " within them; 0 = the whole vocabulary (exact top_p, but every step sorts it: about 2x slower "
-        "decoding). On"
-        " the augmentation workload the default model's nucleus (T 0.7, top_p 0.9) never held more than 232"
-        " tokens in 4,468 steps, so 1000 cuts nothing there (bench/nucleus_size.py)",
-    )
-    workers: int = speed(
-        0,
-        ge=0,
-        description="ctranslate2: batches run side by side, each worker a copy of the model with"
-        " cores / workers threads; 0 = 2 on a CPU with 2+ cores when two copies take under an eighth of the"
-        " memory, else 1",
-    )
-    tensor_parallel_size: int = speed(1, ge=1, description="vllm: GPUs per model")
-    gpu_memory_utilization: float = speed(
-        0.9, gt=0.0, le=1.0, description="vllm: fraction of GPU memory to use"
-    )
-    base_url: str | None = Field(None, description="openai: the server, e.g. http://127.0.0.1:8000/v1")
-    api_key_env: str = speed("OPENAI_API_KEY", description="openai: environment variable holding the API key")
-    concurrency: int = speed(16, ge=1, description="openai: requests in flight")
-    timeout: float = speed(120.0, gt=0.0, description="openai: seconds per request")
-    max_retries: int = speed(
-        5, ge=0, description="openai: retries (with backoff) on 429, 5xx and lost connections"
-    )
-
-    @field_validator("base_url")
-    @classmethod
-    def _safe_url(cls, url: str | None) -> str | None:
-        if url is None:
-            return url
-        from urllib.parse import urlsplit
-
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"base_url {redact_url(url)!r} is not an http(s) URL with a host")
-        if parts.scheme == "http" and not is_loopback(url):
-            raise ValueError(
-                f"base_url {redact_url(url)!r}: plain http is only accepted to this machine (the key"
-                " and every request would cross the network unencrypted); use https"
-            )
-        if parts.username or parts.password:
-            raise ValueError(
-                "base_url must not carry credentials (user:password@): put the key in the"
-                " variable named by api_key_env"
-            )
-        return url
-
-    @field_validator("api_key_env")
-    @classmethod
-    def _key_variable(cls, name: str) -> str:
-        # The key's endpoint is paired by the variable <PREFIX>_BASE_URL (see generation/openai_api.py), so
-        # a recipe cannot name just any secret in the environment.
-        if not re.fullmatch(r"[A-Z][A-Z0-9_]*_API_KEY", name):
-            raise ValueError(
-                f"api_key_env {name!r}: name a variable ending in _API_KEY (e.g. OPENAI_API_KEY)"
-            )
-        return name
-
-    @field_serializer("base_url")
-    def _written_url(self, url: str | None) -> str | None:
-        return redact_url(url)  # config.yaml, the manifest and the dataset card never hold a URL's secrets
-
-
-class EngineConfig(EngineKeys):
-    """One role's engine, complete: the generation defaults with the role's overrides on top."""
-
-    @model_validator(mode="after")
-    def _served_model(self):
-        if self.backend == "openai" and not self.model:
-            raise ValueError("the openai backend needs `model`: the name the server serves the model under")
-        return self
-
-    def identity(self) -> dict:
-        """The settings that change what is generated (not how fast): for stage fingerprints."""
-        return fingerprint_settings(self)
-
-
-class RoleConfig(EngineKeys):
-    """A role's overrides: only the keys given apply, on top of the generation defaults."""
-
-
-ROLES = ("backward", "judge", "answerer", "referee")
-
-
-class GenerationConfig(EngineKeys):
-    """Defaults for every role, and per-role overrides: `backward` (M_yx writing instructions), `judge`
-    (curation), `answerer` (the models evaluated), `referee` (the win-rate judge of `humback eval`; the
-    base model unless it names one). An override names only the keys it changes; a role is complete (an
-    openai role names its model) once merged, when a stage asks for it: `humback augment` needs only the
-    backward role."""
-
-    cache: bool = speed(
-        True, description="keep every reply in <run>/cache/responses.sqlite and never ask twice"
-    )
-    backward: RoleConfig | None = Field(None, description="overrides for M_yx writing instructions (augment)")
-    judge: RoleConfig | None = Field(None, description="overrides for the curation judge (curate, calibrate)")
-    answerer: RoleConfig | None = Field(
-        None, description="overrides for the models answering in `humback eval`"
-    )
-    referee: RoleConfig | None = Field(
-        None, description="overrides for eval's win-rate judge (default: the base model)"
-    )
-
-    def role(self, name: Literal["backward", "judge", "answerer", "referee"]) -> EngineConfig:
-        # Attributes, not model_dump: a dump redacts base_url, and the engine needs the real one.
-        base = {k: getattr(self, k) for k in EngineKeys.model_fields}
-        override = getattr(self, name)
-        if override is not None:
-            base.update({k: getattr(override, k) for k in override.model_fields_set})
-        try:
-            return EngineConfig.model_validate(base)
-        except ValidationError as e:
-            problems = "; ".join(
-                (f"{'.'.join(map(str, x['loc']))}: " if x["loc"] else "")
-                + x["msg"].removeprefix("Value error, ")
-                for x in e.errors()
-            )
-            raise ConfigError(f"invalid config: generation.{name}: {problems}") from None
-
-
-class AugmentConfig(_Strict):
+class AugmentConfig(Strict):
     """The augment stage: M_yx writes one instruction per segment (paper §2.2)."""
 
     # Paper §2.2: nucleus sampling, T = 0.7, top_p = 0.9 for augmentation and curation.
@@ -354,7 +123,7 @@ class AugmentConfig(_Strict):
 SIGNALS = ("judge_score", "ifd", "nll", "end_logprob", "overlap")
 
 
-class CurateConfig(_Strict):
+class CurateConfig(Strict):
     """The curate stage: a judge scores every candidate, the best are selected (paper §2.2, Table 1)."""
 
     method: Literal["sample", "greedy", "mean-of-k", "expected"] = Field(
@@ -454,7 +223,7 @@ class CurateConfig(_Strict):
         return self.ifd or self.max_ifd is not None or weighted
 
 
-class TrainConfig(_Strict):
+class TrainConfig(Strict):
     """The train stages: M_yx (backward) and M0..MT (forward), each from the base model (paper §2.2, §7)."""
 
     method: Literal["lora", "full"] = Field(
@@ -494,7 +263,7 @@ class TrainConfig(_Strict):
     )
 
 
-class EvalConfig(_Strict):
+class EvalConfig(Strict):
     """`humback eval`: held-out NLL, judge calibration and win rates of a finished run (not a stage)."""
 
     heldout: str | None = Field(
@@ -530,7 +299,7 @@ class EvalConfig(_Strict):
         return pairs + ([(f"m{iterations}", "m0")] if iterations >= 2 else [])
 
 
-class ClusterConfig(_Strict):
+class ClusterConfig(Strict):
     """Where the generating stages run (augment, curate): this process, or replicas on a Ray cluster
     (`pip install 'humback[ray]'`). README, "Running on a cluster"."""
 
@@ -573,7 +342,7 @@ class ClusterConfig(_Strict):
     )
 
 
-class RunConfig(_Strict):
+class RunConfig(Strict):
     """A run: the model, the loop's length, the random seed, and one section per stage."""
 
     name: str = Field("demo", description="the run's name: its folder is runs/<name> unless --run-dir says")
@@ -595,149 +364,3 @@ class RunConfig(_Strict):
 
 
 # Keys of earlier versions -> where they live now: a recipe that uses one is told, not half-read.
-MOVED = {
-    "seed": "random_seed",
-    "data.seed_source": "seed.source",
-    "data.seed_format": "seed.format",
-    "data.seed_split": "seed.split",
-    "data.instruction_field": "seed.instruction_field",
-    "data.response_field": "seed.response_field",
-    "data.min_quality": "seed.min_quality",
-    "data.lang": "seed.lang",
-    "data.max_seed": "seed.max_pairs",
-    "data.corpus": "segment.corpus",
-    "data.max_segments": "segment.max_segments",
-    "data.min_chars": "segment.min_chars",
-    "data.max_chars": "segment.max_chars",
-    "data.text_field": "segment.text_field",
-    "data.segment_lang": "segment.lang",
-    "data.near_duplicate_threshold": "segment.near_duplicate_threshold",
-    "data.extractor": "segment.extractor",
-    "data.long_sections": "segment.long_sections",
-    "data.quality_filters": "segment.quality_filters",
-    "data.max_document_chars": "segment.max_document_chars",
-    "data.max_record_bytes": "segment.max_record_bytes (and seed.max_record_bytes)",
-    "data.max_html_chars": "segment.max_html_chars",
-    "data.shard_size": "segment.shard_size",
-    "data.strict": "segment.strict (and seed.strict)",
-}
-
-
-def _moved_keys(data: dict) -> list[str]:
-    """The keys of an earlier version in `data`, each with its new place."""
-    found = []
-    if "seed" in data and not isinstance(data["seed"], dict):  # the random seed, before `seed:` was a section
-        found.append(
-            f"  seed: the run's random seed is now `random_seed` (`seed:` holds the seed stage's"
-            f" settings): write random_seed: {excerpt(data['seed'])}"
-        )
-    old = data.get("data")
-    if isinstance(old, dict):
-        for key in old:
-            place = MOVED.get(f"data.{key}")
-            found.append(
-                f"  data.{key}: moved to {place}"
-                if place
-                else f"  data.{key}: unknown key (the data section is now two: seed and segment)"
-            )
-    elif "data" in data:
-        found.append("  data: the section is now two, seed and segment (see docs/config.md)")
-    return found
-
-
-def _accepted(loc: tuple) -> str:
-    """The field names accepted at the level of `loc`'s parent, for 'unknown key' errors."""
-    model: type[BaseModel] = RunConfig
-    for part in loc[:-1]:
-        ann = model.model_fields[part].annotation
-        if not (isinstance(ann, type) and issubclass(ann, BaseModel)):
-            return ""
-        model = ann
-    return ", ".join(model.model_fields)
-
-
-_EXCERPT = reprlib.Repr()  # keyword arguments only from Python 3.12
-_EXCERPT.maxlevel, _EXCERPT.maxstring, _EXCERPT.maxother, _EXCERPT.maxlong = 3, 80, 80, 40
-_EXCERPT.maxtuple = _EXCERPT.maxlist = _EXCERPT.maxdict = _EXCERPT.maxset = 4
-
-
-def excerpt(value: Any) -> str:
-    """A bad value as the error shows it: a bounded repr (nesting, items and string lengths capped), so a
-    YAML alias bomb or a huge value is never expanded into the message."""
-    text = _EXCERPT.repr(value)
-    return text if len(text) <= 300 else text[:300] + "..."
-
-
-def _format(err: ValidationError) -> str:
-    lines = []
-    for e in err.errors():
-        key = ".".join(str(p) for p in e["loc"]) or "(top level)"
-        if e["type"] == "extra_forbidden":
-            lines.append(f"  {key}: unknown key (accepted here: {_accepted(e['loc'])})")
-        else:
-            msg = e["msg"].removeprefix("Value error, ")
-            got = "" if e["type"] == "value_error" else f" (got {excerpt(e.get('input'))})"
-            lines.append(f"  {key}: {msg}{got}")
-    return "\n".join(lines)
-
-
-def _set_dotted(data: dict, dotted: str, value: Any) -> None:
-    *parents, leaf = dotted.split(".")
-    node = data
-    for p in parents:
-        if node.get(p) is None:  # a section saved as null (e.g. `referee: null`) takes keys set under it
-            node[p] = {}
-        node = node[p]
-        if not isinstance(node, dict):
-            raise ConfigError(f"--set {dotted}: '{p}' is not a section")
-    node[leaf] = value
-
-
-def _yaml_problem(e: yaml.YAMLError) -> str:
-    """The parser's complaint in one bounded line (its problem and where), without the echoed source."""
-    problem = getattr(e, "problem", None) or str(e).splitlines()[0]
-    mark = getattr(e, "problem_mark", None)
-    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-    return str(problem)[:200] + where
-
-
-def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> RunConfig:
-    """Read a YAML recipe (or the defaults) and apply `key=value` overrides (values parsed as YAML)."""
-    data: dict = {}
-    if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"config file {path} not found: give a YAML recipe such as configs/demo.yaml")
-        try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        except yaml.YAMLError as e:
-            raise ConfigError(f"{path}: not valid YAML ({_yaml_problem(e)})") from None
-        if not isinstance(data, dict):
-            raise ConfigError(f"{path}: the top level must be a mapping of keys, got {type(data).__name__}")
-    for item in overrides:
-        key, sep, raw = item.partition("=")
-        if not sep or not key:
-            raise ConfigError(f"--set {item!r}: expected key=value, e.g. --set curate.threshold=4.5")
-        try:
-            value = yaml.safe_load(raw) if raw.strip() else None
-        except yaml.YAMLError as e:
-            raise ConfigError(
-                f"--set {excerpt(item)}: the value is not valid YAML ({_yaml_problem(e)}); quote a"
-                " string, e.g. --set name='\"my run\"'"
-            ) from None
-        _set_dotted(data, key.strip(), value)
-    moved = _moved_keys(data)
-    if moved:
-        where = f" in {path}" if path else ""
-        raise ConfigError(f"config keys of an earlier humback{where}:\n" + "\n".join(moved))
-    try:
-        return RunConfig.model_validate(data)
-    except ValidationError as e:
-        where = f" in {path}" if path else ""
-        raise ConfigError(f"invalid config{where}:\n{_format(e)}") from None
-
-
-def fingerprint(*parts: Any) -> str:
-    """Stable short hash of JSON-able parts (config sections, prompts, upstream fingerprints)."""
-    blob = json.dumps([p.model_dump() if isinstance(p, BaseModel) else p for p in parts], sort_keys=True)
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]

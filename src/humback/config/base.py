@@ -1,0 +1,55 @@
+"""What every config section is built on: strict models (no unknown key, no NaN), the marks that say
+what a field does to a stage's outputs, and the fingerprints derived from them."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from humback.errors import HumbackError
+
+
+class ConfigError(HumbackError):
+    """An invalid recipe; the message lists every problem with its key path."""
+
+
+class Strict(BaseModel):
+    # No NaN or infinity anywhere: a NaN weight would make every combined score 5.0 (min(50, nan) is 50).
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
+
+
+# What a field does to a stage's outputs, marked where the field is declared; `fingerprint_settings` and
+# `CurateConfig.scoring_settings` read the marks, so a new field is in every fingerprint unless marked.
+SPEED = "speed"  # how a stage runs (speed, memory, where, whether bad input stops it), never what it writes
+SELECTION = "selection"  # curate: chooses among scored rows (in the stage's fingerprint, not the rows')
+
+
+def speed(default: Any = ..., **kw) -> Any:
+    """A field that changes how a stage runs, never what it writes: left out of every fingerprint."""
+    return Field(default, json_schema_extra={"effect": SPEED}, **kw)
+
+
+def selection(default: Any = ..., **kw) -> Any:
+    """A curate field that only chooses among scored rows: changing it reruns selection, not scoring."""
+    return Field(default, json_schema_extra={"effect": SELECTION}, **kw)
+
+
+def effect(section: type[BaseModel], name: str) -> str | None:
+    """A field's mark (SPEED, SELECTION) or None: it changes what the stage writes."""
+    extra = section.model_fields[name].json_schema_extra
+    return extra.get("effect") if isinstance(extra, dict) else None  # type: ignore[return-value]
+
+
+def fingerprint_settings(section: BaseModel, leave_out: tuple[str, ...] = (SPEED,)) -> dict:
+    """The section's settings that change what its stage writes, as they enter the stage's fingerprint."""
+    cls = type(section)
+    return section.model_dump(exclude={n for n in cls.model_fields if effect(cls, n) in leave_out})
+
+
+def fingerprint(*parts: Any) -> str:
+    """Stable short hash of JSON-able parts (config sections, prompts, upstream fingerprints)."""
+    blob = json.dumps([p.model_dump() if isinstance(p, BaseModel) else p for p in parts], sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
