@@ -78,3 +78,23 @@ def test_ray_is_imported_only_by_the_cluster_modules():
             if any(n == "ray" or n.startswith("ray.") for n in names):
                 importers.add(module_name(path))
     assert importers and importers <= allowed, importers - allowed
+
+
+def test_the_readme_shows_the_run_tree_rundir_documents():
+    """One run tree, temporary files included: rundir.py's docstring and the README show the same."""
+    import re
+
+    import humback.rundir
+
+    tree = re.search(r"```\n(.*?)```", humback.rundir.__doc__, re.DOTALL).group(1)
+    readme = (SRC.parents[1] / "README.md").read_text(encoding="utf-8")
+    assert f"## The run directory\n\n```\n{tree}```" in readme
+    for temporary in (
+        ".partial",
+        ".partial.settings.json",
+        ".shards/",
+        ".tmp/",
+        "eval/",
+        "calibration/iter<t>",
+    ):
+        assert temporary in tree

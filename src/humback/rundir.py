@@ -1,15 +1,38 @@
-"""What a run directory holds, in one place: every path, the manifest, the response cache.
+"""What a run directory holds: the paths of its files, the manifest, the response cache. The whole tree,
+temporary files included (the README's "The run directory" shows the same):
 
 ```
-<run>/manifest.json, config.yaml, .humback.lock
-      seed.jsonl, segments.jsonl, candidates.jsonl
-      models/myx, models/m0 ... models/mT
-      iter<t>/scored.jsonl, iter<t>/selected.jsonl
-      cache/responses.sqlite
-      eval/ (humback eval), report/ (humback report)
+runs/<name>/
+  manifest.json          per stage: status, fingerprint, inputs, outputs (+ sha256), stats, timings, versions
+  config.yaml            the resolved config
+  .humback.lock          held by the one process writing the run (its pid and command inside)
+  seed.jsonl             {id, instruction, response, source, meta{tree_id, prompt_id, reply_id, lang, ...}}
+  segments.jsonl         {id, text, source, url, header_path, meta{doc_id, location, offsets (plain text)}}
+  candidates.jsonl       {id (= segment id), instruction, response, segment_id, generator{model, params}}
+  iter<t>/scored.jsonl   {id, score (what selection ranks by), judge_score, reasoning, ifd, nll, end_logprob,
+                          overlap, skipped (the gate or cut), judge_directed, iteration}
+  iter<t>/selected.jsonl {id, instruction, response, score, tag}  <- the curated dataset
+  models/myx, m0 .. mT/  plain safetensors checkpoints (LoRA merged) + tokenizer + humback_train.json
+  cache/responses.sqlite every reply (with -wal and -shm beside it while open)
+  eval/                  humback eval: metrics.json, answers/<model>.json (AlpacaEval's format),
+                         calibration/iter<t>/{scored.jsonl, calibration.json} (each iteration's judge)
+  report/                humback report (also written by eval): report.md, its PNGs, index.html
+while a stage runs, or after it was killed (each removed or reused by the rerun):
+  <output>.partial                 the rows finished so far (a local generating stage)
+  <output>.partial.settings.json   what those rows were made with; other settings start them over
+  <output>.shards/                 settings.json + NNNNN.jsonl per finished shard (cluster.engine: ray;
+                                   kept after the stage as the cluster's response cache)
+  models/<m>.tmp/                  a training in progress: trainer/ checkpoints + humback_resume_key
+  models/<m>.ray/                  Ray Train's run records (cluster.train_workers > 0)
+  .<file>.<random>.tmp             a file being written, renamed over <file> when whole
+outside the run, in $HUMBACK_CACHE (default ~/.cache/humback):
+  models/                the embedded default model, converted once from its GGUF file
+  ctranslate2/, openvino/  each checkpoint converted once per engine, precision and version
+  view/                  humback view's DuckDB copy of a run, keyed by the run files' sizes and times
 ```
 Stages are functions over files and take these paths as arguments; only the pipeline and the commands that
-read a finished run (status, eval, report, export) open a run directory.
+read a finished run (status, eval, report, export, view) open a run directory. A test checks that the
+README shows this tree.
 """
 
 from __future__ import annotations
