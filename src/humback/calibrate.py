@@ -363,7 +363,7 @@ def fit_weights(scored: list[dict], signals: list[str]) -> dict[str, float]:
     return {"bias": round(bias, 4), **{n: round(float(w), 4) for n, w in zip(signals, weights)}}
 
 
-def report(result: dict) -> str:
+def calibration_table(result: dict) -> str:
     """The calibration as a plain-text table: one line per signal."""
     kinds = sorted(
         k.removeprefix("auc_") for e in result["signals"].values() for k in e if k.startswith("auc_")

@@ -202,7 +202,7 @@ def cmd_curate(args) -> None:
 
 
 def cmd_calibrate(args) -> None:
-    from humback.calibrate import calibrate, read_pairs, report
+    from humback.calibrate import calibrate, calibration_table, read_pairs
     from humback.generation import open_generator
 
     cfg = _config(args)
@@ -217,7 +217,7 @@ def cmd_calibrate(args) -> None:
             cfg.generation.role("judge"), cfg.model, RunDir(out).cache_file(cfg.generation.cache)
         )
         result = calibrate(pairs, gen, out, cfg.curate, fit=fit, seed=cfg.random_seed, source=args.data)
-    print(report(result))
+    print(calibration_table(result))
     print(f"[humback] scored rows: {out / 'scored.jsonl'}; metrics: {out / 'calibration.json'}")
 
 

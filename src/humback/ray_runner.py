@@ -51,14 +51,13 @@ def finished_shards(out: Path) -> list[Path]:
 
 
 class RayRunner:
-    """The row loop on replicas of one generator: the engine settings and model each replica loads (with
-    `load`), and the cluster they run on. `fingerprint` identifies the outputs without loading the model
-    here."""
+    """The row loop on replicas of one generator: the engine settings and model each replica loads, and the
+    cluster they run on. `fingerprint` identifies the outputs without loading the model here."""
 
-    def __init__(self, engine: EngineConfig, model: str, cluster: ClusterConfig, load=load_generator):
+    def __init__(self, engine: EngineConfig, model: str, cluster: ClusterConfig):
         from humback.models import model_fingerprint
 
-        self.engine, self.model, self.cluster, self.load = engine, model, cluster, load
+        self.engine, self.model, self.cluster = engine, model, cluster
         weights = None if engine.backend == "openai" else model_fingerprint(model)
         identity = json.dumps([engine.identity(), model, weights], sort_keys=True, default=str)
         self.fingerprint = "ray:" + hashlib.sha256(identity.encode()).hexdigest()[:24]
@@ -114,7 +113,7 @@ class RayRunner:
             num_cpus=self.cluster.cpus_per_replica,
             num_gpus=self.cluster.gpus_per_replica or None,
             fn_constructor_kwargs={
-                "load": partial(self.load, self.engine, self.model),
+                "load": partial(load_generator, self.engine, self.model),
                 "work": work,
                 "threads": max(1, int(self.cluster.cpus_per_replica)),
             },

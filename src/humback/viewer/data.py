@@ -24,7 +24,8 @@ from humback.records import RecordError, is_number, read_json, read_jsonl
 from humback.rundir import RunDir
 from humback.status import funnel
 
-SIGNALS = {"score": "score", "judge": "judge_score", "ifd": "ifd", "nll": "nll", "end": "end_logprob"}
+# The viewer's short name (its column s<t>_<name>) for each signal of a scored row.
+COLUMNS = {"score": "score", "judge": "judge_score", "ifd": "ifd", "nll": "nll", "end": "end_logprob"}
 PAGE_MAX = 200
 
 
@@ -111,7 +112,7 @@ class RunData:
         cols, joins = ["c0.*"], []
         for t in self.iterations:
             self._add_iteration(t)
-            cols += [f"sc{t}.s{t}_{n}" for n in SIGNALS] + [
+            cols += [f"sc{t}.s{t}_{n}" for n in COLUMNS] + [
                 f"sc{t}.s{t}_skipped",
                 f"sc{t}.s{t}_reasoning",
                 f"(se{t}.id IS NOT NULL) AS sel{t}",
@@ -149,7 +150,7 @@ class RunData:
             cols = self._load(f"raw{t}", self.run.scored(t))
         picks = ", ".join(
             f"{('TRY_CAST(' + src + ' AS DOUBLE)') if src in cols else 'NULL::DOUBLE'} AS s{t}_{name}"
-            for name, src in SIGNALS.items()
+            for name, src in COLUMNS.items()
         )
         skipped = "skipped::VARCHAR" if "skipped" in cols else "NULL::VARCHAR"
         reasoning = "reasoning::VARCHAR" if "reasoning" in cols else "NULL::VARCHAR"
@@ -173,7 +174,7 @@ class RunData:
 
     def sortable(self) -> list[str]:
         return ["id", "instruction_chars", "response_chars"] + [
-            f"s{t}_{n}" for t in self.iterations for n in SIGNALS
+            f"s{t}_{n}" for t in self.iterations for n in COLUMNS
         ]
 
     def page(
@@ -287,7 +288,7 @@ class RunData:
 
     def histogram(self, t: int, signal: str = "score", bins: int = 20) -> dict:
         """Counts of a signal over all candidates and over the selected ones, in equal-width bins."""
-        if t not in self.iterations or signal not in SIGNALS:
+        if t not in self.iterations or signal not in COLUMNS:
             raise ViewerError(f"no {signal} for iteration {t}")
         col = f"s{t}_{signal}"
         # NaN and infinities (a hand-edited or foreign scored file) have no bin: they are left out.
