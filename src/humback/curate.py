@@ -16,8 +16,8 @@ from humback.config import CurateConfig
 from humback.generation.base import Generator
 from humback.prompts import CURATION_PROMPT
 from humback.records import read_jsonl, write_jsonl
-from humback.rundir import SCORED, SELECTED
-from humback.scoring import histogram, mean, parse_failure_rate, score_rows, select_ids
+from humback.rundir import PASSED_OVER, SCORED, SELECTED
+from humback.scoring import histogram, mean, parse_failure_rate, score_rows, select
 from humback.stats import CurateStats
 
 if TYPE_CHECKING:
@@ -71,7 +71,10 @@ def curate(
     )
     scored = {r["id"]: r for r in done.rows}
     by_id = {r["id"]: r for r in rows}
-    selected = [by_id[i] for i in select_ids(rows, scored, cfg)]
+    selection = select(rows, scored, cfg)
+    selected = [by_id[i] for i in selection.ids]
+    # Candidates above the threshold that selection passed over, each with why and whom it resembled.
+    write_jsonl(out / PASSED_OVER, ({"id": i, **why} for i, why in selection.skipped.items()))
     write_jsonl(
         out / SELECTED,
         (
@@ -85,7 +88,12 @@ def curate(
             for c in selected
         ),
     )
-    return curate_stats(rows, scored, selected, cfg) | {"resumed_rows": done.resumed, **runner.stats()}
+    passed_over = dict(sorted(Counter(why["reason"] for why in selection.skipped.values()).items()))
+    return curate_stats(rows, scored, selected, cfg) | {
+        "resumed_rows": done.resumed,
+        "passed_over": passed_over,
+        **runner.stats(),
+    }
 
 
 def curate_stats(

@@ -182,7 +182,7 @@ def build_stages(cfg: RunConfig, run_dir: Path, log: Callable[[str], None]) -> l
         lambda: augment(
             run.segments, runner("backward", run.model("myx")), run.candidates, cfg.augment, seed=rs, log=log
         ),
-        settings=(cfg.augment, prompts.BACKWARD_PROMPT, backward.identity()),
+        settings=(fingerprint_settings(cfg.augment), prompts.BACKWARD_PROMPT, backward.identity()),
         upstream=(None if backward.model else "train:myx", "segment"),
         outputs={"candidates": run.candidates},
         inputs={"segments": str(run.segments), "model": backward.model or str(run.model("myx"))},
@@ -208,7 +208,7 @@ def build_stages(cfg: RunConfig, run_dir: Path, log: Callable[[str], None]) -> l
                 seed=rs,
                 log=log,
             ),
-            settings=(cfg.curate, prompts.CURATION_PROMPT, judge_engine.identity()),
+            settings=(fingerprint_settings(cfg.curate), prompts.CURATION_PROMPT, judge_engine.identity()),
             upstream=(None if judge_engine.model else f"train:m{t - 1}", "augment"),
             outputs={"scored": run.scored(t), "selected": run.selected(t)},
             inputs={"candidates": str(run.candidates), "judge": judge},

@@ -12,6 +12,7 @@ runs/<name>/
   iter<t>/scored.jsonl   {id, score (what selection ranks by), judge_score, reasoning, ifd, nll, end_logprob,
                           overlap, skipped (the gate or cut), judge_directed, iteration}
   iter<t>/selected.jsonl {id, instruction, response, score, tag}  <- the curated dataset
+  iter<t>/passed_over.jsonl {id, reason (near_duplicate_instruction|diversity), like, similarity}
   models/myx, m0 .. mT/  plain safetensors checkpoints (LoRA merged) + tokenizer + humback_train.json
   cache/responses.sqlite every reply (with -wal and -shm beside it while open)
   eval/                  humback eval: metrics.json, answers/<model>.json (AlpacaEval's format),
@@ -47,7 +48,9 @@ from humback.files import atomic_write, folder_lock
 from humback.records import RecordError
 from humback.stats import StageKey
 
-SCORED, SELECTED = "scored.jsonl", "selected.jsonl"  # what curation writes into its folder
+# What curation writes into its folder: every candidate scored, the selection, and the candidates above
+# the threshold that selection passed over (a near-duplicate or too similar to one selected).
+SCORED, SELECTED, PASSED_OVER = "scored.jsonl", "selected.jsonl", "passed_over.jsonl"
 
 
 @dataclass(frozen=True)
@@ -97,6 +100,9 @@ class RunDir:
 
     def selected(self, t: int) -> Path:
         return self.iteration(t) / SELECTED
+
+    def passed_over(self, t: int) -> Path:
+        return self.iteration(t) / PASSED_OVER
 
     def judge(self, t: int, external: str | None = None) -> str:
         """Who judges iteration t: M_{t-1} (paper §2.2), unless the config names an `external` judge."""

@@ -20,6 +20,7 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter
+from typing import NamedTuple
 
 from humback.config import CurateConfig
 from humback.gates import LONG_RESPONSE, gate, overlap, words
@@ -202,10 +203,17 @@ def histogram(scores: list[float | None]) -> dict[str, int]:
     return {k: counts.get(k, 0) for k in CHOICES + ["unparsed"]}
 
 
-def select_ids(candidates: list[dict], scored: dict[str, dict], cfg: CurateConfig) -> list[str]:
-    """Ids of the candidates scoring >= cfg.threshold, best first (ties in candidate order), skipping
-    any whose instruction near-duplicates one already selected, capped at cfg.max_selected and at
-    cfg.top_fraction of all candidates (rounded down, at least one)."""
+class Selection(NamedTuple):
+    ids: list[str]  # the selected candidates, best first
+    skipped: dict[str, dict]  # candidates above the threshold that were passed over: id -> {reason, like}
+
+
+def select(candidates: list[dict], scored: dict[str, dict], cfg: CurateConfig) -> Selection:
+    """The candidates scoring >= cfg.threshold, best first (ties in candidate order), capped at
+    cfg.max_selected and at cfg.top_fraction of all candidates (rounded down, at least one), skipping one
+    whose instruction near-duplicates one already selected (`near_duplicate_instruction`) or, with
+    cfg.diversity, whose embedding is that close (cosine) to one already selected (`diversity`): each skip
+    with its reason and the selected candidate it resembled."""
     from humback.data.dedup import Deduplicator
 
     keep = [
@@ -225,13 +233,41 @@ def select_ids(candidates: list[dict], scored: dict[str, dict], cfg: CurateConfi
         if cfg.near_duplicate_instructions
         else None
     )
+    vectors = None
+    if cfg.diversity is not None:
+        from humback.embeddings import embed
+
+        both = cfg.diversity_text == "instruction+response"
+        vectors = embed(
+            [c["instruction"] + ("\n\n" + c["response"] if both else "") for c in keep], cfg.diversity_model
+        )
     chosen: list[str] = []
-    for c in keep:
+    rows: list[int] = []  # positions in `keep` of the chosen, for their embeddings
+    skipped: dict[str, dict] = {}
+    for k, c in enumerate(keep):
         if len(chosen) == min(caps):
             break
-        if dedup is None or dedup.check_and_add(c["instruction"]) is None:
-            chosen.append(c["id"])
-    return chosen
+        if dedup is not None and dedup.check_and_add(c["instruction"]) is not None:
+            skipped[c["id"]] = {"reason": "near_duplicate_instruction"}
+            continue
+        if vectors is not None and rows:
+            similarity = vectors[rows] @ vectors[k]
+            nearest = int(similarity.argmax())
+            if similarity[nearest] >= cfg.diversity:
+                skipped[c["id"]] = {
+                    "reason": "diversity",
+                    "like": chosen[nearest],
+                    "similarity": round(float(similarity[nearest]), 4),
+                }
+                continue
+        chosen.append(c["id"])
+        rows.append(k)
+    return Selection(chosen, skipped)
+
+
+def select_ids(candidates: list[dict], scored: dict[str, dict], cfg: CurateConfig) -> list[str]:
+    """The ids `select` keeps."""
+    return select(candidates, scored, cfg).ids
 
 
 def mean(values: list[float]) -> float | None:

@@ -72,6 +72,7 @@ class CurateStats(TypedDict):
     instruction_chars_selected: float
     # The stage's own record; absent when curate_stats is computed outside it (calibration, benchmarks).
     resumed_rows: NotRequired[int]
+    passed_over: NotRequired[dict[str, int]]  # above the threshold, not selected: reason -> rows
     backend: NotRequired[str]
     cache_hits: NotRequired[int]
     cache_misses: NotRequired[int]

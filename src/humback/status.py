@@ -64,8 +64,14 @@ def funnel(manifest: dict) -> list[Step]:
         if (key := StageKey.parse(k)) is not None and key.kind == "curate"
     )
     for t, s in curated:
-        skipped = s.get("skipped") if isinstance(s.get("skipped"), dict) else {}
-        steps.append(Step(f"selected, iteration {t}", s.get("selected"), dict(skipped), s.get("threshold")))
+        # Skipped before judging (gates, cuts) and passed over by selection (near-duplicates, diversity).
+        dropped = {
+            k: v
+            for part in ("skipped", "passed_over")
+            if isinstance(s.get(part), dict)
+            for k, v in s[part].items()
+        }
+        steps.append(Step(f"selected, iteration {t}", s.get("selected"), dropped, s.get("threshold")))
     return [s for s in steps if isinstance(s.rows, int) and not isinstance(s.rows, bool)]
 
 

@@ -37,16 +37,32 @@ def selection(default: Any = ..., **kw) -> Any:
     return Field(default, json_schema_extra={"effect": SELECTION}, **kw)
 
 
+def added(default: Any = ..., effect: str | None = None, **kw) -> Any:
+    """A field of a feature added after stages had fingerprints: it enters them only when set away from its
+    default, so a run that does not use the feature keeps the fingerprints it had (and skips its stages)."""
+    return Field(default, json_schema_extra={"effect": effect, "added": True}, **kw)
+
+
+def _extra(section: type[BaseModel], name: str) -> dict:
+    extra = section.model_fields[name].json_schema_extra
+    return extra if isinstance(extra, dict) else {}
+
+
 def effect(section: type[BaseModel], name: str) -> str | None:
     """A field's mark (SPEED, SELECTION) or None: it changes what the stage writes."""
-    extra = section.model_fields[name].json_schema_extra
-    return extra.get("effect") if isinstance(extra, dict) else None  # type: ignore[return-value]
+    return _extra(section, name).get("effect")  # type: ignore[return-value]
 
 
 def fingerprint_settings(section: BaseModel, leave_out: tuple[str, ...] = (SPEED,)) -> dict:
     """The section's settings that change what its stage writes, as they enter the stage's fingerprint."""
     cls = type(section)
-    return section.model_dump(exclude={n for n in cls.model_fields if effect(cls, n) in leave_out})
+    dropped = {n for n in cls.model_fields if effect(cls, n) in leave_out}
+    dropped |= {
+        n
+        for n, f in cls.model_fields.items()
+        if _extra(cls, n).get("added") and getattr(section, n) == f.get_default(call_default_factory=True)
+    }
+    return section.model_dump(exclude=dropped)
 
 
 def fingerprint(*parts: Any) -> str:

