@@ -14,11 +14,10 @@ import json
 import os
 import sys
 from pathlib import Path
-from types import UnionType
-from typing import Literal, Union, get_args, get_origin
 
-from humback.config import BACKENDS, ConfigError, load_config
+from humback.config import ConfigError, load_config
 from humback.errors import EnvironmentFault, HumbackError
+from humback.flags import KEY, role_flags, section_flags
 from humback.rundir import RunDir, writer_lock
 
 DEFAULT_CONFIG = "configs/demo.yaml"
@@ -38,77 +37,6 @@ def _config(args, default: str | None = None):
         if dest.startswith(KEY) and value is not None
     ]
     return load_config(path, sets)
-
-
-KEY = "config:"  # argparse dests of flags derived from config fields: "config:<dotted key>"
-
-
-def _flag_type(annotation) -> tuple[type | None, tuple | None]:
-    """The argparse type and choices of a config field; (None, None) for a list, a mapping and the like."""
-    args = (
-        [a for a in get_args(annotation) if a is not type(None)]
-        if get_origin(annotation) in (Union, UnionType)
-        else [annotation]
-    )
-    if len(args) != 1:
-        return None, None
-    kind = args[0]
-    if get_origin(kind) is Literal:
-        choices = get_args(kind)
-        return type(choices[0]), choices
-    return (kind, None) if kind in (int, float, str, bool) else (None, None)
-
-
-def _flags(sp, section: str, names: list[str] | None = None, rename: dict[str, str] | None = None) -> None:
-    """A flag per scalar field of config section `section` ('' = the top level), its type, choices and help
-    taken from the field: `--max-chars` sets segment.max_chars. Lists and mappings are set with --set."""
-    from humback.config import RunConfig
-
-    model = RunConfig
-    for part in filter(None, section.split(".")):
-        model = model.model_fields[part].annotation
-    for name, field in model.model_fields.items():
-        if names is not None and name not in names:
-            continue
-        kind, choices = _flag_type(field.annotation)
-        if kind is None or (kind is bool and field.default is not False):
-            continue
-        flag = "--" + (rename or {}).get(name, name).replace("_", "-")
-        key = f"{section}.{name}" if section else name
-        text = f"{field.description or ''} [{key}]".replace("%", "%%")
-        if kind is bool:
-            sp.add_argument(flag, dest=KEY + key, action="store_const", const=True, help=text)
-        else:
-            sp.add_argument(
-                flag,
-                dest=KEY + key,
-                type=kind,
-                choices=choices,
-                metavar=None if choices else name.upper(),
-                help=text,
-            )
-
-
-def _role_flags(sp, role: str, flag: str) -> None:
-    """`--<flag>` names the role's model; `--<flag>-backend` and `--<flag>-base-url` its engine."""
-    sp.add_argument(
-        f"--{flag}",
-        dest=f"{KEY}generation.{role}.model",
-        metavar="MODEL",
-        help=f"the {role}'s model [generation.{role}.model]",
-    )
-    sp.add_argument(
-        f"--{flag}-backend",
-        dest=f"{KEY}generation.{role}.backend",
-        choices=BACKENDS,
-        help=f"the {role}'s backend [generation.{role}.backend]",
-    )
-    sp.add_argument(
-        f"--{flag}-base-url",
-        dest=f"{KEY}generation.{role}.base_url",
-        metavar="URL",
-        help=f"the {role}'s OpenAI-compatible server [generation.{role}.base_url]",
-    )
 
 
 def cmd_run(args) -> None:
@@ -199,6 +127,20 @@ def cmd_curate(args) -> None:
                 seed=cfg.random_seed,
             )
         )
+
+
+def cmd_rewrite(args) -> None:
+    from humback.rewrite import check_rewriter, read_selected, rewrite
+    from humback.runners import runner_for
+
+    cfg = _config(args)
+    read_selected(args.selected)  # bad input is reported before the model loads
+    rewriter = cfg.generation.role("rewriter")
+    check_rewriter(rewriter, cfg.model)
+    with writer_lock(args.out_dir):
+        cache = RunDir(args.out_dir).cache_file(cfg.generation.cache)
+        runner = runner_for(rewriter, cfg.model, cache, cfg.cluster)
+        print(rewrite(args.selected, runner, args.out_dir, cfg.rewrite, seed=cfg.random_seed))
 
 
 def cmd_calibrate(args) -> None:
@@ -296,7 +238,7 @@ def _with_config(sp) -> None:
 
 
 def _backend_flags(sp) -> None:
-    _flags(sp, "generation", ["backend", "base_url"])
+    section_flags(sp, "generation", ["backend", "base_url"])
 
 
 def _add_run(sub) -> None:
@@ -323,8 +265,8 @@ def _add_seed(sub) -> None:
         "seed", help="oasst (hub, tree export, message table) or generic pairs -> seed pairs JSONL"
     )
     sp.add_argument("--out", required=True)
-    _flags(sp, "seed")
-    _flags(sp, "", ["random_seed"])
+    section_flags(sp, "seed")
+    section_flags(sp, "", ["random_seed"])
     _with_config(sp)
     sp.set_defaults(func=cmd_seed)
 
@@ -332,8 +274,8 @@ def _add_seed(sub) -> None:
 def _add_segment(sub) -> None:
     sp = sub.add_parser("segment", help="corpus (HTML, WARC, JSONL, Parquet, hub id) -> segments")
     sp.add_argument("--out", required=True, help="a .jsonl file, or a folder for sharded output")
-    _flags(sp, "segment")
-    _flags(sp, "", ["random_seed"])
+    section_flags(sp, "segment")
+    section_flags(sp, "", ["random_seed"])
     _with_config(sp)
     sp.set_defaults(func=cmd_segment)
 
@@ -343,8 +285,8 @@ def _add_train(sub) -> None:
     sp.add_argument("--data", action="append", required=True, help="pairs JSONL (repeatable)")
     sp.add_argument("--direction", choices=["forward", "backward"], required=True)
     sp.add_argument("--out", required=True)
-    _flags(sp, "", ["model", "random_seed"])
-    _flags(sp, "train")
+    section_flags(sp, "", ["model", "random_seed"])
+    section_flags(sp, "train")
     _with_config(sp)
     sp.set_defaults(func=cmd_train)
 
@@ -359,8 +301,8 @@ def _add_augment(sub) -> None:
     )
     sp.add_argument("--segments", required=True)
     sp.add_argument("--out", required=True)
-    _flags(sp, "augment")
-    _flags(sp, "", ["random_seed"])
+    section_flags(sp, "augment")
+    section_flags(sp, "", ["random_seed"])
     _backend_flags(sp)
     _with_config(sp)
     sp.set_defaults(func=cmd_augment)
@@ -377,11 +319,45 @@ def _add_curate(sub) -> None:
     sp.add_argument("--candidates", required=True)
     sp.add_argument("--out-dir", required=True)
     sp.add_argument("--iteration", type=int, default=1)
-    _flags(sp, "curate")
-    _flags(sp, "", ["random_seed"])
+    section_flags(sp, "curate")
+    section_flags(sp, "", ["random_seed"])
     _backend_flags(sp)
     _with_config(sp)
     sp.set_defaults(func=cmd_curate)
+
+
+def _add_rewrite(sub) -> None:
+    sp = sub.add_parser("rewrite", help="rewrite selected responses for their instructions (Back-and-Forth)")
+    sp.add_argument(
+        "--rewriter",
+        dest=f"{KEY}generation.rewriter.model",
+        metavar="MODEL",
+        help="the rewriting model (default: the config's model) [generation.rewriter.model]",
+    )
+    sp.add_argument(
+        "--selected", required=True, help="selected pairs JSONL (a curate stage's selected.jsonl)"
+    )
+    sp.add_argument("--out-dir", required=True, help="where rewrites.jsonl and rewritten.jsonl go")
+    section_flags(
+        sp,
+        "rewrite",
+        [
+            n
+            for n in (
+                "temperature",
+                "top_p",
+                "max_new_tokens",
+                "on_parse_failure",
+                "min_overlap",
+                "min_length_ratio",
+                "max_length_ratio",
+            )
+        ],
+    )
+    section_flags(sp, "", ["model", "random_seed"])
+    _backend_flags(sp)
+    _with_config(sp)
+    sp.set_defaults(func=cmd_rewrite)
 
 
 def _add_calibrate(sub) -> None:
@@ -409,7 +385,7 @@ def _add_calibrate(sub) -> None:
         help="fit curate.combine weights over these signals, e.g. ifd,end_logprob,judge_score",
     )
     sp.add_argument("--out-dir", default="calibration", help="where scored.jsonl and calibration.json go")
-    _flags(sp, "", ["random_seed"])
+    section_flags(sp, "", ["random_seed"])
     _backend_flags(sp)
     _with_config(sp)
     sp.set_defaults(func=cmd_calibrate)
@@ -422,8 +398,8 @@ def _add_eval(sub) -> None:
         " NLL and win rates; writes eval/metrics.json and the report",
     )
     sp.add_argument("run_dir")
-    _flags(sp, "eval")
-    _role_flags(sp, "referee", "referee")
+    section_flags(sp, "eval")
+    role_flags(sp, "referee", "referee")
     _with_config(sp)
     sp.set_defaults(func=cmd_eval)
 
@@ -473,6 +449,7 @@ def _parser() -> argparse.ArgumentParser:
         _add_train,
         _add_augment,
         _add_curate,
+        _add_rewrite,
         _add_calibrate,
         _add_eval,
         _add_report,

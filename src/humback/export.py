@@ -36,8 +36,10 @@ def _leftover(path: Path) -> bool:
 
 
 def curated_rows(run_dir: Path, iteration: int) -> list[dict]:
+    """The rows training used in `iteration`: its rewritten rows when the run rewrote them, else its
+    selection; each says whether its response is a rewrite, and by which model."""
     run = RunDir(run_dir)
-    selected = run.selected(iteration)
+    selected = run.rewritten(iteration) if run.rewritten(iteration).is_file() else run.selected(iteration)
     if not selected.is_file():
         raise ExportError(f"{selected} does not exist: run curation first (humback run) or pick --iteration")
     segments = (
@@ -49,6 +51,8 @@ def curated_rows(run_dir: Path, iteration: int) -> list[dict]:
     text = ("instruction", "response")
     for r in read_jsonl(selected, required=("id", *text), unique_ids=True, strings=text):
         seg = segments.get(str(r["id"]), {})
+        how = r.get("rewrite") if isinstance(r.get("rewrite"), dict) else {}
+        rewritten = how.get("status") == "rewritten"
         rows.append(
             {
                 "id": r["id"],
@@ -58,6 +62,15 @@ def curated_rows(run_dir: Path, iteration: int) -> list[dict]:
                 ],
                 "score": r.get("score"),
                 "source": {"segment_id": r["id"], "url": seg.get("url")},
+                **(
+                    {
+                        "rewritten": rewritten,
+                        "rewriter": how.get("model"),
+                        "original_response": r.get("original_response"),
+                    }
+                    if how
+                    else {}
+                ),
             }
         )
     return rows
@@ -180,7 +193,8 @@ def dataset_card(
         "## Format",
         "",
         "JSON rows: `id`, `messages` (user instruction, assistant response), `score` (the curation score),",
-        "`source` (`segment_id`, `url`).",
+        "`source` (`segment_id`, `url`); in a rewritten run also `rewritten` (whether the response is a",
+        "rewrite), `rewriter` and `original_response` (the web text).",
         "",
     ]
     return "\n".join(lines)

@@ -101,6 +101,7 @@ def build_stages(cfg: RunConfig, run_dir: Path, log: Callable[[str], None]) -> l
     from humback.curate import curate
     from humback.data.seed import seed_pairs
     from humback.data.segment import segment
+    from humback.rewrite import rewrite
     from humback.runners import file_map, runner_for
     from humback.training.sft import train
 
@@ -122,6 +123,9 @@ def build_stages(cfg: RunConfig, run_dir: Path, log: Callable[[str], None]) -> l
 
     def runner(role, own_model: Path):
         return runner_for(g.role(role), str(own_model), run.cache_file(g.cache), cfg.cluster)
+
+    def rewrite_runner(rewriter):
+        return runner_for(rewriter, cfg.model, run.cache_file(g.cache), cfg.cluster)
 
     def train_stage(name: str, direction: str, data: list[Path]) -> Callable[[], dict]:
         def work() -> dict:
@@ -213,14 +217,36 @@ def build_stages(cfg: RunConfig, run_dir: Path, log: Callable[[str], None]) -> l
             outputs={"scored": run.scored(t), "selected": run.selected(t)},
             inputs={"candidates": str(run.candidates), "judge": judge},
         )
+        trained_on = run.selected(t)
+        if cfg.rewrite.enabled:
+            # Back-and-Forth: the selected pairs' responses rewritten by an aligned model (the base model
+            # unless generation.rewriter names one), then trained on instead of the originals.
+            rewriter = g.role("rewriter")
+            add(
+                f"rewrite:{t}",
+                lambda t=t, rewriter=rewriter: rewrite(
+                    run.selected(t), rewrite_runner(rewriter), run.iteration(t), cfg.rewrite, seed=rs, log=log
+                ),
+                settings=(
+                    fingerprint_settings(cfg.rewrite),
+                    prompts.REWRITE_PROMPT,
+                    rewriter.identity(),
+                    rewriter.model or cfg.model,
+                ),
+                upstream=(f"curate:{t}",),
+                outputs={"rewrites": run.rewrites(t), "rewritten": run.rewritten(t)},
+                inputs={"selected": str(run.selected(t)), "rewriter": rewriter.model or cfg.model},
+            )
+            trained_on = run.rewritten(t)
         # Paper §2.2: M_t is fine-tuned from the *base* model on seed + A_k^(t), not from M_{t-1}.
+        last = f"rewrite:{t}" if cfg.rewrite.enabled else f"curate:{t}"
         add(
             f"train:m{t}",
-            train_stage(f"m{t}", "forward", [run.seed, run.selected(t)]),
+            train_stage(f"m{t}", "forward", [run.seed, trained_on]),
             settings=(cfg.model, train_fp, prompts.SYSTEM_AUGMENTED),
-            upstream=("seed", f"curate:{t}"),
+            upstream=("seed", last),
             outputs={"model": run.model(f"m{t}")},
-            inputs={"data": f"{run.seed} + {run.selected(t)}", "base": cfg.model},
+            inputs={"data": f"{run.seed} + {trained_on}", "base": cfg.model},
         )
     return stages
 
@@ -251,6 +277,10 @@ def run_pipeline(
             "a new name or an empty folder"
         )
     resolve_model(cfg.model)  # an unknown model name fails now, not after the data stages
+    if cfg.rewrite.enabled:
+        from humback.rewrite import check_rewriter
+
+        check_rewriter(cfg.generation.role("rewriter"), cfg.model)  # a rewriter without a chat template: now
     ensure_dir(run_dir)
     # One process per run folder: two would resume the same partial files and delete each other's temp output.
     with folder_lock(run.lock_path, wait=False, what=str(run_dir)):

@@ -13,6 +13,9 @@ runs/<name>/
                           overlap, skipped (the gate or cut), judge_directed, iteration}
   iter<t>/selected.jsonl {id, instruction, response, score, tag}  <- the curated dataset
   iter<t>/passed_over.jsonl {id, reason (near_duplicate_instruction|diversity), like, similarity}
+  iter<t>/rewrites.jsonl {id, instruction, response, original_response, score, tag, rewrite{status, model,
+                          overlap, length_ratio, novel, text|reply}}  (rewrite.enabled: every attempt)
+  iter<t>/rewritten.jsonl  the same rows as training uses them (rewrite.enabled)
   models/myx, m0 .. mT/  plain safetensors checkpoints (LoRA merged) + tokenizer + humback_train.json
   cache/responses.sqlite every reply (with -wal and -shm beside it while open)
   eval/                  humback eval: metrics.json, answers/<model>.json (AlpacaEval's format),
@@ -51,6 +54,8 @@ from humback.stats import StageKey
 # What curation writes into its folder: every candidate scored, the selection, and the candidates above
 # the threshold that selection passed over (a near-duplicate or too similar to one selected).
 SCORED, SELECTED, PASSED_OVER = "scored.jsonl", "selected.jsonl", "passed_over.jsonl"
+# What the rewrite stage writes there: every attempt, and the rows training uses.
+REWRITES, REWRITTEN = "rewrites.jsonl", "rewritten.jsonl"
 
 
 @dataclass(frozen=True)
@@ -103,6 +108,12 @@ class RunDir:
 
     def passed_over(self, t: int) -> Path:
         return self.iteration(t) / PASSED_OVER
+
+    def rewrites(self, t: int) -> Path:
+        return self.iteration(t) / REWRITES
+
+    def rewritten(self, t: int) -> Path:
+        return self.iteration(t) / REWRITTEN
 
     def judge(self, t: int, external: str | None = None) -> str:
         """Who judges iteration t: M_{t-1} (paper §2.2), unless the config names an `external` judge."""
@@ -192,13 +203,14 @@ def manifest_problem(data: dict) -> str | None:
             "train",
             "eval",
             "cluster",
+            "rewrite",
         ) and not isinstance(value, dict):
             return f"key 'config.{section}' must be an object, got {_kind(value)}"
     for key, stage in data["stages"].items():
         if StageKey.parse(key) is None:
             return (
                 f"'stages.{key}' is not a stage (stages: seed, segment, train:myx, augment, train:m<t>,"
-                " curate:<t>)"
+                " curate:<t>, rewrite:<t>)"
             )
         if not isinstance(stage, dict):
             return f"'stages.{key}' must be an object, got {_kind(stage)}"

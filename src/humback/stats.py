@@ -82,6 +82,20 @@ class CurateStats(TypedDict):
     mean_ifd: NotRequired[float | None]  # when forward signals were computed
 
 
+class RewriteStats(GeneratorStats):
+    rows: int  # rows training uses
+    model: str | None  # the rewriter
+    selected: int
+    rewritten: int
+    kept_original: int
+    dropped: int
+    outcome: dict[str, int]  # rewritten | unparsed | failed_<check> -> rows
+    parse_rate: float
+    pass_rate: float  # of the parsed rewrites, the share that passed every check
+    mean_length_ratio: float | None
+    resumed_rows: int
+
+
 class Hardware(TypedDict):
     device: str
     bf16: bool
@@ -115,7 +129,7 @@ STAGE_STATS: dict[str, Any] = {
     "train": TrainStats,
 }
 
-_KEY = re.compile(r"(seed|segment|augment)|curate:([1-9]\d*)|train:(myx|m(\d+))")
+_KEY = re.compile(r"(seed|segment|augment)|(curate|rewrite):([1-9]\d*)|train:(myx|m(\d+))")
 
 
 @dataclass(frozen=True)
@@ -135,20 +149,20 @@ class StageKey:
         if m.group(1):
             return cls(m.group(1))
         if m.group(2):
-            return cls("curate", int(m.group(2)))
-        return cls("train", int(m.group(4)) if m.group(4) else None, m.group(3))
+            return cls(m.group(2), int(m.group(3)))
+        return cls("train", int(m.group(5)) if m.group(5) else None, m.group(4))
 
     def __str__(self) -> str:
-        if self.kind == "curate":
-            return f"curate:{self.iteration}"
+        if self.kind in ("curate", "rewrite"):
+            return f"{self.kind}:{self.iteration}"
         return f"train:{self.model}" if self.kind == "train" else self.kind
 
 
-def stage_keys(iterations: int) -> list[str]:
+def stage_keys(iterations: int, rewrite: bool = False) -> list[str]:
     """The loop's stages in the order they run."""
     keys = ["seed", "segment", "train:myx", "augment", "train:m0"]
     for t in range(1, iterations + 1):
-        keys += [f"curate:{t}", f"train:m{t}"]
+        keys += [f"curate:{t}", *([f"rewrite:{t}"] if rewrite else []), f"train:m{t}"]
     return keys
 
 

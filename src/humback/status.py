@@ -72,6 +72,10 @@ def funnel(manifest: dict) -> list[Step]:
             for k, v in s[part].items()
         }
         steps.append(Step(f"selected, iteration {t}", s.get("selected"), dropped, s.get("threshold")))
+        rewritten = stats.get(f"rewrite:{t}", {})
+        if rewritten:
+            kept = {k: rewritten[k] for k in ("kept_original", "dropped") if rewritten.get(k)}
+            steps.append(Step(f"rewritten, iteration {t}", rewritten.get("rewritten"), kept))
     return [s for s in steps if isinstance(s.rows, int) and not isinstance(s.rows, bool)]
 
 
@@ -103,6 +107,11 @@ def _note(key: StageKey, stats: dict) -> str:
         return f"funnel {stats['funnel']}"
     if key.kind == "seed":
         return f"drops {stats['drops']}"
+    if key.kind == "rewrite":
+        return (
+            f"rewritten {stats['rewritten']} of {stats['selected']} (parsed {stats['parse_rate']:.0%}, passed"
+            f" the checks {stats['pass_rate']:.0%}), outcomes {stats['outcome']}" + _engine_note(stats)
+        )
     if key.kind == "augment":
         return (
             f"empty instructions {stats['empty_instructions']}, resumed rows {stats['resumed_rows']}"
@@ -140,8 +149,13 @@ def summary(data: dict) -> str:
         f"\nhumback run '{data.get('name', '?')}' in {data.get('run_dir', '?')}",
         f"{'stage':<10} {'status':<8} {'rows':>5} {'seconds':>8}  notes",
     ]
-    iterations = data.get("config", {}).get("iterations", 0)
-    keys = list(dict.fromkeys(stage_keys(iterations) + list(data["stages"])))
+    config = data.get("config", {})
+    rewrite = (
+        bool((config.get("rewrite") or {}).get("enabled"))
+        if isinstance(config.get("rewrite"), dict)
+        else False
+    )
+    keys = list(dict.fromkeys(stage_keys(config.get("iterations", 0), rewrite) + list(data["stages"])))
     for key in keys:
         st = data["stages"].get(key, {"status": "pending"})
         stats = st.get("stats", {})

@@ -11,7 +11,7 @@ keeping one function for both makes that impossible.
 
 from __future__ import annotations
 
-from humback.prompts import BACKWARD_PROMPT, SYSTEM_AUGMENTED, SYSTEM_INFERENCE, SYSTEM_SEED
+from humback.prompts import BACKWARD_PROMPT, REWRITE_PROMPT, SYSTEM_AUGMENTED, SYSTEM_INFERENCE, SYSTEM_SEED
 
 PLAIN_ROLES = {"system": "### System:", "user": "### User:", "assistant": "### Assistant:"}
 
@@ -42,6 +42,11 @@ def render_target(tokenizer, messages: list[dict], target: str) -> str:
 def backward_messages(response: str) -> list[dict]:
     """M_yx input: the response in the backward prompt (no system tag: the task is in the prompt)."""
     return [{"role": "user", "content": BACKWARD_PROMPT.format(response=response)}]
+
+
+def rewrite_messages(instruction: str, response: str) -> list[dict]:
+    """The rewriter's input: the instruction and the curated web response as the draft to rewrite."""
+    return [{"role": "user", "content": REWRITE_PROMPT.format(instruction=instruction, response=response)}]
 
 
 def forward_messages(instruction: str, tag: str | None) -> list[dict]:

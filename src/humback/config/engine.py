@@ -153,10 +153,10 @@ class RoleConfig(EngineKeys):
 
 class GenerationConfig(EngineKeys):
     """Defaults for every role, and per-role overrides: `backward` (M_yx writing instructions), `judge`
-    (curation), `answerer` (the models evaluated), `referee` (the win-rate judge of `humback eval`; the
-    base model unless it names one). An override names only the keys it changes; a role is complete (an
-    openai role names its model) once merged, when a stage asks for it: `humback augment` needs only the
-    backward role."""
+    (curation), `rewriter` (the rewrite stage; the base model unless it names one), `answerer` (the models
+    evaluated), `referee` (the win-rate judge of `humback eval`; the base model unless it names one). An
+    override names only the keys it changes; a role is complete (an openai role names its model) once
+    merged, when a stage asks for it: `humback augment` needs only the backward role."""
 
     cache: bool = speed(
         True, description="keep every reply in <run>/cache/responses.sqlite and never ask twice"
@@ -166,11 +166,16 @@ class GenerationConfig(EngineKeys):
     answerer: RoleConfig | None = Field(
         None, description="overrides for the models answering in `humback eval`"
     )
+    rewriter: RoleConfig | None = Field(
+        None,
+        description="overrides for the rewrite stage's model (default: the base model, which needs a"
+        " chat template; Back-and-Forth used a strong aligned model)",
+    )
     referee: RoleConfig | None = Field(
         None, description="overrides for eval's win-rate judge (default: the base model)"
     )
 
-    def role(self, name: Literal["backward", "judge", "answerer", "referee"]) -> EngineConfig:
+    def role(self, name: Literal["backward", "judge", "answerer", "referee", "rewriter"]) -> EngineConfig:
         # Attributes, not model_dump: a dump redacts base_url, and the engine needs the real one.
         base = {k: getattr(self, k) for k in EngineKeys.model_fields}
         override = getattr(self, name)

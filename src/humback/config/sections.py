@@ -241,6 +241,56 @@ class CurateConfig(Strict):
         return self.ifd or self.max_ifd is not None or weighted
 
 
+class RewriteConfig(Strict):
+    """The rewrite stage (Nguyen et al. 2024, Back-and-Forth Translation): after curation, an aligned model
+    (generation.rewriter) rewrites each selected web response for its instruction; a rewrite that does not
+    parse or fails a faithfulness check keeps the original. Off in the paper's Humpback recipe."""
+
+    enabled: bool = Field(
+        False,
+        description="run rewrite:<t> between curate:<t> and train:m<t>; false = the"
+        " Humpback loop, with every fingerprint as before",
+    )
+    temperature: float = Field(
+        0.0, ge=0.0, le=5.0, description="the rewriter's sampling temperature (0 = greedy)"
+    )
+    top_p: float = Field(1.0, gt=0.0, le=1.0, description="the rewriter's nucleus top_p")
+    max_new_tokens: int = Field(
+        1024, ge=1, description="longest rewrite, in tokens (a cut-off one does not parse)"
+    )
+    on_parse_failure: Literal["keep", "drop"] = Field(
+        "keep", description="a reply without the markers: 'keep' the original response, or 'drop' the row"
+    )
+    checks: list[Literal["overlap", "length", "novel"]] = Field(
+        ["overlap", "length", "novel"],
+        description="faithfulness checks; a rewrite failing one keeps the original: overlap (ROUGE-L"
+        " recall of the original >= min_overlap), length (the rewrite's length over the original's within"
+        " min_length_ratio .. max_length_ratio), novel (no number or name that the"
+        " instruction and the original do not hold)",
+    )
+    min_overlap: float = Field(
+        0.3,
+        ge=0.0,
+        le=1.0,
+        description="overlap check: least ROUGE-L recall of the original's words by the rewrite",
+    )
+    min_length_ratio: float = Field(
+        0.4, gt=0.0, description="length check: shortest rewrite, as a share of the original's characters"
+    )
+    max_length_ratio: float = Field(
+        1.5, gt=0.0, description="length check: longest rewrite, as a multiple of the original's characters"
+    )
+
+    @model_validator(mode="after")
+    def _ratios(self):
+        if self.min_length_ratio > self.max_length_ratio:
+            raise ValueError(
+                f"min_length_ratio ({self.min_length_ratio}) must not exceed max_length_ratio"
+                f" ({self.max_length_ratio})"
+            )
+        return self
+
+
 class TrainConfig(Strict):
     """The train stages: M_yx (backward) and M0..MT (forward), each from the base model (paper §2.2, §7)."""
 
@@ -376,6 +426,7 @@ class RunConfig(Strict):
     generation: GenerationConfig = Field(GenerationConfig(), description="engines for every generating role")
     augment: AugmentConfig = Field(AugmentConfig(), description="the augment stage")
     curate: CurateConfig = Field(CurateConfig(), description="the curate stages")
+    rewrite: RewriteConfig = Field(RewriteConfig(), description="the rewrite stages (off by default)")
     train: TrainConfig = Field(TrainConfig(), description="the train stages")
     eval: EvalConfig = Field(EvalConfig(), description="`humback eval`")
     cluster: ClusterConfig = Field(ClusterConfig(), description="where the stages run: this process or Ray")
