@@ -160,7 +160,7 @@ def test_rewrite_off_is_the_loop_as_before_and_on_puts_it_between_curate_and_tra
     off, on = stages("rewrite.enabled=false"), stages("rewrite.enabled=true")
     assert not any(k.startswith("rewrite") for k in off) and off["train:m1"].deps == ("seed", "curate:1")
     # Every rewrite setting is outside the fingerprints while the stage is off.
-    assert {k: s.fp for k, s in stages("rewrite.min_overlap=0.9").items()} == {
+    assert {k: s.fp for k, s in stages("rewrite.enabled=false", "rewrite.min_overlap=0.9").items()} == {
         k: s.fp for k, s in off.items()
     }
     assert on["rewrite:1"].deps == ("curate:1",) and on["train:m1"].deps == ("seed", "rewrite:1")
