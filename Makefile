@@ -21,6 +21,9 @@ install: $(STAMP)
 
 demo: $(STAMP)
 	$(VENV)/bin/humback run configs/demo.yaml
+	$(VENV)/bin/humback report runs/demo
+	@echo "The run is in runs/demo. Its report: open runs/demo/report/index.html in a browser (one file)."
+	@echo "Browse every row: $(VENV)/bin/humback view runs/demo, then http://127.0.0.1:8765/"
 
 test: $(STAMP)
 	$(PY) -m pytest -q

@@ -67,6 +67,32 @@ def make_run(root: Path, n: int = 120) -> Path:
         jsonl(
             root / f"iter{t}" / "selected.jsonl", [{"id": s["id"]} for s in scored if (s["score"] or 0) >= 4]
         )
+    # Iteration 2 rewrote three of its rows (one rewrite used, one turned down by a check, one that did not
+    # parse) and passed one over as too close to a selected one.
+    rewrites = []
+    for i, status in ((10, "rewritten"), (20, "failed_overlap"), (30, "unparsed")) if n > 30 else ():
+        seg = segs[i]
+        text = f"Rewritten: {seg['text']} It explains more."
+        rewrites.append(
+            {
+                "id": seg["id"],
+                "instruction": f"Write about item {i}% now",
+                "response": text if status == "rewritten" else seg["text"],
+                "original_response": seg["text"],
+                "rewrite": {
+                    "status": status,
+                    "model": "rewriter",
+                    **({"text": text} if status == "failed_overlap" else {}),
+                    **({"reply": "no markers"} if status == "unparsed" else {}),
+                },
+            }
+        )
+    jsonl(root / "iter2" / "rewrites.jsonl", rewrites)
+    if n > 30:
+        jsonl(
+            root / "iter2" / "passed_over.jsonl",
+            [{"id": segs[11]["id"], "reason": "diversity", "like": segs[10]["id"], "similarity": 0.93}],
+        )
     (root / "models" / "m0").mkdir(parents=True)
     (root / "models" / "m0" / "humback_train.json").write_text(
         json.dumps({"loss_curve": [{"step": k, "loss": 2.0 - 0.1 * k, "lr": 1e-5} for k in range(1, 6)]})
@@ -225,3 +251,15 @@ def test_lengths_loss_and_roc_curves(client):
     assert set(roc) == {"score", "ifd"} and roc["score"][0] == [0.0, 0.0] and roc["score"][-1] == [1.0, 1.0]
     assert [0.0, 1.0] in roc["score"]  # the score separates the labels perfectly here
     assert client.get("/api/lengths/9").status_code == 404
+
+
+def test_rewrites_and_diversity_skips_are_filters_and_in_the_row(client):
+    rewritten = client.get("/api/candidates", params={"iteration": 2, "rewrite": "rewritten"}).json()
+    assert rewritten["total"] == 1 and rewritten["rows"][0]["id"] == "r010"
+    assert client.get("/api/candidates", params={"iteration": 2, "rewrite": "kept"}).json()["total"] == 2
+    assert client.get("/api/candidates", params={"iteration": 2, "rewrite": "failed"}).json()["total"] == 1
+    skipped = client.get("/api/candidates", params={"iteration": 2, "skipped": "diversity"}).json()
+    assert [r["id"] for r in skipped["rows"]] == ["r011"]
+    row = client.get("/api/candidates/r020").json()
+    assert row["r2_status"] == "failed_overlap" and row["r2_rewrite"].startswith("Rewritten:")
+    assert client.get("/api/candidates/r011").json()["s2_like"] == "r010"

@@ -138,3 +138,28 @@ def test_html_report_opens_from_disk_with_no_request(browser, tmp_path):
     assert browser.execute_script("return performance.getEntriesByType('resource').length") == 0
     assert HOSTILE in browser.find_element(By.TAG_NAME, "body").text  # shown as text
     assert not browser.find_elements(By.CSS_SELECTOR, "img[onerror], script")
+
+
+def test_a_shared_view_opens_a_rewrite_beside_its_original(browser, viewer, tmp_path):
+    """The tab, the filters and the open row live in the address: opening it shows the same view, with the
+    rewrite beside the original and their differences marked; headers are words, histograms have axes."""
+    browser.get(viewer + "#tab=candidates&iteration=2&rewrite=rewritten&row=r010")
+    wait(browser, lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-ready") == "true")
+    wait(browser, lambda d: count_text(d) == "1 candidates match")
+    headers = [th.text for th in browser.find_elements(By.CSS_SELECTOR, "#table thead th")]
+    assert "score (iter 2)" in headers and "selected (iter 2)" in headers and "rewrite (iter 2)" in headers
+    wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "#detail .side-by-side ins"))
+    inserted = [e.text for e in browser.find_elements(By.CSS_SELECTOR, "#detail .side-by-side ins")]
+    assert "Rewritten:" in inserted and "explains" in inserted
+    assert (
+        "rewritten: training uses the rewrite"
+        in browser.find_element(By.CSS_SELECTOR, "#detail .side-by-side h3").text
+    )
+    browser.save_screenshot(str(tmp_path / "rewrite.png"))
+    # Filtering changes the address, so the view can be shared as it is now.
+    browser.find_element(By.ID, "close").click()
+    assert "row=" not in browser.current_url and "rewrite=rewritten" in browser.current_url
+    browser.find_element(By.CSS_SELECTOR, "nav button[data-tab=funnel]").click()
+    assert "tab=funnel" in browser.current_url
+    axes = browser.find_elements(By.CSS_SELECTOR, "#histograms .y-axis span")
+    assert axes and axes[0].text.endswith("candidates") and axes[-1].text == "0"

@@ -45,7 +45,7 @@ def _json_source(path: Path) -> str:
     return "read_json_auto('" + literal + "', format='newline_delimited', sample_size=-1)"
 
 
-SCHEMA = 1  # bump when the tables change: older cached databases are then rebuilt
+SCHEMA = 2  # bump when the tables change: older cached databases are then rebuilt
 
 
 class RunData:
@@ -76,7 +76,9 @@ class RunData:
         import hashlib
 
         files = [self.run.candidates, self.run.segments] + [
-            f(t) for t in self.iterations for f in (self.run.scored, self.run.selected)
+            f(t)
+            for t in self.iterations
+            for f in (self.run.scored, self.run.selected, self.run.passed_over, self.run.rewrites)
         ]
         stamp = [[str(p.resolve()), p.stat().st_size, p.stat().st_mtime_ns] for p in files if p.is_file()]
         return hashlib.sha256(json.dumps([SCHEMA, stamp]).encode()).hexdigest()[:24]
@@ -113,11 +115,15 @@ class RunData:
         for t in self.iterations:
             self._add_iteration(t)
             cols += [f"sc{t}.s{t}_{n}" for n in COLUMNS] + [
-                f"sc{t}.s{t}_skipped",
+                # skipped before judging, or passed over by selection (near-duplicate, diversity)
+                f"COALESCE(sc{t}.s{t}_skipped, po{t}.reason) AS s{t}_skipped",
+                f"po{t}.like_id AS s{t}_like",
                 f"sc{t}.s{t}_reasoning",
                 f"(se{t}.id IS NOT NULL) AS sel{t}",
+                f"rw{t}.status AS r{t}_status",
+                f"rw{t}.rewrite AS r{t}_rewrite",
             ]
-            joins += [f"LEFT JOIN sc{t} ON sc{t}.id = c0.id", f"LEFT JOIN se{t} ON se{t}.id = c0.id"]
+            joins += [f"LEFT JOIN {x}{t} ON {x}{t}.id = c0.id" for x in ("sc", "se", "po", "rw")]
         self.db.execute(f"CREATE TABLE cand AS SELECT {', '.join(cols)} FROM c0 {' '.join(joins)}")
         self._add_segments()
 
@@ -164,6 +170,27 @@ class RunData:
             self.db.execute(f"CREATE TEMP TABLE se{t} AS SELECT DISTINCT id::VARCHAR AS id FROM se_raw{t}")
         else:
             self.db.execute(f"CREATE TEMP TABLE se{t} (id VARCHAR)")
+        passed = self.run.passed_over(t)
+        if passed.is_file() and passed.stat().st_size:
+            got = self._load(f"po_raw{t}", passed)
+            like = '"like"::VARCHAR' if "like" in got else "NULL::VARCHAR"
+            self.db.execute(
+                f"CREATE TEMP TABLE po{t} AS SELECT id::VARCHAR AS id, reason::VARCHAR AS reason,"
+                f" {like} AS like_id FROM po_raw{t}"
+            )
+        else:
+            self.db.execute(f"CREATE TEMP TABLE po{t} (id VARCHAR, reason VARCHAR, like_id VARCHAR)")
+        rewrites = self.run.rewrites(t)
+        if rewrites.is_file() and rewrites.stat().st_size:
+            self._load(f"rw_raw{t}", rewrites)
+            # The text to show beside the original: the rewrite used, or the one a check turned down.
+            self.db.execute(
+                f"CREATE TEMP TABLE rw{t} AS SELECT id::VARCHAR AS id, rewrite.status::VARCHAR AS status,"
+                f" CASE WHEN rewrite.status = 'rewritten' THEN response::VARCHAR"
+                f" ELSE json_extract_string(to_json(rewrite), '$.text') END AS rewrite FROM rw_raw{t}"
+            )
+        else:
+            self.db.execute(f"CREATE TEMP TABLE rw{t} (id VARCHAR, status VARCHAR, rewrite VARCHAR)")
 
     # -- queries -----------------------------------------------------------------------------------
 
@@ -189,6 +216,7 @@ class RunData:
         search: str | None = None,
         offset: int = 0,
         limit: int = 50,
+        rewrite: str | None = None,
     ) -> dict:
         """One page of candidates and the number of rows matching the filters. Score bounds, `selected`
         and `skipped` apply to `iteration` (the last one by default)."""
@@ -211,6 +239,18 @@ class RunData:
             if skipped:
                 where.append(f"s{t}_skipped = ?")
                 params.append(skipped)
+            if (
+                rewrite
+            ):  # 'rewritten', 'kept' (the original: any other outcome), 'failed' (a check), 'unparsed'
+                where.append(
+                    {
+                        "rewritten": f"r{t}_status = 'rewritten'",
+                        "kept": f"r{t}_status <> 'rewritten'",
+                        "failed": f"r{t}_status LIKE 'failed_%'",
+                    }.get(rewrite, f"r{t}_status = ?")
+                )
+                if rewrite not in ("rewritten", "kept", "failed"):
+                    params.append(rewrite)
         if search:
             where.append("(instruction ILIKE ? OR response ILIKE ?)")
             like = "%" + search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
@@ -229,6 +269,7 @@ class RunData:
         ]
         cols += [f"s{i}_{n}" for i in self.iterations for n in ("score", "judge", "ifd")]
         cols += [f"sel{i}" for i in self.iterations] + [f"s{i}_skipped" for i in self.iterations]
+        cols += [f"r{i}_status" for i in self.iterations]
         rows = self._sql(
             f"SELECT {', '.join(cols)} FROM cand WHERE {cond}"
             f" ORDER BY {order} {'DESC' if descending else 'ASC'}"

@@ -137,10 +137,13 @@ def create_app(run_dir: str | Path, host: str = "127.0.0.1"):
         selected: bool | None = None,
         skipped: str | None = Query(None, max_length=100),
         q: str | None = Query(None, max_length=200),
+        rewrite: str | None = Query(None, max_length=40),
         offset: int = Query(0, ge=0, le=BIG),
         limit: int = Query(50, ge=1, le=BIG),
     ):
-        return data().page(iteration, sort, desc, min_score, max_score, selected, skipped, q, offset, limit)
+        return data().page(
+            iteration, sort, desc, min_score, max_score, selected, skipped, q, offset, limit, rewrite
+        )
 
     @app.get("/api/candidates/{row_id}")
     def candidate(row_id: str):

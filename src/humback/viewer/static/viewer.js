@@ -2,7 +2,26 @@
 // are untrusted web text and instructions are model output.
 "use strict";
 
-const state = { offset: 0, limit: 50, total: 0, iterations: [] };
+const state = { offset: 0, limit: 50, total: 0, iterations: [], tab: "funnel", row: null };
+
+// The view lives in the address's #fragment (tab, filters, page, open row), so a view can be shared.
+const FILTERS = { iteration: "iteration", "min-score": "min", "max-score": "max", selected: "selected",
+                  skipped: "skipped", rewrite: "rewrite", search: "q", sort: "sort" };
+function saveView() {
+  const p = new URLSearchParams({ tab: state.tab });
+  for (const [id, key] of Object.entries(FILTERS)) { const v = document.getElementById(id).value; if (v) p.set(key, v); }
+  if (document.getElementById("desc").checked) p.set("desc", "1");
+  if (state.offset) p.set("offset", state.offset);
+  if (state.row) p.set("row", state.row);
+  history.replaceState(null, "", "#" + p.toString());
+}
+function restoreView() {
+  const p = new URLSearchParams(location.hash.slice(1));
+  for (const [id, key] of Object.entries(FILTERS)) if (p.has(key)) document.getElementById(id).value = p.get(key);
+  document.getElementById("desc").checked = p.get("desc") === "1";
+  state.offset = Math.max(0, parseInt(p.get("offset") || "0", 10) || 0);
+  return { tab: p.get("tab") || "funnel", row: p.get("row") };
+}
 
 function el(tag, text, cls) {
   const node = document.createElement(tag);
@@ -36,6 +55,9 @@ function guarded(tab, load) {
 }
 
 function showTab(name) {
+  if (!document.getElementById(name) || !document.getElementById(name).classList.contains("tab")) name = "funnel";
+  state.tab = name;
+  saveView();
   document.querySelectorAll("nav button").forEach(b => b.classList.toggle("active", b.dataset.tab === name));
   document.querySelectorAll(".tab").forEach(s => s.classList.toggle("active", s.id === name));
   if (name === "diff") guarded("diff", loadDiff)();
@@ -81,9 +103,12 @@ function lineChart(series, xLabel, yLabel, fixed) {
   return box;
 }
 
-function bars(h, what) {
-  const node = el("div", null, "bars");
+// A histogram: bars of counts over equal-width bins, with the selected share dark; axes give the bins'
+// edges and the highest count, and every bar says its range and counts on hover.
+function bars(h, what, xLabel) {
+  const box = el("div", null, "histogram");
   const top = Math.max(1, ...h.all);
+  const plot = el("div", null, "bars");
   h.all.forEach((n, i) => {
     const bar = el("div", null, "bar");
     bar.style.height = (100 * n / top) + "%";
@@ -91,9 +116,17 @@ function bars(h, what) {
     const sel = el("div", null, "sel");
     sel.style.height = (n ? 100 * h.selected[i] / n : 0) + "%";
     bar.append(sel);
-    node.append(bar);
+    plot.append(bar);
   });
-  return node;
+  const yAxis = el("div", null, "y-axis");
+  yAxis.append(el("span", `${top} ${what}`), el("span", "0"));
+  const xAxis = el("div", null, "x-axis");
+  const mid = h.edges[Math.floor(h.edges.length / 2)];
+  xAxis.append(el("span", fmt(h.edges[0])), el("span", `${xLabel} (${fmt(mid)})`), el("span", fmt(h.edges[h.edges.length - 1])));
+  const row = el("div", null, "plot-row");
+  row.append(yAxis, plot);
+  box.append(row, xAxis, el("p", `${h.all.reduce((a, b) => a + b, 0)} ${what}, ${h.selected.reduce((a, b) => a + b, 0)} selected (dark)`, "legend"));
+  return box;
 }
 
 async function loadFunnel() {
@@ -122,14 +155,14 @@ async function loadFunnel() {
   for (const t of f.iterations) {
     const h = await api(`/api/histogram/${t}?signal=score`);
     if (!h.all.length) continue;
-    hist.append(el("h3", `iteration ${t}: score ${fmt(h.edges[0])} … ${fmt(h.edges[h.edges.length - 1])}`), bars(h, "candidates"));
+    hist.append(el("h3", `iteration ${t}`), bars(h, "candidates", "score"));
   }
   const last = f.iterations[f.iterations.length - 1];
   const plots = document.getElementById("plots");
   plots.replaceChildren();
   if (last !== undefined) {
     const h = await api(`/api/lengths/${last}`);
-    plots.append(el("h3", `response characters, pool vs selected (iteration ${last}): 0 … ${fmt(h.edges[h.edges.length - 1])}`), bars(h, "candidates"));
+    plots.append(el("h3", `response length, pool vs selected (iteration ${last})`), bars(h, "candidates", "characters"));
   }
   const c = await api("/api/curves");
   plots.append(el("h3", "training loss"), lineChart(c.loss, "step", "loss", false));
@@ -141,6 +174,18 @@ async function loadFunnel() {
   reasons.forEach(r => skip.append(new Option(r, r)));
 }
 
+// Column names as words: s2_score -> "score (iter 2)", sel2 -> "selected (iter 2)".
+const WORDS = { score: "score", judge: "judge score", ifd: "IFD", nll: "NLL", end: "end log-prob", skipped: "skipped because" };
+function header(col) {
+  const base = { id: "id", instruction: "instruction", response: "response", response_chars: "response length" }[col];
+  if (base) return base;
+  let m = col.match(/^s(\d+)_(\w+)$/);
+  if (m) return `${WORDS[m[2]] || m[2]} (iter ${m[1]})`;
+  if ((m = col.match(/^sel(\d+)$/))) return `selected (iter ${m[1]})`;
+  if ((m = col.match(/^r(\d+)_status$/))) return `rewrite (iter ${m[1]})`;
+  return col;
+}
+
 function query() {
   const p = new URLSearchParams({ offset: state.offset, limit: state.limit });
   const val = id => document.getElementById(id).value;
@@ -150,6 +195,7 @@ function query() {
   if (val("selected")) p.set("selected", val("selected"));
   if (val("search")) p.set("q", val("search"));
   if (val("skipped")) p.set("skipped", val("skipped"));
+  if (val("rewrite")) p.set("rewrite", val("rewrite"));
   p.set("sort", val("sort") || "id");
   if (document.getElementById("desc").checked) p.set("desc", "true");
   return p;
@@ -165,8 +211,9 @@ async function loadTable() {
   const head = document.querySelector("#table thead");
   const cols = ["id", "instruction", "response", "response_chars"];
   if (t !== null) cols.push(`s${t}_score`, `s${t}_judge`, `s${t}_ifd`, `sel${t}`, `s${t}_skipped`);
+  if (t !== null && page.rows.some(r => r[`r${t}_status`])) cols.push(`r${t}_status`);
   const hr = el("tr");
-  cols.forEach(c => hr.append(el("th", c)));
+  cols.forEach(c => hr.append(el("th", header(c))));
   head.replaceChildren(hr);
   const body = document.querySelector("#table tbody");
   body.replaceChildren();
@@ -189,11 +236,58 @@ async function openRow(id) {
                         ` IFD ${fmt(r[`s${t}_ifd`])}, NLL ${fmt(r[`s${t}_nll`])}, end ${fmt(r[`s${t}_end`])},` +
                         ` ${r[`sel${t}`] ? "selected" : "not selected"}${r[`s${t}_skipped`] ? " (skipped: " + r[`s${t}_skipped`] + ")" : ""}`));
     if (r[`s${t}_reasoning`]) box.append(el("pre", r[`s${t}_reasoning`]));
+    if (r[`s${t}_like`]) box.append(el("p", `passed over: too close to the selected candidate ${r[`s${t}_like`]}`));
+    if (r[`r${t}_status`]) box.append(sideBySide(t, r));
   }
   if (r.segment) {
     box.append(el("h3", "source"), el("p", (r.segment.url || "") + "  " + (r.segment.header_path || []).join(" › ")));
   }
   document.getElementById("detail").hidden = false;
+  state.row = id;
+  saveView();
+}
+
+// Words of a and b, each marked where it is not in their longest common subsequence.
+function wordDiff(a, b) {
+  const x = a.split(/(\s+)/), y = b.split(/(\s+)/);
+  const n = x.length, m = y.length;
+  if (n * m > 4e6) return [x.map(w => [w, false]), y.map(w => [w, false])];  // too long to diff in the page
+  const L = Array.from({ length: n + 1 }, () => new Uint32Array(m + 1));
+  for (let i = n - 1; i >= 0; i--) for (let j = m - 1; j >= 0; j--) {
+    L[i][j] = x[i] === y[j] ? L[i + 1][j + 1] + 1 : Math.max(L[i + 1][j], L[i][j + 1]);
+  }
+  const ox = [], oy = [];
+  let i = 0, j = 0;
+  while (i < n && j < m) {
+    if (x[i] === y[j]) { ox.push([x[i++], false]); oy.push([y[j++], false]); }
+    else if (L[i + 1][j] >= L[i][j + 1]) ox.push([x[i++], true]);
+    else oy.push([y[j++], true]);
+  }
+  while (i < n) ox.push([x[i++], true]);
+  while (j < m) oy.push([y[j++], true]);
+  return [ox, oy];
+}
+
+function marked(words, tag) {
+  const pre = el("pre", null, "text");
+  for (const [w, changed] of words) pre.append(changed && w.trim() ? el(tag, w) : document.createTextNode(w));
+  return pre;
+}
+
+// The original web response and the rewrite, side by side: words only in one of them are marked.
+function sideBySide(t, r) {
+  const status = r[`r${t}_status`];
+  const box = el("div", null, "side-by-side");
+  const said = { rewritten: "rewritten: training uses the rewrite", unparsed: "the reply did not parse: the original is kept" };
+  box.append(el("h3", `rewrite, iteration ${t}: ${said[status] || status.replace("failed_", "failed the check: ") + " (the original is kept)"}`));
+  const [orig, rew] = wordDiff(r.response, r[`r${t}_rewrite`] || "");
+  const grid = el("div", null, "columns");
+  const left = el("div"), right = el("div");
+  left.append(el("h4", "original (the web segment)"), marked(orig, "del"));
+  right.append(el("h4", "rewrite"), r[`r${t}_rewrite`] ? marked(rew, "ins") : el("p", "(no rewrite text)"));
+  grid.append(left, right);
+  box.append(grid);
+  return box;
 }
 
 async function loadDiff() {
@@ -248,12 +342,15 @@ async function loadEval() {
 document.addEventListener("DOMContentLoaded", async () => {
   document.querySelectorAll("nav button").forEach(b => b.addEventListener("click", () => showTab(b.dataset.tab)));
   const table = guarded("candidates", loadTable);
-  document.getElementById("filters").addEventListener("submit", ev => { ev.preventDefault(); state.offset = 0; table(); });
-  document.getElementById("prev").addEventListener("click", () => { state.offset = Math.max(0, state.offset - state.limit); table(); });
-  document.getElementById("next").addEventListener("click", () => { if (state.offset + state.limit < state.total) { state.offset += state.limit; table(); } });
-  document.getElementById("close").addEventListener("click", () => { document.getElementById("detail").hidden = true; });
+  document.getElementById("filters").addEventListener("submit", ev => { ev.preventDefault(); state.offset = 0; saveView(); table(); });
+  document.getElementById("prev").addEventListener("click", () => { state.offset = Math.max(0, state.offset - state.limit); saveView(); table(); });
+  document.getElementById("next").addEventListener("click", () => { if (state.offset + state.limit < state.total) { state.offset += state.limit; saveView(); table(); } });
+  document.getElementById("close").addEventListener("click", () => { document.getElementById("detail").hidden = true; state.row = null; saveView(); });
   document.getElementById("diff-iteration").addEventListener("change", guarded("diff", loadDiff));
   await guarded("funnel", loadFunnel)();
+  const view = restoreView();  // after the funnel filled the iteration and reason lists
+  showTab(view.tab);
   await table();
+  if (view.row) await guarded("candidates", openRow)(view.row);
   document.body.dataset.ready = "true";
 });
