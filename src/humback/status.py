@@ -171,7 +171,12 @@ def summary(data: dict) -> str:
         for k, st in data["stages"].items()
         if st.get("status") == "done"
     }
-    curated = [o["selected"] for k, o in outs.items() if k.kind == "curate" and "selected" in o]
+    # What the last train stage read: the rewritten rows when the run rewrote them, else the selection.
+    curated = [
+        o.get("rewritten") or o.get("selected")
+        for k, o in outs.items()
+        if k.kind in ("curate", "rewrite") and ("selected" in o or "rewritten" in o)
+    ]
     models = [o["model"] for k, o in outs.items() if k.kind == "train" and "model" in o]
     if curated:
         lines.append(f"curated dataset: {curated[-1]}")
