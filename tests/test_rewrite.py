@@ -194,3 +194,12 @@ def test_export_says_which_rows_were_rewritten_and_by_whom(tmp_path):
     out = curated_rows(run, 1)
     assert [(r["rewritten"], r["rewriter"]) for r in out] == [(True, "big-chat"), (False, "big-chat")]
     assert out[0]["messages"][1]["content"] == FAITHFUL and out[0]["original_response"] == ORIGINAL
+    from humback.export import dataset_card
+
+    manifest = {
+        "config": {},
+        "stages": {
+            "rewrite:1": {"status": "done", "stats": {"model": "big-chat", "rewritten": 1, "selected": 2}}
+        },
+    }
+    assert "by big-chat: 1 of 2 rows" in dataset_card(manifest, 1, 2, ["data/train.jsonl"], "other", None)

@@ -35,11 +35,13 @@ def _leftover(path: Path) -> bool:
     )
 
 
-def curated_rows(run_dir: Path, iteration: int) -> list[dict]:
-    """The rows training used in `iteration`: its rewritten rows when the run rewrote them, else its
-    selection; each says whether its response is a rewrite, and by which model."""
+def curated_rows(run_dir: Path, iteration: int, rewritten: bool | None = None) -> list[dict]:
+    """The rows training used in `iteration`: its rewritten rows when the run rewrote them (by default:
+    when they exist), else its selection; each says whether its response is a rewrite, and by whom."""
     run = RunDir(run_dir)
-    selected = run.rewritten(iteration) if run.rewritten(iteration).is_file() else run.selected(iteration)
+    if rewritten is None:
+        rewritten = run.rewritten(iteration).is_file()
+    selected = run.rewritten(iteration) if rewritten else run.selected(iteration)
     if not selected.is_file():
         raise ExportError(f"{selected} does not exist: run curation first (humback run) or pick --iteration")
     segments = (
@@ -139,6 +141,7 @@ def dataset_card(
         return _text(rows_at.get(step))
 
     cur = f"curate:{iteration}"
+    rw = f"rewrite:{iteration}"
     title = repo or f"humback-{manifest.get('name', 'run')}"
     settings = yaml.safe_dump(
         {k: cfg.get(k) for k in ("augment", "curate", "generation")}, sort_keys=False
@@ -176,6 +179,17 @@ def dataset_card(
         (
             f"- selected in iteration {iteration}: {count(f'selected, iteration {iteration}')}"
             f" (exported: {rows})"
+        ),
+        *(
+            [
+                (
+                    f"- rewritten (Back-and-Forth Translation, Nguyen et al. 2024) by {stat(rw, 'model')}:"
+                    f" {stat(rw, 'rewritten')} of {stat(rw, 'selected')} rows; the others keep their web"
+                    " response (a rewrite that did not parse or failed a faithfulness check)"
+                )
+            ]
+            if rw in stats
+            else []
         ),
         (
             f"- curation: method {stat(cur, 'method')}, threshold {stat(cur, 'threshold')}, parse failures"
@@ -224,7 +238,12 @@ def export(
         if not done:
             raise ExportError(f"{run_dir}: no finished curation to export")
         iteration = max(done)
-    rows = curated_rows(run_dir, iteration)
+    # The rewritten rows only when this run's manifest says the rewrite stage finished (a file left by an
+    # earlier configuration is not what the last training read).
+    stage = manifest.get("stages", {}).get(f"rewrite:{iteration}", {})
+    rows = curated_rows(
+        run_dir, iteration, rewritten=isinstance(stage, dict) and stage.get("status") == "done"
+    )
     # Only a new or empty folder, or one an earlier export wrote: everything else in it would be
     # overwritten (or, before, uploaded with it).
     written = {"README.md", "data/train.jsonl", "data/train.parquet", "data"}
