@@ -14,6 +14,7 @@ STAGES = {
     "humback.training.sft",
     "humback.augment",
     "humback.curate",
+    "humback.rewrite",
     "humback.evaluate",
     "humback.export",
 }

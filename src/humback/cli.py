@@ -90,13 +90,13 @@ def cmd_train(args) -> None:
         )
 
 
-def _runner(cfg, role: str, out: Path):
-    """The role's generator in this process, behind the response cache kept beside the output (when
-    enabled), or its replicas on Ray (cluster.engine: ray)."""
+def _runner(cfg, role: str, out: Path, model: str | None = None):
+    """The role's generator (its own model, else `model`) in this process, behind the response cache kept
+    beside the output (when enabled), or its replicas on Ray (cluster.engine: ray)."""
     from humback.runners import runner_for
 
     return runner_for(
-        cfg.generation.role(role), None, RunDir(out).cache_file(cfg.generation.cache), cfg.cluster
+        cfg.generation.role(role), model, RunDir(out).cache_file(cfg.generation.cache), cfg.cluster
     )
 
 
@@ -131,15 +131,12 @@ def cmd_curate(args) -> None:
 
 def cmd_rewrite(args) -> None:
     from humback.rewrite import check_rewriter, read_selected, rewrite
-    from humback.runners import runner_for
 
     cfg = _config(args)
     read_selected(args.selected)  # bad input is reported before the model loads
-    rewriter = cfg.generation.role("rewriter")
-    check_rewriter(rewriter, cfg.model)
+    check_rewriter(cfg.generation.role("rewriter"), cfg.model)
     with writer_lock(args.out_dir):
-        cache = RunDir(args.out_dir).cache_file(cfg.generation.cache)
-        runner = runner_for(rewriter, cfg.model, cache, cfg.cluster)
+        runner = _runner(cfg, "rewriter", Path(args.out_dir), cfg.model)  # the base model unless it names one
         print(rewrite(args.selected, runner, args.out_dir, cfg.rewrite, seed=cfg.random_seed))
 
 

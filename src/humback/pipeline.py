@@ -124,9 +124,6 @@ def build_stages(cfg: RunConfig, run_dir: Path, log: Callable[[str], None]) -> l
     def runner(role, own_model: Path):
         return runner_for(g.role(role), str(own_model), run.cache_file(g.cache), cfg.cluster)
 
-    def rewrite_runner(rewriter):
-        return runner_for(rewriter, cfg.model, run.cache_file(g.cache), cfg.cluster)
-
     def train_stage(name: str, direction: str, data: list[Path]) -> Callable[[], dict]:
         def work() -> dict:
             if cfg.cluster.engine == "ray" and cfg.cluster.train_workers:
@@ -224,8 +221,13 @@ def build_stages(cfg: RunConfig, run_dir: Path, log: Callable[[str], None]) -> l
             rewriter = g.role("rewriter")
             add(
                 f"rewrite:{t}",
-                lambda t=t, rewriter=rewriter: rewrite(
-                    run.selected(t), rewrite_runner(rewriter), run.iteration(t), cfg.rewrite, seed=rs, log=log
+                lambda t=t: rewrite(
+                    run.selected(t),
+                    runner("rewriter", cfg.model),
+                    run.iteration(t),
+                    cfg.rewrite,
+                    seed=rs,
+                    log=log,
                 ),
                 settings=(
                     fingerprint_settings(cfg.rewrite),

@@ -150,11 +150,7 @@ def summary(data: dict) -> str:
         f"{'stage':<10} {'status':<8} {'rows':>5} {'seconds':>8}  notes",
     ]
     config = data.get("config", {})
-    rewrite = (
-        bool((config.get("rewrite") or {}).get("enabled"))
-        if isinstance(config.get("rewrite"), dict)
-        else False
-    )
+    rewrite = isinstance(config.get("rewrite"), dict) and bool(config["rewrite"].get("enabled"))
     keys = list(dict.fromkeys(stage_keys(config.get("iterations", 0), rewrite) + list(data["stages"])))
     for key in keys:
         st = data["stages"].get(key, {"status": "pending"})
