@@ -45,6 +45,17 @@ def test_training_and_inference_render_the_same_prompt(tiny_tokenizer):
     ).rstrip("\n")
 
 
+def test_a_final_assistant_message_is_the_reply_begun(tiny_tokenizer):
+    from copy import deepcopy
+
+    msgs = forward_messages("Hi", None)
+    begun = msgs + [{"role": "assistant", "content": "<rewritten>"}]
+    assert render_prompt(tiny_tokenizer, begun) == render_prompt(tiny_tokenizer, msgs) + "<rewritten>"
+    plain = deepcopy(tiny_tokenizer)
+    plain.chat_template = None
+    assert render_prompt(plain, begun) == "### User:\nHi\n\n### Assistant:\n<rewritten>"
+
+
 def test_plain_template_without_chat_template(tiny_tokenizer):
     from copy import deepcopy
 

@@ -341,3 +341,16 @@ def test_ctranslate2_runs_two_workers_only_where_two_copies_fit():
     assert auto_workers("cpu", memory // 10, cores=8) == 1  # two copies would take a fifth of the memory
     assert auto_workers("cpu", 100 * 2**20, cores=1) == 1
     assert auto_workers("cuda", 100 * 2**20, cores=16) == 1
+
+
+def test_openai_backend_asks_the_server_to_continue_a_begun_reply(monkeypatch):
+    from humback.generation.openai_api import OpenAIGenerator
+
+    gen = OpenAIGenerator("some-model", base_url="http://127.0.0.1:9/v1")
+    sent = []
+    monkeypatch.setattr(gen, "_run", lambda calls, read: sent.extend(calls) or ["x"] * len(calls))
+    begun = CHATS[0] + [{"role": "assistant", "content": "<rewritten>"}]
+    gen.generate([CHATS[0], begun], SamplingParams(max_new_tokens=4))
+    assert "extra_body" not in sent[0]
+    assert sent[1]["extra_body"] == {"continue_final_message": True, "add_generation_prompt": False}
+    assert sent[1]["messages"][-1] == {"role": "assistant", "content": "<rewritten>"}

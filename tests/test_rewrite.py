@@ -37,7 +37,9 @@ class FakeRewriter:
         self.calls += len(prompts)
         out = []
         for p in prompts:
-            text = p[-1]["content"]
+            # The reply is begun with the start marker by default (rewrite.begin_reply): the user's turn
+            # holds the ask, and a reply continues what was begun.
+            text = next(m["content"] for m in p if m["role"] == "user")
             instruction = text.split("<instruction>\n", 1)[1].split("\n</instruction>", 1)[0]
             out.append(self.replies[instruction])
         return out
@@ -58,6 +60,35 @@ def test_the_reply_counts_only_between_its_markers():
     assert parse_rewrite(f"{REWRITE_START} a {REWRITE_END} then {REWRITE_START} b {REWRITE_END}") == "b"
     assert parse_rewrite(f"{REWRITE_START} cut off by the token limit") is None
     assert parse_rewrite("no markers at all") is None and parse_rewrite(wrap("  ")) is None
+
+
+def test_a_begun_reply_is_read_from_its_start_to_the_end_marker():
+    assert parse_rewrite("the text\n" + REWRITE_END, begun=True) == "the text"
+    assert parse_rewrite("the text, never closed", begun=True) is None  # cut off, or ended without it
+    assert parse_rewrite(wrap("again"), begun=True) == "again"  # a model that wrote the markers itself
+
+
+def test_a_rewrite_that_copies_the_original_is_counted_apart():
+    row = {"instruction": "How do I keep a sourdough starter alive?", "response": ORIGINAL}
+    status, measures = judge_rewrite("  " + ORIGINAL.replace(". ", ".\n"), row, RewriteConfig())
+    assert status == "unchanged" and measures["overlap"] == 1.0
+
+
+def test_the_reply_is_begun_with_the_start_marker_unless_switched_off(tmp_path):
+    seen = []
+
+    class Recording(FakeRewriter):
+        def generate(self, prompts, params, seeds=None):
+            seen.extend(prompts)
+            return super().generate(prompts, params, seeds)
+
+    src = selected(tmp_path, ["keep me"])
+    gen = Recording({"keep me": FAITHFUL + "\n" + REWRITE_END})
+    assert rewrite(src, LocalRunner(gen), tmp_path / "a", RewriteConfig(enabled=True))["rewritten"] == 1
+    assert seen[-1][-1] == {"role": "assistant", "content": REWRITE_START}
+    off = RewriteConfig(enabled=True, begin_reply=False)
+    assert rewrite(src, LocalRunner(gen), tmp_path / "b", off)["outcome"] == {"unparsed": 1}
+    assert [m["role"] for m in seen[-1]] == ["user"]
 
 
 def test_each_faithfulness_check_and_its_switch():

@@ -37,9 +37,12 @@ NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
 NAME = re.compile(r"(?<![.!?:\n]\s)(?<!^)(?<=\s)([A-Z][a-z]+(?:[A-Z][a-z]+)*)\b")
 
 
-def parse_rewrite(reply: str) -> str | None:
+def parse_rewrite(reply: str, begun: bool = False) -> str | None:
     """The text between the reply's last start marker and the end marker after it, or None: no start
-    marker, no end marker (a reply cut off by max_new_tokens), or nothing between them."""
+    marker, no end marker (a reply cut off by max_new_tokens), or nothing between them. `begun`: the reply
+    was begun with the start marker (cfg.begin_reply), so `reply` is what followed it."""
+    if begun:
+        reply = REWRITE_START + reply
     start = reply.rfind(REWRITE_START)
     if start < 0:
         return None
@@ -69,11 +72,14 @@ def novel(rewrite: str, sources: str) -> list[str]:
 
 
 def judge_rewrite(rewrite: str | None, row: dict, cfg: RewriteConfig) -> tuple[str, dict]:
-    """The outcome for one selected row: 'rewritten', 'unparsed', or 'failed_<check>' (the first check
-    failed), with the measures taken."""
+    """The outcome for one selected row: 'rewritten', 'unparsed', 'unchanged' (the rewrite is the original
+    word for word: counted apart, so a copying rewriter does not pass as a good one), or 'failed_<check>'
+    (the first check failed), with the measures taken."""
     if rewrite is None:
         return "unparsed", {}
     original = row["response"]
+    if rewrite.split() == original.split():
+        return "unchanged", {"overlap": 1.0, "length_ratio": round(len(rewrite) / max(1, len(original)), 4)}
     measures = {
         "overlap": overlap_recall(rewrite, original),
         "length_ratio": round(len(rewrite) / max(1, len(original)), 4),
@@ -94,12 +100,13 @@ def rewritten_rows(generator: Generator, rows: list[dict], cfg: RewriteConfig, s
     """Each selected row with its rewrite (or its original, when the rewrite did not hold)."""
     params = SamplingParams(cfg.temperature, cfg.top_p, cfg.max_new_tokens, seed)
     seeds = [row_seed(seed, r["id"]) for r in rows]
+    begin = REWRITE_START if cfg.begin_reply else ""
     replies = generator.generate(
-        [rewrite_messages(r["instruction"], r["response"]) for r in rows], params, seeds
+        [rewrite_messages(r["instruction"], r["response"], begin) for r in rows], params, seeds
     )
     out = []
     for row, reply in zip(rows, replies):
-        rewrite = parse_rewrite(reply)
+        rewrite = parse_rewrite(reply, begun=cfg.begin_reply)
         status, measures = judge_rewrite(rewrite, row, cfg)
         out.append(
             {
@@ -158,7 +165,7 @@ def rewrite(
     # other checks starts the rows over, and the response cache answers every reply again).
     settings = {
         "prompt": REWRITE_PROMPT,
-        "params": [cfg.temperature, cfg.top_p, cfg.max_new_tokens],
+        "params": [cfg.temperature, cfg.top_p, cfg.max_new_tokens, cfg.begin_reply],
         "seed": seed,
         "checks": [cfg.checks, cfg.min_overlap, cfg.min_length_ratio, cfg.max_length_ratio],
     }

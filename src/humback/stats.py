@@ -89,7 +89,7 @@ class RewriteStats(GeneratorStats):
     rewritten: int
     kept_original: int
     dropped: int
-    outcome: dict[str, int]  # rewritten | unparsed | failed_<check> -> rows
+    outcome: dict[str, int]  # rewritten | unchanged | unparsed | failed_<check> -> rows
     parse_rate: float
     pass_rate: float  # of the parsed rewrites, the share that passed every check
     mean_length_ratio: float | None

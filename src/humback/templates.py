@@ -17,7 +17,11 @@ PLAIN_ROLES = {"system": "### System:", "user": "### User:", "assistant": "### A
 
 
 def render_prompt(tokenizer, messages: list[dict]) -> str:
-    """Text of `messages` followed by the opening of the assistant's turn."""
+    """Text of `messages` followed by the opening of the assistant's turn. A final assistant message is the
+    reply begun: its text follows the opening, and the model continues it (the rewrite stage begins the
+    rewriter's reply with its start marker)."""
+    if messages and messages[-1]["role"] == "assistant":
+        return render_prompt(tokenizer, messages[:-1]) + messages[-1]["content"]
     if tokenizer.chat_template:
         return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
     parts = [f"{PLAIN_ROLES[m['role']]}\n{m['content']}\n\n" for m in messages]
@@ -44,9 +48,11 @@ def backward_messages(response: str) -> list[dict]:
     return [{"role": "user", "content": BACKWARD_PROMPT.format(response=response)}]
 
 
-def rewrite_messages(instruction: str, response: str) -> list[dict]:
-    """The rewriter's input: the instruction and the curated web response as the draft to rewrite."""
-    return [{"role": "user", "content": REWRITE_PROMPT.format(instruction=instruction, response=response)}]
+def rewrite_messages(instruction: str, response: str, begin: str = "") -> list[dict]:
+    """The rewriter's input: the instruction and the curated web response as the draft to rewrite, and the
+    reply begun with `begin` when it is not empty."""
+    ask = [{"role": "user", "content": REWRITE_PROMPT.format(instruction=instruction, response=response)}]
+    return ask + ([{"role": "assistant", "content": begin}] if begin else [])
 
 
 def forward_messages(instruction: str, tag: str | None) -> list[dict]:

@@ -258,6 +258,13 @@ class RewriteConfig(Strict):
     max_new_tokens: int = Field(
         1024, ge=1, description="longest rewrite, in tokens (a cut-off one does not parse)"
     )
+    begin_reply: bool = Field(
+        True,
+        description="begin the rewriter's reply with the start marker, so the model writes the rewrite"
+        " itself rather than a note about it (small models then follow the format); the reply must still"
+        " end with the end marker. false: the model writes both markers (a server that cannot continue a"
+        " begun reply)",
+    )
     on_parse_failure: Literal["keep", "drop"] = Field(
         "keep", description="a reply without the markers: 'keep' the original response, or 'drop' the row"
     )

@@ -174,6 +174,13 @@ class OpenAIGenerator:
                 "top_p": top_p,
                 "max_tokens": params.max_new_tokens,
                 "seed": s,
+                # A final assistant message is the reply begun (templates.render_prompt): the server
+                # continues it, as vLLM's and SGLang's `continue_final_message` do.
+                **(
+                    {"extra_body": {"continue_final_message": True, "add_generation_prompt": False}}
+                    if p and p[-1]["role"] == "assistant"
+                    else {}
+                ),
             }
             for p, s in zip(prompts, seeds)
         ]

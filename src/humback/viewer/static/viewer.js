@@ -278,7 +278,7 @@ function marked(words, tag) {
 function sideBySide(t, r) {
   const status = r[`r${t}_status`];
   const box = el("div", null, "side-by-side");
-  const said = { rewritten: "rewritten: training uses the rewrite", unparsed: "the reply did not parse: the original is kept" };
+  const said = { rewritten: "rewritten: training uses the rewrite", unparsed: "the reply did not parse: the original is kept", unchanged: "the rewrite copied the original word for word" };
   box.append(el("h3", `rewrite, iteration ${t}: ${said[status] || status.replace("failed_", "failed the check: ") + " (the original is kept)"}`));
   const [orig, rew] = wordDiff(r.response, r[`r${t}_rewrite`] || "");
   const grid = el("div", null, "columns");
