@@ -49,6 +49,23 @@ def cmd_run(args) -> None:
     run_pipeline(cfg, args.run_dir or Path("runs") / cfg.name, force=args.force)
 
 
+def cmd_plan(args) -> None:
+    from humback.files import atomic_write, ensure_dir
+    from humback.plan import plan
+    from humback.status import plan_table, read_plan
+
+    cfg = _config(args, DEFAULT_CONFIG)
+    out = Path(args.out) if args.out else RunDir(args.run_dir or Path("runs") / cfg.name).plan_path
+    if out.exists() and read_plan(out) is None:
+        raise HumbackError(f"{out} exists and is not a plan humback wrote: give another --out")
+    got = plan(cfg, rows=args.sample, measure=args.measure, hardware=args.hardware, params=args.params)
+    with writer_lock(out):
+        ensure_dir(out.parent)
+        atomic_write(out, json.dumps(got, indent=1))
+    print(plan_table(got))
+    print(f"[humback] plan: {out} (humback status shows it beside what ran)")
+
+
 def cmd_status(args) -> None:
     from humback.status import status_table
 
@@ -251,6 +268,29 @@ def _add_run(sub) -> None:
     sp.set_defaults(func=cmd_run)
 
 
+def _add_plan(sub) -> None:
+    sp = sub.add_parser(
+        "plan", help="what a recipe will cost before it runs: rows, tokens, disk and time per stage"
+    )
+    sp.add_argument("config", nargs="?", help=f"YAML recipe (default: {DEFAULT_CONFIG})")
+    sp.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key")
+    sp.add_argument("--run-dir", help="the run it plans; plan.json goes there (default: runs/<name>)")
+    sp.add_argument("--out", help="write plan.json here instead")
+    sp.add_argument(
+        "--sample", type=int, default=200, help="seed rows and corpus documents read (default: 200)"
+    )
+    sp.add_argument(
+        "--measure",
+        action="store_true",
+        help="run every stage here on a few sample rows (the base model standing in) and extrapolate",
+    )
+    sp.add_argument("--hardware", metavar="NAME", help="time from published figures: h100x8, a100x8, ...")
+    sp.add_argument(
+        "--params", type=float, help="the model's parameter count, when it cannot be read (offline hub)"
+    )
+    sp.set_defaults(func=cmd_plan)
+
+
 def _add_status(sub) -> None:
     sp = sub.add_parser("status", help="print a run directory's manifest as a table")
     sp.add_argument("run_dir")
@@ -440,6 +480,7 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
     for add in (
         _add_run,
+        _add_plan,
         _add_status,
         _add_seed,
         _add_segment,

@@ -267,6 +267,7 @@ def run_pipeline(
         run.manifest_path.name,
         run.config_path.name,
         run.lock_path.name,
+        run.plan_path.name,  # humback plan, before the run
         "cache",
     }  # what an early kill leaves
     if (

@@ -5,6 +5,7 @@ temporary files included (the README's "The run directory" shows the same):
 runs/<name>/
   manifest.json          per stage: status, fingerprint, inputs, outputs (+ sha256), stats, timings, versions
   config.yaml            the resolved config
+  plan.json              humback plan: per stage rows, tokens, disk and time before the run (optional)
   .humback.lock          held by the one process writing the run (its pid and command inside)
   seed.jsonl             {id, instruction, response, source, meta{tree_id, prompt_id, reply_id, lang, ...}}
   segments.jsonl         {id, text, source, url, header_path, meta{doc_id, location, offsets (plain text)}}
@@ -76,6 +77,10 @@ class RunDir:
     @property
     def lock_path(self) -> Path:
         return self.root / ".humback.lock"
+
+    @property
+    def plan_path(self) -> Path:
+        return self.root / "plan.json"
 
     @property
     def seed(self) -> Path:

@@ -181,6 +181,106 @@ def summary(data: dict) -> str:
     return "\n".join(lines)
 
 
+def _count(n) -> str:
+    if not isinstance(n, (int, float)):
+        return "-"
+    for unit, size in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if abs(n) >= size:
+            return f"{n / size:.3g}{unit}"
+    return f"{n:.3g}" if isinstance(n, float) else str(n)
+
+
+def _time(seconds: dict | None) -> str:
+    if not seconds:
+        return "-"
+    return ", ".join(f"{_clock(v)} ({k})" for k, v in seconds.items())
+
+
+def _clock(s: float) -> str:
+    if s >= 3600:
+        return f"{s / 3600:.1f} h"
+    return f"{s / 60:.1f} min" if s >= 60 else f"{s:.2g} s"
+
+
+def _plan_row(name: str, st: dict, cost) -> str:
+    gen = st.get("generated_tokens", {})
+    cells = [
+        st.get("rows"),
+        st.get("prompt_tokens"),
+        gen.get("expected"),
+        gen.get("max"),
+        st.get("train_tokens"),
+    ]
+    money = f", ${cost:,.2f}" if cost is not None else ""
+    return (
+        f"{name:<10} "
+        + " ".join(f"{_count(c):>7}" for c in cells)
+        + f" {_count(st.get('disk_bytes')) + 'B':>7}  {_time(st.get('seconds'))}{money}"
+    )
+
+
+def plan_table(plan: dict) -> str:
+    """`humback plan`'s table: per stage rows, prompt / generated (expected, max) / training tokens,
+    disk and time by source; the totals and where each figure came from."""
+    seed, corpus = plan["inputs"]["seed"], plan["inputs"]["corpus"]
+    head = ("rows", "prompt", "gen exp", "gen max", "train", "disk")
+    lines = [
+        f"humback plan '{plan['name']}': model {plan['model']} ({_count(plan['parameters'])} parameters)",
+        (
+            f"seed: {seed['pairs']} pairs of {_count(seed['rows'])} rows ({seed['how']}; sample"
+            f" {seed['sample_rows']} rows -> {seed['sample_pairs']} pairs)"
+        ),
+        (
+            f"corpus: {_count(corpus['documents'])} documents ({corpus['how']}; sample"
+            f" {corpus['sample_documents']} -> {corpus['sample_segments']} segments), pool"
+            f" {_count(corpus['pool'])}, kept {corpus['segments']}"
+        ),
+        f"{'stage':<10} " + " ".join(f"{h:>7}" for h in head) + "  time",
+    ]
+    for key, st in plan["stages"].items():
+        lines.append(_plan_row(key, st, st["cost_usd"]["expected"] if "cost_usd" in st else None))
+    t = plan["totals"]
+    lines.append(_plan_row("total", {**t, "rows": None}, t.get("cost_usd")))
+    notes = {st.get("selected_basis") for st in plan["stages"].values()} - {None}
+    lines += [f"selected: {n}" for n in sorted(notes)]
+    sources = plan["time_sources"]
+    lines += [f"time ({k}): {sources[k]}" for k in t.get("seconds") or {}]
+    return "\n".join(lines)
+
+
+def plan_vs_actual(plan: dict, manifest: dict) -> str:
+    """Planned and recorded rows, training tokens and seconds side by side, per stage that ran."""
+    lines = [f"{'plan vs actual':<14} {'rows':>13} {'train tokens':>17} {'seconds':>19}"]
+    for key, st in plan.get("stages", {}).items():
+        done = (manifest.get("stages") or {}).get(key, {})
+        stats = done.get("stats") or {}
+        rows = stats.get("rows", stats.get("examples"))
+        planned = (st.get("seconds") or {}).get("measured")
+        lines.append(
+            f"{key:<14} {_count(st.get('rows')):>6} {_count(rows):>6} {_count(st.get('train_tokens')):>8}"
+            f" {_count(stats.get('tokens_seen')):>8} {_count(planned):>9} {_count(done.get('seconds')):>9}"
+        )
+    return "\n".join(lines)
+
+
 def status_table(run_dir: str | Path) -> str:
-    """`humback status`: the summary of the run folder's manifest."""
-    return summary(RunDir(run_dir).read_manifest())
+    """`humback status`: the summary of the run folder's manifest, and its plan beside what ran when the
+    folder holds one (humback plan)."""
+    run = RunDir(run_dir)
+    manifest = run.read_manifest() if run.manifest_path.exists() or not run.plan_path.exists() else {}
+    plan = read_plan(run.plan_path) if run.plan_path.exists() else None
+    parts = [summary(manifest)] if manifest else []
+    if plan is not None:
+        parts.append(plan_table(plan) if not manifest else plan_vs_actual(plan, manifest))
+    return "\n\n".join(parts)
+
+
+def read_plan(path: Path) -> dict | None:
+    """A plan.json humback wrote, or None when the file is not one (left alone)."""
+    import json
+
+    try:
+        plan = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return plan if isinstance(plan, dict) and {"stages", "time_sources"} <= set(plan) else None

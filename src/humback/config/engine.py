@@ -94,6 +94,20 @@ class EngineKeys(Strict):
     max_retries: int = speed(
         5, ge=0, description="openai: retries (with backoff) on 429, 5xx and lost connections"
     )
+    price_input: float | None = speed(
+        None,
+        ge=0.0,
+        description="openai: US dollars per million prompt tokens, for `humback plan` and `budget`"
+        " (0 for a server of your own)",
+    )
+    price_output: float | None = speed(
+        None, ge=0.0, description="openai: US dollars per million generated tokens (see price_input)"
+    )
+    latency_s: float | None = speed(
+        None,
+        gt=0.0,
+        description="openai: seconds one request takes, for `humback plan`'s time (--measure measures it)",
+    )
 
     @field_validator("base_url")
     @classmethod

@@ -421,3 +421,52 @@ def read_rows(
             yield f"{path}[{i}]", item
     else:
         yield from jsonl_rows(path, problems, max_bytes)
+
+
+def count_records(path: Path) -> int:
+    """How many records a local file holds, without parsing them: Parquet's metadata, a JSONL file's
+    non-empty lines, a CSV's rows, a JSON list's items, one per HTML page. WARC files are estimated by
+    `humback plan` from their bytes."""
+    name = path.name.lower()
+    if name.endswith(".parquet"):
+        import pyarrow.parquet as pq
+
+        return pq.ParquetFile(path).metadata.num_rows
+    if _suffix(path) in HTML_SUFFIXES:
+        return 1
+    if name.endswith((".json", ".json.gz")) and not name.endswith(".jsonl.gz"):
+        return sum(1 for _ in read_rows(path, Problems(log=lambda _: None)))
+    with _open_binary(path) as f:
+        lines = sum(1 for line in f if line.strip())
+    return lines - 1 if name.endswith((".csv", ".csv.gz")) else lines  # a CSV's header
+
+
+def hub_rows(dataset_id: str, split: str) -> int | None:
+    """A hub dataset split's row count from its metadata (nothing downloaded), or None when unpublished."""
+    from datasets import load_dataset_builder
+
+    try:
+        info = load_dataset_builder(dataset_id).info
+    except Exception as e:  # datasets raises many types for unreachable or unknown datasets
+        raise RecordError(f"cannot read hub dataset '{dataset_id}': {e}") from e
+    found = (info.splits or {}).get(split)
+    return found.num_examples if found is not None and found.num_examples else None
+
+
+def count_documents(corpus: str | Path, text_field: str = "text") -> tuple[int | None, str]:
+    """How many documents a corpus holds and how that was told: 'counted', 'estimated from bytes' (WARC
+    files, by the first one's documents per byte), 'hub metadata', or (None, why) when it cannot be told."""
+    path = Path(corpus)
+    if not path.exists():
+        if is_hub_id(str(corpus)):
+            rows = hub_rows(str(corpus), "train")
+            return (rows, "hub metadata") if rows else (None, "the hub publishes no row count for it")
+        raise RecordError(f"corpus {corpus} not found")
+    files = corpus_files(path)
+    warcs = [f for f in files if _suffix(f) in WARC_SUFFIXES]
+    total = sum(count_records(f) for f in files if f not in warcs)
+    if not warcs:
+        return total, "counted"
+    first = sum(1 for _ in read_warc_docs(warcs[0], Problems(log=lambda _: None)))
+    per_byte = first / max(1, warcs[0].stat().st_size)
+    return total + round(per_byte * sum(f.stat().st_size for f in warcs)), "estimated from bytes"

@@ -17,6 +17,7 @@ import statistics
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
 from importlib import resources
+from itertools import islice
 from pathlib import Path
 
 from humback.config import SeedConfig
@@ -185,23 +186,43 @@ def _length_stats(values: list[int]) -> LengthStats:
     return {"mean": round(statistics.fmean(values), 1), "std": round(statistics.pstdev(values), 1)}
 
 
-def _load(source: str, cfg: SeedConfig, reasons: Counter, problems: Problems) -> tuple[list[dict], str]:
+class Counted:
+    """An iterator over at most `limit` rows that counts those it handed out (a sample's rows read)."""
+
+    def __init__(self, rows: Iterator, limit: int | None = None):
+        self.source, self.n = rows, 0
+        self.rows = islice(rows, limit)
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        row = next(self.rows)
+        self.n += 1
+        return row
+
+
+def _load(
+    source: str, cfg: SeedConfig, reasons: Counter, problems: Problems, limit: int | None = None
+) -> tuple[list[dict], str, Counted]:
+    """The eligible pairs of `source`, its format, and the rows read (the first `limit` for a sample)."""
     path = demo_seed_path() if source == "demo" else Path(source)
     if not path.exists():
         if is_hub_id(source):
             from datasets import load_dataset
 
-            try:
-                table = load_dataset(source, split=cfg.split)
+            try:  # a sample streams the table's first rows; the stage reads it whole
+                table = load_dataset(source, split=cfg.split, streaming=limit is not None)
             except Exception as e:  # datasets raises many types for unreachable or unknown datasets
                 raise RecordError(f"cannot load hub dataset '{source}': {e}") from e
-            trees = trees_from_messages(iter(table))
-            return _oasst_pairs(trees, cfg, reasons), "oasst-messages"
+            read = Counted(iter(table), limit)
+            return _oasst_pairs(trees_from_messages(read), cfg, reasons), "oasst-messages", read
         raise RecordError(
             f"seed source {path} not found: give an oasst tree export (*.trees.jsonl[.gz]), a message "
             "table, a pairs file (JSONL/JSON/CSV/Parquet), a hub id such as OpenAssistant/oasst1, or 'demo'"
         )
-    rows = read_rows(path, problems, cfg.max_record_bytes)
+    read = Counted(read_rows(path, problems, cfg.max_record_bytes), limit)
+    rows = read
     fmt = cfg.format
     if fmt == "auto":
         first = next(rows, None)
@@ -215,10 +236,10 @@ def _load(source: str, cfg: SeedConfig, reasons: Counter, problems: Problems) ->
         )
         rows = _chain(first, rows)
     if fmt == "oasst-trees":
-        return _oasst_pairs((row for _, row in rows), cfg, reasons), fmt
+        return _oasst_pairs((row for _, row in rows), cfg, reasons), fmt, read
     if fmt == "oasst-messages":
-        return _oasst_pairs(trees_from_messages(row for _, row in rows), cfg, reasons), fmt
-    return _generic_pairs(rows, cfg, reasons, problems), fmt
+        return _oasst_pairs(trees_from_messages(row for _, row in rows), cfg, reasons), fmt, read
+    return _generic_pairs(rows, cfg, reasons, problems), fmt, read
 
 
 def _chain(first, rest):
@@ -249,7 +270,7 @@ def seed_pairs(
     cfg = cfg or SeedConfig()
     reasons: Counter = Counter()
     problems = Problems(strict=cfg.strict, log=log, stage="seed")
-    pairs, fmt = _load(str(source), cfg, reasons, problems)
+    pairs, fmt, _ = _load(str(source), cfg, reasons, problems)
     if not pairs:
         raise RecordError(
             f"{source}: no seed pair passed the rules (drops: {dict(reasons)}); check seed.lang "
@@ -273,3 +294,12 @@ def seed_pairs(
         "instruction_chars": _length_stats([len(p["instruction"]) for p in kept]),
         "response_chars": _length_stats([len(p["response"]) for p in kept]),
     }
+
+
+def sample_pairs(source: str, cfg: SeedConfig, rows: int) -> tuple[list[dict], int, bool]:
+    """The eligible pairs among the first `rows` rows of `source` (by the stage's rules), the rows read,
+    and whether that was the whole source: what `humback plan` extrapolates from."""
+    problems = Problems(strict=False, log=lambda _: None, stage="seed")
+    pairs, _, read = _load(str(source), cfg, Counter(), problems, limit=rows)
+    whole = read.n < rows or next(read.source, None) is None
+    return pairs, read.n, whole

@@ -24,6 +24,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from functools import partial
 from importlib import resources
+from itertools import islice
 from pathlib import Path
 
 from tqdm.auto import tqdm
@@ -375,3 +376,21 @@ def kept_segments(
         if offsets:
             row["meta"]["offsets"] = offsets
         yield row
+
+
+def sample_segments(corpus: str | Path, cfg: SegmentConfig, documents: int) -> dict:
+    """What the stage keeps of the first `documents` documents of `corpus` (its filters, and dedup within
+    the sample): the rows, the documents read, whether that was the whole corpus, the funnel. What
+    `humback plan` extrapolates from."""
+    corpus = demo_corpus_path() if str(corpus) == "demo" else corpus
+    problems, funnel = Problems(log=lambda _: None), Counter()
+    keep, dedup = SegmentFilter(cfg), Deduplicator(cfg.near_duplicate_threshold)
+    docs = iter_documents(corpus, cfg.text_field, problems, cfg.max_record_bytes)
+    rows = [
+        row
+        for doc in islice(docs, documents)
+        for row in kept_segments(doc, cfg, keep, funnel, problems)
+        if not dedup.check_and_add(row["text"])
+    ]
+    whole = funnel["documents"] < documents or next(docs, None) is None
+    return {"rows": rows, "documents": funnel["documents"], "whole": whole, "funnel": dict(funnel)}

@@ -1,0 +1,445 @@
+"""`humback plan`: what a recipe will cost before it runs (docs/plan.md).
+
+A bounded sample of the seed source and of the corpus goes through the seed and segment stages' own
+rules; the kept shares are scaled to the sources' sizes (counted, or read from metadata), and every later
+stage's rows, prompt tokens, generated tokens (at most and expected), training tokens and disk follow from
+the recipe, tokenised with the run's model tokenizer. Time comes from one of three sources, each labelled:
+`--measure` runs every stage on a few sample rows here (the base model standing in for the run's own
+models, which do not exist yet); `--hardware NAME` turns published accelerator figures into time
+(humback/hardware.py); an OpenAI-compatible role's prices and latency give money and time.
+
+Estimates, not promises: the sample's dedup cannot see duplicates across the whole corpus, and how many
+candidates a judge selects is known only once it has judged (the paper's shares stand in, or a cap).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+import time
+from collections.abc import Callable
+from datetime import datetime, timezone
+from pathlib import Path
+
+from humback.config import ConfigError, RunConfig
+from humback.errors import HumbackError
+from humback.stats import StageKey, stage_keys
+
+# The paper's selected shares of its 502,133 candidates after iteration 2 (docs/method.md §4).
+PAPER_SHARE = {4.5: 41_821 / 502_133, 4.0: 195_043 / 502_133}
+JSON_OVERHEAD = 120  # bytes of a row's id, keys and metadata beside its text (measured on demo rows)
+
+
+class PlanError(HumbackError):
+    """A recipe whose cost cannot be told from what was given; the message says what to add."""
+
+
+def _mean(values: list[float]) -> float:
+    return statistics.fmean(values) if values else 0.0
+
+
+def _scaled(kept: int, read: int, total: int | None, whole: bool) -> int:
+    if whole or not read:
+        return kept
+    if total is None:
+        raise PlanError("cannot scale the sample: the source's size is unknown")
+    return round(kept * total / read)
+
+
+def seed_estimate(cfg: RunConfig, sample: int) -> tuple[list[dict], dict]:
+    from humback.data.readers import count_records, hub_rows
+    from humback.data.seed import demo_seed_path, sample_pairs
+
+    pairs, read, whole = sample_pairs(cfg.seed.source, cfg.seed, sample)
+    source = demo_seed_path() if cfg.seed.source == "demo" else Path(cfg.seed.source)
+    total, how = read, "read whole"
+    if not whole:
+        if source.exists():
+            total, how = sum(count_records(f) for f in _files(source)), "counted"
+        else:
+            total, how = hub_rows(cfg.seed.source, cfg.seed.split), "hub metadata"
+            if total is None:
+                raise PlanError(
+                    f"seed.source {cfg.seed.source}: the hub publishes no row count, so the sample of {read}"
+                    f" rows cannot be scaled: plan with a local copy, or a --sample above its size"
+                )
+    eligible = _scaled(len(pairs), read, total, whole)
+    info = {"rows": total, "how": how, "sample_rows": read, "sample_pairs": len(pairs), "eligible": eligible}
+    return pairs, {**info, "pairs": min(cfg.seed.max_pairs, eligible)}
+
+
+def _files(path: Path) -> list[Path]:
+    return sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+
+
+def corpus_estimate(cfg: RunConfig, sample: int) -> tuple[list[dict], dict]:
+    from humback.data.readers import count_documents
+    from humback.data.segment import demo_corpus_path, sample_segments
+
+    corpus = demo_corpus_path() if cfg.segment.corpus == "demo" else cfg.segment.corpus
+    got = sample_segments(corpus, cfg.segment, sample)
+    docs, how = (got["documents"], "read whole") if got["whole"] else count_documents(corpus)
+    if docs is None and cfg.segment.max_segments is None:
+        raise PlanError(
+            f"segment.corpus {cfg.segment.corpus}: {how}, so the sample cannot be scaled: plan with a"
+            " local copy, or set segment.max_segments (the plan then assumes the corpus fills it)"
+        )
+    pool = _scaled(len(got["rows"]), got["documents"], docs, got["whole"]) if docs else None
+    cap = cfg.segment.max_segments
+    segments = min(cap, pool) if cap is not None and pool is not None else (pool if pool is not None else cap)
+    info = {
+        "documents": docs,
+        "how": how,
+        "sample_documents": got["documents"],
+        "sample_segments": len(got["rows"]),
+        "pool": pool,
+        "segments": segments,
+    }
+    return got["rows"], info
+
+
+def selected_estimate(cfg: RunConfig, candidates: int, measured_share: float | None) -> tuple[int, str]:
+    """How many candidates iteration t selects, and on what basis."""
+    c = cfg.curate
+    caps = [candidates]
+    if c.max_selected is not None:
+        caps.append(c.max_selected)
+    if c.top_fraction is not None:
+        caps.append(int(c.top_fraction * candidates))
+    if measured_share is not None:
+        return min(
+            caps + [round(measured_share * candidates)]
+        ), "the sample's share, judged by the base model"
+    share = next((s for t, s in sorted(PAPER_SHARE.items(), reverse=True) if c.threshold >= t), None)
+    if share is not None:
+        return min(caps + [round(share * candidates)]), f"the paper's share at threshold >= {c.threshold}"
+    if len(caps) > 1:
+        return min(caps), "the cap (curate.max_selected / top_fraction)"
+    return candidates, "every candidate (no basis below threshold 4 without --measure: an upper bound)"
+
+
+class Tokens:
+    """Token counts of rendered prompts and examples with the run's model tokenizer."""
+
+    def __init__(self, model: str):
+        from humback.models import load_tokenizer
+
+        self.tok = load_tokenizer(model)
+
+    def count(self, text: str) -> int:
+        return len(self.tok(text, add_special_tokens=False)["input_ids"])
+
+    def prompt(self, messages: list[dict]) -> int:
+        from humback.templates import render_prompt
+
+        return self.count(render_prompt(self.tok, messages))
+
+    def examples(self, pairs: list[dict], direction: str, cfg: RunConfig) -> tuple[float, float]:
+        """Mean tokens per training example, and the share dropped as too long."""
+        from humback.training.examples import encode
+
+        enc = encode(self.tok, pairs, direction, cfg.train.tags, cfg.train.max_length)
+        return _mean([len(e["input_ids"]) for e in enc.examples]), enc.dropped_too_long / len(pairs)
+
+
+def _generation(rows: int, prompt: float, new_max: int, new_expected: float, passes: int = 1) -> dict:
+    return {
+        "rows": rows,
+        "prompt_tokens": round(rows * prompt * passes),
+        "generated_tokens": {"max": rows * new_max * passes, "expected": round(rows * new_expected * passes)},
+    }
+
+
+def estimate(cfg: RunConfig, data: dict, tokens: Tokens, measured: dict | None = None) -> dict:
+    """Rows, tokens and disk per stage of `cfg`, from the sampled `data` (see `sample`) and, when given,
+    what `sample_run.run_sample` measured (generated tokens per row, the judge's selected share)."""
+    from humback.rewrite import REWRITE_START
+    from humback.scoring import judge_messages
+    from humback.templates import backward_messages, rewrite_messages
+    from humback.training.sft import plan as train_plan
+
+    pairs, segments, seed, corpus = data["pairs"], data["segments"], data["seed"], data["corpus"]
+    m = measured or {}
+
+    def new_tokens(kind: str, estimate: float, basis: str) -> tuple[float, str]:
+        if kind in m:
+            return m[kind]["new_tokens"], f"measured on {m['rows']} sample rows (the base model standing in)"
+        return estimate, basis
+
+    n_seed, n_seg = seed["pairs"], corpus["segments"]
+    instructions = [p["instruction"] for p in pairs]
+    texts = [s["text"] for s in segments]
+    pick = [(instructions[i % len(instructions)], t) for i, t in enumerate(texts)]
+    instr_tokens = _mean([tokens.count(i) for i in instructions]) + 1  # + the end of turn
+    text_tokens = _mean([tokens.count(t) for t in texts])
+    stages: dict[str, dict] = {}
+    seed_bytes = _mean([len(json.dumps(p)) for p in pairs])
+    seg_bytes = _mean([len(json.dumps(s)) for s in segments])
+    stages["seed"] = {"rows": n_seed, "disk_bytes": round(n_seed * seed_bytes)}
+    stages["segment"] = {"rows": n_seg, "disk_bytes": round(n_seg * seg_bytes)}
+    backward_mean, backward_drop = tokens.examples(pairs, "backward", cfg)
+    forward_mean, forward_drop = tokens.examples(pairs, "forward", cfg)
+    curated = [{"instruction": i, "response": t, "tag": "augmented"} for i, t in pick]
+    curated_mean, curated_drop = tokens.examples(curated, "forward", cfg)
+
+    def train(key: str, n_curated: int, mean_tokens: float, dropped: float) -> None:
+        n = round(n_seed * (1 - dropped)) + round(n_curated * (1 - curated_drop))
+        p = train_plan(max(1, n), cfg.train, 1)
+        stages[key] = {
+            "rows": n,
+            "steps": p.steps,
+            "batch_size": p.batch,
+            "train_tokens": round(p.steps * p.batch * mean_tokens),
+        }
+
+    train("train:myx", 0, backward_mean, backward_drop)
+    prompt = _mean([tokens.prompt(backward_messages(t)) for t in texts])
+    a = cfg.augment
+    expected, basis = new_tokens(
+        "augment", min(a.max_new_tokens, instr_tokens), "the seed instructions' length"
+    )
+    stages["augment"] = {
+        **_generation(n_seg, prompt, a.max_new_tokens, expected),
+        "expected_basis": basis,
+        "disk_bytes": round(n_seg * (seg_bytes + 4 * instr_tokens)),
+    }
+    train("train:m0", 0, forward_mean, forward_drop)
+    c = cfg.curate
+    judge_prompt = _mean([tokens.prompt(judge_messages(i, t)) for i, t in pick])
+    new = 0 if c.method == "expected" and c.max_new_tokens == 0 else c.max_new_tokens
+    replies = c.k if c.method == "mean-of-k" else 1
+    response_tokens = text_tokens + 1
+    judge_new, judge_basis = new_tokens("curate", new, "judge replies run to max_new_tokens")
+    share = m["curate"]["selected_share"] if "curate" in m else None
+    for t in range(1, cfg.iterations + 1):
+        if c.judged:
+            judged = _generation(n_seg, judge_prompt, new, judge_new, replies)
+        else:
+            judged = _generation(n_seg, 0, 0, 0)
+        if c.forward_signals:  # two passes: the response after its instruction, and alone
+            judged["prompt_tokens"] += round(n_seg * (2 * response_tokens + instr_tokens))
+        n_sel, basis = selected_estimate(cfg, n_seg, share)
+        stages[f"curate:{t}"] = {
+            **judged,
+            "expected_basis": judge_basis,
+            "selected": n_sel,
+            "selected_basis": basis,
+            "disk_bytes": round(n_seg * (seg_bytes + 4 * instr_tokens + 200) + n_sel * seg_bytes),
+        }
+        if cfg.rewrite.enabled:
+            r = cfg.rewrite
+            begin = REWRITE_START if r.begin_reply else ""
+            rw_prompt = _mean([tokens.prompt(rewrite_messages(i, t, begin)) for i, t in pick])
+            rw_new, rw_basis = new_tokens(
+                "rewrite", min(r.max_new_tokens, response_tokens + 3), "a rewrite as long as its original"
+            )
+            stages[f"rewrite:{t}"] = {
+                **_generation(n_sel, rw_prompt, r.max_new_tokens, rw_new),
+                "expected_basis": rw_basis,
+                "disk_bytes": round(n_sel * seg_bytes * 3.2),
+            }
+        train(f"train:m{t}", n_sel, (n_seed * forward_mean + n_sel * curated_mean) / (n_seed + n_sel), 0.0)
+    missing = set(stage_keys(cfg.iterations, cfg.rewrite.enabled)) - set(stages)
+    assert not missing, missing  # every stage of the run has a line
+    return {k: stages[k] for k in stage_keys(cfg.iterations, cfg.rewrite.enabled)}
+
+
+def roles_of(key: str) -> str | None:
+    """The generation role a stage runs (None for data and training stages)."""
+    return {"augment": "backward", "curate": "judge", "rewrite": "rewriter"}.get(StageKey.parse(key).kind)
+
+
+def api_costs(cfg: RunConfig, stages: dict) -> None:
+    """Money and time of each stage an OpenAI-compatible role runs, from its prices and latency."""
+    for key, st in stages.items():
+        role = roles_of(key)
+        if role is None or "prompt_tokens" not in st:
+            continue
+        engine = cfg.generation.role(role)
+        if engine.backend != "openai":
+            continue
+        if engine.price_input is None or engine.price_output is None:
+            raise ConfigError(
+                f"generation.{role}: an openai role needs its prices to be planned: set"
+                f" generation.{role}.price_input and generation.{role}.price_output (US dollars per"
+                " million prompt / generated tokens; 0 for a server of your own)"
+            )
+        gen = st["generated_tokens"]
+        st["cost_usd"] = {
+            k: round((st["prompt_tokens"] * engine.price_input + gen[k] * engine.price_output) / 1e6, 2)
+            for k in ("max", "expected")
+        }
+        if engine.latency_s is not None:
+            k = cfg.curate.k if key.startswith("curate") and cfg.curate.method == "mean-of-k" else 1
+            requests = st["rows"] * k
+            st.setdefault("seconds", {})["api"] = round(requests * engine.latency_s / engine.concurrency, 1)
+
+
+def sample(cfg: RunConfig, rows: int) -> dict:
+    """The seed and corpus samples, their scaled sizes, and the seconds the two stages' rules took on them
+    scaled to the whole sources (the data stages' time: they run no model)."""
+    start = time.perf_counter()
+    pairs, seed = seed_estimate(cfg, rows)
+    seed_s = (time.perf_counter() - start) * max(1, seed["rows"]) / max(1, seed["sample_rows"])
+    start = time.perf_counter()
+    segments, corpus = corpus_estimate(cfg, rows)
+    docs = corpus["documents"] or corpus["sample_documents"]
+    segment_s = (time.perf_counter() - start) * docs / max(1, corpus["sample_documents"])
+    if not pairs or not segments:
+        raise PlanError(
+            f"the sample kept {len(pairs)} seed pairs and {len(segments)} segments: nothing to plan from"
+            " (raise --sample, or check the seed and segment sections)"
+        )
+    return {
+        "pairs": pairs,
+        "segments": segments,
+        "seed": seed,
+        "corpus": corpus,
+        "seconds": {"seed": round(seed_s, 1), "segment": round(segment_s, 1)},
+    }
+
+
+def model_size(name: str) -> int:
+    """Parameters of a model: counted from a local checkpoint's safetensors headers (no weights loaded), or
+    from the hub's safetensors metadata."""
+    from humback.models import resolve_model
+
+    path = Path(resolve_model(name))
+    if path.is_dir():
+        from safetensors import safe_open
+
+        total = 0
+        for f in sorted(path.glob("*.safetensors")):
+            with safe_open(str(f), framework="pt") as st:
+                for key in st.keys():  # noqa: SIM118 (safe_open is no mapping)
+                    total += math.prod(st.get_slice(key).get_shape())
+        if total:
+            return total
+        raise PlanError(f"model {name}: no safetensors weights in {path} to count its parameters from")
+    try:
+        from huggingface_hub import get_safetensors_metadata
+
+        return sum(get_safetensors_metadata(str(path)).parameter_count.values())
+    except Exception as e:  # noqa: BLE001 (offline, gated, or no safetensors: the hub raises many types)
+        raise PlanError(
+            f"model {name}: cannot read its parameter count from the hub ({type(e).__name__}): give it with"
+            " --params (e.g. --params 6.7e9 for LLaMA-7B)"
+        ) from None
+
+
+def _seconds(st: dict, source: str, value: float) -> None:
+    st.setdefault("seconds", {})[source] = round(value, 1) if value >= 1 else round(value, 4)
+
+
+def add_times(
+    cfg: RunConfig, stages: dict, data: dict, measured: dict | None, hw: str | None, params
+) -> None:
+    """Seconds per stage from each source asked for: 'measured' (this machine), 'hardware' (published
+    figures), 'api' (an openai role's latency); money for openai roles."""
+    from humback.hardware import generation_seconds, training_seconds
+
+    api_costs(cfg, stages)
+    for key, st in stages.items():
+        kind, role = StageKey.parse(key).kind, roles_of(key)
+        engine = cfg.generation.role(role) if role else None
+        if measured is not None:
+            if kind in ("seed", "segment"):
+                _seconds(st, "measured", data["seconds"][kind])
+            elif kind == "train":
+                _seconds(
+                    st,
+                    "measured",
+                    measured["train"]["fixed_s"] + st["train_tokens"] * measured["train"]["token_s"],
+                )
+            elif kind in measured:
+                got = measured[kind]
+                _seconds(st, "measured", got["load_s"] + st["rows"] * got["row_s"])
+                if engine.backend == "openai" and "api" not in st.get("seconds", {}):
+                    _seconds(st, "api", st["rows"] * got["latency_s"] / engine.concurrency)
+        if hw is None or kind in ("seed", "segment"):
+            continue
+        if kind == "train":
+            got = training_seconds(hw, params(cfg.model), st["train_tokens"], cfg.train.method == "lora")
+        elif engine.backend == "openai":
+            continue  # the server's hardware is not this plan's to tell
+        else:
+            n = params(engine.model or cfg.model)
+            gen = st["generated_tokens"]["expected"]
+            got = generation_seconds(hw, n, 2 * n, st["prompt_tokens"], gen, engine.tensor_parallel_size)
+        _seconds(st, "hardware", got["seconds"])
+        st["hardware_arithmetic"] = got["arithmetic"]
+
+
+def plan(
+    cfg: RunConfig,
+    *,
+    rows: int = 200,
+    measure: bool = False,
+    hardware: str | None = None,
+    params: float | None = None,
+    log: Callable[[str], None] = print,
+) -> dict:
+    """The plan of `cfg` (see the module's docstring), as plan.json holds it."""
+    from humback.hardware import ASSUMPTIONS
+    from humback.hardware import hardware as accelerator
+
+    if hardware is not None:
+        accelerator(hardware)  # an unknown name fails before any work
+    data = sample(cfg, rows)
+    seed, corpus = data["seed"], data["corpus"]
+    log(f"[plan] sample: {seed['sample_rows']} seed rows, {corpus['sample_documents']} documents")
+    tokens = Tokens(cfg.model)
+    measured = None
+    if measure:
+        from humback.sample_run import run_sample
+
+        measured = run_sample(cfg, data["pairs"], data["segments"], tokens, log=log)
+    stages = estimate(cfg, data, tokens, measured)
+    sizes: dict[str, int] = {}
+
+    def size(name: str) -> float:
+        if params is not None and name == cfg.model:
+            return params
+        if name not in sizes:
+            sizes[name] = model_size(name)
+        return sizes[name]
+
+    n = size(cfg.model)
+    for key, st in stages.items():
+        if key.startswith("train:"):
+            st["disk_bytes"] = 4 * n  # a float32 checkpoint
+    add_times(cfg, stages, data, measured, hardware, size)
+    totals = {
+        "prompt_tokens": sum(st.get("prompt_tokens", 0) for st in stages.values()),
+        "generated_tokens": {
+            k: sum(st.get("generated_tokens", {}).get(k, 0) for st in stages.values())
+            for k in ("max", "expected")
+        },
+        "train_tokens": sum(st.get("train_tokens", 0) for st in stages.values()),
+        "disk_bytes": sum(st.get("disk_bytes", 0) for st in stages.values()),
+    }
+    for source in ("measured", "hardware", "api"):
+        got = [st["seconds"][source] for st in stages.values() if source in st.get("seconds", {})]
+        if got:
+            totals.setdefault("seconds", {})[source] = round(sum(got), 1)
+    costs = [st["cost_usd"]["expected"] for st in stages.values() if "cost_usd" in st]
+    if costs:
+        totals["cost_usd"] = round(sum(costs), 2)
+    return {
+        "name": cfg.name,
+        "model": cfg.model,
+        "parameters": n,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "sample": rows,
+        "inputs": {"seed": data["seed"], "corpus": data["corpus"]},
+        "time_sources": {
+            "measured": "this machine, each stage run on a few sample rows (--measure)",
+            "hardware": f"{hardware}: published peak figures x assumed efficiencies {ASSUMPTIONS}"
+            if hardware
+            else None,
+            "api": "an openai role's latency x rows / concurrency",
+        },
+        "stages": stages,
+        "totals": totals,
+    }

@@ -1,0 +1,140 @@
+"""`humback plan --measure`: every stage run here on a few sample rows, timed, to extrapolate from.
+
+The run's own models (M_yx, M_{t-1}) do not exist before the run, so the base model stands in for each
+(same architecture, so the same speed; what it writes and selects is the base model's, said so in the
+plan). A role with its own model (an external judge or rewriter) runs that model, an OpenAI-compatible one
+included (a few real requests: their latency is measured). Nothing goes through the response cache: a
+cached reply would time nothing. Everything is written in a temporary folder of its own and removed.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from humback.config import RunConfig
+
+
+def _write(path: Path, rows: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def _role(cfg: RunConfig, role: str):
+    from humback.generation import open_generator
+    from humback.rowloop import LocalRunner
+
+    engine = cfg.generation.role(role)
+    start = time.perf_counter()
+    gen = open_generator(engine, engine.model or cfg.model, None)
+    return LocalRunner(gen), time.perf_counter() - start, engine
+
+
+def run_sample(
+    cfg: RunConfig,
+    pairs: list[dict],
+    segments: list[dict],
+    tokens,
+    rows: int = 16,
+    train_steps: int = 3,
+    log: Callable[[str], None] = print,
+) -> dict:
+    """Per generating stage: model load seconds, seconds per row, generated tokens per row (and the judge's
+    selected share); for training: fixed seconds and seconds per training token."""
+    from humback.augment import augment
+    from humback.curate import curate
+    from humback.rewrite import rewrite
+    from humback.training.sft import train
+
+    quiet = lambda _: None
+    out: dict = {"rows": rows}
+    with tempfile.TemporaryDirectory(prefix="humback-plan-") as tmp:
+        work = Path(tmp)
+        sample = _write(work / "segments.jsonl", segments[:rows])
+        n = min(rows, len(segments))
+
+        def timed(stage: str, role: str, fn) -> dict:
+            runner, load, engine = _role(cfg, role)
+            start = time.perf_counter()
+            stats = fn(runner)
+            seconds = time.perf_counter() - start
+            log(f"[plan] measured {stage}: {n} rows in {seconds:.1f} s (+ {load:.1f} s to load)")
+            got = {"load_s": round(load, 2), "row_s": seconds / n, "stats": stats}
+            if engine.backend == "openai":  # requests ran min(n, concurrency) at a time
+                got["latency_s"] = seconds / n * min(n, engine.concurrency)
+            return got
+
+        a = timed(
+            "augment",
+            "backward",
+            lambda r: augment(
+                sample, r, work / "candidates.jsonl", cfg.augment, seed=cfg.random_seed, log=quiet
+            ),
+        )
+        made = [json.loads(line) for line in (work / "candidates.jsonl").read_text().splitlines()]
+        a["new_tokens"] = sum(tokens.count(c["instruction"]) + 1 for c in made) / max(1, len(made))
+        out["augment"] = a
+        c = timed(
+            "curate",
+            "judge",
+            lambda r: curate(
+                work / "candidates.jsonl",
+                r,
+                work / "iter1",
+                cfg.curate,
+                iteration=1,
+                seed=cfg.random_seed,
+                log=quiet,
+            ),
+        )
+        scored = [json.loads(line) for line in (work / "iter1" / "scored.jsonl").read_text().splitlines()]
+        replies = [r["reasoning"] for r in scored if "reasoning" in r]  # one reply per judged row
+        c["new_tokens"] = sum(tokens.count(x) for x in replies) / len(replies) if replies else 0.0
+        c["selected_share"] = c["stats"]["selected"] / max(1, len(made))
+        out["curate"] = c
+        if cfg.rewrite.enabled:
+            # The sample's best candidates stand for the selected ones (the base judge may select none).
+            best = sorted(scored, key=lambda r: -(r.get("score") or 0))[: max(1, n // 2)]
+            chosen = _write(
+                work / "chosen.jsonl", [{**m, **s} for m in made for s in best if s["id"] == m["id"]]
+            )
+            r = timed(
+                "rewrite",
+                "rewriter",
+                lambda run: rewrite(
+                    chosen, run, work / "iter1r", cfg.rewrite, seed=cfg.random_seed, log=quiet
+                ),
+            )
+            r["row_s"] = r["row_s"] * n / len(best)  # it rewrote len(best) rows, not n
+            done = [
+                json.loads(line) for line in (work / "iter1r" / "rewrites.jsonl").read_text().splitlines()
+            ]
+            texts = [d["rewrite"].get("reply") or d["rewrite"].get("text") or d["response"] for d in done]
+            r["new_tokens"] = sum(tokens.count(x) + 1 for x in texts) / max(1, len(done))
+            out["rewrite"] = r
+        from humback.training.sft import plan as train_plan
+
+        batch = train_plan(len(pairs), cfg.train, 1).batch
+        settings = cfg.train.model_copy(
+            update={"max_steps": train_steps, "batch_size": batch, "save_steps": None}
+        )
+        seed_file = _write(work / "seed.jsonl", pairs)
+        start = time.perf_counter()
+        stats = train(
+            [seed_file], cfg.model, work / "m", settings, direction="forward", seed=cfg.random_seed, log=quiet
+        )
+        wall = time.perf_counter() - start
+        log(
+            f"[plan] measured training: {train_steps} steps in {stats['seconds']:.1f} s ({wall:.1f} s in all)"
+        )
+        out["train"] = {
+            "fixed_s": round(wall - stats["seconds"], 2),
+            "token_s": stats["seconds"] / max(1, stats["tokens_seen"]),
+        }
+    for k in ("augment", "curate", "rewrite"):
+        if k in out:
+            out[k].pop("stats", None)
+    return out
