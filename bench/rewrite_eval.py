@@ -61,7 +61,9 @@ def main() -> None:
                 )
             )
             start = time.perf_counter()
-            stats = train([Path(args.seed), data], "default", Path(tmp) / side, cfg, direction="forward", seed=0)
+            stats = train(
+                [Path(args.seed), data], "default", Path(tmp) / side, cfg, direction="forward", seed=0
+            )
             gen = open_generator(engine, str(Path(tmp) / side), None)
             prompts = [forward_messages(p["instruction"], "inference") for p in nll]
             texts[side] = answers(gen, [p["instruction"] for p in ask], args.max_new_tokens)
