@@ -151,7 +151,10 @@ def test_measure_times_every_stage_here(tiny_model):
     )
     got = plan(cfg, measure=True, log=lambda _: None)
     assert all("measured" in st["seconds"] for st in got["stages"].values()), got["stages"]
-    assert "measured" in got["stages"]["augment"]["expected_basis"]
+    assert "measured" in got["stages"]["rewrite:1"]["expected_basis"]
+    assert "measured" in got["stages"]["curate:1"]["expected_basis"]
+    # M_yx writes instructions like the seed's, not like the base model standing in for it.
+    assert got["stages"]["augment"]["expected_basis"] == "the seed instructions' length"
     assert got["stages"]["curate:1"]["selected_basis"].startswith("the sample's share")
     assert got["totals"]["seconds"]["measured"] > 0
 

@@ -10,6 +10,7 @@ cached reply would time nothing. Everything is written in a temporary folder of 
 from __future__ import annotations
 
 import json
+import os
 import tempfile
 import time
 from collections.abc import Callable
@@ -23,14 +24,28 @@ def _write(path: Path, rows: list[dict]) -> Path:
     return path
 
 
-def _role(cfg: RunConfig, role: str):
+def _role(cfg: RunConfig, role: str, cache: Path):
+    """The role's runner, the seconds it took to load, and its engine. The run's own model (M_yx, M_{t-1})
+    is a new checkpoint each stage, which an engine converts once (OpenVINO, CTranslate2): loaded here through an
+    empty converted-model cache, so that conversion is timed too."""
     from humback.generation import open_generator
+    from humback.models import resolve_model
     from humback.rowloop import LocalRunner
 
     engine = cfg.generation.role(role)
-    start = time.perf_counter()
-    gen = open_generator(engine, engine.model or cfg.model, None)
-    return LocalRunner(gen), time.perf_counter() - start, engine
+    model = engine.model or resolve_model(cfg.model)
+    before = os.environ.get("HUMBACK_CACHE")
+    if engine.model is None and role in ("backward", "judge"):  # the rewriter's default is the base model
+        os.environ["HUMBACK_CACHE"] = str(cache / role)
+    try:
+        start = time.perf_counter()
+        gen = open_generator(engine, model, None)
+        return LocalRunner(gen), time.perf_counter() - start, engine
+    finally:
+        if before is None:
+            os.environ.pop("HUMBACK_CACHE", None)
+        else:
+            os.environ["HUMBACK_CACHE"] = before
 
 
 def run_sample(
@@ -57,7 +72,7 @@ def run_sample(
         n = min(rows, len(segments))
 
         def timed(stage: str, role: str, fn) -> dict:
-            runner, load, engine = _role(cfg, role)
+            runner, load, engine = _role(cfg, role, work / "converted")
             start = time.perf_counter()
             stats = fn(runner)
             seconds = time.perf_counter() - start
