@@ -26,8 +26,8 @@ def _write(path: Path, rows: list[dict]) -> Path:
 
 def _role(cfg: RunConfig, role: str, cache: Path):
     """The role's runner, the seconds it took to load, and its engine. The run's own model (M_yx, M_{t-1})
-    is a new checkpoint each stage, which an engine converts once (OpenVINO, CTranslate2): loaded here through an
-    empty converted-model cache, so that conversion is timed too."""
+    is a new checkpoint each stage, which an engine converts once (OpenVINO, CTranslate2): loaded here
+    through an empty converted-model cache, so that conversion is timed too."""
     from humback.generation import open_generator
     from humback.models import resolve_model
     from humback.rowloop import LocalRunner
