@@ -28,7 +28,6 @@ from humback.stats import StageKey, stage_keys
 
 # The paper's selected shares of its 502,133 candidates after iteration 2 (docs/method.md §4).
 PAPER_SHARE = {4.5: 41_821 / 502_133, 4.0: 195_043 / 502_133}
-JSON_OVERHEAD = 120  # bytes of a row's id, keys and metadata beside its text (measured on demo rows)
 
 
 class PlanError(HumbackError):
@@ -55,8 +54,8 @@ def seed_estimate(cfg: RunConfig, sample: int) -> tuple[list[dict], dict]:
     source = demo_seed_path() if cfg.seed.source == "demo" else Path(cfg.seed.source)
     total, how = read, "read whole"
     if not whole:
-        if source.exists():
-            total, how = sum(count_records(f) for f in _files(source)), "counted"
+        if source.exists():  # a seed source is one file
+            total, how = count_records(source), "counted"
         else:
             total, how = hub_rows(cfg.seed.source, cfg.seed.split), "hub metadata"
             if total is None:
@@ -67,10 +66,6 @@ def seed_estimate(cfg: RunConfig, sample: int) -> tuple[list[dict], dict]:
     eligible = _scaled(len(pairs), read, total, whole)
     info = {"rows": total, "how": how, "sample_rows": read, "sample_pairs": len(pairs), "eligible": eligible}
     return pairs, {**info, "pairs": min(cfg.seed.max_pairs, eligible)}
-
-
-def _files(path: Path) -> list[Path]:
-    return sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
 
 
 def corpus_estimate(cfg: RunConfig, sample: int) -> tuple[list[dict], dict]:
@@ -87,7 +82,7 @@ def corpus_estimate(cfg: RunConfig, sample: int) -> tuple[list[dict], dict]:
         )
     pool = _scaled(len(got["rows"]), got["documents"], docs, got["whole"]) if docs else None
     cap = cfg.segment.max_segments
-    segments = min(cap, pool) if cap is not None and pool is not None else (pool if pool is not None else cap)
+    segments = pool if cap is None else (cap if pool is None else min(cap, pool))
     rows = got["rows"]
     if got["whole"] and cap is not None:  # the whole corpus was read: the stage's own sample of it, exactly
         from humback.data.segment import Sampler

@@ -9,7 +9,6 @@ cached reply would time nothing. Everything is written in a temporary folder of 
 
 from __future__ import annotations
 
-import json
 import os
 import tempfile
 import time
@@ -17,10 +16,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 from humback.config import RunConfig
+from humback.records import read_jsonl, write_jsonl
 
 
 def _write(path: Path, rows: list[dict]) -> Path:
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    write_jsonl(path, rows)
     return path
 
 
@@ -77,22 +77,22 @@ def run_sample(
             stats = fn(runner)
             seconds = time.perf_counter() - start
             log(f"[plan] measured {stage}: {n} rows in {seconds:.1f} s (+ {load:.1f} s to load)")
-            got = {"load_s": round(load, 2), "row_s": seconds / n, "stats": stats}
+            got = {"load_s": round(load, 2), "row_s": seconds / n}
             if engine.backend == "openai":  # requests ran min(n, concurrency) at a time
                 got["latency_s"] = seconds / n * min(n, engine.concurrency)
-            return got
+            return got, stats
 
-        a = timed(
+        a, _ = timed(
             "augment",
             "backward",
             lambda r: augment(
                 sample, r, work / "candidates.jsonl", cfg.augment, seed=cfg.random_seed, log=quiet
             ),
         )
-        made = [json.loads(line) for line in (work / "candidates.jsonl").read_text().splitlines()]
+        made = list(read_jsonl(work / "candidates.jsonl"))
         a["new_tokens"] = sum(tokens.count(c["instruction"]) + 1 for c in made) / max(1, len(made))
         out["augment"] = a
-        c = timed(
+        c, curated = timed(
             "curate",
             "judge",
             lambda r: curate(
@@ -105,18 +105,17 @@ def run_sample(
                 log=quiet,
             ),
         )
-        scored = [json.loads(line) for line in (work / "iter1" / "scored.jsonl").read_text().splitlines()]
+        scored = list(read_jsonl(work / "iter1" / "scored.jsonl"))
         replies = [r["reasoning"] for r in scored if "reasoning" in r]  # one reply per judged row
         c["new_tokens"] = sum(tokens.count(x) for x in replies) / len(replies) if replies else 0.0
-        c["selected_share"] = c["stats"]["selected"] / max(1, len(made))
+        c["selected_share"] = curated["selected"] / max(1, len(made))
         out["curate"] = c
         if cfg.rewrite.enabled:
             # The sample's best candidates stand for the selected ones (the base judge may select none).
             best = sorted(scored, key=lambda r: -(r.get("score") or 0))[: max(1, n // 2)]
-            chosen = _write(
-                work / "chosen.jsonl", [{**m, **s} for m in made for s in best if s["id"] == m["id"]]
-            )
-            r = timed(
+            by_id = {m["id"]: m for m in made}
+            chosen = _write(work / "chosen.jsonl", [{**by_id[s["id"]], **s} for s in best])
+            r, _ = timed(
                 "rewrite",
                 "rewriter",
                 lambda run: rewrite(
@@ -124,9 +123,7 @@ def run_sample(
                 ),
             )
             r["row_s"] = r["row_s"] * n / len(best)  # it rewrote len(best) rows, not n
-            done = [
-                json.loads(line) for line in (work / "iter1r" / "rewrites.jsonl").read_text().splitlines()
-            ]
+            done = list(read_jsonl(work / "iter1r" / "rewrites.jsonl"))
             texts = [d["rewrite"].get("reply") or d["rewrite"].get("text") or d["response"] for d in done]
             r["new_tokens"] = sum(tokens.count(x) + 1 for x in texts) / max(1, len(done))
             out["rewrite"] = r
@@ -149,7 +146,4 @@ def run_sample(
             "fixed_s": round(wall - stats["seconds"], 2),
             "token_s": stats["seconds"] / max(1, stats["tokens_seen"]),
         }
-    for k in ("augment", "curate", "rewrite"):
-        if k in out:
-            out[k].pop("stats", None)
     return out

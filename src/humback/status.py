@@ -267,7 +267,8 @@ def status_table(run_dir: str | Path) -> str:
     """`humback status`: the summary of the run folder's manifest, and its plan beside what ran when the
     folder holds one (humback plan)."""
     run = RunDir(run_dir)
-    manifest = run.read_manifest() if run.manifest_path.exists() or not run.plan_path.exists() else {}
+    planned_only = run.plan_path.exists() and not run.manifest_path.exists()
+    manifest = {} if planned_only else run.read_manifest()  # no manifest and no plan: its clear error
     plan = read_plan(run.plan_path) if run.plan_path.exists() else None
     parts = [summary(manifest)] if manifest else []
     if plan is not None:

@@ -221,8 +221,7 @@ def _load(
             f"seed source {path} not found: give an oasst tree export (*.trees.jsonl[.gz]), a message "
             "table, a pairs file (JSONL/JSON/CSV/Parquet), a hub id such as OpenAssistant/oasst1, or 'demo'"
         )
-    read = Counted(read_rows(path, problems, cfg.max_record_bytes), limit)
-    rows = read
+    rows = read = Counted(read_rows(path, problems, cfg.max_record_bytes), limit)
     fmt = cfg.format
     if fmt == "auto":
         first = next(rows, None)
