@@ -19,7 +19,7 @@ ray = pytest.importorskip("ray", reason="pip install 'humback[ray]' to run the R
 
 from humback.augment import augment
 from humback.cluster import ClusterError, connect
-from humback.config import ClusterConfig, ConfigError, CurateConfig, EngineConfig, load_config
+from humback.config import AugmentConfig, ClusterConfig, ConfigError, CurateConfig, EngineConfig, load_config
 from humback.curate import curate
 from humback.generation import load_generator
 from humback.models import ModelError
@@ -357,3 +357,32 @@ def test_the_loop_with_engine_ray_gives_the_local_engine_rows(cluster, tiny_mode
         k: s["stats"]["rows"] for k, s in b["stages"].items() if "rows" in s["stats"]
     }
     assert (ray_dir / "candidates.jsonl.shards").is_dir() and not (local / "candidates.jsonl.shards").exists()
+
+
+def test_a_budget_stops_at_a_shard_boundary_and_the_rerun_computes_only_the_rest(
+    cluster, tiny_model, tmp_path
+):
+    """Replicas claim each shard from the stage's ledger: the first shard alone until a row's cost is known,
+    then only whole shards that fit. The rerun with the limit raised computes the missing shards only."""
+    from humback.budget import Allowance, BudgetStop
+
+    segments = write(
+        tmp_path / "segments.jsonl", [{"id": f"s{i}", "text": f"Dough {i} rests. " * 20} for i in range(12)]
+    )
+    engine = EngineConfig(backend="transformers", device="cpu", batch_size=3)
+    cfg = AugmentConfig(max_new_tokens=8)
+    out = tmp_path / "candidates.jsonl"
+    budget = Allowance("augment", [("budget.stages.augment", {"max_generated_tokens": 60}, {})])
+    with pytest.raises(BudgetStop) as stop:
+        augment(segments, RayRunner(engine, tiny_model, cluster, budget), out, cfg)
+    done = stop.value.done
+    assert 3 <= done < 12 and done % 3 == 0 and stop.value.left == 12 - done
+    shards = {p: p.stat().st_mtime_ns for p in out.with_name(out.name + ".shards").glob("0*.jsonl")}
+    assert len(shards) == done // 3 and budget.spent()["rows"] == done
+    spent = budget.spent()["generated_tokens"]
+    assert 0 < spent and (spent <= 60 or done == 3)  # passed only by the first shard, run unmeasured
+    raised = Allowance("augment", [], budget.spent())
+    stats = augment(segments, RayRunner(engine, tiny_model, cluster, raised), out, cfg)
+    assert stats["resumed_rows"] == done and raised.spent()["rows"] == 12
+    assert [r["id"] for r in read_jsonl(out)] == [f"s{i}" for i in range(12)]  # every row once, in order
+    assert {p: p.stat().st_mtime_ns for p in shards} == shards  # the finished shards were not recomputed

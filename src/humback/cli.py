@@ -15,6 +15,7 @@ import os
 import sys
 from pathlib import Path
 
+from humback.budget import BudgetStop
 from humback.config import ConfigError, load_config
 from humback.errors import EnvironmentFault, HumbackError
 from humback.flags import KEY, role_flags, section_flags
@@ -508,8 +509,8 @@ def main(argv: list[str] | None = None) -> int:
             f"humback: {e}\nWork finished so far is kept: rerun the same command to resume.", file=sys.stderr
         )
         return e.exit_code
-    except HumbackError as e:
-        print(f"humback: error: {e}", file=sys.stderr)
+    except HumbackError as e:  # a budget's stop is not an error: it says how to continue
+        print(f"humback: {'' if isinstance(e, BudgetStop) else 'error: '}{e}", file=sys.stderr)
         return e.exit_code
     except OSError as e:
         if e.errno not in (errno.ENOSPC, errno.EDQUOT):

@@ -4,6 +4,8 @@
   and how to fix it. Rerunning the same command fails the same way.
 - `EnvironmentFault` (exit 3): something outside the input failed (a server went away, another process
   holds the run); finished work is kept and the same command resumes.
+- `budget.BudgetStop` (exit 4): a stage reached a limit of the config's `budget`; finished work is kept and
+  the same command with the limit raised continues.
 
 Anything else is a bug: the command line prints its traceback and exits 1.
 """

@@ -23,6 +23,7 @@ from pathlib import Path
 import yaml
 
 from humback import __version__, prompts
+from humback.budget import Allowance, BudgetStop, TimeUp, zero
 from humback.config import RunConfig, fingerprint, fingerprint_settings
 from humback.data.extract import extractor_version
 from humback.errors import HumbackError
@@ -39,7 +40,7 @@ class StageError(HumbackError):
 @dataclass
 class Stage:
     key: str  # manifest key, e.g. "train:m1"
-    run: Callable[[], dict]
+    run: Callable[[Allowance], dict]  # given what the stage may spend (humback/budget.py)
     fp: str
     outputs: dict[str, Path]
     inputs: dict[str, str]
@@ -111,7 +112,7 @@ def build_stages(cfg: RunConfig, run_dir: Path, log: Callable[[str], None]) -> l
 
     def add(
         key: str,
-        work: Callable[[], dict],
+        work: Callable[[Allowance], dict],
         *,
         settings: tuple,
         upstream: tuple[str | None, ...] = (),
@@ -121,11 +122,11 @@ def build_stages(cfg: RunConfig, run_dir: Path, log: Callable[[str], None]) -> l
         fps[key] = fingerprint(key, *settings, *(fps[u] if u else None for u in upstream), rs)
         stages.append(Stage(key, work, fps[key], outputs, inputs, tuple(u for u in upstream if u)))
 
-    def runner(role, own_model: Path):
-        return runner_for(g.role(role), str(own_model), run.cache_file(g.cache), cfg.cluster)
+    def runner(role, own_model: Path, allowance: Allowance):
+        return runner_for(g.role(role), str(own_model), run.cache_file(g.cache), cfg.cluster, allowance)
 
-    def train_stage(name: str, direction: str, data: list[Path]) -> Callable[[], dict]:
-        def work() -> dict:
+    def train_stage(name: str, direction: str, data: list[Path]) -> Callable[[Allowance], dict]:
+        def work(allowance: Allowance) -> dict:
             if cfg.cluster.engine == "ray" and cfg.cluster.train_workers:
                 from humback.training.ray_train import train_on_ray
 
@@ -143,7 +144,20 @@ def build_stages(cfg: RunConfig, run_dir: Path, log: Callable[[str], None]) -> l
                     run.model(name),
                     cfg.cluster,
                 )
-            return train(data, cfg.model, run.model(name), cfg.train, direction=direction, seed=rs, log=log)
+            left = allowance.seconds_left()
+            try:
+                return train(
+                    data,
+                    cfg.model,
+                    run.model(name),
+                    cfg.train,
+                    direction=direction,
+                    seed=rs,
+                    log=log,
+                    deadline=None if left is None else time.time() + left,
+                )
+            except TimeUp as e:  # checkpointed: the rerun resumes from that step
+                raise allowance.stop(e.done, e.total, "steps") from None
 
         return work
 
@@ -151,14 +165,14 @@ def build_stages(cfg: RunConfig, run_dir: Path, log: Callable[[str], None]) -> l
     train_fp = fingerprint_settings(cfg.train)
     add(
         "seed",
-        lambda: seed_pairs(cfg.seed.source, run.seed, cfg.seed, seed=rs, log=log),
+        lambda _: seed_pairs(cfg.seed.source, run.seed, cfg.seed, seed=rs, log=log),
         settings=(fingerprint_settings(cfg.seed), source_fingerprint(cfg.seed.source)),
         outputs={"seed": run.seed},
         inputs={"source": cfg.seed.source},
     )
     add(
         "segment",
-        lambda: segment(
+        lambda _: segment(
             cfg.segment.corpus, run.segments, cfg.segment, seed=rs, log=log, map_files=file_map(cfg.cluster)
         ),
         settings=(
@@ -180,8 +194,13 @@ def build_stages(cfg: RunConfig, run_dir: Path, log: Callable[[str], None]) -> l
     backward, judge_engine = g.role("backward"), g.role("judge")
     add(
         "augment",
-        lambda: augment(
-            run.segments, runner("backward", run.model("myx")), run.candidates, cfg.augment, seed=rs, log=log
+        lambda a: augment(
+            run.segments,
+            runner("backward", run.model("myx"), a),
+            run.candidates,
+            cfg.augment,
+            seed=rs,
+            log=log,
         ),
         settings=(fingerprint_settings(cfg.augment), prompts.BACKWARD_PROMPT, backward.identity()),
         upstream=(None if backward.model else "train:myx", "segment"),
@@ -200,9 +219,9 @@ def build_stages(cfg: RunConfig, run_dir: Path, log: Callable[[str], None]) -> l
         judge = run.judge(t, judge_engine.model)
         add(
             f"curate:{t}",
-            lambda judge=judge, t=t: curate(
+            lambda a, judge=judge, t=t: curate(
                 run.candidates,
-                runner("judge", judge),
+                runner("judge", judge, a),
                 run.iteration(t),
                 cfg.curate,
                 iteration=t,
@@ -221,9 +240,9 @@ def build_stages(cfg: RunConfig, run_dir: Path, log: Callable[[str], None]) -> l
             rewriter = g.role("rewriter")
             add(
                 f"rewrite:{t}",
-                lambda t=t: rewrite(
+                lambda a, t=t: rewrite(
                     run.selected(t),
-                    runner("rewriter", cfg.model),
+                    runner("rewriter", cfg.model, a),
                     run.iteration(t),
                     cfg.rewrite,
                     seed=rs,
@@ -314,6 +333,7 @@ def _run_stages(cfg: RunConfig, run_dir: Path, force: str | None, log: Callable[
         if done and not forcing:
             log(f"[{stage.key}] skipped: done with the same fingerprint")
             continue
+        resuming = prev.get("fingerprint") == stage.fp and not forcing and prev.get("status") != "done"
         if prev.get("fingerprint") != stage.fp or forcing:
             _discard_partials(stage)  # rows of another configuration must not be resumed
         entry = {
@@ -323,11 +343,20 @@ def _run_stages(cfg: RunConfig, run_dir: Path, force: str | None, log: Callable[
             "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "versions": _versions(),
         }
+        # A resumed stage goes on counting what its killed or stopped attempts spent.
+        allowance = _allowance(cfg, stage.key, manifest, prev.get("spent") if resuming else None)
         manifest.data["stages"][stage.key] = entry
+        allowance.on_spend = lambda spent, entry=entry: (entry.update(spent=spent), manifest.save())
         manifest.save()
         log(f"[{stage.key}] running")
         start = time.time()
-        stats = stage.run()
+        try:
+            allowance.check()
+            stats = stage.run(allowance)
+        except BudgetStop as e:
+            entry.update(status="stopped", spent=allowance.spent(), stopped=_stopped(e))
+            manifest.save()
+            raise
         problem = stats_problem(stage.key, stats)
         if problem:
             log(f"[humback] warning, please report: {problem}")
@@ -337,6 +366,7 @@ def _run_stages(cfg: RunConfig, run_dir: Path, force: str | None, log: Callable[
             {
                 "status": "done",
                 "stats": stats,
+                "spent": allowance.spent(),
                 "seconds": round(time.time() - start, 1),
                 "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                 "outputs": {k: str(p) for k, p in stage.outputs.items()},
@@ -346,6 +376,24 @@ def _run_stages(cfg: RunConfig, run_dir: Path, force: str | None, log: Callable[
         manifest.save()
     log(summary(manifest.data))
     return manifest.data
+
+
+def _allowance(cfg: RunConfig, key: str, manifest: Manifest, spent: dict | None) -> Allowance:
+    """What stage `key` may spend: its own limits from nothing, the run's beyond what the other stages of
+    this run spent (manifest `spent`)."""
+    others = zero()
+    for k, entry in manifest.data["stages"].items():
+        if k != key:
+            for q, v in entry.get("spent", {}).items():
+                others[q] = others.get(q, 0) + v
+    scopes = [
+        (path, limits, others if path == "budget" else zero()) for path, limits in cfg.budget.for_stage(key)
+    ]
+    return Allowance(key, scopes, spent)
+
+
+def _stopped(e: BudgetStop) -> dict:
+    return {"limit": e.limit, "done": e.done, "left": e.left, "message": str(e)}
 
 
 def _discard_partials(stage: Stage) -> None:

@@ -20,10 +20,12 @@ import hashlib
 import itertools
 import json
 import shutil
+import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from functools import partial
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tqdm.auto import tqdm
 
@@ -32,9 +34,13 @@ from humback.config import ClusterConfig, EngineConfig
 from humback.errors import HumbackError
 from humback.files import atomic_write, ensure_dir, refuse_link
 from humback.generation import load_generator
+from humback.generation.meter import MeteredGenerator, Usage
 from humback.records import BadLine, RecordError, read_jsonl, write_jsonl
 from humback.rowloop import Mapped, Work
 from humback.stats import GeneratorStats
+
+if TYPE_CHECKING:
+    from humback.budget import Allowance
 
 SHARD_SUFFIX = ".shards"
 
@@ -54,10 +60,12 @@ class RayRunner:
     """The row loop on replicas of one generator: the engine settings and model each replica loads, and the
     cluster they run on. `fingerprint` identifies the outputs without loading the model here."""
 
-    def __init__(self, engine: EngineConfig, model: str, cluster: ClusterConfig):
+    def __init__(
+        self, engine: EngineConfig, model: str, cluster: ClusterConfig, allowance: Allowance | None = None
+    ):
         from humback.models import model_fingerprint
 
-        self.engine, self.model, self.cluster = engine, model, cluster
+        self.engine, self.model, self.cluster, self.allowance = engine, model, cluster, allowance
         weights = None if engine.backend == "openai" else model_fingerprint(model)
         identity = json.dumps([engine.identity(), model, weights], sort_keys=True, default=str)
         self.fingerprint = "ray:" + hashlib.sha256(identity.encode()).hexdigest()[:24]
@@ -82,6 +90,9 @@ class RayRunner:
         resumed = len(rows) - sum(len(shards[k]) for k in todo)
         if todo:
             self._run(todo, shards, work, store, desc, resumed, len(rows))
+        missing = sum(len(shards[k]) for k in range(len(shards)) if store.ids(k) is None)
+        if missing and self.allowance is not None:  # shards the budget held back
+            raise self.allowance.stop(len(rows) - missing, len(rows))
         done = [row for k in range(len(shards)) for row in read_jsonl(store.path(k))]
         write_jsonl(out, done)
         return Mapped(done, resumed)
@@ -102,6 +113,11 @@ class RayRunner:
         connect(self.cluster)
         import ray
 
+        from humback.budget import Allowance
+
+        # One ledger for the stage: every replica asks it before a shard, the driver counts each shard in.
+        budget = self.allowance
+        ledger = None if budget is None else ray.remote(num_cpus=0)(Ledger).remote(budget.state())
         items = [{"shard": k, "rows": json.dumps(shards[k], ensure_ascii=False)} for k in todo]
         ds = ray.data.from_items(items, override_num_blocks=len(items))
         # Ray Data restarts an actor whose process dies and retries its shard (max_restarts and
@@ -116,6 +132,7 @@ class RayRunner:
                 "load": partial(load_generator, self.engine, self.model),
                 "work": work,
                 "threads": max(1, int(self.cluster.cpus_per_replica)),
+                "ledger": ledger,
             },
         )
         try:
@@ -125,11 +142,19 @@ class RayRunner:
                 for result in results.iter_rows():
                     k = int(result["shard"])
                     produced = json.loads(result["rows"])
+                    if produced is None:  # held back by the budget: left for the rerun
+                        continue
                     if [r["id"] for r in produced] != [r["id"] for r in shards[k]]:
                         raise RecordError(f"shard {k}: the replica returned other rows than it was given")
                     store.write(k, produced)
+                    if ledger is not None and budget is not None and budget.on_spend is not None:
+                        budget.on_spend(ray.get(ledger.spent.remote()))  # the shard's cost is in
                     self.backend = str(result["backend"])
                     bar.update(len(produced))
+            if ledger is not None and budget is not None:
+                kept = budget.on_spend
+                budget.__dict__.update(Allowance.restore(ray.get(ledger.state.remote())).__dict__)
+                budget.on_spend = kept
         except HumbackError:
             raise
         except Exception as e:  # noqa: BLE001 (Ray wraps a replica's error in its own types; reraise sorts them)
@@ -140,21 +165,67 @@ class RayRunner:
             )
 
 
-class Replica:
-    """One generator for the life of the stage (a Ray Data actor); each call answers one shard."""
+class Ledger:
+    """The stage's budget.Allowance as a Ray actor: replicas claim each shard from it and count it in when
+    done. Its calls run one at a time, so two replicas never both take the last of a budget."""
 
-    def __init__(self, load, work, threads: int):
+    def __init__(self, state: dict):
+        from humback.budget import Allowance
+
+        self.allowance = Allowance.restore(state)
+
+    def claim(self, unit: int, rows: int) -> int | None:
+        return self.allowance.claim(unit, rows, whole=True)
+
+    def settle(self, unit: int, usage: dict, seconds: float) -> dict:
+        return self.allowance.settle(unit, usage, seconds)
+
+    def spent(self) -> dict:
+        return self.allowance.spent()
+
+    def state(self) -> dict:
+        return self.allowance.state()
+
+
+class Replica:
+    """One generator for the life of the stage (a Ray Data actor); each call answers one shard, once the
+    stage's ledger (when it has a budget) grants it."""
+
+    def __init__(self, load, work, threads: int, ledger=None):
         import torch
 
         torch.set_num_threads(threads)  # the CPUs Ray reserved for this replica, no more
-        self.generator, self.work = load(), work
+        self.generator, self.work, self.ledger = MeteredGenerator(load()), work, ledger
+
+    def _granted(self, shard: int, rows: int) -> bool:
+        if self.ledger is None:
+            return True
+        import ray
+
+        while (granted := ray.get(self.ledger.claim.remote(shard, rows))) is None:
+            time.sleep(0.2)  # the first shard is out and no row's cost is known yet
+        return granted == rows
+
+    def _shard(self, shard: int, todo: list[dict]) -> list[dict] | None:
+        """The shard's rows, or None when the budget holds it back. The replica counts the shard in itself,
+        so a replica waiting for its claim never waits on the driver."""
+        if not self._granted(shard, len(todo)):
+            return None
+        before, began = Usage(**self.generator.usage.as_dict()), time.time()
+        done = self.work(self.generator, todo)
+        if self.ledger is not None:
+            import ray
+
+            usage = {**(self.generator.usage - before).as_dict(), "rows": len(todo)}
+            ray.get(self.ledger.settle.remote(shard, usage, time.time() - began))
+        return done
 
     def __call__(self, batch: dict) -> dict:
         import numpy as np
 
         out = [
-            json.dumps(self.work(self.generator, json.loads(rows)), ensure_ascii=False)
-            for rows in batch["rows"]
+            json.dumps(self._shard(int(shard), json.loads(rows)), ensure_ascii=False)  # null: held back
+            for shard, rows in zip(batch["shard"], batch["rows"])
         ]
         return {
             "shard": batch["shard"],

@@ -16,16 +16,21 @@ Either way `<out>` ends up holding one row per input row, in input order, and `m
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import NamedTuple, Protocol
+from typing import TYPE_CHECKING, NamedTuple, Protocol
 
 from tqdm.auto import tqdm
 
 from humback.generation.base import Generator
 from humback.generation.cache import ResponseCache
+from humback.generation.meter import usage_of
 from humback.records import RowWriter
 from humback.stats import GeneratorStats
+
+if TYPE_CHECKING:
+    from humback.budget import Allowance
 
 Work = Callable[[Generator, list[dict]], list[dict]]
 
@@ -61,10 +66,11 @@ class Runner(Protocol):
 
 
 class LocalRunner:
-    """The row loop in this process, on one generator (behind the response cache when it has one)."""
+    """The row loop in this process, on one generator (behind the response cache when it has one). With an
+    `allowance` (humback/budget.py) each chunk is granted before it runs and counted after."""
 
-    def __init__(self, generator: Generator):
-        self.generator, self.fingerprint = generator, generator.fingerprint
+    def __init__(self, generator: Generator, allowance: Allowance | None = None):
+        self.generator, self.fingerprint, self.allowance = generator, generator.fingerprint, allowance
 
     def map(
         self,
@@ -81,12 +87,20 @@ class LocalRunner:
         # tails fed token by token); the file is put back in input order at the end.
         todo = sorted((r for r in rows if r["id"] not in writer.done), key=length)
         resumed = len(rows) - len(todo)
-        size = self.generator.chunk_size
+        size, budget = self.generator.chunk_size, self.allowance
         try:
             with tqdm(total=len(rows), initial=resumed, desc=desc, unit="row") as bar:
                 for start in range(0, len(todo), size):
                     chunk = todo[start : start + size]
+                    if budget is not None:
+                        chunk = chunk[: budget.claim(start, len(chunk))]
+                        if not chunk:
+                            raise budget.stop(len(writer.done), len(rows))
+                    used, began = usage_of(self.generator), time.time()
                     writer.write(work(self.generator, chunk))
+                    if budget is not None:
+                        usage = (usage_of(self.generator) - used).as_dict()
+                        budget.settle(start, {**usage, "rows": len(chunk)}, time.time() - began)
                     bar.update(len(chunk))
             done = writer.finish(order=[r["id"] for r in rows])
         finally:

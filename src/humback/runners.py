@@ -7,20 +7,31 @@ from __future__ import annotations
 
 from functools import partial
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from humback.config import ClusterConfig, EngineConfig
 from humback.generation import open_generator
 from humback.models import ModelError
 from humback.rowloop import LocalRunner, Runner
 
+if TYPE_CHECKING:
+    from humback.budget import Allowance
+
 
 def runner_for(
-    engine: EngineConfig, model: str | None, cache_file: Path | None, cluster: ClusterConfig | None = None
+    engine: EngineConfig,
+    model: str | None,
+    cache_file: Path | None,
+    cluster: ClusterConfig | None = None,
+    allowance: Allowance | None = None,
 ) -> Runner:
     """The runner a generating stage gets: this process's generator for the role behind the response cache
-    in `cache_file` (None: no cache), or, with cluster.engine 'ray', replicas of it on the Ray cluster."""
+    in `cache_file` (None: no cache), or, with cluster.engine 'ray', replicas of it on the Ray cluster.
+    With an `allowance` (humback/budget.py) the stage spends within it, at the role's prices."""
+    if allowance is not None:
+        allowance.prices = engine
     if cluster is None or cluster.engine == "local":
-        return LocalRunner(open_generator(engine, model, cache_file))
+        return LocalRunner(open_generator(engine, model, cache_file), allowance)
     from humback.ray_runner import RayRunner
 
     name = engine.model or model
@@ -28,7 +39,7 @@ def runner_for(
         raise ModelError(
             "no model given for generation: pass --model/--judge or set the role's `model` in the config"
         )
-    return RayRunner(engine, name, cluster)
+    return RayRunner(engine, name, cluster, allowance)
 
 
 def file_map(cluster: ClusterConfig | None):

@@ -158,7 +158,13 @@ def summary(data: dict) -> str:
         rows = stats.get("rows", stats.get("examples", ""))
         stage = StageKey.parse(key)
         try:
-            note = _note(stage, stats) if st["status"] == "done" else _shard_note(data, stage)
+            if st["status"] == "stopped":
+                halt = st.get("stopped", {})
+                note = (
+                    f"stopped by {halt.get('limit')}: {halt.get('done')} rows done, {halt.get('left')} left"
+                )
+            else:
+                note = _note(stage, stats) if st["status"] == "done" else _shard_note(data, stage)
         except (KeyError, TypeError, ValueError) as e:  # stats of an older version, or edited by hand
             note = f"(stats incomplete: {e})"
         lines.append(f"{key:<10} {st['status']:<8} {rows!s:>5} {st.get('seconds', '')!s:>8}  {note}")

@@ -11,6 +11,7 @@ from humback.config.base import (
     fingerprint,
     fingerprint_settings,
 )
+from humback.config.budget import BudgetConfig, Limits
 from humback.config.engine import (
     BACKENDS,
     EngineConfig,
@@ -41,6 +42,7 @@ __all__ = [
     "SIGNALS",
     "SPEED",
     "AugmentConfig",
+    "BudgetConfig",
     "ClusterConfig",
     "ConfigError",
     "CurateConfig",
@@ -48,6 +50,7 @@ __all__ = [
     "EngineKeys",
     "EvalConfig",
     "GenerationConfig",
+    "Limits",
     "RewriteConfig",
     "RoleConfig",
     "RunConfig",

@@ -9,6 +9,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from humback.config.base import SELECTION, SPEED, Strict, added, fingerprint_settings, selection, speed
+from humback.config.budget import BudgetConfig
 from humback.config.engine import GenerationConfig
 from humback.gates import GATES
 
@@ -437,6 +438,9 @@ class RunConfig(Strict):
     train: TrainConfig = Field(TrainConfig(), description="the train stages")
     eval: EvalConfig = Field(EvalConfig(), description="`humback eval`")
     cluster: ClusterConfig = Field(ClusterConfig(), description="where the stages run: this process or Ray")
+    budget: BudgetConfig = Field(
+        BudgetConfig(), description="what the run and each stage may spend (no limit by default)"
+    )
 
 
 # Keys of earlier versions -> where they live now: a recipe that uses one is told, not half-read.

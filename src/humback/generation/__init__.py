@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from humback.generation.base import Generator, pick_device
 from humback.generation.cache import CachedGenerator, ResponseCache
+from humback.generation.meter import MeteredGenerator
 from humback.models import ModelError
 
 if TYPE_CHECKING:
@@ -97,7 +98,7 @@ def load_generator(engine: EngineConfig, model: str | None = None) -> Generator:
 
 
 def open_generator(engine: EngineConfig, model: str | None, cache_file: Path | None) -> Generator:
-    """The generator `engine` describes (see load_generator), behind the response cache in `cache_file`
-    unless that is None."""
-    gen = load_generator(engine, model)
+    """The generator `engine` describes (see load_generator), metered (generation/meter.py), behind the
+    response cache in `cache_file` unless that is None."""
+    gen = MeteredGenerator(load_generator(engine, model))
     return gen if cache_file is None else CachedGenerator(gen, ResponseCache(cache_file))

@@ -21,6 +21,7 @@ from humback.generation.base import (
     UnsupportedRequest,
     request_seeds,
 )
+from humback.generation.meter import Usage
 
 
 def _describe(err: Exception) -> str:
@@ -114,6 +115,7 @@ class OpenAIGenerator:
         self.concurrency, self.timeout, self.max_retries = concurrency, timeout, max_retries
         self.chunk_size = concurrency * 4
         self.fingerprint = f"openai:{redact_url(self.base_url)}:{model}"
+        self.usage = Usage()  # the server's own token counts, what it bills (generation/meter.py reads it)
 
     def _client(self):
         import openai
@@ -139,7 +141,9 @@ class OpenAIGenerator:
 
                 async def one(i: int, kwargs: dict):
                     async with gate:
-                        done[i] = read(await client.chat.completions.create(model=self.model, **kwargs))
+                        resp = await client.chat.completions.create(model=self.model, **kwargs)
+                        self._count(resp)
+                        done[i] = read(resp)
 
                 tasks = [asyncio.create_task(one(i, c)) for i, c in enumerate(calls)]
                 try:
@@ -161,6 +165,13 @@ class OpenAIGenerator:
             return [done[i] for i in range(len(calls))]
 
         return asyncio.run(main())
+
+    def _count(self, resp) -> None:
+        used = getattr(resp, "usage", None)
+        if used is not None and getattr(used, "prompt_tokens", None) is not None:
+            self.usage += Usage(1, int(used.prompt_tokens), int(used.completion_tokens or 0))
+        else:
+            self.usage += Usage(1, estimated=1)
 
     def generate(
         self, prompts: list[list[dict]], params: SamplingParams, seeds: Sequence[int] | None = None

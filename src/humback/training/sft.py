@@ -134,9 +134,12 @@ def train(
     direction: Direction,
     seed: int = 0,
     log: Callable[[str], None] = print,
+    deadline: float | None = None,
 ) -> TrainStats:
     """Fine-tune `base_model` on the (instruction, response) pairs of the `data` files and save a plain
-    checkpoint (LoRA merged) to `out`."""
+    checkpoint (LoRA merged) to `out`. With a `deadline` (time.time() seconds, a budget's max_hours) it
+    stops at the last step that ends before it, checkpointed, and raises budget.TimeUp: the same call
+    later resumes there."""
     from accelerate import PartialState
     from datasets import Dataset
     from transformers import set_seed
@@ -181,15 +184,21 @@ def train(
         warnings.filterwarnings("ignore", message="Both num_training_steps and num_stable_steps")
         args = SFTConfig(**sft_settings(tmp / "trainer", p, cfg, hw, seed))
         rows = [{**ex, "length": len(ex["input_ids"])} for ex in encoded.examples]
+        clock = deadline_callback(deadline) if deadline is not None else None
         trainer = SFTTrainer(
             model=model,
             args=args,
             train_dataset=Dataset.from_list(rows),
             processing_class=tokenizer,
             peft_config=peft_config,
+            callbacks=[clock] if clock is not None else None,
         )
         start = time.time()
         trainer.train(resume_from_checkpoint=resume)
+    if clock is not None and clock.stopped:
+        from humback.budget import TimeUp
+
+        raise TimeUp(trainer.state.global_step, p.steps)
     seconds = time.time() - start
     # Saved through the Trainer, which gathers sharded weights (DeepSpeed ZeRO-3, FSDP) and writes on the
     # main process only: the full model, or the LoRA adapter, merged below on the CPU.
@@ -207,6 +216,28 @@ def train(
             _finish(tmp, out, base_model, tokenizer, peft_config is not None, cfg, stats, curve)
     state.wait_for_everyone()
     return stats
+
+
+def deadline_callback(at: float):
+    """A TrainerCallback that stops training, with a checkpoint saved, after the last step expected to end
+    before `at` (time.time() seconds); its `stopped` says whether it did."""
+    from transformers import TrainerCallback
+
+    class Deadline(TrainerCallback):
+        def __init__(self):
+            self.last, self.steps, self.stopped = time.time(), [], False
+
+        def on_step_end(self, args, state, control, **kw):
+            now = time.time()
+            self.steps.append(now - self.last)
+            self.last = now
+            step = sorted(self.steps)[len(self.steps) // 2]  # the median step
+            if state.global_step < state.max_steps and now + step > at:
+                control.should_save = control.should_training_stop = True
+                self.stopped = True
+            return control
+
+    return Deadline()
 
 
 def _model(base_model: str, cfg: TrainConfig, hw: Hardware):

@@ -1,0 +1,234 @@
+"""Budgets (config `budget`, docs/plan.md): limits on what a run or one of its stages may spend, applied
+between rows.
+
+Each stage's spending is kept in its manifest entry (`spent`: rows, requests, prompt and generated tokens,
+dollars, seconds), saved after every chunk of rows, so a killed or stopped stage that resumes goes on
+counting from there. Before a generating stage hands the engine more rows, it asks its `Allowance`: the rows
+are granted when they fit every limit that applies (the stage's own, its kind's, the run's), judged from
+what the stage's rows have cost so far; when they would not fit, the stage stops at that row (or, on
+Ray, shard) boundary with its finished rows kept, and the command exits 4 with what was done, what is left
+and which key to raise. The same command with the limit raised resumes: the rows are computed once.
+
+Until a stage has finished its first chunk, nothing tells what a row costs: one chunk (one shard on Ray) is
+let through at a time, so a limit is passed by at most one chunk's cost, at the very start.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING
+
+from humback.errors import HumbackError
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from humback.config import EngineConfig
+
+# Each limit and the spent quantity it bounds.
+BOUNDS = {
+    "max_generated_tokens": "generated_tokens",
+    "max_prompt_tokens": "prompt_tokens",
+    "max_api_cost": "api_cost",
+    "max_hours": "seconds",
+}
+QUANTITIES = ("rows", "requests", "prompt_tokens", "generated_tokens", "estimated", "api_cost", "seconds")
+
+
+class BudgetStop(HumbackError):
+    """A stage stopped by a budget, its finished work kept: raise the limit named and rerun to continue."""
+
+    exit_code = 4
+
+    def __init__(
+        self, message: str, stage: str, limit: str, done: int | None = None, left: int | None = None
+    ):
+        super().__init__(message)
+        self.stage, self.limit, self.done, self.left = stage, limit, done, left
+
+
+class TimeUp(Exception):
+    """Training stopped by its deadline after `done` of `total` steps, checkpointed (the pipeline turns it
+    into the stage's BudgetStop)."""
+
+    def __init__(self, done: int, total: int):
+        super().__init__(f"stopped after {done} of {total} steps")
+        self.done, self.total = done, total
+
+
+def zero() -> dict[str, float]:
+    return dict.fromkeys(QUANTITIES, 0)
+
+
+def api_cost(prompt_tokens: int, generated_tokens: int, engine: EngineConfig | None) -> float:
+    """US dollars at the role's prices per million tokens (a role without prices costs nothing)."""
+    if engine is None:
+        return 0.0
+    return (prompt_tokens * (engine.price_input or 0) + generated_tokens * (engine.price_output or 0)) / 1e6
+
+
+def _shown(quantity: str, value: float) -> str:
+    if quantity == "seconds":
+        return f"{value / 3600:.3g} h"
+    if quantity == "api_cost":
+        return f"${value:.4g}"
+    return f"{round(value):,} {quantity.replace('_', ' ')}"
+
+
+class Allowance:
+    """What one stage may still spend. `scopes` are (config path, limits, what the scope spent outside this
+    stage): the stage's own limits spend from 0, the run's from the other stages' `spent`. `spent` is this
+    stage's from earlier attempts; `prices` is the role's engine config (for api_cost)."""
+
+    def __init__(
+        self,
+        stage: str,
+        scopes: list[tuple[str, dict[str, float], dict[str, float]]],
+        spent: dict[str, float] | None = None,
+        prices: EngineConfig | None = None,
+    ):
+        self.stage, self.scopes, self.prices = stage, scopes, prices
+        self.before = {**zero(), **(spent or {})}  # earlier attempts, as the manifest kept them
+        self.now = zero()  # this attempt's settled work
+        self.work_seconds = 0.0  # engine seconds of the settled units (a row's time, even side by side)
+        self.start = time.time()
+        self.granted: dict[int, int] = {}  # unit -> rows, granted and not yet settled
+        self.refused: tuple[str, str] | None = None  # (config key, why) of the first refusal
+        self.on_spend: Callable[[dict], None] | None = None  # set by the pipeline: saves the manifest
+
+    def spent(self) -> dict[str, float]:
+        """This stage's spending over all its attempts, the clock included."""
+        out = {k: self.before[k] + self.now[k] for k in QUANTITIES}
+        out["seconds"] = round(self.before["seconds"] + time.time() - self.start, 1)
+        out["api_cost"] = round(out["api_cost"], 6)
+        return out
+
+    def check(self) -> None:
+        """Raise BudgetStop when a limit is already reached (before the stage starts any work)."""
+        if self.scopes and self.claim(-1, 0) == 0 and self.refused:
+            key, why = self.refused
+            raise BudgetStop(
+                f"[{self.stage}] not started: {why}. Raise {key} (or remove it) and rerun the same"
+                " command to continue.",
+                self.stage,
+                key,
+            )
+
+    def claim(self, unit: int, rows: int, whole: bool = False) -> int | None:
+        """How many of `rows` more rows (unit: a chunk's or shard's number) may start: all, fewer (0 = stop
+        here; with `whole`, all or none), or None = wait, while the first unit is out and no row's cost
+        is known yet."""
+        if self.refused:
+            return 0
+        if unit in self.granted:  # the same unit asked again (a Ray task retried): still granted
+            return self.granted[unit]
+        if not self.scopes:  # no limit: spending is only counted
+            self.granted[unit] = rows
+            return rows
+        spent, measured = self.spent(), self.now["rows"]
+        fit = rows
+        for path, limits, outside in self.scopes:
+            for limit, given in sorted(limits.items()):
+                quantity = BOUNDS[limit]
+                bound = given * 3600 if limit == "max_hours" else given
+                have = outside.get(quantity, 0) + spent[quantity]
+                if have >= bound:
+                    self.refused = (
+                        f"{path}.{limit}",
+                        f"{_shown(quantity, have)} spent of {_shown(quantity, bound)}",
+                    )
+                    return 0
+                if not measured or not rows:
+                    continue
+                if quantity == "seconds":  # units run side by side: a unit's own time, not the queue's
+                    per_row, pending = self.work_seconds / measured, 0
+                else:
+                    per_row, pending = self.now[quantity] / measured, sum(self.granted.values())
+                if per_row > 0:
+                    can = int((bound - have) / per_row) - pending
+                    if can < fit:
+                        fit = max(0, can)
+                        why = f"{_shown(quantity, have)} spent of {_shown(quantity, bound)}"
+                        self.refused = (f"{path}.{limit}", f"{why}, about {_shown(quantity, per_row)} a row")
+        if not measured and self.granted and rows:
+            return None
+        if whole and fit < rows:
+            fit = 0
+        elif 0 < fit < rows:
+            self.refused = None  # the rows that fit go; the next claim is refused
+        if fit > 0:
+            self.granted[unit] = fit
+        return fit
+
+    def settle(self, unit: int, usage: dict, seconds: float) -> dict[str, float]:
+        """Count a finished unit: its rows and the engine's `usage` (generation/meter.py), which took
+        `seconds`. Returns the stage's spending, saved through `on_spend`."""
+        rows = self.granted.pop(unit, usage.get("rows", 0))
+        self.now["rows"] += rows
+        for k in ("requests", "prompt_tokens", "generated_tokens", "estimated"):
+            self.now[k] += usage.get(k, 0)
+        self.now["api_cost"] += api_cost(
+            usage.get("prompt_tokens", 0), usage.get("generated_tokens", 0), self.prices
+        )
+        self.work_seconds += seconds
+        spent = self.spent()
+        if self.on_spend is not None:
+            self.on_spend(spent)
+        return spent
+
+    def seconds_left(self) -> float | None:
+        """Seconds until the nearest max_hours that applies runs out (None: no time limit)."""
+        spent = self.spent()["seconds"]
+        left = [
+            limits["max_hours"] * 3600 - outside.get("seconds", 0) - spent
+            for _, limits, outside in self.scopes
+            if "max_hours" in limits
+        ]
+        return min(left) if left else None
+
+    def stop(self, done: int, total: int, unit: str = "rows") -> BudgetStop:
+        """The error a stage raises when a claim was refused, with `done` of its `total` rows (or training
+        steps) finished."""
+        key, why = self.refused or self.hours_key()
+        return BudgetStop(
+            f"[{self.stage}] stopped by its budget after {done} of {total} {unit} ({why}): the {done}"
+            f" finished {unit} are kept; raise {key} (or remove it) and rerun the same command to finish"
+            f" the {total - done} left.",
+            self.stage,
+            key,
+            done,
+            total - done,
+        )
+
+    def hours_key(self) -> tuple[str, str]:
+        """The max_hours that runs out first, as (config key, why)."""
+        spent = self.spent()["seconds"]
+        path, limits, outside = min(
+            (s for s in self.scopes if "max_hours" in s[1]),
+            key=lambda s: s[1]["max_hours"] * 3600 - s[2].get("seconds", 0),
+        )
+        have = outside.get("seconds", 0) + spent
+        return f"{path}.max_hours", f"{_shown('seconds', have)} spent of {limits['max_hours']:g} h"
+
+    def state(self) -> dict:
+        """What a copy of this allowance elsewhere (a Ray actor) is built from: see `restore`."""
+        return {
+            k: getattr(self, k)
+            for k in (
+                "stage",
+                "scopes",
+                "before",
+                "now",
+                "work_seconds",
+                "start",
+                "granted",
+                "refused",
+                "prices",
+            )
+        }
+
+    @classmethod
+    def restore(cls, state: dict) -> Allowance:
+        allowance = cls(state["stage"], state["scopes"], prices=state["prices"])
+        allowance.__dict__.update(state)
+        return allowance
