@@ -15,6 +15,7 @@ from humback.evaluate import length_controlled, parse_verdict, preferences, win_
 from humback.export import ExportError, export
 from humback.pipeline import run_pipeline
 from humback.report import SECTIONS, report
+from humback.status import short_number
 from humback.templates import forward_messages
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -122,6 +123,29 @@ def test_report_before_eval_says_so(tiny_run, tmp_path):
     shutil.copytree(run_dir, copy, ignore=shutil.ignore_patterns("eval", "report", "cache"))
     text = report(copy).read_text()
     assert all(f"## {s}" in text for s in SECTIONS) and "not evaluated yet" in text
+    assert "(no plan: `humback plan CONFIG" in text
+
+
+def test_report_puts_the_plan_beside_what_ran(tiny_run, tmp_path):
+    """The plan's figures and the run's, per stage: rows from the stats, tokens from the engines' meter."""
+    import shutil
+
+    from humback.config import load_config
+    from humback.plan import plan
+
+    run_dir, _ = tiny_run
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir, copy, ignore=shutil.ignore_patterns("eval", "report"))
+    cfg = load_config(copy / "config.yaml")
+    (copy / "plan.json").write_text(json.dumps(plan(cfg, log=lambda _: None)))
+    text = report(copy).read_text().split("## Plan vs actual")[1]
+    manifest = json.loads((copy / "manifest.json").read_text())
+    augment = manifest["stages"]["augment"]
+    row = next(line for line in text.splitlines() if line.startswith("| augment |"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[1].split(" / ")[1] == str(augment["stats"]["rows"])
+    assert cells[2].split(" / ")[1] == short_number(augment["spent"]["prompt_tokens"])
+    assert "| train:m1 |" in text and "plan / actual" in text
 
 
 def test_html_report_is_one_self_contained_page_with_escaped_rows(tiny_run, tmp_path):

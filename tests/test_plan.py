@@ -43,13 +43,17 @@ def test_rows_and_tokens_against_the_real_run(planned_and_run):
     assert got["stages"]["curate:1"]["selected"] >= stats["curate:1"]["selected"]
     assert "upper bound" in got["stages"]["curate:1"]["selected_basis"]
     assert got["stages"]["augment"]["generated_tokens"]["max"] == 6 * 8  # rows x augment.max_new_tokens
+    # What the engine was metered reading (manifest `spent`) is what the plan counted.
+    spent = manifest["stages"]["augment"]["spent"]
+    assert spent["prompt_tokens"] == pytest.approx(got["stages"]["augment"]["prompt_tokens"], rel=0.02)
+    assert spent["requests"] == spent["rows"] == 6
 
 
 def test_status_shows_the_plan_before_and_beside_the_run(planned_and_run, tmp_path):
     got, _, run_dir = planned_and_run
     (run_dir / "plan.json").write_text(json.dumps(got))
     beside = status_table(run_dir)
-    assert "plan vs actual" in beside and "train:m0" in beside.split("plan vs actual")[1]
+    assert "plan / actual" in beside and "train:m0" in beside.split("plan / actual")[1]
     only = tmp_path / "planned"
     only.mkdir()
     (only / "plan.json").write_text(json.dumps(got))

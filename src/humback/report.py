@@ -15,9 +15,16 @@ from pathlib import Path
 from humback.files import atomic_write, ensure_dir, write_via
 from humback.records import RecordError, is_number, read_json, read_jsonl
 from humback.rundir import RunDir
-from humback.status import funnel, stage_stats
+from humback.status import PLAN_COLUMNS, funnel, plan_rows, read_plan, short_number, stage_stats
 
-SECTIONS = ("Data funnel", "Curation scores", "Lengths: pool vs selected", "Training loss", "Evaluation")
+SECTIONS = (
+    "Data funnel",
+    "Curation scores",
+    "Lengths: pool vs selected",
+    "Training loss",
+    "Evaluation",
+    "Plan vs actual",
+)
 
 
 def _plt():
@@ -259,6 +266,7 @@ def report(run_dir: str | Path) -> Path:
             ) from None
     else:
         md += [f"(not evaluated yet: `humback eval {run_dir} --heldout FILE`)"]
+    md += ["", f"## {SECTIONS[5]}", "", *_plan_section(run)]
     path = out / "report.md"
     atomic_write(path, "\n".join(md) + "\n")
     atomic_write(
@@ -268,6 +276,25 @@ def report(run_dir: str | Path) -> Path:
         ),
     )
     return path
+
+
+def _plan_section(run: RunDir) -> list[str]:
+    """What `humback plan` estimated beside what the run recorded, per stage (status.plan_rows)."""
+    plan = read_plan(run.plan_path) if run.plan_path.exists() else None
+    if plan is None:
+        return [f"(no plan: `humback plan CONFIG --run-dir {run.root}` writes one before the run)"]
+    rows = [
+        [key] + [f"{short_number(a)} / {short_number(b)}" for a, b in (cells[c] for c in PLAN_COLUMNS)]
+        for key, cells in plan_rows(plan, run.read_manifest())
+    ]
+    return [
+        "Each cell is plan / actual. Actual tokens are what the engines were metered reading and writing"
+        " (replies from the response cache cost none); planned time is from "
+        + (", ".join((plan.get("totals") or {}).get("seconds") or {}) or "no source")
+        + ".",
+        "",
+        *_table(["stage", *PLAN_COLUMNS], rows),
+    ]
 
 
 def _sample_rows(run: RunDir, iterations: list[int], pool: list[dict], n: int = 15) -> list[dict]:

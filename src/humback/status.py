@@ -187,7 +187,7 @@ def summary(data: dict) -> str:
     return "\n".join(lines)
 
 
-def _count(n) -> str:
+def short_number(n) -> str:
     if not isinstance(n, (int, float)):
         return "-"
     for unit, size in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
@@ -220,8 +220,8 @@ def _plan_row(name: str, st: dict, cost) -> str:
     money = f", ${cost:,.2f}" if cost is not None else ""
     return (
         f"{name:<10} "
-        + " ".join(f"{_count(c):>7}" for c in cells)
-        + f" {_count(st.get('disk_bytes')) + 'B':>7}  {_time(st.get('seconds'))}{money}"
+        + " ".join(f"{short_number(c):>7}" for c in cells)
+        + f" {short_number(st.get('disk_bytes')) + 'B':>7}  {_time(st.get('seconds'))}{money}"
     )
 
 
@@ -231,15 +231,18 @@ def plan_table(plan: dict) -> str:
     seed, corpus = plan["inputs"]["seed"], plan["inputs"]["corpus"]
     head = ("rows", "prompt", "gen exp", "gen max", "train", "disk")
     lines = [
-        f"humback plan '{plan['name']}': model {plan['model']} ({_count(plan['parameters'])} parameters)",
         (
-            f"seed: {seed['pairs']} pairs of {_count(seed['rows'])} rows ({seed['how']}; sample"
+            f"humback plan '{plan['name']}': model {plan['model']}"
+            f" ({short_number(plan['parameters'])} parameters)"
+        ),
+        (
+            f"seed: {seed['pairs']} pairs of {short_number(seed['rows'])} rows ({seed['how']}; sample"
             f" {seed['sample_rows']} rows -> {seed['sample_pairs']} pairs)"
         ),
         (
-            f"corpus: {_count(corpus['documents'])} documents ({corpus['how']}; sample"
+            f"corpus: {short_number(corpus['documents'])} documents ({corpus['how']}; sample"
             f" {corpus['sample_documents']} -> {corpus['sample_segments']} segments), pool"
-            f" {_count(corpus['pool'])}, kept {corpus['segments']}"
+            f" {short_number(corpus['pool'])}, kept {corpus['segments']}"
         ),
         f"{'stage':<10} " + " ".join(f"{h:>7}" for h in head) + "  time",
     ]
@@ -254,17 +257,51 @@ def plan_table(plan: dict) -> str:
     return "\n".join(lines)
 
 
-def plan_vs_actual(plan: dict, manifest: dict) -> str:
-    """Planned and recorded rows, training tokens and seconds side by side, per stage that ran."""
-    lines = [f"{'plan vs actual':<14} {'rows':>13} {'train tokens':>17} {'seconds':>19}"]
+# Plan vs actual, per stage: (column, the plan's figure, the run's figure), the run's from the stage's
+# stats and what its engines were metered spending (manifest `spent`).
+PLAN_COLUMNS = ("rows", "prompt tokens", "generated tokens", "train tokens", "seconds")
+
+
+def plan_rows(plan: dict, manifest: dict) -> list[tuple[str, dict[str, tuple]]]:
+    """Each planned stage with its figures planned and recorded: {column: (plan, actual)}. Planned time
+    is the plan's first source of measured, hardware, api; generated tokens are its expected count."""
+    out = []
     for key, st in plan.get("stages", {}).items():
         done = (manifest.get("stages") or {}).get(key, {})
-        stats = done.get("stats") or {}
-        rows = stats.get("rows", stats.get("examples"))
-        planned = (st.get("seconds") or {}).get("measured")
+        stats, spent = done.get("stats") or {}, done.get("spent") or {}
+        seconds = st.get("seconds") or {}
+        planned = next((seconds[k] for k in ("measured", "hardware", "api") if k in seconds), None)
+        generating = "prompt_tokens" in st
+        out.append(
+            (
+                key,
+                {
+                    "rows": (st.get("rows"), stats.get("rows", stats.get("examples"))),
+                    "prompt tokens": (
+                        st.get("prompt_tokens"),
+                        spent.get("prompt_tokens") if generating else None,
+                    ),
+                    "generated tokens": (
+                        (st.get("generated_tokens") or {}).get("expected"),
+                        spent.get("generated_tokens") if generating else None,
+                    ),
+                    "train tokens": (st.get("train_tokens"), stats.get("tokens_seen")),
+                    "seconds": (planned, spent.get("seconds", done.get("seconds"))),
+                },
+            )
+        )
+    return out
+
+
+def plan_vs_actual(plan: dict, manifest: dict) -> str:
+    """Planned and recorded figures side by side (plan / actual), per stage."""
+    lines = [f"{'plan / actual':<14} " + " ".join(f"{c:>17}" for c in PLAN_COLUMNS)]
+    for key, cells in plan_rows(plan, manifest):
         lines.append(
-            f"{key:<14} {_count(st.get('rows')):>6} {_count(rows):>6} {_count(st.get('train_tokens')):>8}"
-            f" {_count(stats.get('tokens_seen')):>8} {_count(planned):>9} {_count(done.get('seconds')):>9}"
+            f"{key:<14} "
+            + " ".join(
+                f"{short_number(a):>8} / {short_number(b):<6}" for a, b in (cells[c] for c in PLAN_COLUMNS)
+            )
         )
     return "\n".join(lines)
 
