@@ -9,8 +9,9 @@ what the stage's rows have cost so far; when they would not fit, the stage stops
 Ray, shard) boundary with its finished rows kept, and the command exits 4 with what was done, what is left
 and which key to raise. The same command with the limit raised resumes: the rows are computed once.
 
-Until a stage has finished its first chunk, nothing tells what a row costs: one chunk (one shard on Ray) is
-let through at a time, so a limit is passed by at most one chunk's cost, at the very start.
+Until a stage has finished its first rows nothing tells what a row costs: an eighth of a chunk goes first
+(locally; on Ray one shard, the other replicas waiting for it), so a limit is passed by at most that, at
+the very start.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ BOUNDS = {
     "max_api_cost": "api_cost",
     "max_hours": "seconds",
 }
+FIRST_SHARE = 8  # a stage's first chunk under a budget: this share of a chunk, run before any cost is known
 QUANTITIES = ("rows", "requests", "prompt_tokens", "generated_tokens", "estimated", "api_cost", "seconds")
 
 
@@ -152,6 +154,8 @@ class Allowance:
                         self.refused = (f"{path}.{limit}", f"{why}, about {_shown(quantity, per_row)} a row")
         if not measured and self.granted and rows:
             return None
+        if not measured and not whole:  # a small first chunk tells what a row costs at little risk
+            fit = min(fit, max(1, rows // FIRST_SHARE))
         if whole and fit < rows:
             fit = 0
         elif 0 < fit < rows:

@@ -90,9 +90,10 @@ class LocalRunner:
         size, budget = self.generator.chunk_size, self.allowance
         try:
             with tqdm(total=len(rows), initial=resumed, desc=desc, unit="row") as bar:
-                for start in range(0, len(todo), size):
+                start = 0
+                while start < len(todo):
                     chunk = todo[start : start + size]
-                    if budget is not None:
+                    if budget is not None:  # the rows the budget has room for (humback/budget.py)
                         chunk = chunk[: budget.claim(start, len(chunk))]
                         if not chunk:
                             raise budget.stop(len(writer.done), len(rows))
@@ -102,6 +103,7 @@ class LocalRunner:
                         usage = (usage_of(self.generator) - used).as_dict()
                         budget.settle(start, {**usage, "rows": len(chunk)}, time.time() - began)
                     bar.update(len(chunk))
+                    start += len(chunk)
             done = writer.finish(order=[r["id"] for r in rows])
         finally:
             writer.close()
