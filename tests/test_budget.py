@@ -66,6 +66,11 @@ def test_a_priced_role_stops_at_the_row_its_budget_allows_and_resumes_exactly(tm
     assert allowance.spent()["api_cost"] == pytest.approx(0.0018)
     assert allowance.spent()["prompt_tokens"] == 600 and allowance.spent()["generated_tokens"] == 60
     assert not out.exists() and len(out.with_name("out.jsonl.partial").read_text().splitlines()) == 6
+    # The same limit again: a row's cost is known from the first attempt, so it stops at once.
+    same = Allowance("augment", allowance.scopes, allowance.spent(), engine)
+    with pytest.raises(BudgetStop, match="after 6 of 10 rows"):
+        LocalRunner(MeteredGenerator(inner), same).map(ROWS, work, out, {})
+    assert len(inner.asked) == 6
     # Raised: the same rows, only the 4 left asked.
     again = Allowance(
         "augment", [("budget.stages.augment", {"max_api_cost": 1.0}, {})], allowance.spent(), engine
@@ -161,6 +166,10 @@ def test_a_run_stops_at_its_budget_exits_4_and_the_raised_budget_finishes_it(tin
     partial = run_dir / "candidates.jsonl.partial"
     assert len(partial.read_text().splitlines()) == done
     spent_before = entry["spent"]["generated_tokens"]
+    assert main(args) == 4  # the same limit: stops where it stopped, nothing more generated
+    again = json.loads((run_dir / "manifest.json").read_text())["stages"]["augment"]
+    assert again["stopped"]["done"] == done and again["spent"]["generated_tokens"] == spent_before
+    assert len(partial.read_text().splitlines()) == done
     # The budget raised: the same run continues, the rows already written kept, each segment once.
     data = run_pipeline(load_config(None, overrides), run_dir, log=lambda s: None)
     entry = data["stages"]["augment"]
@@ -186,3 +195,32 @@ def test_training_stops_at_a_checkpointed_step_and_resumes_there(tiny_model, tmp
     assert not out.exists() and (tmp_path / "model.tmp" / "trainer" / "checkpoint-1").is_dir()
     stats = train([data], tiny_model, out, cfg, direction="forward", log=lambda s: None)
     assert "checkpoint-1" in stats["resumed_from"] and stats["steps"] == 4
+
+
+def test_the_plan_says_where_a_budget_would_stop_the_run():
+    from humback.budget import forecast
+    from humback.config import BudgetConfig
+
+    stages = {
+        "augment": {
+            "prompt_tokens": 1000,
+            "generated_tokens": {"expected": 500},
+            "seconds": {"measured": 10},
+        },
+        "curate:1": {"prompt_tokens": 5000, "generated_tokens": {"expected": 0}, "seconds": {"measured": 20}},
+        "train:m1": {"train_tokens": 9000, "seconds": {"measured": 100}},
+    }
+    budget = BudgetConfig(
+        max_prompt_tokens=4000, max_hours=0.01, stages={"augment": {"max_generated_tokens": 400}}
+    )
+    assert forecast(budget, stages) == [
+        "augment would stop at budget.stages.augment.max_generated_tokens: the plan expects 500 generated"
+        " tokens of 400 generated tokens by its end",
+        "curate:1 would stop at budget.max_prompt_tokens: the plan expects 6,000 prompt tokens of 4,000"
+        " prompt tokens by its end",
+        "train:m1 would stop at budget.max_hours: the plan expects 130 s of 36 s by its end",
+    ]
+    assert forecast(BudgetConfig(max_generated_tokens=10_000), stages) == []
+    assert forecast(BudgetConfig(max_hours=1), {"augment": {"prompt_tokens": 5}}) == [
+        "augment: budget.max_hours cannot be checked: the plan has no time for it"
+    ]

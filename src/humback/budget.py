@@ -24,7 +24,7 @@ from humback.errors import HumbackError
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from humback.config import EngineConfig
+    from humback.config import BudgetConfig, EngineConfig
 
 # Each limit and the spent quantity it bounds.
 BOUNDS = {
@@ -71,10 +71,53 @@ def api_cost(prompt_tokens: int, generated_tokens: int, engine: EngineConfig | N
 
 def _shown(quantity: str, value: float) -> str:
     if quantity == "seconds":
-        return f"{value / 3600:.3g} h"
+        return (
+            f"{value / 3600:.3g} h"
+            if value >= 3600
+            else f"{value:.3g} s"
+            if value < 100
+            else f"{value:.0f} s"
+        )
     if quantity == "api_cost":
         return f"${value:.4g}"
     return f"{round(value):,} {quantity.replace('_', ' ')}"
+
+
+def _planned(st: dict) -> dict[str, float | None]:
+    """A planned stage's figures in spent's terms (humback/plan.py): expected tokens, dollars, seconds
+    from the first time source it has."""
+    seconds = st.get("seconds") or {}
+    return {
+        "prompt_tokens": st.get("prompt_tokens", 0),
+        "generated_tokens": (st.get("generated_tokens") or {}).get("expected", 0),
+        "api_cost": (st.get("cost_usd") or {}).get("expected", 0),
+        "seconds": next((seconds[k] for k in ("measured", "hardware", "api") if k in seconds), None),
+    }
+
+
+def forecast(budget: BudgetConfig, stages: dict[str, dict]) -> list[str]:
+    """Where a planned run would meet its budget: for each limit the plan passes, the first stage that
+    would stop at it and by how much (empty when the plan fits, or there is no budget)."""
+    lines, run, passed = [], zero(), set()
+    for key, st in stages.items():
+        got = _planned(st)
+        for q in ("prompt_tokens", "generated_tokens", "api_cost", "seconds"):
+            run[q] += got[q] or 0
+        for path, limits in budget.for_stage(key):
+            for limit, given in limits.items():
+                q = BOUNDS[limit]
+                if got[q] is None:
+                    lines.append(f"{key}: {path}.{limit} cannot be checked: the plan has no time for it")
+                    continue
+                have = run[q] if path == "budget" else got[q]
+                bound = given * 3600 if limit == "max_hours" else given
+                if have > bound and (path, limit) not in passed:
+                    passed.add((path, limit) if path == "budget" else (key, path, limit))
+                    lines.append(
+                        f"{key} would stop at {path}.{limit}: the plan expects {_shown(q, have)}"
+                        f" of {_shown(q, bound)} by its end"
+                    )
+    return list(dict.fromkeys(lines))
 
 
 class Allowance:
@@ -127,7 +170,8 @@ class Allowance:
         if not self.scopes:  # no limit: spending is only counted
             self.granted[unit] = rows
             return rows
-        spent, measured = self.spent(), self.now["rows"]
+        # What a row costs, from every attempt's rows (a rerun with the same limit stops where it stopped).
+        spent, measured = self.spent(), self.before["rows"] + self.now["rows"]
         fit = rows
         for path, limits, outside in self.scopes:
             for limit, given in sorted(limits.items()):
@@ -143,9 +187,10 @@ class Allowance:
                 if not measured or not rows:
                     continue
                 if quantity == "seconds":  # units run side by side: a unit's own time, not the queue's
-                    per_row, pending = self.work_seconds / measured, 0
+                    per_row, pending = self._row_seconds(), 0
                 else:
-                    per_row, pending = self.now[quantity] / measured, sum(self.granted.values())
+                    per_row = (self.before[quantity] + self.now[quantity]) / measured
+                    pending = sum(self.granted.values())
                 if per_row > 0:
                     can = int((bound - have) / per_row) - pending
                     if can < fit:
@@ -163,6 +208,12 @@ class Allowance:
         if fit > 0:
             self.granted[unit] = fit
         return fit
+
+    def _row_seconds(self) -> float:
+        """A row's engine time: this attempt's, else an earlier one's (its model loading included)."""
+        if self.now["rows"]:
+            return self.work_seconds / self.now["rows"]
+        return self.before["seconds"] / self.before["rows"]
 
     def settle(self, unit: int, usage: dict, seconds: float) -> dict[str, float]:
         """Count a finished unit: its rows and the engine's `usage` (generation/meter.py), which took
@@ -214,25 +265,18 @@ class Allowance:
         have = outside.get("seconds", 0) + spent
         return f"{path}.max_hours", f"{_shown('seconds', have)} spent of {limits['max_hours']:g} h"
 
+    # What a copy elsewhere (the Ray ledger) is built from and hands back: everything but `on_spend`.
+    STATE = ("stage", "scopes", "before", "now", "work_seconds", "start", "granted", "refused", "prices")
+
     def state(self) -> dict:
-        """What a copy of this allowance elsewhere (a Ray actor) is built from: see `restore`."""
-        return {
-            k: getattr(self, k)
-            for k in (
-                "stage",
-                "scopes",
-                "before",
-                "now",
-                "work_seconds",
-                "start",
-                "granted",
-                "refused",
-                "prices",
-            )
-        }
+        return {k: getattr(self, k) for k in self.STATE}
+
+    def load(self, state: dict) -> None:
+        """Take over the counts of a copy built from `state()` (the Ray ledger's, at the stage's end)."""
+        self.__dict__.update(state)
 
     @classmethod
     def restore(cls, state: dict) -> Allowance:
         allowance = cls(state["stage"], state["scopes"], prices=state["prices"])
-        allowance.__dict__.update(state)
+        allowance.load(state)
         return allowance

@@ -432,6 +432,8 @@ def plan(
     costs = [st["cost_usd"]["expected"] for st in stages.values() if "cost_usd" in st]
     if costs:
         totals["cost_usd"] = round(sum(costs), 2)
+    from humback.budget import forecast
+
     return {
         "name": cfg.name,
         "model": cfg.model,
@@ -448,4 +450,5 @@ def plan(
         },
         "stages": stages,
         "totals": totals,
+        "budget": forecast(cfg.budget, stages),  # where the run would stop at the config's budget
     }

@@ -113,9 +113,7 @@ class RayRunner:
         connect(self.cluster)
         import ray
 
-        from humback.budget import Allowance
-
-        # One ledger for the stage: every replica asks it before a shard, the driver counts each shard in.
+        # One ledger for the stage: every replica claims its shard from it and counts the shard in when done.
         budget = self.allowance
         ledger = None if budget is None else ray.remote(num_cpus=0)(Ledger).remote(budget.state())
         items = [{"shard": k, "rows": json.dumps(shards[k], ensure_ascii=False)} for k in todo]
@@ -152,9 +150,7 @@ class RayRunner:
                     self.backend = str(result["backend"])
                     bar.update(len(produced))
             if ledger is not None and budget is not None:
-                kept = budget.on_spend
-                budget.__dict__.update(Allowance.restore(ray.get(ledger.state.remote())).__dict__)
-                budget.on_spend = kept
+                budget.load(ray.get(ledger.state.remote()))  # the stage's spending, as the ledger counted it
         except HumbackError:
             raise
         except Exception as e:  # noqa: BLE001 (Ray wraps a replica's error in its own types; reraise sorts them)

@@ -254,6 +254,7 @@ def plan_table(plan: dict) -> str:
     lines += [f"selected: {n}" for n in sorted(notes)]
     sources = plan["time_sources"]
     lines += [f"time ({k}): {sources[k]}" for k in t.get("seconds") or {}]
+    lines += [f"budget: {line}" for line in plan.get("budget", [])]
     return "\n".join(lines)
 
 
