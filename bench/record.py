@@ -10,6 +10,19 @@ from datetime import date
 from pathlib import Path
 
 
+def cpu_flags() -> str:
+    """The vector extensions CPU figures depend on (they differ between machines of one kind)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return "flags unknown"
+    flags = set(
+        next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), [])
+    )
+    shown = [f for f in ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile") if f in flags]
+    return " ".join(shown) or "no AVX2"
+
+
 def write_record(
     out: str | Path, name: str, unit: str, baseline: float, candidate: float, ratio: float, **extra
 ) -> dict:
@@ -20,7 +33,8 @@ def write_record(
         "candidate": candidate,
         "ratio": ratio,
         **extra,
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores ({cpu_flags()}), Python"
+        f" {platform.python_version()}",
         "date": date.today().isoformat(),
         "command": "python " + " ".join(sys.argv),
     }

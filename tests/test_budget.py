@@ -16,6 +16,7 @@ from humback.generation.meter import MeteredGenerator, Usage, usage_of
 from humback.pipeline import run_pipeline
 from humback.records import read_jsonl
 from humback.rowloop import LocalRunner
+from humback.status import status_table
 from humback.training.sft import train
 
 ROWS = [{"id": f"r{i}", "text": f"row {i}"} for i in range(10)]
@@ -163,6 +164,8 @@ def test_a_run_stops_at_its_budget_exits_4_and_the_raised_budget_finishes_it(tin
     done = entry["stopped"]["done"]
     assert 1 <= done < 12 and entry["spent"]["rows"] == done and entry["spent"]["generated_tokens"] > 0
     assert "train:m0" not in manifest["stages"]  # nothing after the stopped stage ran
+    shown = status_table(run_dir)
+    assert f"stopped by budget.stages.augment.max_generated_tokens: {done} rows done" in shown
     partial = run_dir / "candidates.jsonl.partial"
     assert len(partial.read_text().splitlines()) == done
     spent_before = entry["spent"]["generated_tokens"]
@@ -214,10 +217,14 @@ def test_the_plan_says_where_a_budget_would_stop_the_run():
         max_prompt_tokens=4000, max_hours=0.01, stages={"augment": {"max_generated_tokens": 400}}
     )
     assert forecast(budget, stages) == [
-        "augment would stop at budget.stages.augment.max_generated_tokens: the plan expects 500 generated"
-        " tokens of 400 generated tokens by its end",
-        "curate:1 would stop at budget.max_prompt_tokens: the plan expects 6,000 prompt tokens of 4,000"
-        " prompt tokens by its end",
+        (
+            "augment would stop at budget.stages.augment.max_generated_tokens: the plan expects 500 generated"
+            " tokens of 400 generated tokens by its end"
+        ),
+        (
+            "curate:1 would stop at budget.max_prompt_tokens: the plan expects 6,000 prompt tokens of 4,000"
+            " prompt tokens by its end"
+        ),
         "train:m1 would stop at budget.max_hours: the plan expects 130 s of 36 s by its end",
     ]
     assert forecast(BudgetConfig(max_generated_tokens=10_000), stages) == []

@@ -189,3 +189,26 @@ def test_expected_scores_need_logprobs_clear_error(tiny_model, tmp_path):
     assert res.returncode == 2 and "use the 'sample' method" in res.stderr and "Traceback" not in res.stderr
     assert ok.returncode == 0, ok.stderr
     assert [r["id"] for r in read_jsonl(tmp_path / "iter1b" / "scored.jsonl")] == ["a"]
+
+
+def test_the_servers_own_token_counts_are_metered(tiny_model):
+    """What the server reports in `usage` (what a hosted API bills) is what the meter counts; a server that
+    reports none would be flagged `estimated`."""
+    from humback.generation.base import SamplingParams
+    from humback.generation.meter import MeteredGenerator, usage_of
+    from humback.generation.openai_api import OpenAIGenerator
+
+    port = free_port()
+    server = start_server(tiny_model, port)
+    try:
+        gen = MeteredGenerator(OpenAIGenerator(tiny_model, base_url=f"http://127.0.0.1:{port}/v1"))
+        chats = [[{"role": "user", "content": f"Tell me about bread number {i}."}] for i in range(3)]
+        replies = gen.generate(chats, SamplingParams(max_new_tokens=8))
+    finally:
+        kill(server)
+    used = usage_of(gen)
+    assert used.requests == 3 and len(replies) == 3
+    if used.estimated:  # this server version reports no usage: counted from characters, and said so
+        assert used.estimated == 3 and used.prompt_tokens >= 3 * 20 // 4
+    else:
+        assert used.prompt_tokens > 3 * 5 and 0 < used.generated_tokens <= 3 * 8

@@ -43,10 +43,16 @@ class BudgetStop(HumbackError):
     exit_code = 4
 
     def __init__(
-        self, message: str, stage: str, limit: str, done: int | None = None, left: int | None = None
+        self,
+        message: str,
+        stage: str,
+        limit: str,
+        done: int | None = None,
+        left: int | None = None,
+        unit: str = "rows",
     ):
         super().__init__(message)
-        self.stage, self.limit, self.done, self.left = stage, limit, done, left
+        self.stage, self.limit, self.done, self.left, self.unit = stage, limit, done, left, unit
 
 
 class TimeUp(Exception):
@@ -253,6 +259,7 @@ class Allowance:
             key,
             done,
             total - done,
+            unit,
         )
 
     def hours_key(self) -> tuple[str, str]:

@@ -393,7 +393,7 @@ def _allowance(cfg: RunConfig, key: str, manifest: Manifest, spent: dict | None)
 
 
 def _stopped(e: BudgetStop) -> dict:
-    return {"limit": e.limit, "done": e.done, "left": e.left, "message": str(e)}
+    return {"limit": e.limit, "done": e.done, "left": e.left, "unit": e.unit, "message": str(e)}
 
 
 def _discard_partials(stage: Stage) -> None:

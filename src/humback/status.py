@@ -160,9 +160,8 @@ def summary(data: dict) -> str:
         try:
             if st["status"] == "stopped":
                 halt = st.get("stopped", {})
-                note = (
-                    f"stopped by {halt.get('limit')}: {halt.get('done')} rows done, {halt.get('left')} left"
-                )
+                done, left, unit = halt.get("done"), halt.get("left"), halt.get("unit", "rows")
+                note = f"stopped by {halt.get('limit')}: {done} {unit} done, {left} left"
             else:
                 note = _note(stage, stats) if st["status"] == "done" else _shard_note(data, stage)
         except (KeyError, TypeError, ValueError) as e:  # stats of an older version, or edited by hand
