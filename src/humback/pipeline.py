@@ -127,35 +127,15 @@ def build_stages(cfg: RunConfig, run_dir: Path, log: Callable[[str], None]) -> l
 
     def train_stage(name: str, direction: str, data: list[Path]) -> Callable[[Allowance], dict]:
         def work(allowance: Allowance) -> dict:
+            job = partial(train, data, cfg.model, run.model(name), cfg.train, direction=direction, seed=rs)
             if cfg.cluster.engine == "ray" and cfg.cluster.train_workers:
                 from humback.training.ray_train import train_on_ray
 
-                return train_on_ray(
-                    partial(
-                        train,
-                        data,
-                        cfg.model,
-                        run.model(name),
-                        cfg.train,
-                        direction=direction,
-                        seed=rs,
-                        log=print,
-                    ),
-                    run.model(name),
-                    cfg.cluster,
-                )
+                # A budget's max_hours is checked when the stage starts, not between Ray Train's steps.
+                return train_on_ray(partial(job, log=print), run.model(name), cfg.cluster)
             left = allowance.seconds_left()
             try:
-                return train(
-                    data,
-                    cfg.model,
-                    run.model(name),
-                    cfg.train,
-                    direction=direction,
-                    seed=rs,
-                    log=log,
-                    deadline=None if left is None else time.time() + left,
-                )
+                return job(log=log, deadline=None if left is None else time.time() + left)
             except TimeUp as e:  # checkpointed: the rerun resumes from that step
                 raise allowance.stop(e.done, e.total, "steps") from None
 
