@@ -3,7 +3,8 @@ temporary files included (the README's "The run directory" shows the same):
 
 ```
 runs/<name>/
-  manifest.json          per stage: status, fingerprint, inputs, outputs (+ sha256), stats, timings, versions
+  manifest.json          per stage: status, fingerprint, inputs, outputs (+ sha256), stats, timings, versions,
+                         spent (rows, requests, prompt and generated tokens, dollars, seconds; budget)
   config.yaml            the resolved config
   plan.json              humback plan: per stage rows, tokens, disk and time before the run (optional)
   .humback.lock          held by the one process writing the run (its pid and command inside)
