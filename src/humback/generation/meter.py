@@ -78,7 +78,11 @@ class MeteredGenerator:
         """`call()` on a server that counts its own tokens (`inner.usage`); its count is added, or, where it
         reported none, `chars()` (prompt characters, generated characters) at CHARS_PER_TOKEN."""
         before = Usage(**self.inner.usage.as_dict())
-        result = call()
+        try:
+            result = call()
+        except Exception:
+            self.usage += self.inner.usage - before  # the requests that did finish were spent too
+            raise
         got = self.inner.usage - before
         if got.estimated:
             prompt, generated = chars(result)
