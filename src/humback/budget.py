@@ -64,6 +64,11 @@ class TimeUp(Exception):
         self.done, self.total = done, total
 
 
+def _bound(limit: str, given: float) -> float:
+    """A limit in the units `spent` counts (max_hours in seconds)."""
+    return given * 3600 if limit == "max_hours" else given
+
+
 def zero() -> dict[str, float]:
     return dict.fromkeys(QUANTITIES, 0)
 
@@ -89,41 +94,36 @@ def _shown(quantity: str, value: float) -> str:
     return f"{round(value):,} {quantity.replace('_', ' ')}"
 
 
-def _planned(st: dict) -> dict[str, float | None]:
-    """A planned stage's figures in spent's terms (humback/plan.py): expected tokens, dollars, seconds
-    from the first time source it has."""
-    seconds = st.get("seconds") or {}
-    return {
-        "prompt_tokens": st.get("prompt_tokens", 0),
-        "generated_tokens": (st.get("generated_tokens") or {}).get("expected", 0),
-        "api_cost": (st.get("cost_usd") or {}).get("expected", 0),
-        "seconds": next((seconds[k] for k in ("measured", "hardware", "api") if k in seconds), None),
-    }
-
-
 def forecast(budget: BudgetConfig, stages: dict[str, dict]) -> list[str]:
     """Where a planned run would meet its budget: for each limit the plan passes, the first stage that
     would stop at it and by how much (empty when the plan fits, or there is no budget)."""
-    lines, run, passed = [], zero(), set()
+    from humback.status import planned_seconds
+
+    lines, run, passed = [], zero(), set()  # passed: the run's own limits already reported
     for key, st in stages.items():
-        got = _planned(st)
-        for q in ("prompt_tokens", "generated_tokens", "api_cost", "seconds"):
-            run[q] += got[q] or 0
+        got = {
+            "prompt_tokens": st.get("prompt_tokens", 0),
+            "generated_tokens": (st.get("generated_tokens") or {}).get("expected", 0),
+            "api_cost": (st.get("cost_usd") or {}).get("expected", 0),
+            "seconds": planned_seconds(st),
+        }
+        for q, v in got.items():
+            run[q] += v or 0
         for path, limits in budget.for_stage(key):
             for limit, given in limits.items():
-                q = BOUNDS[limit]
+                q, bound = BOUNDS[limit], _bound(limit, given)
                 if got[q] is None:
                     lines.append(f"{key}: {path}.{limit} cannot be checked: the plan has no time for it")
                     continue
                 have = run[q] if path == "budget" else got[q]
-                bound = given * 3600 if limit == "max_hours" else given
                 if have > bound and (path, limit) not in passed:
-                    passed.add((path, limit) if path == "budget" else (key, path, limit))
+                    if path == "budget":
+                        passed.add((path, limit))
                     lines.append(
                         f"{key} would stop at {path}.{limit}: the plan expects {_shown(q, have)}"
                         f" of {_shown(q, bound)} by its end"
                     )
-    return list(dict.fromkeys(lines))
+    return lines
 
 
 class Allowance:
@@ -154,10 +154,21 @@ class Allowance:
         out["api_cost"] = round(out["api_cost"], 6)
         return out
 
+    def _reached(self, spent: dict[str, float]) -> tuple[str, str] | None:
+        """The first limit already spent, as (config key, why), else None."""
+        for path, limits, outside in self.scopes:
+            for limit, given in sorted(limits.items()):
+                quantity, bound = BOUNDS[limit], _bound(limit, given)
+                have = outside.get(quantity, 0) + spent[quantity]
+                if have >= bound:
+                    return f"{path}.{limit}", f"{_shown(quantity, have)} spent of {_shown(quantity, bound)}"
+        return None
+
     def check(self) -> None:
         """Raise BudgetStop when a limit is already reached (before the stage starts any work)."""
-        if self.scopes and self.claim(-1, 0) == 0 and self.refused:
-            key, why = self.refused
+        reached = self._reached(self.spent())
+        if reached:
+            key, why = reached
             raise BudgetStop(
                 f"[{self.stage}] not started: {why}. Raise {key} (or remove it) and rerun the same"
                 " command to continue.",
@@ -178,20 +189,30 @@ class Allowance:
             return rows
         # What a row costs, from every attempt's rows (a rerun with the same limit stops where it stopped).
         spent, measured = self.spent(), self.before["rows"] + self.now["rows"]
+        self.refused = self._reached(spent)
+        if self.refused:
+            return 0
+        fit = self._fitting(spent, measured, rows) if measured and rows else rows
+        if not measured and self.granted and rows:
+            return None
+        if not measured and not whole:  # a small first chunk tells what a row costs at little risk
+            fit = min(fit, max(1, rows // FIRST_SHARE))
+        if whole and fit < rows:
+            fit = 0
+        elif 0 < fit < rows:
+            self.refused = None  # the rows that fit go; the next claim is refused
+        if fit > 0:
+            self.granted[unit] = fit
+        return fit
+
+    def _fitting(self, spent: dict[str, float], measured: int, rows: int) -> int:
+        """How many of `rows` fit every limit at what a row has cost over `measured` rows; the limit that
+        cuts them is kept in `refused`."""
         fit = rows
         for path, limits, outside in self.scopes:
             for limit, given in sorted(limits.items()):
-                quantity = BOUNDS[limit]
-                bound = given * 3600 if limit == "max_hours" else given
+                quantity, bound = BOUNDS[limit], _bound(limit, given)
                 have = outside.get(quantity, 0) + spent[quantity]
-                if have >= bound:
-                    self.refused = (
-                        f"{path}.{limit}",
-                        f"{_shown(quantity, have)} spent of {_shown(quantity, bound)}",
-                    )
-                    return 0
-                if not measured or not rows:
-                    continue
                 if quantity == "seconds":  # units run side by side: a unit's own time, not the queue's
                     per_row, pending = self._row_seconds(), 0
                 else:
@@ -203,16 +224,6 @@ class Allowance:
                         fit = max(0, can)
                         why = f"{_shown(quantity, have)} spent of {_shown(quantity, bound)}"
                         self.refused = (f"{path}.{limit}", f"{why}, about {_shown(quantity, per_row)} a row")
-        if not measured and self.granted and rows:
-            return None
-        if not measured and not whole:  # a small first chunk tells what a row costs at little risk
-            fit = min(fit, max(1, rows // FIRST_SHARE))
-        if whole and fit < rows:
-            fit = 0
-        elif 0 < fit < rows:
-            self.refused = None  # the rows that fit go; the next claim is refused
-        if fit > 0:
-            self.granted[unit] = fit
         return fit
 
     def _row_seconds(self) -> float:
@@ -241,7 +252,7 @@ class Allowance:
         """Seconds until the nearest max_hours that applies runs out (None: no time limit)."""
         spent = self.spent()["seconds"]
         left = [
-            limits["max_hours"] * 3600 - outside.get("seconds", 0) - spent
+            _bound("max_hours", limits["max_hours"]) - outside.get("seconds", 0) - spent
             for _, limits, outside in self.scopes
             if "max_hours" in limits
         ]
@@ -267,7 +278,7 @@ class Allowance:
         spent = self.spent()["seconds"]
         path, limits, outside = min(
             (s for s in self.scopes if "max_hours" in s[1]),
-            key=lambda s: s[1]["max_hours"] * 3600 - s[2].get("seconds", 0),
+            key=lambda s: _bound("max_hours", s[1]["max_hours"]) - s[2].get("seconds", 0),
         )
         have = outside.get("seconds", 0) + spent
         return f"{path}.max_hours", f"{_shown('seconds', have)} spent of {limits['max_hours']:g} h"

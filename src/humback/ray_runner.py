@@ -34,7 +34,7 @@ from humback.config import ClusterConfig, EngineConfig
 from humback.errors import HumbackError
 from humback.files import atomic_write, ensure_dir, refuse_link
 from humback.generation import load_generator
-from humback.generation.meter import MeteredGenerator, Usage
+from humback.generation.meter import MeteredGenerator, usage_of
 from humback.records import BadLine, RecordError, read_jsonl, write_jsonl
 from humback.rowloop import Mapped, Work
 from humback.stats import GeneratorStats
@@ -145,11 +145,11 @@ class RayRunner:
                     if [r["id"] for r in produced] != [r["id"] for r in shards[k]]:
                         raise RecordError(f"shard {k}: the replica returned other rows than it was given")
                     store.write(k, produced)
-                    if ledger is not None and budget is not None and budget.on_spend is not None:
+                    if budget is not None and budget.on_spend is not None:  # a budget has a ledger
                         budget.on_spend(ray.get(ledger.spent.remote()))  # the shard's cost is in
                     self.backend = str(result["backend"])
                     bar.update(len(produced))
-            if ledger is not None and budget is not None:
+            if budget is not None:
                 budget.load(ray.get(ledger.state.remote()))  # the stage's spending, as the ledger counted it
         except HumbackError:
             raise
@@ -207,12 +207,12 @@ class Replica:
         so a replica waiting for its claim never waits on the driver."""
         if not self._granted(shard, len(todo)):
             return None
-        before, began = Usage(**self.generator.usage.as_dict()), time.time()
+        before, began = usage_of(self.generator), time.time()
         done = self.work(self.generator, todo)
         if self.ledger is not None:
             import ray
 
-            usage = {**(self.generator.usage - before).as_dict(), "rows": len(todo)}
+            usage = {**(usage_of(self.generator) - before).as_dict(), "rows": len(todo)}
             ray.get(self.ledger.settle.remote(shard, usage, time.time() - began))
         return done
 

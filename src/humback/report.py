@@ -266,7 +266,7 @@ def report(run_dir: str | Path) -> Path:
             ) from None
     else:
         md += [f"(not evaluated yet: `humback eval {run_dir} --heldout FILE`)"]
-    md += ["", f"## {SECTIONS[5]}", "", *_plan_section(run)]
+    md += ["", f"## {SECTIONS[5]}", "", *_plan_section(run, manifest)]
     path = out / "report.md"
     atomic_write(path, "\n".join(md) + "\n")
     atomic_write(
@@ -278,14 +278,14 @@ def report(run_dir: str | Path) -> Path:
     return path
 
 
-def _plan_section(run: RunDir) -> list[str]:
+def _plan_section(run: RunDir, manifest: dict) -> list[str]:
     """What `humback plan` estimated beside what the run recorded, per stage (status.plan_rows)."""
     plan = read_plan(run.plan_path) if run.plan_path.exists() else None
     if plan is None:
         return [f"(no plan: `humback plan CONFIG --run-dir {run.root}` writes one before the run)"]
     rows = [
         [key] + [f"{short_number(a)} / {short_number(b)}" for a, b in (cells[c] for c in PLAN_COLUMNS)]
-        for key, cells in plan_rows(plan, run.read_manifest())
+        for key, cells in plan_rows(plan, manifest)
     ]
     return [
         "Each cell is plan / actual. Actual tokens are what the engines were metered reading and writing"

@@ -262,15 +262,20 @@ def plan_table(plan: dict) -> str:
 PLAN_COLUMNS = ("rows", "prompt tokens", "generated tokens", "train tokens", "seconds")
 
 
+def planned_seconds(st: dict) -> float | None:
+    """A planned stage's seconds from its first time source of measured, hardware, api (None: none)."""
+    seconds = st.get("seconds") or {}
+    return next((seconds[k] for k in ("measured", "hardware", "api") if k in seconds), None)
+
+
 def plan_rows(plan: dict, manifest: dict) -> list[tuple[str, dict[str, tuple]]]:
     """Each planned stage with its figures planned and recorded: {column: (plan, actual)}. Planned time
-    is the plan's first source of measured, hardware, api; generated tokens are its expected count."""
+    is `planned_seconds`; generated tokens are the plan's expected count."""
     out = []
     for key, st in plan.get("stages", {}).items():
         done = (manifest.get("stages") or {}).get(key, {})
         stats, spent = done.get("stats") or {}, done.get("spent") or {}
-        seconds = st.get("seconds") or {}
-        planned = next((seconds[k] for k in ("measured", "hardware", "api") if k in seconds), None)
+        planned = planned_seconds(st)
         generating = "prompt_tokens" in st
         out.append(
             (

@@ -57,6 +57,7 @@ class MeteredGenerator:
         self.model, self.fingerprint, self.chunk_size = inner.model, inner.fingerprint, inner.chunk_size
         self.backend = inner.backend
         self._tokenizer = getattr(inner, "tokenizer", None)
+        self._served_counts = isinstance(getattr(inner, "usage", None), Usage)  # a server's own usage
 
     def _tok(self):
         if self._tokenizer is None:  # a backend that keeps none (llama.cpp): the model's own, loaded once
@@ -77,7 +78,7 @@ class MeteredGenerator:
     def _served(self, call, chars: Callable) -> object:
         """`call()` on a server that counts its own tokens (`inner.usage`); its count is added, or, where it
         reported none, `chars()` (prompt characters, generated characters) at CHARS_PER_TOKEN."""
-        before = Usage(**self.inner.usage.as_dict())
+        before = usage_of(self.inner)
         try:
             result = call()
         except Exception:
@@ -93,7 +94,7 @@ class MeteredGenerator:
     def generate(
         self, prompts: list[list[dict]], params: SamplingParams, seeds: Sequence[int] | None = None
     ) -> list[str]:
-        if isinstance(getattr(self.inner, "usage", None), Usage):
+        if self._served_counts:
             return self._served(  # type: ignore[return-value]
                 lambda: self.inner.generate(prompts, params, seeds),
                 lambda texts: (sum(len(str(p)) for p in prompts), sum(len(t) for t in texts)),
@@ -106,7 +107,7 @@ class MeteredGenerator:
     def next_token_probs(
         self, prompts: list[list[dict]], continuations: list[str], choices: list[str]
     ) -> list[dict[str, float]]:
-        if isinstance(getattr(self.inner, "usage", None), Usage):
+        if self._served_counts:
             return self._served(  # type: ignore[return-value]
                 lambda: self.inner.next_token_probs(prompts, continuations, choices),
                 lambda _: (sum(len(str(p)) + len(c) for p, c in zip(prompts, continuations)), len(prompts)),
