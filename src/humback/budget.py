@@ -94,11 +94,15 @@ def _shown(quantity: str, value: float) -> str:
     return f"{round(value):,} {quantity.replace('_', ' ')}"
 
 
+def planned_seconds(st: dict) -> float | None:
+    """A planned stage's seconds from its first time source of measured, hardware, api (None: none)."""
+    seconds = st.get("seconds") or {}
+    return next((seconds[k] for k in ("measured", "hardware", "api") if k in seconds), None)
+
+
 def forecast(budget: BudgetConfig, stages: dict[str, dict]) -> list[str]:
     """Where a planned run would meet its budget: for each limit the plan passes, the first stage that
     would stop at it and by how much (empty when the plan fits, or there is no budget)."""
-    from humback.status import planned_seconds
-
     lines, run, passed = [], zero(), set()  # passed: the run's own limits already reported
     for key, st in stages.items():
         got = {

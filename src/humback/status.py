@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from humback.budget import planned_seconds
 from humback.rundir import RunDir
 from humback.stats import StageKey, stage_keys
 
@@ -260,12 +261,6 @@ def plan_table(plan: dict) -> str:
 # Plan vs actual, per stage: (column, the plan's figure, the run's figure), the run's from the stage's
 # stats and what its engines were metered spending (manifest `spent`).
 PLAN_COLUMNS = ("rows", "prompt tokens", "generated tokens", "train tokens", "seconds")
-
-
-def planned_seconds(st: dict) -> float | None:
-    """A planned stage's seconds from its first time source of measured, hardware, api (None: none)."""
-    seconds = st.get("seconds") or {}
-    return next((seconds[k] for k in ("measured", "hardware", "api") if k in seconds), None)
 
 
 def plan_rows(plan: dict, manifest: dict) -> list[tuple[str, dict[str, tuple]]]:
