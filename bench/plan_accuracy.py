@@ -1,9 +1,9 @@
 """`humback plan` against what a run did: per stage rows, tokens and seconds, planned vs actual.
 
 Plans the recipe first (with --measure, timing every stage here on sample rows), then runs it (or reads a
-run that already finished with the same recipe), and counts the run's tokens with the plan's own
-definitions on its real rows: augment's backward prompts and written instructions, curate's forward
-passes and judge prompts, the rewriter's prompts and replies, and each train stage's tokens_seen.
+run that already finished with the same recipe), and sets the plan beside what the run's manifest
+recorded: rows, seconds, the metered prompt and generated tokens of each generating stage (what a budget
+counts) and each train stage's tokens_seen.
 
     python bench/plan_accuracy.py configs/demo.yaml --run runs/demo
     python bench/plan_accuracy.py configs/demo.yaml --set segment.corpus=runs/bench-better-data/pages \\
@@ -13,7 +13,6 @@ passes and judge prompts, the rewriter's prompts and replies, and each train sta
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 from pathlib import Path
 
@@ -21,49 +20,22 @@ from record import write_record
 
 from humback.config import load_config
 from humback.pipeline import run_pipeline
-from humback.plan import Tokens, plan
-from humback.rewrite import REWRITE_START
-from humback.scoring import judge_messages
-from humback.templates import backward_messages, rewrite_messages
+from humback.plan import plan
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def rows(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines()] if path.is_file() else []
-
-
-def actual_tokens(cfg, run: Path, manifest: dict, tokens: Tokens) -> dict[str, int]:
-    """Each stage's tokens as the plan counts them, on the run's real rows."""
+def actual_tokens(manifest: dict) -> dict[str, int]:
+    """Each stage's tokens as the run spent them: the meter's counts in the manifest (replies the cache
+    answered cost nothing), and each train stage's tokens_seen."""
     out: dict[str, int] = {}
-    segments, candidates = rows(run / "segments.jsonl"), rows(run / "candidates.jsonl")
-    out["augment prompt"] = sum(tokens.prompt(backward_messages(s["text"])) for s in segments)
-    out["augment generated"] = sum(tokens.count(c["instruction"]) + 1 for c in candidates)
-    c = cfg.curate
-    for t in range(1, cfg.iterations + 1):
-        scored = {r["id"]: r for r in rows(run / f"iter{t}" / "scored.jsonl")}
-        judged = [x for x in candidates if not scored.get(x["id"], {}).get("skipped")]
-        total = 0
-        if c.judged:
-            total += sum(tokens.prompt(judge_messages(x["instruction"], x["response"])) for x in judged)
-        if c.forward_signals:
-            total += sum(
-                2 * (tokens.count(x["response"]) + 1) + tokens.count(x["instruction"]) + 1 for x in judged
-            )
-        out[f"curate:{t} prompt"] = total
-        if cfg.rewrite.enabled:
-            done = rows(run / f"iter{t}" / "rewrites.jsonl")
-            begin = REWRITE_START if cfg.rewrite.begin_reply else ""
-            out[f"rewrite:{t} prompt"] = sum(
-                tokens.prompt(rewrite_messages(d["instruction"], d["original_response"], begin)) for d in done
-            )
-            out[f"rewrite:{t} generated"] = sum(
-                tokens.count(d["rewrite"].get("reply") or d["rewrite"].get("text") or d["response"]) + 1
-                for d in done
-            )
     for key, st in manifest["stages"].items():
+        spent = st.get("spent") or {}
         if key.startswith("train:"):
             out[f"{key} train"] = st["stats"]["tokens_seen"]
+        elif key.split(":")[0] in ("augment", "curate", "rewrite"):
+            out[f"{key} prompt"] = spent["prompt_tokens"]
+            out[f"{key} generated"] = spent["generated_tokens"]
     return out
 
 
@@ -93,8 +65,7 @@ def main() -> None:
     p = plan(cfg, measure=True)
     run = Path(args.run)
     manifest = run_pipeline(cfg, run)  # a finished run with this recipe skips every stage
-    tokens = Tokens(cfg.model)
-    want, got = planned_tokens(p), actual_tokens(cfg, run, manifest, tokens)
+    want, got = planned_tokens(p), actual_tokens(manifest)
     table = {
         k: {"plan": want[k], "actual": got[k], "ratio": round(want[k] / got[k], 3) if got[k] else None}
         for k in want

@@ -283,7 +283,7 @@ def _add_plan(sub) -> None:
     sp.add_argument(
         "--measure",
         action="store_true",
-        help="run every stage here on a few sample rows (the base model standing in) and extrapolate",
+        help="run every stage here on a few sample rows (stand-ins for the run's models) and extrapolate",
     )
     sp.add_argument("--hardware", metavar="NAME", help="time from published figures: h100x8, a100x8, ...")
     sp.add_argument(

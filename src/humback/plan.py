@@ -4,8 +4,8 @@ A bounded sample of the seed source and of the corpus goes through the seed and 
 rules; the kept shares are scaled to the sources' sizes (counted, or read from metadata), and every later
 stage's rows, prompt tokens, generated tokens (at most and expected), training tokens and disk follow from
 the recipe, tokenised with the run's model tokenizer. Time comes from one of three sources, each labelled:
-`--measure` runs every stage on a few sample rows here (the base model standing in for the run's own
-models, which do not exist yet); `--hardware NAME` turns published accelerator figures into time
+`--measure` runs every stage on a few sample rows here (stand-ins for the run's own models, which do
+not exist yet: humback/sample_run.py); `--hardware NAME` turns published accelerator figures into time
 (humback/hardware.py); an OpenAI-compatible role's prices and latency give money and time.
 
 Estimates, not promises: the sample's dedup cannot see duplicates across the whole corpus, and how many
@@ -157,8 +157,9 @@ def _generation(rows: int, prompt: float, new_max: int, new_expected: float, pas
 def estimate(cfg: RunConfig, data: dict, tokens: Tokens, measured: dict | None = None) -> dict:
     """Rows, tokens and disk per stage of `cfg`, from the sampled `data` (see `sample`) and, when given,
     what `sample_run.run_sample` measured (generated tokens per row, the judge's selected share)."""
+    from humback.prompts import SCORE_PREFIX
     from humback.rewrite import REWRITE_START
-    from humback.scoring import judge_messages
+    from humback.scoring import NO_INSTRUCTION, judge_messages
     from humback.templates import backward_messages, rewrite_messages
     from humback.training.sft import plan as train_plan
 
@@ -199,9 +200,13 @@ def estimate(cfg: RunConfig, data: dict, tokens: Tokens, measured: dict | None =
     train("train:myx", 0, backward_mean, backward_drop)
     prompt = _mean([tokens.prompt(backward_messages(t)) for t in texts])
     a = cfg.augment
-    # M_yx is trained to write instructions like the seed's: their length, not the base model's (which
-    # wrote 2.4x longer ones on the demo), is the expectation even when measured.
-    expected, basis = min(a.max_new_tokens, instr_tokens), "the seed instructions' length"
+    # M_yx is trained to write instructions like the seed's; measured, its stand-in's length (the base
+    # model after a few backward steps: sample_run.py), otherwise the seed instructions'.
+    expected, basis = new_tokens(
+        "augment", min(a.max_new_tokens, instr_tokens), "the seed instructions' length"
+    )
+    if "augment" in m:
+        basis = f"measured on {m['rows']} sample rows (M_yx's stand-in: the base model trained backward)"
     stages["augment"] = {
         **_generation(n_seg, prompt, a.max_new_tokens, expected),
         "expected_basis": basis,
@@ -214,17 +219,30 @@ def estimate(cfg: RunConfig, data: dict, tokens: Tokens, measured: dict | None =
     replies = c.k if c.method == "mean-of-k" else 1
     response_tokens = text_tokens + 1
     judge_new, judge_basis = new_tokens("curate", new, "judge replies run to max_new_tokens")
+    if c.method == "expected":  # the score's own pass reads the prompt again, then reasoning and "Score:"
+        rescore = (judge_prompt + judge_new if new else 0) + tokens.count(SCORE_PREFIX)
+    # Counted as the meter counts a forward pass: the rendered prompt, the response and its end of turn.
+    forward = _mean([tokens.prompt([{"role": "user", "content": i}]) for i, _ in pick])
+    forward += tokens.prompt(NO_INSTRUCTION) + 2 * response_tokens
     share = m["curate"]["selected_share"] if "curate" in m else None
+    # The gates skip candidates before any model reads them: the sample's share of M_yx's stand-in's.
+    skipped = round(n_seg * m["curate"]["skipped_share"]) if "curate" in m else 0
+    n_judged = n_seg - skipped
+    selected_before = None  # the previous iteration's selection, whose rewrites the cache holds
     for t in range(1, cfg.iterations + 1):
         if c.judged:
-            judged = _generation(n_seg, judge_prompt, new, judge_new, replies)
+            judged = _generation(n_judged, judge_prompt, new, judge_new, replies)
+            if c.method == "expected":
+                judged["prompt_tokens"] += round(n_judged * rescore)
         else:
-            judged = _generation(n_seg, 0, 0, 0)
+            judged = _generation(n_judged, 0, 0, 0)
         if c.forward_signals:  # two passes: the response after its instruction, and alone
-            judged["prompt_tokens"] += round(n_seg * (2 * response_tokens + instr_tokens))
+            judged["prompt_tokens"] += round(n_judged * forward)
         n_sel, basis = selected_estimate(cfg, n_seg, share)
         stages[f"curate:{t}"] = {
             **judged,
+            "rows": n_seg,
+            "skipped": skipped,
             "expected_basis": judge_basis,
             "selected": n_sel,
             "selected_basis": basis,
@@ -237,15 +255,26 @@ def estimate(cfg: RunConfig, data: dict, tokens: Tokens, measured: dict | None =
             rw_new, rw_basis = new_tokens(
                 "rewrite", min(r.max_new_tokens, response_tokens + 3), "a rewrite as long as its original"
             )
+            # The rewriter is the same model every iteration, so a candidate selected again is a cache
+            # hit; a stronger judge keeps nearly all of its predecessor's picks (74 of 78 measured).
+            hits = min(n_sel, selected_before) if selected_before and cfg.generation.cache else 0
             stages[f"rewrite:{t}"] = {
-                **_generation(n_sel, rw_prompt, r.max_new_tokens, rw_new),
+                **_generation(n_sel - hits, rw_prompt, r.max_new_tokens, rw_new),
+                "rows": n_sel,
+                "cache_hits": hits,
                 "expected_basis": rw_basis,
                 "disk_bytes": round(n_sel * seg_bytes * 3.2),
             }
+            selected_before = n_sel
         train(f"train:m{t}", n_sel, (n_seed * forward_mean + n_sel * curated_mean) / (n_seed + n_sel), 0.0)
     missing = set(stage_keys(cfg.iterations, cfg.rewrite.enabled)) - set(stages)
     assert not missing, missing  # every stage of the run has a line
     return {k: stages[k] for k in stage_keys(cfg.iterations, cfg.rewrite.enabled)}
+
+
+def asked(st: dict) -> int:
+    """The rows of a planned stage that reach its model: less those the gates skip or the cache answers."""
+    return st["rows"] - st.get("skipped", 0) - st.get("cache_hits", 0)
 
 
 def roles_of(key: str) -> str | None:
@@ -275,7 +304,7 @@ def api_costs(cfg: RunConfig, stages: dict) -> None:
         }
         if engine.latency_s is not None:
             k = cfg.curate.k if key.startswith("curate") and cfg.curate.method == "mean-of-k" else 1
-            requests = st["rows"] * k
+            requests = asked(st) * k
             st.setdefault("seconds", {})["api"] = round(requests * engine.latency_s / engine.concurrency, 1)
 
 
@@ -357,12 +386,9 @@ def add_times(
                 )
             elif kind in measured:
                 got = measured[kind]
-                row_s = got["row_s"]
-                if kind == "augment" and got["new_tokens"]:  # decoding dominates: scaled to M_yx's length
-                    row_s *= st["generated_tokens"]["expected"] / max(1, st["rows"]) / got["new_tokens"]
-                _seconds(st, "measured", got["load_s"] + st["rows"] * row_s)
+                _seconds(st, "measured", got["load_s"] + asked(st) * got["row_s"])
                 if engine.backend == "openai" and "api" not in st.get("seconds", {}):
-                    _seconds(st, "api", st["rows"] * got["latency_s"] / engine.concurrency)
+                    _seconds(st, "api", asked(st) * got["latency_s"] / engine.concurrency)
         if hw is None or kind in ("seed", "segment"):
             continue
         if kind == "train":
@@ -449,6 +475,7 @@ def plan(
             "api": "an openai role's latency x rows / concurrency",
         },
         "stages": stages,
+        "sample_run": measured,  # what --measure found on the sample rows (None without it)
         "totals": totals,
         "budget": forecast(cfg.budget, stages),  # where the run would stop at the config's budget
     }

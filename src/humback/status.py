@@ -252,6 +252,16 @@ def plan_table(plan: dict) -> str:
     lines.append(_plan_row("total", {**t, "rows": None}, t.get("cost_usd")))
     notes = {st.get("selected_basis") for st in plan["stages"].values()} - {None}
     lines += [f"selected: {n}" for n in sorted(notes)]
+    for key, st in plan["stages"].items():  # rows that reach no model, so cost no tokens
+        if st.get("skipped"):
+            lines.append(
+                f"{key}: {st['skipped']} of {st['rows']} candidates skipped by the gates (the sample's share)"
+            )
+        if st.get("cache_hits"):
+            lines.append(
+                f"{key}: {st['cache_hits']} of {st['rows']} rows answered by the response cache"
+                " (selected again)"
+            )
     sources = plan["time_sources"]
     lines += [f"time ({k}): {sources[k]}" for k in t.get("seconds") or {}]
     lines += [f"budget: {line}" for line in plan.get("budget", [])]
