@@ -67,7 +67,11 @@ def main() -> None:
     manifest = run_pipeline(cfg, run)  # a finished run with this recipe skips every stage
     want, got = planned_tokens(p), actual_tokens(manifest)
     table = {
-        k: {"plan": want[k], "actual": got[k], "ratio": round(want[k] / got[k], 3) if got[k] else None}
+        k: {
+            "plan": want[k],
+            "actual": got[k],
+            "ratio": round(want[k] / got[k], 3) if got[k] else (1.0 if not want[k] else None),
+        }
         for k in want
         if k in got
     }
@@ -92,7 +96,7 @@ def main() -> None:
         for k, v in part.items():
             print(f"  {k:<22} plan {v['plan']:>10} actual {v['actual']:>10} ratio {v['ratio']}")
     print(f"[bench] rows: {rows_}")
-    token_ratios = [v["ratio"] for v in table.values() if v["ratio"]]
+    token_ratios = [v["ratio"] for v in table.values() if v["ratio"] is not None]
     slow = [k for k, st in ran.items() if st["seconds"] >= 5 and k in times]  # sub-5 s stages are noise
     time_ratios = [times[k]["ratio"] for k in slow]
     plan_total, actual_total = sum(times[k]["plan"] for k in slow), sum(times[k]["actual"] for k in slow)

@@ -11,7 +11,7 @@ import pytest
 
 from humback.config import ConfigError, load_config
 from humback.hardware import HARDWARE, HardwareError, generation_seconds, training_seconds
-from humback.plan import PlanError, plan
+from humback.plan import PlanError, plan, share_interval
 from humback.status import status_table
 from test_pipeline import tiny_overrides
 
@@ -168,6 +168,19 @@ def test_measure_times_every_stage_here(tiny_model):
     sample = got["sample_run"]  # what the stand-ins did is in plan.json, to check the plan against
     assert sample["train"]["steps"] == 2 and 0 <= sample["curate"]["skipped_share"] <= 1
     assert got["stages"]["curate:1"]["skipped"] == round(6 * sample["curate"]["skipped_share"])
+    assert "95 % interval" in got["stages"]["curate:1"]["selected_basis"]
+    # The judge's tokens per row are the meter's on the sample (M_yx's stand-in's instructions, every pass).
+    judged = got["stages"]["curate:1"]
+    per_row = judged["prompt_tokens"] / (judged["rows"] - judged["skipped"])
+    assert per_row == pytest.approx(sample["curate"]["prompt_tokens"], rel=0.15)
+    assert sample["rewrite"]["prompt_tokens"] > 0 and sample["augment"]["new_tokens"] > 0
+
+
+def test_a_measured_share_comes_with_its_interval():
+    assert share_interval(5, 48) == pytest.approx((0.0453, 0.2217), abs=1e-3)  # Wilson, worked by hand
+    low, high = share_interval(0, 48)
+    assert low == 0 and high == pytest.approx(0.0741, abs=1e-3)
+    assert share_interval(48, 48)[1] == pytest.approx(1)
 
 
 def test_rewrites_selected_again_are_planned_as_cache_hits(tiny_model):

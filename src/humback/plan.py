@@ -26,6 +26,10 @@ from humback.config import ConfigError, RunConfig
 from humback.errors import HumbackError
 from humback.stats import StageKey, stage_keys
 
+# The share of iteration t's selection that iteration t-1 had selected too: 74 of 78 on 541 short
+# segments of the real web pages (BENCHMARKS.md, plan_accuracy_web_short_segments), 18 of 18 on 303
+# longer ones.
+SELECTED_AGAIN = 74 / 78
 # The paper's selected shares of its 502,133 candidates after iteration 2 (docs/method.md §4).
 PAPER_SHARE = {4.5: 41_821 / 502_133, 4.0: 195_043 / 502_133}
 
@@ -102,18 +106,31 @@ def corpus_estimate(cfg: RunConfig, sample: int) -> tuple[list[dict], dict]:
     return rows, info
 
 
-def selected_estimate(cfg: RunConfig, candidates: int, measured_share: float | None) -> tuple[int, str]:
-    """How many candidates iteration t selects, and on what basis."""
+def share_interval(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """The 95 % Wilson score interval of a share seen as k of n (Wilson 1927): honest at small n and at
+    shares near 0 or 1, where the normal approximation is not."""
+    p, d = k / n, 1 + z * z / n
+    centre, half = (p + z * z / (2 * n)) / d, z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / d
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def selected_estimate(cfg: RunConfig, candidates: int, measured: dict | None) -> tuple[int, str]:
+    """How many candidates iteration t selects, and on what basis. `measured`: the sample run's curate
+    figures (`selected` of `candidates` judged by the stand-in judge)."""
     c = cfg.curate
     caps = [candidates]
     if c.max_selected is not None:
         caps.append(c.max_selected)
     if c.top_fraction is not None:
         caps.append(int(c.top_fraction * candidates))
-    if measured_share is not None:
-        return min(
-            caps + [round(measured_share * candidates)]
-        ), "the sample's share, judged by the base model"
+    if measured is not None:
+        k, n = measured["selected"], max(1, measured["candidates"])
+        lo, hi = (min(caps + [round(x * candidates)]) for x in share_interval(k, n))
+        # 48 sample rows tell a share to within several points at best: the interval says how far.
+        return min(caps + [round(k / n * candidates)]), (
+            f"the sample's share ({k} of {n} candidates) judged by the base model: 95 % interval"
+            f" {lo}-{hi} rows"
+        )
     share = next((s for t, s in sorted(PAPER_SHARE.items(), reverse=True) if c.threshold >= t), None)
     if share is not None:
         return min(caps + [round(share * candidates)]), f"the paper's share at threshold >= {c.threshold}"
@@ -156,7 +173,8 @@ def _generation(rows: int, prompt: float, new_max: int, new_expected: float, pas
 
 def estimate(cfg: RunConfig, data: dict, tokens: Tokens, measured: dict | None = None) -> dict:
     """Rows, tokens and disk per stage of `cfg`, from the sampled `data` (see `sample`) and, when given,
-    what `sample_run.run_sample` measured (generated tokens per row, the judge's selected share)."""
+    what `sample_run.run_sample` measured (tokens per row as the meter counts them, the gates' and the
+    judge's shares)."""
     from humback.prompts import SCORE_PREFIX
     from humback.rewrite import REWRITE_START
     from humback.scoring import NO_INSTRUCTION, judge_messages
@@ -214,17 +232,20 @@ def estimate(cfg: RunConfig, data: dict, tokens: Tokens, measured: dict | None =
     }
     train("train:m0", 0, forward_mean, forward_drop)
     c = cfg.curate
-    judge_prompt = _mean([tokens.prompt(judge_messages(i, t)) for i, t in pick])
     new = 0 if c.method == "expected" and c.max_new_tokens == 0 else c.max_new_tokens
     replies = c.k if c.method == "mean-of-k" else 1
     response_tokens = text_tokens + 1
     judge_new, judge_basis = new_tokens("curate", new, "judge replies run to max_new_tokens")
+    # Every prompt below holds an instruction: measured, M_yx's stand-in's are not the seed's length.
+    longer = m["augment"]["new_tokens"] - instr_tokens if "augment" in m else 0.0
+    if "curate" in m:  # the meter counted every reply of a judged row
+        judge_new /= replies
+    judge_prompt = _mean([tokens.prompt(judge_messages(i, t)) for i, t in pick]) + longer
     if c.method == "expected":  # the score's own pass reads the prompt again, then reasoning and "Score:"
         rescore = (judge_prompt + judge_new if new else 0) + tokens.count(SCORE_PREFIX)
     # Counted as the meter counts a forward pass: the rendered prompt, the response and its end of turn.
-    forward = _mean([tokens.prompt([{"role": "user", "content": i}]) for i, _ in pick])
+    forward = _mean([tokens.prompt([{"role": "user", "content": i}]) for i, _ in pick]) + longer
     forward += tokens.prompt(NO_INSTRUCTION) + 2 * response_tokens
-    share = m["curate"]["selected_share"] if "curate" in m else None
     # The gates skip candidates before any model reads them: the sample's share of M_yx's stand-in's.
     skipped = round(n_seg * m["curate"]["skipped_share"]) if "curate" in m else 0
     n_judged = n_seg - skipped
@@ -238,7 +259,7 @@ def estimate(cfg: RunConfig, data: dict, tokens: Tokens, measured: dict | None =
             judged = _generation(n_judged, 0, 0, 0)
         if c.forward_signals:  # two passes: the response after its instruction, and alone
             judged["prompt_tokens"] += round(n_judged * forward)
-        n_sel, basis = selected_estimate(cfg, n_seg, share)
+        n_sel, basis = selected_estimate(cfg, n_seg, m.get("curate"))
         stages[f"curate:{t}"] = {
             **judged,
             "rows": n_seg,
@@ -251,13 +272,18 @@ def estimate(cfg: RunConfig, data: dict, tokens: Tokens, measured: dict | None =
         if cfg.rewrite.enabled:
             r = cfg.rewrite
             begin = REWRITE_START if r.begin_reply else ""
-            rw_prompt = _mean([tokens.prompt(rewrite_messages(i, t, begin)) for i, t in pick])
+            rw_prompt = (
+                m["rewrite"]["prompt_tokens"]
+                if "rewrite" in m
+                else _mean([tokens.prompt(rewrite_messages(i, t, begin)) for i, t in pick])
+            )
             rw_new, rw_basis = new_tokens(
                 "rewrite", min(r.max_new_tokens, response_tokens + 3), "a rewrite as long as its original"
             )
             # The rewriter is the same model every iteration, so a candidate selected again is a cache
-            # hit; a stronger judge keeps nearly all of its predecessor's picks (74 of 78 measured).
-            hits = min(n_sel, selected_before) if selected_before and cfg.generation.cache else 0
+            # hit; a stronger judge keeps nearly all of its predecessor's picks.
+            cached = selected_before and cfg.generation.cache
+            hits = round(min(n_sel, selected_before) * SELECTED_AGAIN) if cached else 0
             stages[f"rewrite:{t}"] = {
                 **_generation(n_sel - hits, rw_prompt, r.max_new_tokens, rw_new),
                 "rows": n_sel,
@@ -266,7 +292,8 @@ def estimate(cfg: RunConfig, data: dict, tokens: Tokens, measured: dict | None =
                 "disk_bytes": round(n_sel * seg_bytes * 3.2),
             }
             selected_before = n_sel
-        train(f"train:m{t}", n_sel, (n_seed * forward_mean + n_sel * curated_mean) / (n_seed + n_sel), 0.0)
+        mean = (n_seed * forward_mean + n_sel * (curated_mean + longer)) / (n_seed + n_sel)
+        train(f"train:m{t}", n_sel, mean, 0.0)
     missing = set(stage_keys(cfg.iterations, cfg.rewrite.enabled)) - set(stages)
     assert not missing, missing  # every stage of the run has a line
     return {k: stages[k] for k in stage_keys(cfg.iterations, cfg.rewrite.enabled)}
@@ -426,7 +453,7 @@ def plan(
     if measure:
         from humback.sample_run import run_sample
 
-        measured = run_sample(cfg, data["pairs"], data["segments"], tokens, log=log)
+        measured = run_sample(cfg, data["pairs"], data["segments"], log=log)
     stages = estimate(cfg, data, tokens, measured)
     sizes: dict[str, int] = {}
 

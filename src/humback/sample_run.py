@@ -56,18 +56,18 @@ def run_sample(
     cfg: RunConfig,
     pairs: list[dict],
     segments: list[dict],
-    tokens,
     rows: int = 48,
     rewrites: int = 8,
     train_steps: int = 3,
     log: Callable[[str], None] = print,
 ) -> dict:
-    """Per generating stage: model load seconds, seconds per row, generated tokens per row (and for curate
-    the shares the gates skipped and the judge selected); for training: fixed seconds and seconds per
-    training token. `rows` candidates are written and judged (enough that a share of a few percent shows),
-    the best `rewrites` of them rewritten."""
+    """Per generating stage: model load seconds, and seconds, prompt and generated tokens per row that
+    reached the model (for curate also the shares the gates skipped and the judge selected); for training:
+    fixed seconds and seconds per training token. `rows` candidates are written and judged (enough that a
+    share of a few percent shows), the best `rewrites` of them rewritten."""
     from humback.augment import augment
     from humback.curate import curate
+    from humback.generation.meter import usage_of
     from humback.rewrite import rewrite
     from humback.training.sft import train
 
@@ -111,13 +111,21 @@ def run_sample(
         stand_in = work / "myx"
 
         def timed(stage: str, role: str, fn, asked=lambda: n, model: Path | None = None) -> dict:
-            """Times fn(runner); `asked()`, called after it, is how many rows reached the model."""
+            """Times fn(runner) and reads its engine's meter: seconds, prompt and generated tokens per row
+            that reached the model (`asked()`, called after it), every pass the stage makes counted as a
+            run's meter counts it."""
             runner, load, engine = _role(cfg, role, work / "converted", model)
             start = time.perf_counter()
             stats = fn(runner)
             seconds, rows = time.perf_counter() - start, max(1, asked())
+            used = usage_of(runner.generator)
             log(f"[plan] measured {stage}: {rows} rows in {seconds:.1f} s (+ {load:.1f} s to load)")
-            got = {"load_s": round(load, 2), "row_s": seconds / rows}
+            got = {
+                "load_s": round(load, 2),
+                "row_s": seconds / rows,
+                "prompt_tokens": used.prompt_tokens / rows,
+                "new_tokens": used.generated_tokens / rows,
+            }
             if engine.backend == "openai":  # requests ran min(rows, concurrency) at a time
                 got["latency_s"] = seconds / rows * min(rows, engine.concurrency)
             return got, stats
@@ -131,7 +139,6 @@ def run_sample(
             model=stand_in,
         )
         made = list(read_jsonl(work / "candidates.jsonl"))
-        a["new_tokens"] = sum(tokens.count(c["instruction"]) + 1 for c in made) / max(1, len(made))
         out["augment"] = a
         c, curated = timed(
             "curate",
@@ -148,8 +155,7 @@ def run_sample(
             asked=lambda: sum(1 for r in read_jsonl(work / "iter1" / "scored.jsonl") if not r.get("skipped")),
         )
         scored = list(read_jsonl(work / "iter1" / "scored.jsonl"))
-        replies = [r["reasoning"] for r in scored if "reasoning" in r]  # one reply per judged row
-        c["new_tokens"] = sum(tokens.count(x) for x in replies) / len(replies) if replies else 0.0
+        c["selected"], c["candidates"] = curated["selected"], len(made)
         c["selected_share"] = curated["selected"] / max(1, len(made))
         c["skipped_share"] = sum(1 for r in scored if r.get("skipped")) / max(1, len(scored))
         out["curate"] = c
@@ -166,8 +172,5 @@ def run_sample(
                 ),
                 asked=lambda: len(best),
             )
-            done = list(read_jsonl(work / "iter1r" / "rewrites.jsonl"))
-            texts = [d["rewrite"].get("reply") or d["rewrite"].get("text") or d["response"] for d in done]
-            r["new_tokens"] = sum(tokens.count(x) + 1 for x in texts) / max(1, len(done))
             out["rewrite"] = r
     return out
