@@ -8,7 +8,6 @@ another process holds the run folder; work done so far is kept, rerun to resume)
 
 from __future__ import annotations
 
-import argparse
 import errno
 import json
 import os
@@ -18,15 +17,13 @@ from pathlib import Path
 from humback.budget import BudgetStop
 from humback.config import ConfigError, load_config
 from humback.errors import EnvironmentFault, HumbackError
-from humback.flags import KEY, role_flags, section_flags
+from humback.flags import DEFAULT_CONFIG, KEY, parser
 from humback.rundir import RunDir, writer_lock
-
-DEFAULT_CONFIG = "configs/demo.yaml"
 
 
 def _config(args, default: str | None = None):
     """The recipe given, else `default` when it exists (only `run` has one), else built-in defaults;
-    then --set overrides, then the subcommand's flags (each names its config key, see _flags), all
+    then --set overrides, then the subcommand's flags (each names its config key: humback/flags.py), all
     validated together."""
     path = args.config
     if path is None and default and Path(default).is_file():
@@ -245,265 +242,29 @@ def cmd_view(args) -> None:
     serve(args.run_dir, args.host, args.port)
 
 
-def _with_config(sp) -> None:
-    sp.add_argument("--config", "-c", help="YAML recipe whose settings apply (default: built-in defaults)")
-    sp.add_argument(
-        "--set", action="append", metavar="KEY=VALUE", help="override a config key, e.g. curate.threshold=4.5"
-    )
-
-
-def _backend_flags(sp) -> None:
-    section_flags(sp, "generation", ["backend", "base_url"])
-
-
-def _add_run(sub) -> None:
-    sp = sub.add_parser("run", help="run the whole loop into runs/<name>")
-    sp.add_argument("config", nargs="?", help=f"YAML recipe (default: {DEFAULT_CONFIG})")
-    sp.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key")
-    sp.add_argument("--run-dir", help="run directory (default: runs/<name>)")
-    sp.add_argument(
-        "--force",
-        metavar="STAGE",
-        help="rerun this stage (augment, curate:1 ..., or train: every train stage) and what depends on it",
-    )
-    sp.set_defaults(func=cmd_run)
-
-
-def _add_plan(sub) -> None:
-    sp = sub.add_parser(
-        "plan", help="what a recipe will cost before it runs: rows, tokens, disk and time per stage"
-    )
-    sp.add_argument("config", nargs="?", help=f"YAML recipe (default: {DEFAULT_CONFIG})")
-    sp.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key")
-    sp.add_argument("--run-dir", help="the run it plans; plan.json goes there (default: runs/<name>)")
-    sp.add_argument("--out", help="write plan.json here instead")
-    sp.add_argument(
-        "--sample", type=int, default=200, help="seed rows and corpus documents read (default: 200)"
-    )
-    sp.add_argument(
-        "--measure",
-        action="store_true",
-        help="run every stage here on a few sample rows (stand-ins for the run's models) and extrapolate",
-    )
-    sp.add_argument("--hardware", metavar="NAME", help="time from published figures: h100x8, a100x8, ...")
-    sp.add_argument(
-        "--params", type=float, help="the model's parameter count, when it cannot be read (offline hub)"
-    )
-    sp.set_defaults(func=cmd_plan)
-
-
-def _add_status(sub) -> None:
-    sp = sub.add_parser("status", help="print a run directory's manifest as a table")
-    sp.add_argument("run_dir")
-    sp.set_defaults(func=cmd_status)
-
-
-def _add_seed(sub) -> None:
-    sp = sub.add_parser(
-        "seed", help="oasst (hub, tree export, message table) or generic pairs -> seed pairs JSONL"
-    )
-    sp.add_argument("--out", required=True)
-    section_flags(sp, "seed")
-    section_flags(sp, "", ["random_seed"])
-    _with_config(sp)
-    sp.set_defaults(func=cmd_seed)
-
-
-def _add_segment(sub) -> None:
-    sp = sub.add_parser("segment", help="corpus (HTML, WARC, JSONL, Parquet, hub id) -> segments")
-    sp.add_argument("--out", required=True, help="a .jsonl file, or a folder for sharded output")
-    section_flags(sp, "segment")
-    section_flags(sp, "", ["random_seed"])
-    _with_config(sp)
-    sp.set_defaults(func=cmd_segment)
-
-
-def _add_train(sub) -> None:
-    sp = sub.add_parser("train", help="fine-tune a forward or backward model on pairs JSONL")
-    sp.add_argument("--data", action="append", required=True, help="pairs JSONL (repeatable)")
-    sp.add_argument("--direction", choices=["forward", "backward"], required=True)
-    sp.add_argument("--out", required=True)
-    section_flags(sp, "", ["model", "random_seed"])
-    section_flags(sp, "train")
-    _with_config(sp)
-    sp.set_defaults(func=cmd_train)
-
-
-def _add_augment(sub) -> None:
-    sp = sub.add_parser("augment", help="segments -> candidates with a backward model")
-    sp.add_argument(
-        "--model",
-        dest=f"{KEY}generation.backward.model",
-        metavar="MODEL",
-        help="backward model M_yx [generation.backward.model]",
-    )
-    sp.add_argument("--segments", required=True)
-    sp.add_argument("--out", required=True)
-    section_flags(sp, "augment")
-    section_flags(sp, "", ["random_seed"])
-    _backend_flags(sp)
-    _with_config(sp)
-    sp.set_defaults(func=cmd_augment)
-
-
-def _add_curate(sub) -> None:
-    sp = sub.add_parser("curate", help="score candidates with a judge and select")
-    sp.add_argument(
-        "--judge",
-        dest=f"{KEY}generation.judge.model",
-        metavar="MODEL",
-        help="judge model [generation.judge.model]",
-    )
-    sp.add_argument("--candidates", required=True)
-    sp.add_argument("--out-dir", required=True)
-    sp.add_argument("--iteration", type=int, default=1)
-    section_flags(sp, "curate")
-    section_flags(sp, "", ["random_seed"])
-    _backend_flags(sp)
-    _with_config(sp)
-    sp.set_defaults(func=cmd_curate)
-
-
-def _add_rewrite(sub) -> None:
-    sp = sub.add_parser("rewrite", help="rewrite selected responses for their instructions (Back-and-Forth)")
-    sp.add_argument(
-        "--rewriter",
-        dest=f"{KEY}generation.rewriter.model",
-        metavar="MODEL",
-        help="the rewriting model (default: the config's model) [generation.rewriter.model]",
-    )
-    sp.add_argument(
-        "--selected", required=True, help="selected pairs JSONL (a curate stage's selected.jsonl)"
-    )
-    sp.add_argument("--out-dir", required=True, help="where rewrites.jsonl and rewritten.jsonl go")
-    section_flags(
-        sp,
-        "rewrite",
-        [
-            n
-            for n in (
-                "temperature",
-                "top_p",
-                "max_new_tokens",
-                "on_parse_failure",
-                "min_overlap",
-                "min_length_ratio",
-                "max_length_ratio",
-            )
-        ],
-    )
-    section_flags(sp, "", ["model", "random_seed"])
-    _backend_flags(sp)
-    _with_config(sp)
-    sp.set_defaults(func=cmd_rewrite)
-
-
-def _add_calibrate(sub) -> None:
-    sp = sub.add_parser(
-        "calibrate", help="how well a judge separates good from bad: AUC, precision, recall, F1"
-    )
-    sp.add_argument(
-        "data",
-        help="JSONL of (instruction, response, label), or of good pairs only: then a mismatched,"
-        " a truncated and a boilerplate-spliced negative is built from each",
-    )
-    sp.add_argument(
-        "--judge",
-        dest=f"{KEY}generation.judge.model",
-        metavar="MODEL",
-        help="judge model (default: the config's model) [generation.judge.model]",
-    )
-    sp.add_argument(
-        "--response-field", default="response", help="column holding the response, e.g. output_gpt4"
-    )
-    sp.add_argument("--limit", type=int, help="use the first N rows")
-    sp.add_argument(
-        "--fit",
-        metavar="SIGNALS",
-        help="fit curate.combine weights over these signals, e.g. ifd,end_logprob,judge_score",
-    )
-    sp.add_argument("--out-dir", default="calibration", help="where scored.jsonl and calibration.json go")
-    section_flags(sp, "", ["random_seed"])
-    _backend_flags(sp)
-    _with_config(sp)
-    sp.set_defaults(func=cmd_calibrate)
-
-
-def _add_eval(sub) -> None:
-    sp = sub.add_parser(
-        "eval",
-        help="evaluate a run on held-out pairs: backward NLL/ROUGE-L, judge AUC, forward"
-        " NLL and win rates; writes eval/metrics.json and the report",
-    )
-    sp.add_argument("run_dir")
-    section_flags(sp, "eval")
-    role_flags(sp, "referee", "referee")
-    _with_config(sp)
-    sp.set_defaults(func=cmd_eval)
-
-
-def _add_report(sub) -> None:
-    sp = sub.add_parser("report", help="write <run>/report/report.md with plots")
-    sp.add_argument("run_dir")
-    sp.set_defaults(func=cmd_report)
-
-
-def _add_export(sub) -> None:
-    sp = sub.add_parser(
-        "export", help="the curated dataset as chat-messages JSONL/Parquet with a dataset card"
-    )
-    sp.add_argument("run_dir")
-    sp.add_argument("--out", required=True, help="output folder (data/ + README.md card)")
-    sp.add_argument("--iteration", type=int, help="which iteration's selection (default: the last finished)")
-    sp.add_argument("--format", choices=["jsonl", "parquet"], default="jsonl")
-    sp.add_argument(
-        "--license", default="other", help="licence of the data (that of your corpus), for the card"
-    )
-    sp.add_argument(
-        "--push-to-hub", metavar="REPO", help="also upload to this dataset repo (token from HF_TOKEN)"
-    )
-    sp.add_argument("--public", action="store_true", help="make a new hub repo public (default: private)")
-    sp.set_defaults(func=cmd_export)
-
-
-def _add_view(sub) -> None:
-    sp = sub.add_parser(
-        "view", help="browse a run in the browser: funnel, candidates, scores, iteration diff, eval"
-    )
-    sp.add_argument("run_dir")
-    sp.add_argument("--port", type=int, default=8765)
-    sp.add_argument("--host", default="127.0.0.1", help="address to bind (default: this machine only)")
-    sp.set_defaults(func=cmd_view)
-
-
-def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="humback", description="Instruction backtranslation, end to end.")
-    sub = p.add_subparsers(dest="command", required=True)
-    for add in (
-        _add_run,
-        _add_plan,
-        _add_status,
-        _add_seed,
-        _add_segment,
-        _add_train,
-        _add_augment,
-        _add_curate,
-        _add_rewrite,
-        _add_calibrate,
-        _add_eval,
-        _add_report,
-        _add_export,
-        _add_view,
-    ):
-        add(sub)
-    return p
+COMMANDS = {
+    "run": cmd_run,
+    "plan": cmd_plan,
+    "status": cmd_status,
+    "seed": cmd_seed,
+    "segment": cmd_segment,
+    "train": cmd_train,
+    "augment": cmd_augment,
+    "curate": cmd_curate,
+    "rewrite": cmd_rewrite,
+    "calibrate": cmd_calibrate,
+    "eval": cmd_eval,
+    "report": cmd_report,
+    "export": cmd_export,
+    "view": cmd_view,
+}
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    args = parser().parse_args(argv)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     try:
-        args.func(args)
+        COMMANDS[args.command](args)
     except EnvironmentFault as e:
         print(
             f"humback: {e}\nWork finished so far is kept: rerun the same command to resume.", file=sys.stderr
