@@ -11,6 +11,7 @@ A name is one of:
 from __future__ import annotations
 
 import importlib.metadata
+import math
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -189,3 +190,29 @@ def model_fingerprint(name: str) -> str:
         and f.suffix in {".json", ".safetensors", ".model", ".jinja", ".txt"}
     ]
     return hashlib.sha256("".join(f"{f.name}:{file_sha256(f)}\n" for f in files).encode()).hexdigest()[:24]
+
+
+def parameter_count(name: str) -> int:
+    """Parameters of a model: counted from a local checkpoint's safetensors headers (no weights loaded), or
+    from the hub's safetensors metadata."""
+    path = Path(resolve_model(name))
+    if path.is_dir():
+        from safetensors import safe_open
+
+        total = 0
+        for f in sorted(path.glob("*.safetensors")):
+            with safe_open(str(f), framework="pt") as st:
+                for key in st.keys():  # noqa: SIM118 (safe_open is no mapping)
+                    total += math.prod(st.get_slice(key).get_shape())
+        if total:
+            return total
+        raise ModelError(f"model {name}: no safetensors weights in {path} to count its parameters from")
+    try:
+        from huggingface_hub import get_safetensors_metadata
+
+        return sum(get_safetensors_metadata(str(path)).parameter_count.values())
+    except Exception as e:  # noqa: BLE001 (offline, gated, or no safetensors: the hub raises many types)
+        raise ModelError(
+            f"model {name}: cannot read its parameter count from the hub ({type(e).__name__}): give it with"
+            " --params (e.g. --params 6.7e9 for LLaMA-7B)"
+        ) from None

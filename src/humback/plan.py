@@ -359,34 +359,6 @@ def sample(cfg: RunConfig, rows: int) -> dict:
     }
 
 
-def model_size(name: str) -> int:
-    """Parameters of a model: counted from a local checkpoint's safetensors headers (no weights loaded), or
-    from the hub's safetensors metadata."""
-    from humback.models import resolve_model
-
-    path = Path(resolve_model(name))
-    if path.is_dir():
-        from safetensors import safe_open
-
-        total = 0
-        for f in sorted(path.glob("*.safetensors")):
-            with safe_open(str(f), framework="pt") as st:
-                for key in st.keys():  # noqa: SIM118 (safe_open is no mapping)
-                    total += math.prod(st.get_slice(key).get_shape())
-        if total:
-            return total
-        raise PlanError(f"model {name}: no safetensors weights in {path} to count its parameters from")
-    try:
-        from huggingface_hub import get_safetensors_metadata
-
-        return sum(get_safetensors_metadata(str(path)).parameter_count.values())
-    except Exception as e:  # noqa: BLE001 (offline, gated, or no safetensors: the hub raises many types)
-        raise PlanError(
-            f"model {name}: cannot read its parameter count from the hub ({type(e).__name__}): give it with"
-            " --params (e.g. --params 6.7e9 for LLaMA-7B)"
-        ) from None
-
-
 def _seconds(st: dict, source: str, value: float) -> None:
     st.setdefault("seconds", {})[source] = round(value, 1) if value >= 1 else round(value, 4)
 
@@ -442,6 +414,7 @@ def plan(
     """The plan of `cfg` (see the module's docstring), as plan.json holds it."""
     from humback.hardware import ASSUMPTIONS
     from humback.hardware import hardware as accelerator
+    from humback.models import parameter_count
 
     if hardware is not None:
         accelerator(hardware)  # an unknown name fails before any work
@@ -461,7 +434,7 @@ def plan(
         if params is not None and name == cfg.model:
             return params
         if name not in sizes:
-            sizes[name] = model_size(name)
+            sizes[name] = parameter_count(name)
         return sizes[name]
 
     n = size(cfg.model)
