@@ -170,6 +170,7 @@ def test_a_run_stops_at_its_budget_exits_4_and_the_raised_budget_finishes_it(tin
     assert len(partial.read_text().splitlines()) == done
     spent_before = entry["spent"]["generated_tokens"]
     assert main(args) == 4  # the same limit: stops where it stopped, nothing more generated
+    assert f"{done} rows done" in status_table(run_dir)
     again = json.loads((run_dir / "manifest.json").read_text())["stages"]["augment"]
     assert again["stopped"]["done"] == done and again["spent"]["generated_tokens"] == spent_before
     assert len(partial.read_text().splitlines()) == done

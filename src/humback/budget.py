@@ -173,11 +173,15 @@ class Allowance:
         reached = self._reached(self.spent())
         if reached:
             key, why = reached
+            # A stage stopped before and rerun with the same limit: its finished rows are still kept.
+            done = int(self.before["rows"])
+            kept = f" ({done} rows done and kept)" if done else ""
             raise BudgetStop(
-                f"[{self.stage}] not started: {why}. Raise {key} (or remove it) and rerun the same"
+                f"[{self.stage}] not started: {why}{kept}. Raise {key} (or remove it) and rerun the same"
                 " command to continue.",
                 self.stage,
                 key,
+                done=done,
             )
 
     def claim(self, unit: int, rows: int, whole: bool = False) -> int | None:

@@ -162,7 +162,8 @@ def summary(data: dict) -> str:
             if st["status"] == "stopped":
                 halt = st.get("stopped", {})
                 done, left, unit = halt.get("done"), halt.get("left"), halt.get("unit", "rows")
-                note = f"stopped by {halt.get('limit')}: {done} {unit} done, {left} left"
+                note = f"stopped by {halt.get('limit')}: {done} {unit} done"
+                note += "" if left is None else f", {left} left"  # a stage stopped before it started
             else:
                 note = _note(stage, stats) if st["status"] == "done" else _shard_note(data, stage)
         except (KeyError, TypeError, ValueError) as e:  # stats of an older version, or edited by hand
