@@ -91,11 +91,17 @@ def main() -> None:
         k: {"plan": p["stages"][k]["rows"], "actual": st["stats"].get("rows", st["stats"].get("examples"))}
         for k, st in ran.items()
     }
+    selected = {  # what the plan expected the judge to keep, on what basis, and what it kept
+        k: {"plan": st["selected"], "actual": ran[k]["stats"].get("selected"), "basis": st["selected_basis"]}
+        for k, st in p["stages"].items()
+        if "selected" in st and k in ran
+    }
     for name, part in (("tokens", table), ("seconds", times)):
         print(f"[bench] {name}:")
         for k, v in part.items():
             print(f"  {k:<22} plan {v['plan']:>10} actual {v['actual']:>10} ratio {v['ratio']}")
     print(f"[bench] rows: {rows_}")
+    print(f"[bench] selected: {selected}")
     token_ratios = [v["ratio"] for v in table.values() if v["ratio"] is not None]
     slow = [k for k, st in ran.items() if st["seconds"] >= 5 and k in times]  # sub-5 s stages are noise
     time_ratios = [times[k]["ratio"] for k in slow]
@@ -111,6 +117,7 @@ def main() -> None:
         tokens=table,
         seconds=times,
         rows=rows_,
+        selected=selected,
         token_ratio_range=[min(token_ratios), max(token_ratios)],
         token_within_10pct=sum(abs(r - 1) <= 0.10 for r in token_ratios),
         token_figures=len(token_ratios),
