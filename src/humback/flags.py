@@ -64,12 +64,7 @@ def section_flags(
 
 def role_flags(sp, role: str, flag: str) -> None:
     """`--<flag>` names the role's model; `--<flag>-backend` and `--<flag>-base-url` its engine."""
-    sp.add_argument(
-        f"--{flag}",
-        dest=f"{KEY}generation.{role}.model",
-        metavar="MODEL",
-        help=f"the {role}'s model [generation.{role}.model]",
-    )
+    _model_flag(sp, f"--{flag}", role, f"the {role}'s model")
     sp.add_argument(
         f"--{flag}-backend",
         dest=f"{KEY}generation.{role}.backend",
@@ -89,6 +84,20 @@ def _with_config(sp) -> None:
     sp.add_argument(
         "--set", action="append", metavar="KEY=VALUE", help="override a config key, e.g. curate.threshold=4.5"
     )
+
+
+def _model_flag(sp, flag: str, role: str, text: str) -> None:
+    """`flag` names the model of generation role `role`."""
+    key = f"generation.{role}.model"
+    sp.add_argument(flag, dest=KEY + key, metavar="MODEL", help=f"{text} [{key}]")
+
+
+def _generating_flags(sp, section: str) -> None:
+    """A generating stage's own section, the random seed, its engine and the recipe."""
+    section_flags(sp, section)
+    section_flags(sp, "", ["random_seed"])
+    _backend_flags(sp)
+    _with_config(sp)
 
 
 def _backend_flags(sp) -> None:
@@ -164,45 +173,24 @@ def _add_train(sub) -> None:
 
 def _add_augment(sub) -> None:
     sp = sub.add_parser("augment", help="segments -> candidates with a backward model")
-    sp.add_argument(
-        "--model",
-        dest=f"{KEY}generation.backward.model",
-        metavar="MODEL",
-        help="backward model M_yx [generation.backward.model]",
-    )
+    _model_flag(sp, "--model", "backward", "backward model M_yx")
     sp.add_argument("--segments", required=True)
     sp.add_argument("--out", required=True)
-    section_flags(sp, "augment")
-    section_flags(sp, "", ["random_seed"])
-    _backend_flags(sp)
-    _with_config(sp)
+    _generating_flags(sp, "augment")
 
 
 def _add_curate(sub) -> None:
     sp = sub.add_parser("curate", help="score candidates with a judge and select")
-    sp.add_argument(
-        "--judge",
-        dest=f"{KEY}generation.judge.model",
-        metavar="MODEL",
-        help="judge model [generation.judge.model]",
-    )
+    _model_flag(sp, "--judge", "judge", "judge model")
     sp.add_argument("--candidates", required=True)
     sp.add_argument("--out-dir", required=True)
     sp.add_argument("--iteration", type=int, default=1)
-    section_flags(sp, "curate")
-    section_flags(sp, "", ["random_seed"])
-    _backend_flags(sp)
-    _with_config(sp)
+    _generating_flags(sp, "curate")
 
 
 def _add_rewrite(sub) -> None:
     sp = sub.add_parser("rewrite", help="rewrite selected responses for their instructions (Back-and-Forth)")
-    sp.add_argument(
-        "--rewriter",
-        dest=f"{KEY}generation.rewriter.model",
-        metavar="MODEL",
-        help="the rewriting model (default: the config's model) [generation.rewriter.model]",
-    )
+    _model_flag(sp, "--rewriter", "rewriter", "the rewriting model (default: the config's model)")
     sp.add_argument(
         "--selected", required=True, help="selected pairs JSONL (a curate stage's selected.jsonl)"
     )
@@ -237,12 +225,7 @@ def _add_calibrate(sub) -> None:
         help="JSONL of (instruction, response, label), or of good pairs only: then a mismatched,"
         " a truncated and a boilerplate-spliced negative is built from each",
     )
-    sp.add_argument(
-        "--judge",
-        dest=f"{KEY}generation.judge.model",
-        metavar="MODEL",
-        help="judge model (default: the config's model) [generation.judge.model]",
-    )
+    _model_flag(sp, "--judge", "judge", "judge model (default: the config's model)")
     sp.add_argument(
         "--response-field", default="response", help="column holding the response, e.g. output_gpt4"
     )
