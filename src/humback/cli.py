@@ -242,7 +242,7 @@ def cmd_view(args) -> None:
     serve(args.run_dir, args.host, args.port)
 
 
-COMMANDS = {
+COMMANDS = {  # each subcommand's function (its arguments: humback/flags.py)
     "run": cmd_run,
     "plan": cmd_plan,
     "status": cmd_status,
@@ -261,10 +261,10 @@ COMMANDS = {
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    args = parser(COMMANDS).parse_args(argv)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     try:
-        COMMANDS[args.command](args)
+        args.func(args)
     except EnvironmentFault as e:
         print(
             f"humback: {e}\nWork finished so far is kept: rerun the same command to resume.", file=sys.stderr

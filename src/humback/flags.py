@@ -5,6 +5,7 @@ type, choices and description, so the CLI never declares a setting a second time
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable, Mapping
 from types import UnionType
 from typing import Literal, Union, get_args, get_origin
 
@@ -284,8 +285,10 @@ def _add_view(sub) -> None:
     sp.add_argument("--host", default="127.0.0.1", help="address to bind (default: this machine only)")
 
 
-def parser() -> argparse.ArgumentParser:
-    """`humback`'s arguments: a subcommand each, its flags derived from its config section."""
+def parser(commands: Mapping[str, Callable]) -> argparse.ArgumentParser:
+    """`humback`'s arguments: a subcommand each, its flags derived from its config section, and `func` the
+    function of `commands` that runs it (a subcommand without one, or one without arguments, fails here,
+    whichever subcommand is asked for)."""
     p = argparse.ArgumentParser(prog="humback", description="Instruction backtranslation, end to end.")
     sub = p.add_subparsers(dest="command", required=True)
     for add in (
@@ -305,4 +308,8 @@ def parser() -> argparse.ArgumentParser:
         _add_view,
     ):
         add(sub)
+    if set(sub.choices) != set(commands):
+        raise RuntimeError(f"subcommands {sorted(sub.choices)} != commands {sorted(commands)}")
+    for name, sp in sub.choices.items():
+        sp.set_defaults(func=commands[name])
     return p

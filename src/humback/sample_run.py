@@ -62,9 +62,10 @@ def run_sample(
     log: Callable[[str], None] = print,
 ) -> dict:
     """Per generating stage: model load seconds, and seconds, prompt and generated tokens per row that
-    reached the model (for curate also the shares the gates skipped and the judge selected); for training:
-    fixed seconds and seconds per training token. `rows` candidates are written and judged (enough that a
-    share of a few percent shows), the best `rewrites` of them rewritten."""
+    reached the model (for curate also the share the gates skipped, and how many of the candidates the
+    judge selected); for training: fixed seconds and seconds per training token. `rows` candidates are
+    written and judged (enough that a share of a few percent shows), the best `rewrites` of them
+    rewritten."""
     from humback.augment import augment
     from humback.curate import curate
     from humback.generation.meter import usage_of
@@ -156,7 +157,6 @@ def run_sample(
         )
         scored = list(read_jsonl(work / "iter1" / "scored.jsonl"))
         c["selected"], c["candidates"] = curated["selected"], len(made)
-        c["selected_share"] = curated["selected"] / max(1, len(made))
         c["skipped_share"] = sum(1 for r in scored if r.get("skipped")) / max(1, len(scored))
         out["curate"] = c
         if cfg.rewrite.enabled:
